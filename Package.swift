@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module layout (see README "Inside"):
+//   FunctionRuntime   event in, response out, local mode and the Lambda Runtime API loop; knows nothing of Meta
+//   HTTPTransport     the outbound HTTP port (a protocol and its values), no implementation
+//   AWSSigning        AWS Signature Version 4, shared by DynamoDB, SQS and Bedrock
+//   KeyValueStore     the key-value port, DynamoDB's AttributeValue, the file and DynamoDB backends
+//   MetaMessaging     the core: config, webhook, tenancy, Graph client, OAuth, agents, handlers
+//   AsyncHTTPTransport the HTTPTransport adapter on AsyncHTTPClient (only executables that call out link it,
+//                     so `verify` and `auth-url` stay free of SwiftNIO, TLS and Foundation)
+let package = Package(
+    name: "meta-messaging",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "verify", targets: ["verify"]),
+        .executable(name: "receive", targets: ["receive"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // Tests only: the loopback stand-ins (Runtime API, Graph API, agent) are NIO HTTP servers.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        .target(name: "FunctionRuntime", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "HTTPTransport"),
+        .target(name: "AWSSigning", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "KeyValueStore", dependencies: [
+            "HTTPTransport", "AWSSigning",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "MetaMessaging", dependencies: [
+            "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "AsyncHTTPTransport", dependencies: [
+            "HTTPTransport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+        .executableTarget(name: "verify", dependencies: ["MetaMessaging", "FunctionRuntime"]),
+        .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
+        .target(name: "TestSupport", dependencies: [
+            "FunctionRuntime",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], path: "Tests/TestSupport"),
+        .testTarget(name: "MetaMessagingTests", dependencies: [
+            "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
+            "AsyncHTTPTransport",
+        ], resources: [.copy("Fixtures")]),
+    ]
+)

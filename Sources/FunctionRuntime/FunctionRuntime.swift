@@ -1,0 +1,245 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+
+/// What one executable does with one event: raw event bytes in, raw response bytes out.
+public protocol FunctionHandler: Sendable {
+    func handle(event: [UInt8], context: InvocationContext) async throws -> [UInt8]
+}
+
+/// A function behind API Gateway: the event is decoded into an `HTTPRequest` (either payload
+/// format) and the `HTTPResponse` is encoded back as a proxy response. An event that is not an
+/// API Gateway event is a function error (`InvalidEvent`).
+public struct HTTPFunction: FunctionHandler {
+    private let body: @Sendable (HTTPRequest, InvocationContext) async throws -> HTTPResponse
+
+    public init(_ body: @escaping @Sendable (HTTPRequest, InvocationContext) async throws -> HTTPResponse) {
+        self.body = body
+    }
+
+    public func handle(event: [UInt8], context: InvocationContext) async throws -> [UInt8] {
+        let request = try APIGatewayEvent.decode(event)
+        return APIGatewayEvent.encode(try await body(request, context))
+    }
+}
+
+/// The Lambda Runtime API paths and headers (AWS Lambda Developer Guide, "Using the Lambda
+/// runtime API for custom runtimes"), kept in one place.
+enum RuntimeAPI {
+    static let next = "/2018-06-01/runtime/invocation/next"
+    static func response(_ id: String) -> String { "/2018-06-01/runtime/invocation/\(id)/response" }
+    static func error(_ id: String) -> String { "/2018-06-01/runtime/invocation/\(id)/error" }
+    static let initError = "/2018-06-01/runtime/init/error"
+
+    static let requestIDHeader = "Lambda-Runtime-Aws-Request-Id"
+    static let deadlineHeader = "Lambda-Runtime-Deadline-Ms"
+    static let traceIDHeader = "Lambda-Runtime-Trace-Id"
+    static let functionARNHeader = "Lambda-Runtime-Invoked-Function-Arn"
+    static let errorTypeHeader = "Lambda-Runtime-Function-Error-Type"
+}
+
+/// Runs one executable: local mode (one event from stdin or a file, one JSON document on stdout)
+/// or, when `AWS_LAMBDA_RUNTIME_API` is set, the Lambda Runtime API loop.
+public enum FunctionRuntime {
+    /// `makeHandler` reads the configuration it needs from the environment once; a
+    /// `ConfigurationError` it throws is reported before any event is read.
+    public static func run(
+        _ name: String,
+        makeHandler: @Sendable (Environment, Logger) async throws -> any FunctionHandler
+    ) async -> Never {
+        let environment = Environment.current()
+        do {
+            try JSONLogHandler.bootstrap(environment: environment)
+        } catch {
+            fail(configuration: error, environment: environment)
+        }
+        let logger = Logger(label: name)
+        if let endpoint = environment["AWS_LAMBDA_RUNTIME_API"] {
+            await runLambdaLoop(endpoint: endpoint, environment: environment, logger: logger, makeHandler: makeHandler)
+        } else {
+            await runLocal(environment: environment, logger: logger, makeHandler: makeHandler)
+        }
+    }
+
+    // MARK: Local mode
+
+    private static func runLocal(
+        environment: Environment, logger: Logger,
+        makeHandler: @Sendable (Environment, Logger) async throws -> any FunctionHandler
+    ) async -> Never {
+        let handler: any FunctionHandler
+        do {
+            handler = try await makeHandler(environment, logger)
+        } catch let error as ConfigurationError {
+            fail(configuration: error, environment: environment)
+        } catch {
+            printError(ErrorDocument(error))
+            exit(1)
+        }
+
+        let arguments = CommandLine.arguments.dropFirst()
+        let input: [UInt8]
+        switch arguments.count {
+        case 0:
+            guard let bytes = readAll(fd: STDIN_FILENO) else {
+                writeStderr("cannot read the event from stdin")
+                exit(2)
+            }
+            input = bytes
+        case 1:
+            let path = arguments[arguments.startIndex]
+            let fd = open(path, O_RDONLY)
+            guard fd >= 0, let bytes = readAll(fd: fd) else {
+                writeStderr("cannot read the event file \(path): \(String(cString: strerror(errno)))")
+                exit(2)
+            }
+            close(fd)
+            input = bytes
+        default:
+            writeStderr("usage: \(CommandLine.arguments[0]) [EVENT_FILE]   (or the event on stdin)")
+            exit(2)
+        }
+
+        let timeout = environment["FUNCTION_TIMEOUT_SECONDS"].flatMap(Double.init) ?? 30
+        var invocationLogger = logger
+        let requestID = "local-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000)"
+        invocationLogger[metadataKey: "requestId"] = "\(requestID)"
+        let context = InvocationContext(
+            requestID: requestID, deadline: .now + .milliseconds(Int64(timeout * 1000)),
+            traceID: environment["_X_AMZN_TRACE_ID"], logger: invocationLogger)
+        do {
+            let output = try await handler.handle(event: input, context: context)
+            writeStdout(output)
+            exit(0)
+        } catch {
+            printError(ErrorDocument(error))
+            exit(1)
+        }
+    }
+
+    // MARK: Lambda mode
+
+    private static func runLambdaLoop(
+        endpoint: String, environment: Environment, logger: Logger,
+        makeHandler: @Sendable (Environment, Logger) async throws -> any FunctionHandler
+    ) async -> Never {
+        let client: RuntimeAPIClient
+        do {
+            client = try RuntimeAPIClient(endpoint: endpoint)
+        } catch {
+            writeStderr(error.description)
+            exit(2)
+        }
+
+        let handler: any FunctionHandler
+        do {
+            handler = try await makeHandler(environment, logger)
+        } catch {
+            let document: ErrorDocument
+            if let configuration = error as? ConfigurationError {
+                document = ErrorDocument(errorType: "Runtime.ConfigurationError", errorMessage: configuration.description)
+                logger.error("\(configuration.description)")
+            } else {
+                document = ErrorDocument(error)
+                logger.error("initialisation failed", metadata: ["errorType": "\(document.errorType)"])
+            }
+            _ = try? client.send(
+                method: "POST", path: RuntimeAPI.initError,
+                headers: [(RuntimeAPI.errorTypeHeader, document.errorType), ("Content-Type", "application/json")],
+                body: encode(document))
+            exit(1)
+        }
+
+        while true {
+            do {
+                let next = try client.send(method: "GET", path: RuntimeAPI.next)
+                guard next.status == 200, let requestID = next.headers[RuntimeAPI.requestIDHeader] else {
+                    logger.error("the Runtime API answered next with \(next.status)")
+                    exit(1)
+                }
+                let traceID = next.headers[RuntimeAPI.traceIDHeader]
+                if let traceID { setenv("_X_AMZN_TRACE_ID", traceID, 1) } else { unsetenv("_X_AMZN_TRACE_ID") }
+                let deadline = deadlineInstant(epochMilliseconds: next.headers[RuntimeAPI.deadlineHeader])
+                var invocationLogger = logger
+                invocationLogger[metadataKey: "requestId"] = "\(requestID)"
+                if let traceID { invocationLogger[metadataKey: "traceId"] = "\(traceID)" }
+                let context = InvocationContext(
+                    requestID: requestID, deadline: deadline, traceID: traceID,
+                    invokedFunctionARN: next.headers[RuntimeAPI.functionARNHeader], logger: invocationLogger)
+                do {
+                    let output = try await handler.handle(event: next.body, context: context)
+                    _ = try client.send(method: "POST", path: RuntimeAPI.response(requestID), body: output)
+                } catch let transport as RuntimeAPIClient.TransportError {
+                    throw transport
+                } catch {
+                    let document = ErrorDocument(error)
+                    invocationLogger.error("function error", metadata: ["errorType": "\(document.errorType)"])
+                    _ = try client.send(
+                        method: "POST", path: RuntimeAPI.error(requestID),
+                        headers: [(RuntimeAPI.errorTypeHeader, document.errorType), ("Content-Type", "application/json")],
+                        body: encode(document))
+                }
+            } catch {
+                // The Runtime API itself is gone: nothing more can be served; Lambda restarts us.
+                logger.critical("Runtime API unreachable: \(error)")
+                exit(1)
+            }
+        }
+    }
+
+    /// Lambda gives the deadline as wall-clock epoch milliseconds; the handler works with a
+    /// monotonic instant so a clock step cannot stretch or cut its budget.
+    private static func deadlineInstant(epochMilliseconds: String?) -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
+        guard let text = epochMilliseconds, let deadline = Int64(text) else { return now + .seconds(30) }
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        let wallNow = Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec / 1_000_000)
+        return now + .milliseconds(deadline - wallNow)
+    }
+
+    // MARK: Output
+
+    private static func fail(configuration: ConfigurationError, environment: Environment) -> Never {
+        writeStderr(configuration.description)
+        exit(2)
+    }
+
+    static func encode(_ document: ErrorDocument) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(document)).map(Array.init) ?? Array(#"{"errorType":"Unknown"}"#.utf8)
+    }
+
+    private static func printError(_ document: ErrorDocument) {
+        writeStdout(encode(document))
+    }
+
+    private static func writeStdout(_ bytes: [UInt8]) { Output.stdout(bytes) }
+
+    private static func writeStderr(_ line: String) { Output.stderr(line) }
+
+    private static func readAll(fd: Int32) -> [UInt8]? {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if count == 0 { return result }
+            result.append(contentsOf: chunk[0..<count])
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Unbuffered writes to stdout and stderr: each call is one `write(2)` loop, so a JSON line
+/// is never interleaved with another thread's and nothing waits in a buffer at `exit`.
+enum Output {
+    static func write(_ bytes: [UInt8], to fd: Int32) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { raw in Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += written
+        }
+    }
+
+    static func stdout(_ bytes: [UInt8]) {
+        var line = bytes
+        if line.last != UInt8(ascii: "\n") { line.append(UInt8(ascii: "\n")) }
+        write(line, to: STDOUT_FILENO)
+    }
+
+    static func stderr(_ text: String) {
+        write(Array((text + "\n").utf8), to: STDERR_FILENO)
+    }
+}

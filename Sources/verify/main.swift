@@ -1,0 +1,6 @@
+import FunctionRuntime
+import MetaMessaging
+
+await FunctionRuntime.run("verify") { environment, _ in
+    try VerifyHandler(environment: environment).function
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+/// Runs one of the package's executables as a user would: environment, stdin, exit code,
+/// stdout and stderr captured.
+public struct ProcessResult: Sendable {
+    public let exitCode: Int32
+    public let stdout: String
+    public let stderr: String
+
+    public var json: [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]
+    }
+    /// The `body` of an API Gateway proxy response printed on stdout.
+    public var body: String { json?["body"] as? String ?? "" }
+    public var bodyJSON: [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
+    }
+    public var statusCode: Int? { json?["statusCode"] as? Int }
+}
+
+public enum Executables {
+    /// The folder holding the built products: the test bundle sits beside them.
+    public static var binPath: URL {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: me).deletingLastPathComponent()
+    }
+
+    public static func url(_ name: String) -> URL { binPath.appendingPathComponent(name) }
+
+    /// The package's root folder.
+    public static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    public static func event(_ name: String) -> [UInt8] {
+        (try? Array(Data(contentsOf: packageRoot.appendingPathComponent("events/\(name)")))) ?? []
+    }
+
+    /// Runs `name` with exactly `environment` (plus PATH), `stdin` as its input, waits for it.
+    public static func run(
+        _ name: String, environment: [String: String], stdin: [UInt8] = [], arguments: [String] = [],
+        timeout: TimeInterval = 60
+    ) throws -> ProcessResult {
+        let process = Process()
+        process.executableURL = url(name)
+        process.arguments = arguments
+        var env = environment
+        env["PATH"] = env["PATH"] ?? "/usr/bin:/bin"
+        process.environment = env
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let writer = Thread {
+            input.fileHandleForWriting.write(Data(stdin))
+            try? input.fileHandleForWriting.close()
+        }
+        writer.start()
+        // Read both pipes concurrently so a chatty stderr cannot block the child.
+        let errorData = LockedData()
+        let errorReader = Thread { errorData.set(errors.fileHandleForReading.readDataToEndOfFile()) }
+        errorReader.start()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { usleep(1000) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        while errorData.get() == nil { usleep(1000) }
+        return ProcessResult(
+            exitCode: process.terminationStatus,
+            stdout: String(decoding: out, as: UTF8.self),
+            stderr: String(decoding: errorData.get() ?? Data(), as: UTF8.self))
+    }
+
+    /// Starts `name` in the background (for the Lambda loop); the caller terminates it.
+    /// Its stderr goes to a temporary file, returned for reading once it has stopped.
+    public static func start(_ name: String, environment: [String: String]) throws -> (Process, URL) {
+        let process = Process()
+        process.executableURL = url(name)
+        var env = environment
+        env["PATH"] = env["PATH"] ?? "/usr/bin:/bin"
+        process.environment = env
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("stderr-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        return (process, log)
+    }
+}
+
+final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data: Data?
+    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
+    func get() -> Data? { lock.lock(); defer { lock.unlock() }; return data }
+}
