@@ -26,7 +26,7 @@ let package = Package(
     targets: [
         .target(name: "FunctionRuntime", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPTransport"),
-        .target(name: "AWSSigning", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "AWSSigning", dependencies: ["HTTPTransport", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "KeyValueStore", dependencies: [
             "HTTPTransport", "AWSSigning",
             .product(name: "Logging", package: "swift-log"),
@@ -43,12 +43,13 @@ let package = Package(
         .executableTarget(name: "verify", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .target(name: "TestSupport", dependencies: [
-            "FunctionRuntime",
+            "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], path: "Tests/TestSupport"),
+        .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
         .testTarget(name: "MetaMessagingTests", dependencies: [
             "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
             "AsyncHTTPTransport",

@@ -75,9 +75,10 @@ public enum Executables {
 
     /// Starts `name` in the background (for the Lambda loop); the caller terminates it.
     /// Its stderr goes to a temporary file, returned for reading once it has stopped.
-    public static func start(_ name: String, environment: [String: String]) throws -> (Process, URL) {
+    public static func start(_ name: String, environment: [String: String], arguments: [String] = []) throws -> (Process, URL) {
         let process = Process()
         process.executableURL = url(name)
+        process.arguments = arguments
         var env = environment
         env["PATH"] = env["PATH"] ?? "/usr/bin:/bin"
         process.environment = env

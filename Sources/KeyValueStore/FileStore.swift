@@ -1,0 +1,285 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The local backend: one file per table in a folder, `<table>.jsonl`, one item per line in
+/// DynamoDB's JSON import format (`{"Item": {"messageId": {"S": "..."}}}`), so a table can be
+/// loaded into DynamoDB with ImportTable as it is.
+///
+/// - Several processes may use the folder at once: every operation holds an OS lock
+///   (`flock` on `<table>.lock`, shared to read, exclusive to write) while it reads, decides
+///   and writes, so a conditional put is atomic across processes and no update is lost.
+/// - A write goes to a temporary file that is fsynced and then renamed over the table, and
+///   the folder is fsynced: a crash leaves the old table or the new one, never half of one.
+/// - A file that does not parse is reported (`corruptTable`) and never overwritten.
+public struct FileStore: KeyValueStore {
+    public let directory: String
+    private let tables: [String: TableSchema]
+    private let now: @Sendable () -> Int64
+
+    public init(directory: String, tables: [TableSchema], now: @escaping @Sendable () -> Int64 = FileStore.epochSeconds) throws(KeyValueError) {
+        self.directory = directory
+        self.tables = Dictionary(tables.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        self.now = now
+        try Self.makeDirectory(directory)
+    }
+
+    public static func epochSeconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec)
+    }
+
+    public func path(of table: TableSchema) -> String { "\(directory)/\(table.name).jsonl" }
+
+    // MARK: KeyValueStore
+
+    public func get(_ table: TableSchema, key: Item) async throws(KeyValueError) -> Item? {
+        try withTable(table, exclusive: false) { items in items.item(for: key) }
+    }
+
+    public func put(_ table: TableSchema, item: Item, condition: Condition?) async throws(KeyValueError) {
+        guard let key = table.key(of: item) else {
+            throw KeyValueError(.invalidRequest, "the item lacks the key attributes of \(table.name)")
+        }
+        try withTable(table, exclusive: true) { items throws(KeyValueError) in
+            if let condition, !condition.holds(for: items.item(for: key)) {
+                throw KeyValueError(.conditionFailed, "the condition on \(table.name) did not hold")
+            }
+            items.store(item, key: key)
+        }
+    }
+
+    public func update(_ table: TableSchema, key: Item, set: Item, remove: [String], condition: Condition?) async throws(KeyValueError) -> Item {
+        guard table.key(of: key) == key else {
+            throw KeyValueError(.invalidRequest, "the key does not match the key schema of \(table.name)")
+        }
+        return try withTable(table, exclusive: true) { items throws(KeyValueError) in
+            let current = items.item(for: key)
+            if let condition, !condition.holds(for: current) {
+                throw KeyValueError(.conditionFailed, "the condition on \(table.name) did not hold")
+            }
+            var updated = current ?? key
+            for (name, value) in set where key[name] == nil { updated[name] = value }
+            for name in remove where key[name] == nil { updated[name] = nil }
+            items.store(updated, key: key)
+            return updated
+        }
+    }
+
+    public func delete(_ table: TableSchema, key: Item) async throws(KeyValueError) {
+        try withTable(table, exclusive: true) { items in items.remove(key: key) }
+    }
+
+    public func query(_ table: TableSchema, partitionKey value: AttributeValue) async throws(KeyValueError) -> [Item] {
+        try withTable(table, exclusive: false) { items in
+            let matching = items.live.filter { $0[table.partitionKey] == value }
+            guard let sortKey = table.sortKey else { return matching }
+            return matching.sorted { Self.sortsBefore($0[sortKey], $1[sortKey]) }
+        }
+    }
+
+    private static func sortsBefore(_ a: AttributeValue?, _ b: AttributeValue?) -> Bool {
+        switch (a, b) {
+        case (.s(let x)?, .s(let y)?): return Array(x.utf8).lexicographicallyPrecedes(Array(y.utf8))
+        case (.n(let x)?, .n(let y)?): return (Double(x) ?? 0) < (Double(y) ?? 0)
+        default: return false
+        }
+    }
+
+    // MARK: The table file
+
+    private func withTable<T>(
+        _ table: TableSchema, exclusive: Bool, _ body: (inout TableItems) throws(KeyValueError) -> T
+    ) throws(KeyValueError) -> T {
+        guard let schema = tables[table.name] else {
+            throw KeyValueError(.tableNotFound, "no table named \(table.name) in \(directory)")
+        }
+        let lockPath = "\(directory)/\(schema.name).lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0 else { throw Self.ioError("cannot open \(lockPath)") }
+        defer { close(lock) }
+        while flock(lock, exclusive ? LOCK_EX : LOCK_SH) != 0 {
+            guard errno == EINTR else { throw Self.ioError("cannot lock \(lockPath)") }
+        }
+        defer { flock(lock, LOCK_UN) }
+
+        let path = path(of: schema)
+        var items = try read(path: path, schema: schema)
+        let before = items.version
+        let result = try body(&items)
+        if exclusive, items.version != before {
+            if let ttl = schema.ttlAttribute {
+                let now = self.now()
+                items.removeAll { ($0[ttl]?.int).map { $0 < now } ?? false }
+            }
+            try write(items, to: path)
+        }
+        return result
+    }
+
+    private func read(path: String, schema: TableSchema) throws(KeyValueError) -> TableItems {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return TableItems(schema: schema, now: now()) }
+            throw Self.ioError("cannot open \(path)")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Self.ioError("cannot read \(path)")
+            }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+        var items = TableItems(schema: schema, now: now())
+        let decoder = JSONDecoder()
+        for (number, line) in bytes.split(separator: UInt8(ascii: "\n")).enumerated() {
+            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) { continue }
+            guard let record = try? decoder.decode(ItemLine.self, from: Data(line)),
+                  let key = schema.key(of: record.Item)
+            else {
+                throw KeyValueError(.corruptTable, "\(path) line \(number + 1) is not a DynamoDB JSON item of \(schema.name); the file was left as it is")
+            }
+            items.load(record.Item, key: key)
+        }
+        return items
+    }
+
+    private func write(_ items: TableItems, to path: String) throws(KeyValueError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var bytes: [UInt8] = []
+        for item in items.all {
+            guard let line = try? encoder.encode(ItemLine(Item: item)) else {
+                throw KeyValueError(.invalidRequest, "an item of \(items.schema.name) cannot be encoded")
+            }
+            bytes.append(contentsOf: line)
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Self.ioError("cannot create \(temporary)") }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                let error = Self.ioError("cannot write \(temporary)")
+                close(fd)
+                unlink(temporary)
+                throw error
+            }
+            offset += written
+        }
+        guard fsync(fd) == 0 else {
+            let error = Self.ioError("cannot fsync \(temporary)")
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let error = Self.ioError("cannot rename \(temporary) to \(path)")
+            unlink(temporary)
+            throw error
+        }
+        let folder = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 {
+            fsync(folder)
+            close(folder)
+        }
+    }
+
+    private static func makeDirectory(_ path: String) throws(KeyValueError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o755) != 0, errno != EEXIST {
+                throw ioError("cannot create the folder \(current)")
+            }
+        }
+    }
+
+    private static func ioError(_ message: String) -> KeyValueError {
+        KeyValueError(.unavailable, "\(message): \(String(cString: strerror(errno)))")
+    }
+}
+
+/// `{"Item": {...}}`: one line of DynamoDB's JSON import format.
+private struct ItemLine: Codable {
+    let Item: Item
+}
+
+/// The items of one table in file order, indexed by key.
+private struct TableItems {
+    let schema: TableSchema
+    private(set) var all: [Item] = []
+    private var index: [Item: Int] = [:]
+    private let now: Int64
+    /// Bumped by every change, so an operation that changed nothing writes nothing.
+    private(set) var version = 0
+
+    init(schema: TableSchema, now: Int64) {
+        self.schema = schema
+        self.now = now
+    }
+
+    mutating func load(_ item: Item, key: Item) {
+        if let position = index[key] { all[position] = item } else {
+            index[key] = all.count
+            all.append(item)
+        }
+    }
+
+    /// The live item under `key` (an item past its TTL counts as gone, as it soon is in DynamoDB).
+    func item(for key: Item) -> Item? {
+        guard let position = index[key] else { return nil }
+        let item = all[position]
+        if let ttl = schema.ttlAttribute, let expiry = item[ttl]?.int, expiry < now { return nil }
+        return item
+    }
+
+    /// Every item not past its TTL.
+    var live: [Item] {
+        guard let ttl = schema.ttlAttribute else { return all }
+        return all.filter { item in (item[ttl]?.int).map { $0 >= now } ?? true }
+    }
+
+    mutating func store(_ item: Item, key: Item) {
+        load(item, key: key)
+        version += 1
+    }
+
+    mutating func remove(key: Item) {
+        guard index[key] != nil else { return }
+        all.removeAll { schema.key(of: $0) == key }
+        rebuild()
+        version += 1
+    }
+
+    mutating func removeAll(where predicate: (Item) -> Bool) {
+        all.removeAll(where: predicate)
+        rebuild()
+    }
+
+    private mutating func rebuild() {
+        index = [:]
+        for (position, item) in all.enumerated() {
+            if let key = schema.key(of: item) { index[key] = position }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import AWSSigning
+import Foundation
+
+/// moto_server on loopback with signature checking on, started once per test process by
+/// `Tests/support/moto_harness.py` and stopped when the test process ends (its stdin closes).
+public actor MotoServer {
+    public struct Connection: Sendable {
+        public let endpoint: String
+        public let region: String
+        public let credentials: AWSCredentials
+
+        /// The environment a function needs to use this server.
+        public var environment: [String: String] {
+            [
+                "AWS_REGION": region, "AWS_ACCESS_KEY_ID": credentials.accessKeyID,
+                "AWS_SECRET_ACCESS_KEY": credentials.secretAccessKey,
+                "AWS_SESSION_TOKEN": credentials.sessionToken ?? "",
+            ]
+        }
+    }
+
+    public static let shared = MotoServer()
+    private var connection: Connection?
+    private var process: Process?
+    private var stdin: Pipe?
+
+    public func start() throws -> Connection {
+        if let connection { return connection }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Executables.packageRoot.appendingPathComponent("Tests/support/moto_harness.py").path]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // The first line is the connection document.
+        var line = Data()
+        let handle = output.fileHandleForReading
+        while true {
+            let byte = handle.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([0x0A]) { break }
+            line.append(byte)
+        }
+        guard let object = try JSONSerialization.jsonObject(with: line) as? [String: String],
+              let endpoint = object["endpoint"], let key = object["accessKeyId"],
+              let secret = object["secretAccessKey"], let token = object["sessionToken"]
+        else {
+            throw MotoError(message: "moto_harness.py did not start: \(String(decoding: line, as: UTF8.self)) (is moto[server] installed? scripts/test installs it)")
+        }
+        let connection = Connection(
+            endpoint: endpoint, region: object["region"] ?? "eu-west-1",
+            credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token))
+        self.process = process
+        self.stdin = input
+        self.connection = connection
+        return connection
+    }
+}
+
+public struct MotoError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
