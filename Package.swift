@@ -44,12 +44,14 @@ let package = Package(
         .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .target(name: "TestSupport", dependencies: [
             "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], path: "Tests/TestSupport"),
         .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
+        .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),
         .testTarget(name: "MetaMessagingTests", dependencies: [
             "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
             "AsyncHTTPTransport",

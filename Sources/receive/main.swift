@@ -1,2 +1,7 @@
+import AsyncHTTPTransport
 import FunctionRuntime
-await FunctionRuntime.run("receive") { _, _ in HTTPFunction { _, _ in .text(501, "not yet") } }
+import MetaMessaging
+
+await FunctionRuntime.run("receive") { environment, _ in
+    try Services(environment: environment, transport: AsyncHTTPTransport()).receiveHandler().function
+}

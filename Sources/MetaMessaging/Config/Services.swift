@@ -1,0 +1,89 @@
+import AWSSigning
+import FunctionRuntime
+import HTTPTransport
+import KeyValueStore
+
+/// Builds what the handlers need from the environment, once, at start-up. A missing or
+/// invalid variable is a `ConfigurationError` naming it (SPEC section 5).
+public struct Services: Sendable {
+    public let environment: Environment
+    public let transport: any HTTPTransport
+    public let tables: Tables
+
+    public init(environment: Environment, transport: any HTTPTransport) {
+        self.environment = environment
+        self.transport = transport
+        self.tables = Tables(environment: environment)
+    }
+
+    public func appSecret() throws(ConfigurationError) -> String {
+        try environment.required("META_APP_SECRET")
+    }
+
+    /// `KV_BACKEND`: `file` (the local default) or `dynamodb` (the default in Lambda).
+    public func store() throws(ConfigurationError) -> any KeyValueStore {
+        let backend = try environment.choice("KV_BACKEND", of: ["file", "dynamodb"], default: environment.isLambda ? "dynamodb" : "file")
+        switch backend {
+        case "file":
+            let directory = environment.value("KV_FILE_DIR", default: ".data")
+            do {
+                return try FileStore(directory: directory, tables: tables.all)
+            } catch {
+                throw ConfigurationError(variable: "KV_FILE_DIR", problem: "names a folder that cannot be used (\(error.message))")
+            }
+        default:
+            let region = try environment.required("AWS_REGION")
+            guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
+                throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for KV_BACKEND=dynamodb")
+            }
+            return DynamoDBStore(transport: transport, region: region, endpoint: environment["DYNAMODB_ENDPOINT"], credentials: credentials)
+        }
+    }
+
+    public func graph() throws(ConfigurationError) -> GraphClient {
+        GraphClient(
+            transport: transport,
+            baseURL: environment.value("META_GRAPH_API_BASE_URL", default: "https://graph.facebook.com"),
+            version: environment.value("META_GRAPH_API_VERSION", default: "v25.0"),
+            appSecret: try appSecret())
+    }
+
+    /// `AGENT_BACKEND`: `echo` (default), `http` (`AGENT_HTTP_URL`), `bedrock-agent`.
+    public func agent() throws(ConfigurationError) -> any Agent {
+        switch try environment.choice("AGENT_BACKEND", of: ["echo", "http", "bedrock-agent"], default: "echo") {
+        case "http":
+            let url = try environment.required("AGENT_HTTP_URL")
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                throw ConfigurationError(variable: "AGENT_HTTP_URL", problem: "must be an http(s) URL")
+            }
+            return HTTPAgent(url: url, transport: transport)
+        case "bedrock-agent":
+            throw ConfigurationError(variable: "AGENT_BACKEND", problem: "bedrock-agent is not available in this build yet; use echo or http")
+        default:
+            return EchoAgent(template: environment.value("AGENT_ECHO_TEMPLATE", default: "Echo: {text}"))
+        }
+    }
+
+    /// `AGENT_TIMEOUT_MS`: how long the agent may take for one message.
+    public func agentTimeout(default fallback: Duration) throws(ConfigurationError) -> Duration {
+        guard let text = environment["AGENT_TIMEOUT_MS"] else { return fallback }
+        guard let millis = Int64(text), millis > 0 else {
+            throw ConfigurationError(variable: "AGENT_TIMEOUT_MS", problem: "must be a positive number of milliseconds")
+        }
+        return .milliseconds(millis)
+    }
+
+    public func receiveHandler() throws(ConfigurationError) -> ReceiveHandler {
+        let store = try store()
+        let directory = TenantDirectory(store: store, tables: tables)
+        let ledger = MessageLedger(store: store, table: tables.processedMessages)
+        let sender = MessageSender(graph: try graph(), directory: directory)
+        let responder = MessageResponder(agent: try agent(), sender: sender, ledger: ledger, agentTimeout: try agentTimeout(default: .seconds(3)))
+        let dispatch = try environment.choice("RECEIVE_DISPATCH", of: ["inline", "sqs"], default: "inline")
+        guard dispatch == "inline" else {
+            throw ConfigurationError(variable: "RECEIVE_DISPATCH", problem: "sqs is not available in this build yet; use inline")
+        }
+        return ReceiveHandler(signature: WebhookSignature(appSecret: try appSecret()), directory: directory, ledger: ledger,
+                              responder: responder, dispatch: .inline)
+    }
+}

@@ -1,0 +1,88 @@
+import HTTPTransport
+import Logging
+
+/// What Meta answered for a sent message.
+public struct SentMessage: Sendable, Codable, Equatable {
+    public let recipientId: String
+    public let messageId: String
+}
+
+/// Sends one message for one tenant through the right Graph endpoint, shared by `send` and
+/// by the reply step of `receive` / `process`:
+/// Instagram and Messenger `POST /{version}/{page-id}/messages`, WhatsApp
+/// `POST /{version}/{phone-number-id}/messages`.
+///
+/// Transient Graph errors are retried with jittered exponential backoff while the deadline
+/// leaves room; code 190 (expired or revoked token) marks the tenant's credentials as
+/// needing reconnection.
+public struct MessageSender: Sendable {
+    public let graph: GraphClient
+    public let directory: TenantDirectory
+    public let backoff: Backoff
+    public let requestTimeout: Duration
+
+    public init(graph: GraphClient, directory: TenantDirectory,
+                backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)),
+                requestTimeout: Duration = .seconds(10)) {
+        self.graph = graph
+        self.directory = directory
+        self.backoff = backoff
+        self.requestTimeout = requestTimeout
+    }
+
+    public func send(
+        _ message: OutboundMessage, platform: Platform, recipientId: String, credentials: TenantCredentials,
+        messagingType: MessagingType = .response, deadline: ContinuousClock.Instant, logger: Logger
+    ) async throws(SendError) -> SentMessage {
+        guard credentials.isActive else {
+            throw SendError("InactiveCredentials", "the credentials of business \(credentials.businessId) need reconnection"
+                + (credentials.inactiveReason.map { " (\($0))" } ?? ""))
+        }
+        guard let account = credentials.sendingAccount(for: platform) else {
+            throw SendError("MissingAccount", "business \(credentials.businessId) has no \(platform == .whatsapp ? "WhatsApp phone number" : "Page") connected")
+        }
+        let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType).encoded()
+        var attempt = 0
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .milliseconds(100) else {
+                throw SendError("DeadlineExceeded", "no time left to send the message before the invocation's deadline")
+            }
+            do {
+                let answer = try await graph.call(
+                    "POST", "\(account)/messages", token: credentials.accessToken, json: body,
+                    timeout: min(requestTimeout, remaining))
+                guard let messageId = answer["message_id"]?.id ?? answer["messages"]?.array?.first?["id"]?.id else {
+                    throw SendError("InvalidGraphResponse", "the Graph API accepted the message but returned no message id")
+                }
+                let recipient = answer["recipient_id"]?.id ?? answer["contacts"]?.array?.first?["wa_id"]?.id ?? recipientId
+                return SentMessage(recipientId: recipient, messageId: messageId)
+            } catch let error as SendError {
+                throw error
+            } catch let error as GraphError {
+                attempt += 1
+                if error.isExpiredToken {
+                    do {
+                        try await directory.markNeedsReconnection(
+                            businessId: credentials.businessId, reason: "Graph API code 190\(error.subcode.map { " subcode \($0)" } ?? "")")
+                    } catch {
+                        logger.error("could not mark credentials for reconnection", metadata: ["error": "\(error)"])
+                    }
+                    throw SendError("TokenExpired", error.description, graph: error)
+                }
+                let delay = backoff.delay(afterAttempt: attempt)
+                guard error.isTransient, attempt < backoff.maxAttempts,
+                      deadline - ContinuousClock.now > delay + .milliseconds(500)
+                else {
+                    throw SendError(error.kind == .transport ? "GraphUnreachable" : "GraphAPIError", error.description, graph: error)
+                }
+                logger.warning("transient Graph error, retrying", metadata: [
+                    "code": "\(error.code ?? 0)", "httpStatus": "\(error.httpStatus ?? 0)", "attempt": "\(attempt)",
+                ])
+                try? await Task.sleep(for: delay)
+            } catch {
+                throw SendError("GraphAPIError", "\(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+import FunctionRuntime
+import KeyValueStore
+import Logging
+
+/// A message accepted by `receive`, handed to the answer step (inline) or to the queue.
+public struct AcceptedMessage: Sendable, Codable, Equatable {
+    public let tenant: Tenant
+    public let message: InboundMessage
+
+    public init(tenant: Tenant, message: InboundMessage) {
+        self.tenant = tenant
+        self.message = message
+    }
+}
+
+/// Where accepted messages go to be answered (RECEIVE_DISPATCH=sqs).
+public protocol MessageQueue: Sendable {
+    func enqueue(_ messages: [AcceptedMessage]) async throws(QueueError)
+}
+
+public struct QueueError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// `POST /webhooks/meta`: signature, parsing, tenant routing, the exactly-once claim, then
+/// the answer step inline or the queue (SPEC section 4, receive).
+public struct ReceiveHandler: Sendable {
+    public enum Dispatch: Sendable {
+        case inline
+        case queue(any MessageQueue)
+    }
+
+    public let signature: WebhookSignature
+    public let directory: TenantDirectory
+    public let ledger: MessageLedger
+    public let responder: MessageResponder
+    public let dispatch: Dispatch
+    /// API Gateway allows 10 MB; Meta's batches are far smaller. Larger bodies are refused unread.
+    public let maxBodyBytes: Int
+    /// Meta wants its 200 within 5 seconds: inline work stops claiming new messages after this.
+    public let inlineBudget: Duration
+
+    public init(signature: WebhookSignature, directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder,
+                dispatch: Dispatch = .inline, maxBodyBytes: Int = 4 * 1024 * 1024, inlineBudget: Duration = .milliseconds(4500)) {
+        self.signature = signature
+        self.directory = directory
+        self.ledger = ledger
+        self.responder = responder
+        self.dispatch = dispatch
+        self.maxBodyBytes = maxBodyBytes
+        self.inlineBudget = inlineBudget
+    }
+
+    /// Counts for the response body and the log (no identifiers, no text).
+    struct Summary: Encodable {
+        var events = 0
+        var answered = 0
+        var queued = 0
+        var noReply = 0
+        var duplicates = 0
+        var skipped = 0
+        var unknownTenant = 0
+        var inactiveTenant = 0
+        var invalid = 0
+        var failed = 0
+        var deferred = 0
+    }
+
+    public func handle(_ request: HTTPRequest, context: InvocationContext) async -> HTTPResponse {
+        let logger = context.logger
+        guard request.body.count <= maxBodyBytes else {
+            logger.warning("webhook refused: body too large", metadata: ["bytes": "\(request.body.count)"])
+            return .error(413, code: "payload_too_large", message: "the body is larger than \(maxBodyBytes) bytes")
+        }
+        if let failure = signature.check(body: request.body, header: request.headers["X-Hub-Signature-256"]) {
+            logger.warning("webhook refused: \(failure.rawValue)")
+            return .error(401, code: failure.rawValue, message: "the X-Hub-Signature-256 header does not sign this body with the app secret")
+        }
+        let delivery: WebhookParser.Delivery
+        do {
+            delivery = try WebhookParser.parse(request.body)
+        } catch {
+            logger.warning("webhook refused: \(error.message)")
+            return .error(400, code: "invalid_payload", message: error.message)
+        }
+
+        let start = ContinuousClock.now
+        let budgetEnd = min(start + inlineBudget, context.deadline - .milliseconds(250))
+        var summary = Summary(events: delivery.events.count)
+        var retry = false
+        var routes: [String: TenantRoute?] = [:]
+        var credentialsCache: [String: TenantCredentials?] = [:]
+        var toQueue: [(AcceptedMessage, owner: String)] = []
+
+        // Stable sort: events of one delivery in `timestamp` order.
+        let events = delivery.events.enumerated().sorted { ($0.element.timestamp, $0.offset) < ($1.element.timestamp, $1.offset) }.map(\.element)
+        for event in events {
+            switch event {
+            case .invalid(let reason):
+                summary.invalid += 1
+                logger.warning("unreadable event skipped: \(reason)")
+            case .skipped(let reason, _, _):
+                summary.skipped += 1
+                logger.debug("event not answered", metadata: ["kind": "\(reason.rawValue)"])
+            case .message(let message):
+                do {
+                    let route: TenantRoute?
+                    if let cached = routes[message.accountId] { route = cached } else {
+                        route = try await directory.route(identifier: message.accountId)
+                        routes[message.accountId] = route
+                    }
+                    guard let tenant = route?.tenant else {
+                        summary.unknownTenant += 1
+                        logger.info("no tenant for this account: acknowledged", metadata: ["accountId": "\(message.accountId)", "platform": "\(message.platform.rawValue)"])
+                        continue
+                    }
+                    let credentials: TenantCredentials?
+                    if let cached = credentialsCache[tenant.businessId] { credentials = cached } else {
+                        credentials = try await directory.credentials(businessId: tenant.businessId)
+                        credentialsCache[tenant.businessId] = credentials
+                    }
+                    guard let credentials, credentials.isActive else {
+                        summary.inactiveTenant += 1
+                        logger.warning("tenant has no active credentials: not answered", metadata: ["businessId": "\(tenant.businessId)"])
+                        continue
+                    }
+                    if credentials.owns(message.senderId) {
+                        summary.skipped += 1
+                        continue
+                    }
+                    if case .inline = dispatch, ContinuousClock.now > budgetEnd - .seconds(1) {
+                        // Not claimed: Meta redelivers, and what was answered is skipped then.
+                        summary.deferred += 1
+                        retry = true
+                        continue
+                    }
+                    let owner = "\(context.requestID):\(message.messageId)"
+                    let claim: MessageLedger.Claim
+                    switch dispatch {
+                    case .inline:
+                        claim = try await ledger.claim(message.messageId, businessId: tenant.businessId, owner: owner, as: .answering)
+                    case .queue:
+                        // A record still `queued` is sent again: the queue's deduplication and
+                        // the claim in `process` keep it answered once.
+                        claim = try await ledger.claim(message.messageId, businessId: tenant.businessId, owner: owner, as: .queued, claimable: [.queued])
+                    }
+                    guard claim == .claimed else {
+                        summary.duplicates += 1
+                        logger.info("already handled: not answered again", metadata: ["messageId": "\(message.messageId)"])
+                        continue
+                    }
+                    switch dispatch {
+                    case .inline:
+                        let outcome = await responder.answer(
+                            message, tenant: tenant, credentials: credentials, owner: owner, deadline: budgetEnd,
+                            retryTransient: false, logger: logger)
+                        switch outcome {
+                        case .answered: summary.answered += 1
+                        case .noReply: summary.noReply += 1
+                        case .failed, .retryLater: summary.failed += 1
+                        }
+                    case .queue:
+                        toQueue.append((AcceptedMessage(tenant: tenant, message: message), owner))
+                    }
+                } catch {
+                    // The store could not be read or written: Meta's retry can fix that.
+                    retry = true
+                    summary.failed += 1
+                    logger.error("store failure while handling an event", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+
+        if case .queue(let queue) = dispatch, !toQueue.isEmpty {
+            do {
+                try await queue.enqueue(toQueue.map(\.0))
+                summary.queued = toQueue.count
+            } catch {
+                retry = true
+                logger.error("the queue could not be reached: Meta will redeliver", metadata: ["error": "\(error)"])
+                for (accepted, owner) in toQueue {
+                    do {
+                        try await ledger.release(accepted.message.messageId, owner: owner)
+                    } catch {
+                        logger.error("could not release a claim", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }
+
+        logger.info("webhook handled", metadata: [
+            "events": "\(summary.events)", "answered": "\(summary.answered)", "queued": "\(summary.queued)",
+            "duplicates": "\(summary.duplicates)", "unknownTenant": "\(summary.unknownTenant)", "failed": "\(summary.failed)",
+            "retry": "\(retry)",
+        ])
+        return .json(retry ? 500 : 200, summary)
+    }
+}
+
+extension ReceiveHandler {
+    public var function: HTTPFunction {
+        HTTPFunction { request, context in await self.handle(request, context: context) }
+    }
+}

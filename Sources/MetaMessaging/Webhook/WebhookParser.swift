@@ -1,0 +1,170 @@
+/// Reads a webhook body into typed events. Payload shapes: Meta for Developers, Messenger
+/// Platform "Webhook Events Reference" (`messages`, `messaging_postbacks`, `message_reactions`,
+/// `message_reads`, `message_deliveries`, `message_echoes`), Instagram Messaging webhooks, and
+/// WhatsApp Cloud API "Webhooks: messages" (`value.messages`, `value.statuses`, `value.metadata`).
+public enum WebhookParser {
+    public struct Failure: Error, Sendable, Equatable {
+        public let message: String
+    }
+
+    public struct Delivery: Sendable, Equatable {
+        public let object: String
+        public let events: [WebhookEvent]
+    }
+
+    public static func parse(_ body: [UInt8]) throws(Failure) -> Delivery {
+        let document: JSON
+        do {
+            document = try JSON.parse(body)
+        } catch {
+            throw Failure(message: "the body is not valid JSON")
+        }
+        guard let object = document["object"]?.string else {
+            throw Failure(message: "the body has no \"object\" field")
+        }
+        guard let entries = document["entry"]?.array else {
+            throw Failure(message: "the body has no \"entry\" array")
+        }
+        var events: [WebhookEvent] = []
+        switch object {
+        case "instagram", "page":
+            let platform: Platform = object == "instagram" ? .instagram : .messenger
+            for entry in entries {
+                guard let accountId = entry["id"]?.id else {
+                    events.append(.invalid("an entry has no id"))
+                    continue
+                }
+                let entryTime = entry["time"]?.int64 ?? 0
+                for item in entry["messaging"]?.array ?? [] {
+                    events.append(messagingEvent(item, platform: platform, accountId: accountId, entryTime: entryTime))
+                }
+                for change in entry["changes"]?.array ?? [] {
+                    // Test events from the App Dashboard and non-messaging fields arrive as changes.
+                    events.append(.skipped(.other, accountId: accountId, timestamp: change["value"]?["timestamp"]?.int64 ?? entryTime))
+                }
+            }
+        case "whatsapp_business_account":
+            for entry in entries {
+                for change in entry["changes"]?.array ?? [] {
+                    events += whatsAppChange(change)
+                }
+            }
+        default:
+            throw Failure(message: "unsupported object \"\(object.prefix(40))\"")
+        }
+        return Delivery(object: object, events: events)
+    }
+
+    // MARK: Instagram and Messenger
+
+    static func messagingEvent(_ event: JSON, platform: Platform, accountId: String, entryTime: Int64) -> WebhookEvent {
+        guard let senderId = event["sender"]?["id"]?.id else { return .invalid("a messaging event has no sender id") }
+        let timestamp = event["timestamp"]?.int64 ?? entryTime
+        if event["reaction"] != nil { return .skipped(.reaction, accountId: accountId, timestamp: timestamp) }
+        if event["read"] != nil { return .skipped(.read, accountId: accountId, timestamp: timestamp) }
+        if event["delivery"] != nil { return .skipped(.delivery, accountId: accountId, timestamp: timestamp) }
+
+        if let postback = event["postback"] {
+            if senderId == accountId { return .skipped(.echo, accountId: accountId, timestamp: timestamp) }
+            let title = postback["title"]?.string ?? ""
+            let payload = postback["payload"]?.string ?? ""
+            guard !title.isEmpty || !payload.isEmpty else { return .invalid("a postback has neither title nor payload") }
+            let id = postback["mid"]?.id ?? "postback:\(accountId):\(senderId):\(timestamp)"
+            return .message(InboundMessage(
+                platform: platform, messageId: id, accountId: accountId, senderId: senderId, timestamp: timestamp,
+                content: .postback(title: title.isEmpty ? payload : title, payload: payload)))
+        }
+
+        guard let message = event["message"] else { return .skipped(.other, accountId: accountId, timestamp: timestamp) }
+        if message["is_echo"]?.bool == true || senderId == accountId {
+            return .skipped(.echo, accountId: accountId, timestamp: timestamp)
+        }
+        if message["is_deleted"]?.bool == true { return .skipped(.deleted, accountId: accountId, timestamp: timestamp) }
+        if message["is_unsupported"]?.bool == true { return .skipped(.unsupported, accountId: accountId, timestamp: timestamp) }
+        guard let mid = message["mid"]?.id else { return .invalid("a message has no mid") }
+        let text = message["text"]?.string
+
+        let content: MessageContent
+        if let payload = message["quick_reply"]?["payload"]?.string {
+            content = .quickReply(text: text ?? payload, payload: payload)
+        } else if let story = message["reply_to"]?["story"], let text, !text.isEmpty {
+            content = .storyReply(text: text, storyURL: story["url"]?.string)
+        } else if let attachments = message["attachments"]?.array, !attachments.isEmpty {
+            let answerable = attachments.compactMap { attachment -> Attachment? in
+                guard let type = attachment["type"]?.string, answerableAttachmentTypes.contains(type) else { return nil }
+                return Attachment(type: type, url: attachment["payload"]?["url"]?.string)
+            }
+            guard !answerable.isEmpty else { return .skipped(.unsupported, accountId: accountId, timestamp: timestamp) }
+            content = .attachments(answerable, caption: text)
+        } else if let text, !text.isEmpty {
+            content = .text(text)
+        } else {
+            return .skipped(.unsupported, accountId: accountId, timestamp: timestamp)
+        }
+        return .message(InboundMessage(
+            platform: platform, messageId: mid, accountId: accountId, senderId: senderId, timestamp: timestamp, content: content))
+    }
+
+    /// Attachment types we answer: media, files, shared posts and reels, story mentions.
+    static let answerableAttachmentTypes: Set<String> = [
+        "image", "video", "audio", "file", "share", "story_mention", "ig_reel", "reel",
+    ]
+
+    // MARK: WhatsApp
+
+    static func whatsAppChange(_ change: JSON) -> [WebhookEvent] {
+        guard change["field"]?.string == "messages", let value = change["value"] else {
+            return [.skipped(.other, accountId: "", timestamp: 0)]
+        }
+        guard let phoneNumberId = value["metadata"]?["phone_number_id"]?.id else {
+            return [.invalid("a WhatsApp change has no metadata.phone_number_id")]
+        }
+        var events: [WebhookEvent] = []
+        for status in value["statuses"]?.array ?? [] {
+            events.append(.skipped(.status, accountId: phoneNumberId, timestamp: (status["timestamp"]?.int64 ?? 0) * 1000))
+        }
+        for message in value["messages"]?.array ?? [] {
+            events.append(whatsAppMessage(message, phoneNumberId: phoneNumberId))
+        }
+        return events
+    }
+
+    static func whatsAppMessage(_ message: JSON, phoneNumberId: String) -> WebhookEvent {
+        guard let from = message["from"]?.id, let id = message["id"]?.id else {
+            return .invalid("a WhatsApp message has no from or id")
+        }
+        let timestamp = (message["timestamp"]?.int64 ?? 0) * 1000
+        let type = message["type"]?.string ?? ""
+        let content: MessageContent
+        switch type {
+        case "text":
+            guard let body = message["text"]?["body"]?.string, !body.isEmpty else {
+                return .invalid("a WhatsApp text message has no body")
+            }
+            content = .text(body)
+        case "image", "video", "audio", "document":
+            let media = message[type]
+            content = .attachments(
+                [Attachment(type: type == "document" ? "file" : type, mediaId: media?["id"]?.id)],
+                caption: media?["caption"]?.string)
+        case "interactive":
+            let interactive = message["interactive"]
+            guard let reply = interactive?["button_reply"] ?? interactive?["list_reply"],
+                  let replyId = reply["id"]?.string else {
+                return .skipped(.unsupported, accountId: phoneNumberId, timestamp: timestamp)
+            }
+            content = .quickReply(text: reply["title"]?.string ?? replyId, payload: replyId)
+        case "button":
+            guard let payload = message["button"]?["payload"]?.string else {
+                return .skipped(.unsupported, accountId: phoneNumberId, timestamp: timestamp)
+            }
+            content = .quickReply(text: message["button"]?["text"]?.string ?? payload, payload: payload)
+        case "reaction":
+            return .skipped(.reaction, accountId: phoneNumberId, timestamp: timestamp)
+        default:
+            return .skipped(.unsupported, accountId: phoneNumberId, timestamp: timestamp)
+        }
+        return .message(InboundMessage(
+            platform: .whatsapp, messageId: id, accountId: phoneNumberId, senderId: from, timestamp: timestamp, content: content))
+    }
+}

@@ -1,0 +1,133 @@
+import Crypto
+import Foundation
+
+/// A loopback stand-in for Meta's Graph API that follows Meta's documented requests and
+/// responses, and records what it was sent:
+/// - `POST /{version}/{page-id}/messages` (Messenger Platform / Instagram Send API):
+///   `{"recipient_id", "message_id"}`;
+/// - `POST /{version}/{phone-number-id}/messages` (WhatsApp Cloud API):
+///   `{"messaging_product", "contacts": [{"input", "wa_id"}], "messages": [{"id"}]}`;
+/// - the OAuth and Page endpoints used by `oauth-callback`.
+/// Every call must carry a known token (`Authorization: Bearer`) and the matching
+/// `appsecret_proof`, or it gets Meta's error object (code 190, or 100 for a bad proof).
+/// Failures can be scripted per path.
+public final class GraphStandIn: Sendable {
+    public struct Sent: Sendable {
+        public let method: String
+        public let path: String
+        public let query: [String: String]
+        public let token: String?
+        public let rawBody: [UInt8]
+
+        /// The JSON body, parsed on demand.
+        public var body: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(rawBody))) as? [String: Any] }
+
+        public var accountId: String { path.split(separator: "/").dropFirst().first.map(String.init) ?? "" }
+    }
+
+    public let server: LoopbackServer
+    public let appSecret: String
+    public let version: String
+    let state: GraphState
+
+    public var baseURL: String { server.baseURL }
+
+    public init(appSecret: String = "local-app-secret", version: String = "v25.0") async throws {
+        let state = GraphState()
+        self.state = state
+        self.appSecret = appSecret
+        self.version = version
+        server = try await LoopbackServer { request in
+            await state.handle(request, appSecret: appSecret, version: version)
+        }
+    }
+
+    /// Lets `token` act for these accounts (Page ids, phone number ids).
+    public func allow(token: String, accounts: [String]) async { await state.allow(token: token, accounts: accounts) }
+
+    /// The next calls whose path ends with `suffix` get these answers, in order.
+    public func script(_ responses: [LoopbackServer.Response], pathSuffix: String) async {
+        await state.script(responses, pathSuffix: pathSuffix)
+    }
+
+    /// Every call received, in order.
+    public var calls: [Sent] { get async { await state.calls } }
+
+    /// The messages sent (calls to `.../messages` that succeeded).
+    public var messages: [Sent] { get async { await state.calls.filter { $0.path.hasSuffix("/messages") && $0.method == "POST" } } }
+
+    public func shutdown() async { await server.shutdown() }
+
+    /// Meta's error object (Graph API "Handling Errors").
+    public static func error(status: Int = 400, code: Int, subcode: Int? = nil, message: String, type: String = "OAuthException", transient: Bool = false) -> LoopbackServer.Response {
+        var error: [String: Any] = ["message": message, "type": type, "code": code, "fbtrace_id": "AbCdEfGh123"]
+        if let subcode { error["error_subcode"] = subcode }
+        if transient { error["is_transient"] = true }
+        let body = (try? JSONSerialization.data(withJSONObject: ["error": error])) ?? Data()
+        return LoopbackServer.Response(status: status, headers: [("Content-Type", "application/json")], body: Array(body))
+    }
+}
+
+actor GraphState {
+    var tokens: [String: Set<String>] = [:]
+    var scripted: [(suffix: String, responses: [LoopbackServer.Response])] = []
+    var calls: [GraphStandIn.Sent] = []
+    var counter = 0
+    /// Extra routes (OAuth, Pages) installed by the OAuth tests.
+    var routes: [@Sendable (LoopbackServer.Request, String?) -> LoopbackServer.Response?] = []
+
+    func allow(token: String, accounts: [String]) {
+        tokens[token, default: []].formUnion(accounts)
+    }
+
+    func script(_ responses: [LoopbackServer.Response], pathSuffix: String) {
+        scripted.append((pathSuffix, responses))
+    }
+
+    func addRoute(_ route: @escaping @Sendable (LoopbackServer.Request, String?) -> LoopbackServer.Response?) {
+        routes.append(route)
+    }
+
+    func handle(_ request: LoopbackServer.Request, appSecret: String, version: String) -> LoopbackServer.Response {
+        let authorization = request.header("Authorization")
+        let token = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? request.query["access_token"]
+        let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
+        calls.append(.init(method: request.method, path: request.path, query: request.query, token: token, rawBody: request.body))
+
+        if let index = scripted.firstIndex(where: { request.path.hasSuffix($0.suffix) && !$0.responses.isEmpty }) {
+            return scripted[index].responses.removeFirst()
+        }
+        guard request.path.hasPrefix("/\(version)/") else {
+            return GraphStandIn.error(code: 2635, message: "Unsupported API version", type: "OAuthException")
+        }
+        if let token {
+            let expected = HMAC<SHA256>.authenticationCode(for: Data(token.utf8), using: SymmetricKey(data: Data(appSecret.utf8)))
+                .map { String(format: "%02x", $0) }.joined()
+            guard request.query["appsecret_proof"] == expected else {
+                return GraphStandIn.error(code: 100, message: "Invalid appsecret_proof provided in the API argument", type: "GraphMethodException")
+            }
+        }
+        for route in routes {
+            if let response = route(request, token) { return response }
+        }
+        let parts = request.path.split(separator: "/").map(String.init)
+        if request.method == "POST", parts.count == 3, parts[2] == "messages" {
+            guard let token, tokens[token] != nil else {
+                return GraphStandIn.error(code: 190, message: "Invalid OAuth access token - Cannot parse access token")
+            }
+            guard tokens[token]?.contains(parts[1]) == true else {
+                return GraphStandIn.error(code: 10, message: "(#10) Application does not have permission for this action", type: "OAuthException")
+            }
+            counter += 1
+            if body?["messaging_product"] as? String == "whatsapp" {
+                let to = body?["to"] as? String ?? ""
+                return .json(200, #"{"messaging_product":"whatsapp","contacts":[{"input":"\#(to)","wa_id":"\#(to)"}],"messages":[{"id":"wamid.SENT\#(counter)"}]}"#)
+            }
+            guard let recipient = (body?["recipient"] as? [String: Any])?["id"] as? String, body?["message"] is [String: Any] else {
+                return GraphStandIn.error(code: 100, message: "(#100) The parameter recipient is required", type: "OAuthException")
+            }
+            return .json(200, #"{"recipient_id":"\#(recipient)","message_id":"m_SENT\#(counter)"}"#)
+        }
+        return GraphStandIn.error(code: 803, message: "(#803) Some of the aliases you requested do not exist", type: "OAuthException")
+    }
+}

@@ -1,0 +1,25 @@
+// The Graph API stand-in as a process, for scripts/local and scripts/bench (never deployed):
+//   graph-standin TOKEN=ACCOUNT[,ACCOUNT...] ...
+// Prints its base URL on the first line of stdout, then one JSON line per message sent to it.
+import Foundation
+import TestSupport
+
+let graph = try await GraphStandIn(appSecret: ProcessInfo.processInfo.environment["META_APP_SECRET"] ?? "local-app-secret")
+for argument in CommandLine.arguments.dropFirst() {
+    let parts = argument.split(separator: "=", maxSplits: 1)
+    guard parts.count == 2 else { continue }
+    await graph.allow(token: String(parts[0]), accounts: parts[1].split(separator: ",").map(String.init))
+}
+func emit(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+emit(graph.baseURL)
+var printed = 0
+while true {
+    let messages = await graph.messages
+    for message in messages.dropFirst(printed) {
+        emit(String(decoding: message.rawBody, as: UTF8.self))
+    }
+    printed = messages.count
+    try await Task.sleep(for: .milliseconds(20))
+}
