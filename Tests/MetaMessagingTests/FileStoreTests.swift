@@ -23,7 +23,7 @@ import TestSupport
         let results = try await withThrowingTaskGroup(of: String.self) { group in
             for _ in 0..<8 {
                 group.addTask {
-                    try Executables.run("kvtool", environment: [:], arguments: ["claim", directory, "wamid.same"]).stdout
+                    try await Executables.run("kvtool", environment: [:], arguments: ["claim", directory, "wamid.same"]).stdout
                 }
             }
             return try await group.reduce(into: [String]()) { $0.append($1.trimmingCharacters(in: .whitespacesAndNewlines)) }
@@ -38,10 +38,10 @@ import TestSupport
         try await withThrowingTaskGroup(of: Int32.self) { group in
             for index in 0..<processes {
                 group.addTask {
-                    try Executables.run("kvtool", environment: [:], arguments: ["update", directory, "shared", "p\(index)", String(updates)]).exitCode
+                    try await Executables.run("kvtool", environment: [:], arguments: ["update", directory, "shared", "p\(index)", String(updates)]).exitCode
                 }
                 group.addTask {
-                    try Executables.run("kvtool", environment: [:], arguments: ["count", directory, "counter", String(updates)]).exitCode
+                    try await Executables.run("kvtool", environment: [:], arguments: ["count", directory, "counter", String(updates)]).exitCode
                 }
             }
             for try await code in group { #expect(code == 0) }

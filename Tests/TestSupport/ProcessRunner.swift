@@ -37,9 +37,24 @@ public enum Executables {
     }
 
     /// Runs `name` with exactly `environment` (plus PATH), `stdin` as its input, waits for it.
+    /// The waiting happens on a thread of its own, never on Swift's cooperative pool (two
+    /// threads here), so loopback stand-ins served by the test process keep answering.
     public static func run(
         _ name: String, environment: [String: String], stdin: [UInt8] = [], arguments: [String] = [],
         timeout: TimeInterval = 60
+    ) async throws -> ProcessResult {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(with: Result {
+                    try runBlocking(name, environment: environment, stdin: stdin, arguments: arguments, timeout: timeout)
+                })
+            }
+            thread.start()
+        }
+    }
+
+    static func runBlocking(
+        _ name: String, environment: [String: String], stdin: [UInt8], arguments: [String], timeout: TimeInterval
     ) throws -> ProcessResult {
         let process = Process()
         process.executableURL = url(name)

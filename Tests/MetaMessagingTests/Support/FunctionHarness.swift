@@ -1,0 +1,118 @@
+import Foundation
+import KeyValueStore
+import MetaMessaging
+import Testing
+import TestSupport
+
+/// Everything a function needs to run as a process in a test: a store of either backend
+/// (fresh tables), a demo tenant, a Graph API stand-in, and the environment that ties them.
+struct FunctionHarness {
+    static let appSecret = "local-app-secret"
+    static let token = "page-token-B0100001"
+    static let pageId = "102030405060708"
+    static let instagramId = "17841400000000001"
+    static let phoneNumberId = "106540352242922"
+    static let tenant = Tenant(businessId: "B0100001", locationId: "L0100001")
+
+    let backend: StoreBackend
+    let store: any KeyValueStore
+    let tables: Tables
+    let graph: GraphStandIn
+    var environment: [String: String]
+
+    static func make(_ backend: StoreBackend, seedTenant: Bool = true) async throws -> FunctionHarness {
+        let tables = Tables(credentials: Stores.unique("credentials"), identifiers: Stores.unique("identifiers"),
+                            processedMessages: Stores.unique("processed"))
+        var environment = [
+            "META_APP_SECRET": appSecret, "LOG_LEVEL": "debug",
+            "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name,
+            "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name,
+            "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
+        ]
+        let store: any KeyValueStore
+        switch backend {
+        case .file:
+            let directory = Stores.temporaryDirectory()
+            store = try FileStore(directory: directory, tables: tables.all)
+            environment["KV_BACKEND"] = "file"
+            environment["KV_FILE_DIR"] = directory
+        case .dynamodb:
+            store = try await Stores.make(.dynamodb, tables: tables.all)
+            let moto = try await MotoServer.shared.start()
+            environment.merge(moto.environment) { $1 }
+            environment["KV_BACKEND"] = "dynamodb"
+            environment["DYNAMODB_ENDPOINT"] = moto.endpoint
+        }
+        let graph = try await GraphStandIn(appSecret: appSecret)
+        await graph.allow(token: token, accounts: [pageId, phoneNumberId])
+        environment["META_GRAPH_API_BASE_URL"] = graph.baseURL
+        let harness = FunctionHarness(backend: backend, store: store, tables: tables, graph: graph, environment: environment)
+        if seedTenant { try await harness.seedTenant() }
+        return harness
+    }
+
+    func seedTenant(active: Bool = true) async throws {
+        for (id, type, platform) in [(Self.pageId, "page", "messenger"), (Self.instagramId, "instagram_account", "instagram"),
+                                     (Self.phoneNumberId, "whatsapp_phone_number", "whatsapp")] {
+            try await store.put(tables.identifiers, item: [
+                "identifierId": .s(id), "identifierType": .s(type), "platform": .s(platform),
+                "businessId": .s(Self.tenant.businessId), "locationId": .s(Self.tenant.locationId),
+                "businessLocationId": .s("\(Self.tenant.businessId)#\(Self.tenant.locationId)"),
+            ])
+        }
+        try await store.put(tables.credentials, item: [
+            "businessId": .s(Self.tenant.businessId), "serviceType": .s("meta"), "isActive": .bool(active),
+            "createdAt": .s("2026-11-26T00:00:00Z"), "updatedAt": .s("2026-11-26T00:00:00Z"),
+            "credentials": .m([
+                "accessToken": .s(Self.token), "pageId": .s(Self.pageId), "instagramAccountId": .s(Self.instagramId),
+                "phoneNumberId": .s(Self.phoneNumberId),
+            ]),
+        ])
+    }
+
+    func run(_ function: String, _ event: [UInt8], extra: [String: String] = [:]) async throws -> ProcessResult {
+        try await Executables.run(function, environment: environment.merging(extra) { $1 }, stdin: event)
+    }
+
+    func credentialsItem() async throws -> Item? {
+        try await store.get(tables.credentials, key: ["businessId": .s(Self.tenant.businessId), "serviceType": .s("meta")])
+    }
+
+    func ledgerStatus(_ messageId: String) async throws -> String? {
+        try await store.get(tables.processedMessages, key: ["messageId": .s(messageId)])?["status"]?.string
+    }
+
+    func shutdown() async { await graph.shutdown() }
+
+    // MARK: Events
+
+    /// An HTTP API event carrying `body` as Meta sends it, signed with `secret`.
+    static func webhookEvent(_ body: String, secret: String = appSecret, signature: String?? = nil, base64: Bool = false) -> [UInt8] {
+        webhookEvent(bytes: Array(body.utf8), secret: secret, signature: signature, base64: base64)
+    }
+
+    static func webhookEvent(bytes: [UInt8], secret: String = appSecret, signature: String?? = nil, base64: Bool = false) -> [UInt8] {
+        var headers: [String: String] = ["content-type": "application/json", "user-agent": "facebookexternalua"]
+        switch signature {
+        case .none: headers["x-hub-signature-256"] = WebhookSignature(appSecret: secret).header(for: bytes)
+        case .some(.some(let value)): headers["x-hub-signature-256"] = value
+        case .some(.none): break
+        }
+        let body: String = base64 ? Data(bytes).base64EncodedString() : String(decoding: bytes, as: UTF8.self)
+        let event: [String: Any] = [
+            "version": "2.0", "rawPath": "/webhooks/meta", "rawQueryString": "", "headers": headers,
+            "requestContext": ["http": ["method": "POST", "path": "/webhooks/meta"]],
+            "body": body, "isBase64Encoded": base64,
+        ]
+        return Array((try? JSONSerialization.data(withJSONObject: event)) ?? Data())
+    }
+
+    /// One Instagram or Messenger messaging event.
+    static func messaging(object: String = "instagram", account: String = instagramId, events: [String]) -> String {
+        #"{"object":"\#(object)","entry":[{"id":"\#(account)","time":1795687200000,"messaging":[\#(events.joined(separator: ","))]}]}"#
+    }
+
+    static func textEvent(mid: String, text: String, sender: String = "1234567890123456", timestamp: Int = 1795687200000, recipient: String = instagramId) -> String {
+        #"{"sender":{"id":"\#(sender)"},"recipient":{"id":"\#(recipient)"},"timestamp":\#(timestamp),"message":{"mid":"\#(mid)","text":"\#(text)"}}"#
+    }
+}
