@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "verify", targets: ["verify"]),
         .executable(name: "receive", targets: ["receive"]),
+        .executable(name: "send", targets: ["send"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -42,6 +43,7 @@ let package = Package(
         ]),
         .executableTarget(name: "verify", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
+        .executableTarget(name: "send", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .target(name: "TestSupport", dependencies: [
             "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -52,6 +54,7 @@ let package = Package(
         ], path: "Tests/TestSupport"),
         .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
         .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),
+        .executableTarget(name: "bench", dependencies: ["TestSupport", "MetaMessaging", "KeyValueStore", "AWSSigning", "AsyncHTTPTransport"], path: "Tests/bench"),
         .testTarget(name: "MetaMessagingTests", dependencies: [
             "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
             "AsyncHTTPTransport",

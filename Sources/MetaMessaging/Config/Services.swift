@@ -73,6 +73,11 @@ public struct Services: Sendable {
         return .milliseconds(millis)
     }
 
+    public func sendHandler() throws(ConfigurationError) -> SendHandler {
+        let directory = TenantDirectory(store: try store(), tables: tables)
+        return SendHandler(directory: directory, sender: MessageSender(graph: try graph(), directory: directory))
+    }
+
     public func receiveHandler() throws(ConfigurationError) -> ReceiveHandler {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)

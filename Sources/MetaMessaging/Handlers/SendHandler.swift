@@ -1,0 +1,137 @@
+import FunctionRuntime
+import KeyValueStore
+import Logging
+
+/// `send`: one message for one tenant, on demand (SPEC section 4, send). Invoked directly
+/// with `{"businessId","platform","recipientId","message"}`, or through API Gateway with that
+/// JSON as the body. Input is validated before any store or network call.
+public struct SendHandler: Sendable {
+    public struct Request: Sendable, Equatable {
+        public let businessId: String
+        public let platform: Platform
+        public let recipientId: String
+        public let message: OutboundMessage
+        public let messagingType: MessagingType
+    }
+
+    public let directory: TenantDirectory
+    public let sender: MessageSender
+
+    public init(directory: TenantDirectory, sender: MessageSender) {
+        self.directory = directory
+        self.sender = sender
+    }
+
+    /// Reads and validates the input. Every problem is a `SendError` with its own type.
+    public static func parse(_ document: JSON) throws(SendError) -> Request {
+        guard document.object != nil else { throw SendError("InvalidInput", "the input must be a JSON object") }
+        func string(_ key: String, in object: JSON) throws(SendError) -> String? {
+            switch object[key] {
+            case nil, .null?: return nil
+            case .string(let value)?: return value
+            default: throw SendError("InvalidInput", "\(key) must be a string")
+            }
+        }
+        guard let businessId = try string("businessId", in: document), !businessId.trimmingSpaces().isEmpty else {
+            throw SendError("MissingBusinessId", "businessId is required")
+        }
+        guard let platformName = try string("platform", in: document), let platform = Platform(rawValue: platformName) else {
+            throw SendError("UnknownPlatform", "platform must be one of instagram, messenger, whatsapp")
+        }
+        guard let recipientId = try string("recipientId", in: document), !recipientId.trimmingSpaces().isEmpty else {
+            throw SendError("MissingRecipient", "recipientId is required")
+        }
+        guard let message = document["message"], message.object != nil else {
+            throw SendError("EmptyMessage", "message must be an object with text or an attachment")
+        }
+        var outbound = OutboundMessage(text: try string("text", in: message))
+        if let attachment = message["attachment"] {
+            guard attachment.object != nil, let type = try string("type", in: attachment), let url = try string("url", in: attachment) else {
+                throw SendError("InvalidAttachment", "attachment must be {\"type\": image|video|audio|file, \"url\": ...}")
+            }
+            outbound.attachment = .init(type: type, url: url)
+        }
+        if let replies = message["quickReplies"] {
+            guard let array = replies.array else { throw SendError("InvalidQuickReply", "quickReplies must be an array") }
+            var parsed: [OutboundMessage.QuickReply] = []
+            for reply in array {
+                guard reply.object != nil, let title = try string("title", in: reply), let payload = try string("payload", in: reply) else {
+                    throw SendError("InvalidQuickReply", "each quick reply needs a title and a payload")
+                }
+                parsed.append(.init(title: title, payload: payload))
+            }
+            outbound.quickReplies = parsed
+        }
+        try outbound.validate(for: platform)
+
+        var messagingType: MessagingType = .update
+        switch try string("tag", in: document)?.uppercased() {
+        case nil: break
+        case "HUMAN_AGENT"?: messagingType = .humanAgent
+        default: throw SendError("InvalidInput", "tag must be HUMAN_AGENT when given")
+        }
+        switch try string("messagingType", in: document)?.uppercased() {
+        case nil: break
+        case "RESPONSE"?: if messagingType != .humanAgent { messagingType = .response }
+        case "UPDATE"?: if messagingType != .humanAgent { messagingType = .update }
+        default: throw SendError("InvalidInput", "messagingType must be RESPONSE or UPDATE")
+        }
+        return Request(businessId: businessId, platform: platform, recipientId: recipientId, message: outbound, messagingType: messagingType)
+    }
+
+    public func send(_ request: Request, context: InvocationContext) async throws(SendError) -> SentMessage {
+        var logger = context.logger
+        logger[metadataKey: "businessId"] = "\(request.businessId)"
+        logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
+        let credentials: TenantCredentials?
+        do {
+            credentials = try await directory.credentials(businessId: request.businessId)
+        } catch {
+            throw SendError("StoreUnavailable", "the credentials could not be read: \(error)")
+        }
+        guard let credentials else { throw SendError("UnknownTenant", "no Meta credentials for business \(request.businessId)") }
+        let sent = try await sender.send(
+            request.message, platform: request.platform, recipientId: request.recipientId, credentials: credentials,
+            messagingType: request.messagingType, deadline: context.deadline - .milliseconds(200), logger: logger)
+        logger.info("message sent", metadata: ["messageId": "\(sent.messageId)"])
+        return sent
+    }
+
+    /// Direct invocation: the output or a function error. Through API Gateway: a proxy
+    /// response (400 invalid input, 404 unknown tenant, 409 inactive credentials, 502 Graph
+    /// failure, 503 store unavailable).
+    public var function: some FunctionHandler { Function(handler: self) }
+
+    struct Function: FunctionHandler {
+        let handler: SendHandler
+
+        func handle(event: [UInt8], context: InvocationContext) async throws -> [UInt8] {
+            guard let document = try? JSON.parse(event) else {
+                throw SendError("InvalidInput", "the input is not valid JSON")
+            }
+            let isGateway = document["requestContext"] != nil || document["httpMethod"] != nil || document["rawPath"] != nil
+            guard isGateway else {
+                let sent = try await handler.send(try SendHandler.parse(document), context: context)
+                return JSON.object(["recipientId": .string(sent.recipientId), "messageId": .string(sent.messageId)]).encoded()
+            }
+            let request = try APIGatewayEvent.decode(event)
+            do throws(SendError) {
+                guard let body = try? JSON.parse(request.body) else { throw SendError("InvalidInput", "the body is not valid JSON") }
+                let sent = try await handler.send(try SendHandler.parse(body), context: context)
+                return APIGatewayEvent.encode(.json(200, ["recipientId": sent.recipientId, "messageId": sent.messageId]))
+            } catch {
+                return APIGatewayEvent.encode(.error(Self.status(for: error), code: error.errorType, message: error.errorMessage))
+            }
+        }
+
+        static func status(for error: SendError) -> Int {
+            switch error.errorType {
+            case "UnknownTenant": 404
+            case "InactiveCredentials", "MissingAccount", "TokenExpired": 409
+            case "StoreUnavailable": 503
+            case "GraphAPIError", "GraphUnreachable", "InvalidGraphResponse", "DeadlineExceeded": 502
+            default: 400
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+// scripts/bench: speed and memory figures, printed, never asserted.
+//   bench BIN_DIR
+// BIN_DIR holds the release products (static Swift standard library), as deployed.
+import AWSSigning
+import AsyncHTTPTransport
+import Foundation
+import KeyValueStore
+import MetaMessaging
+import TestSupport
+
+let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
+let root = Executables.packageRoot
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
+func fmt(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
+
+func line(_ name: String, _ value: String) { print(name.padding(toLength: 58, withPad: " ", startingAt: 0) + value) }
+
+/// Runs a binary once with stdin, returns wall time in ms.
+func timeProcess(_ path: String, environment: [String: String], stdin: Data) throws -> Double {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.environment = environment
+    let input = Pipe()
+    process.standardInput = input
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    let start = DispatchTime.now()
+    try process.run()
+    input.fileHandleForWriting.write(stdin)
+    try input.fileHandleForWriting.close()
+    process.waitUntilExit()
+    return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+}
+
+func fileSize(_ path: String) -> Int {
+    ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+}
+
+func strippedSize(_ path: String) -> Int {
+    let copy = NSTemporaryDirectory() + "stripped-\(UUID().uuidString)"
+    try? FileManager.default.copyItem(atPath: path, toPath: copy)
+    let strip = Process()
+    strip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    strip.arguments = ["strip", copy]
+    try? strip.run()
+    strip.waitUntilExit()
+    defer { try? FileManager.default.removeItem(atPath: copy) }
+    return fileSize(copy)
+}
+
+func peakChildRSSMB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+let mb = 1024.0 * 1024.0
+print("# meta-messaging benchmark (\(ProcessInfo.processInfo.activeProcessorCount) cores), release build in \(binDir)\n")
+
+// MARK: verify, local mode
+do {
+    let verify = "\(binDir)/verify"
+    let event = try Data(contentsOf: root.appendingPathComponent("events/verify.json"))
+    let env = ["META_WEBHOOK_VERIFY_TOKEN": "local-verify-token", "LOG_LEVEL": "warning"]
+    for _ in 0..<10 { _ = try timeProcess(verify, environment: env, stdin: event) }
+    var times: [Double] = []
+    for _ in 0..<200 { times.append(try timeProcess(verify, environment: env, stdin: event)) }
+    print("## verify")
+    line("local mode, whole process, median of 200", "\(fmt(median(times))) ms (p90 \(fmt(percentile(times, 0.9))) ms)")
+    line("peak RSS of a verify process", "\(fmt(peakChildRSSMB(), 1)) MB")
+    line("binary size (unstripped / stripped)", "\(fmt(Double(fileSize(verify)) / mb, 1)) MB / \(fmt(Double(strippedSize(verify)) / mb, 1)) MB")
+    if FileManager.default.fileExists(atPath: "\(binDir)/receive") {
+        line("receive binary size (unstripped / stripped)", "\(fmt(Double(fileSize("\(binDir)/receive")) / mb, 1)) MB / \(fmt(Double(strippedSize("\(binDir)/receive")) / mb, 1)) MB")
+    }
+}
+
+// MARK: verify, Lambda loop
+do {
+    let api = try await RuntimeAPIStandIn()
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "\(binDir)/verify")
+    process.environment = ["AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token", "LOG_LEVEL": "warning"]
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let event = Array(try Data(contentsOf: root.appendingPathComponent("events/verify.json")))
+    for _ in 0..<200 { _ = await api.outcome(of: await api.enqueue(event)) }
+    let count = 2000
+    let start = DispatchTime.now()
+    for _ in 0..<count { _ = await api.outcome(of: await api.enqueue(event), timeout: .seconds(5)) }
+    let perInvocation = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e3 / Double(count)
+    line("Lambda loop, warm, per invocation incl. the stand-in", "\(fmt(perInvocation, 1)) µs (\(count) invocations)")
+    process.terminate()
+    process.waitUntilExit()
+    await api.shutdown()
+}
+
+// MARK: key-value store
+print("\n## key-value store")
+do {
+    let table = TableSchema(name: "bench", partitionKey: "id")
+    let directory = NSTemporaryDirectory() + "bench-\(UUID().uuidString)"
+    let store = try FileStore(directory: directory, tables: [table])
+    for size in [100, 1000] {
+        for index in 0..<size { try await store.put(table, item: ["id": .s("item-\(index)"), "v": .n("1")]) }
+        let operations = 300
+        var start = DispatchTime.now()
+        for index in 0..<operations { _ = try await store.get(table, key: ["id": .s("item-\(index % size)")]) }
+        let getsPerSecond = Double(operations) / (Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
+        start = DispatchTime.now()
+        for index in 0..<operations { try await store.put(table, item: ["id": .s("item-\(index % size)"), "v": .n("2")]) }
+        let putsPerSecond = Double(operations) / (Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
+        line("file store, table of \(size) items: get / put (fsync)", "\(fmt(getsPerSecond, 0)) ops/s / \(fmt(putsPerSecond, 0)) ops/s")
+    }
+}
+do {
+    let moto = try await MotoServer.shared.start()
+    let table = TableSchema(name: "bench-\(UUID().uuidString.prefix(8))", partitionKey: "id")
+    let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    try await store.createTable(table)
+    try await store.put(table, item: ["id": .s("x"), "v": .n("1")])
+    for _ in 0..<20 { _ = try await store.get(table, key: ["id": .s("x")]) }
+    var latencies: [Double] = []
+    for _ in 0..<200 {
+        let start = DispatchTime.now()
+        _ = try await store.get(table, key: ["id": .s("x")])
+        latencies.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6)
+    }
+    let signer = SigV4Signer(credentials: moto.credentials, region: moto.region, service: "dynamodb")
+    let body = Array(#"{"ConsistentRead":true,"Key":{"id":{"S":"x"}},"TableName":"bench"}"#.utf8)
+    let signings = 20000
+    let start = DispatchTime.now()
+    for _ in 0..<signings {
+        _ = signer.sign(method: "POST", url: moto.endpoint + "/", headers: [("X-Amz-Target", "DynamoDB_20120810.GetItem")], body: body, date: 1_795_687_200)
+    }
+    let signMicros = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e3 / Double(signings)
+    line("DynamoDB GetItem against moto, median (p99)", "\(fmt(median(latencies))) ms (\(fmt(percentile(latencies, 0.99))) ms)")
+    line("SigV4 signing per request", "\(fmt(signMicros, 1)) µs")
+}
+
+// MARK: receive
+print("\n## receive")
+do {
+    let secret = WebhookSignature(appSecret: "local-app-secret")
+    let body = [UInt8](repeating: UInt8(ascii: "a"), count: 1 << 20)
+    let rounds = 200
+    let start = DispatchTime.now()
+    var failures = 0
+    for _ in 0..<rounds { if secret.check(body: body, header: "sha256=" + String(repeating: "0", count: 64)) != nil { failures += 1 } }
+    let perMB = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6 / Double(rounds)
+    line("signature check per MB of body", "\(fmt(perMB, 3)) ms (\(fmt(1000 / perMB, 0)) MB/s)")
+}
+do {
+    let graph = try await GraphStandIn()
+    await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
+    let directory = NSTemporaryDirectory() + "bench-receive-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
+        try FileManager.default.copyItem(atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(directory)/\(name)")
+    }
+    let api = try await RuntimeAPIStandIn()
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
+    process.environment = [
+        "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_APP_SECRET": "local-app-secret", "KV_BACKEND": "file",
+        "KV_FILE_DIR": directory, "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
+    ]
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    func event(_ index: Int) -> [UInt8] {
+        let body = #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"1234567890123456"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_bench_\#(index)_\#(UUID().uuidString)","text":"hello \#(index)"}}]}]}"#
+        let object: [String: Any] = [
+            "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
+            "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
+        ]
+        return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+    }
+    for index in 0..<20 { _ = await api.outcome(of: await api.enqueue(event(index))) }
+    let count = 300
+    var latencies: [Double] = []
+    let start = DispatchTime.now()
+    for index in 0..<count {
+        let begin = DispatchTime.now()
+        _ = await api.outcome(of: await api.enqueue(event(1000 + index)), timeout: .seconds(10))
+        latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    let sent = await graph.messages.count
+    line("webhooks/s, Lambda loop, file store, echo agent, reply sent", "\(fmt(Double(count) / seconds, 0)) /s (median \(fmt(median(latencies))) ms, p99 \(fmt(percentile(latencies, 0.99))) ms, \(sent) replies)")
+    process.terminate()
+    process.waitUntilExit()
+    await api.shutdown()
+    await graph.shutdown()
+}
