@@ -197,7 +197,7 @@ import TestSupport
         let harness = try await H.make(.file)
         let graph = harness.graph
         await graph.script([GraphStandIn.error(status: 503, code: 2, message: "Service temporarily unavailable", transient: true)], pathSuffix: "/messages")
-        let result = try await harness.run("send", Self.input(message: ["text": "x"]), extra: ["FUNCTION_TIMEOUT_SECONDS": "0.6"])
+        let result = try await harness.run("send", Self.input(message: ["text": "x"]), extra: ["FUNCTION_TIMEOUT_SECONDS": "1.5"])
         #expect(result.exitCode == 1)
         #expect(result.json?["errorType"] as? String == "GraphAPIError")
         #expect(await graph.calls.count == 1)

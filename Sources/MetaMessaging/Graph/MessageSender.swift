@@ -71,8 +71,9 @@ public struct MessageSender: Sendable {
                     throw SendError("TokenExpired", error.description, graph: error)
                 }
                 let delay = backoff.delay(afterAttempt: attempt)
+                // A retry needs the backoff delay plus room for a whole Graph call.
                 guard error.isTransient, attempt < backoff.maxAttempts,
-                      deadline - ContinuousClock.now > delay + .milliseconds(500)
+                      deadline - ContinuousClock.now > delay + .seconds(1)
                 else {
                     throw SendError(error.kind == .transport ? "GraphUnreachable" : "GraphAPIError", error.description, graph: error)
                 }
