@@ -59,7 +59,7 @@ import TestSupport
             let (process, _) = try Executables.start("kvtool", environment: [:], arguments: ["churn", directory])
             try await Task.sleep(for: .milliseconds(150 + round * 40))
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            await Executables.wait(process)
             let store = try FileStore(directory: directory, tables: [table])
             let item = try await store.get(table, key: ["id": .s("item-0")])
             #expect(item?["padding"]?.string?.count == 2000)

@@ -9,7 +9,7 @@ import TestSupport
         let (process, _) = try Executables.start("verify", environment: [
             "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
         ])
-        defer { process.terminate(); process.waitUntilExit() }
+        defer { process.terminate() }
         for index in 0..<40 {
             let name = index.isMultiple(of: 2) ? "verify.json" : "verify-http-api.json"
             let id = await api.enqueue(TestEvents.load(name))
@@ -31,7 +31,7 @@ import TestSupport
         let (process, _) = try Executables.start("verify", environment: [
             "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
         ])
-        defer { process.terminate(); process.waitUntilExit() }
+        defer { process.terminate() }
         let bad = await api.enqueue(Array("{not json".utf8))
         guard case .error(let errorType, let body) = await api.outcome(of: bad) else {
             Issue.record("the malformed event was not reported on /error")
@@ -54,7 +54,7 @@ import TestSupport
     @Test func missingVariableIsAnInitErrorBeforeAnyNext() async throws {
         let api = try await RuntimeAPIStandIn()
         let (process, _) = try Executables.start("verify", environment: ["AWS_LAMBDA_RUNTIME_API": api.endpoint])
-        process.waitUntilExit()
+        await Executables.wait(process)
         let initError = try #require(await api.initError(timeout: .seconds(5)))
         #expect(initError.nextCallsBefore == 0)
         #expect(await api.nextCalls == 0)
@@ -73,7 +73,7 @@ import TestSupport
         let id = await api.enqueue(TestEvents.load("verify.json"), requestID: "req-trace-1", traceID: trace)
         _ = await api.outcome(of: id)
         process.terminate()
-        process.waitUntilExit()
+        await Executables.wait(process)
         let logs = try String(contentsOf: log, encoding: .utf8)
         let line = try #require(logs.split(separator: "\n").first { $0.contains("verification accepted") })
         let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]

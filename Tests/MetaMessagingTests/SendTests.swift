@@ -182,7 +182,7 @@ import TestSupport
         await harness.graph.script([GraphStandIn.error(code: 190, subcode: 460, message: "Error validating access token: The session has been invalidated because the user changed their password.")], pathSuffix: "/messages")
         let result = try await harness.run("send", Self.input(message: ["text": "x"]))
         #expect(result.exitCode == 1)
-        #expect(result.json?["errorType"] as? String == "TokenExpired")
+        #expect(result.json?["errorType"] as? String == "TokenExpired", "\(result.stdout)")
         let item = try await harness.credentialsItem()
         #expect(item?["isActive"] == .bool(false))
         #expect(item?["inactiveReason"]?.string == "Graph API code 190 subcode 460")

@@ -20,12 +20,19 @@ public actor MotoServer {
     }
 
     public static let shared = MotoServer()
-    private var connection: Connection?
+    /// One start for every caller: the actor is re-entered while the first start awaits.
+    private var starting: Task<Connection, any Error>?
     private var process: Process?
     private var stdin: Pipe?
 
-    public func start() throws -> Connection {
-        if let connection { return connection }
+    public func start() async throws -> Connection {
+        if let starting { return try await starting.value }
+        let task = Task { try await self.launch() }
+        starting = task
+        return try await task.value
+    }
+
+    private func launch() async throws -> Connection {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", Executables.packageRoot.appendingPathComponent("Tests/support/moto_harness.py").path]
@@ -34,13 +41,16 @@ public actor MotoServer {
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // The first line is the connection document.
-        var line = Data()
+        // The first line is the connection document; read it off the cooperative pool.
         let handle = output.fileHandleForReading
-        while true {
-            let byte = handle.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([0x0A]) { break }
-            line.append(byte)
+        let line = await Executables.offPool {
+            var line = Data()
+            while true {
+                let byte = handle.readData(ofLength: 1)
+                if byte.isEmpty || byte == Data([0x0A]) { break }
+                line.append(byte)
+            }
+            return line
         }
         guard let object = try JSONSerialization.jsonObject(with: line) as? [String: String],
               let endpoint = object["endpoint"], let key = object["accessKeyId"],
@@ -53,7 +63,6 @@ public actor MotoServer {
             credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token))
         self.process = process
         self.stdin = input
-        self.connection = connection
         return connection
     }
 }

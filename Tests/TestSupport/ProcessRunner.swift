@@ -53,6 +53,19 @@ public enum Executables {
         }
     }
 
+    /// Runs blocking work on a thread of its own and awaits its result.
+    public static func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: work()) }.start()
+        }
+    }
+
+    /// Waits for a process to end without blocking the cooperative pool.
+    public static func wait(_ process: Process) async {
+        let box = UncheckedBox(process)
+        await offPool { box.value.waitUntilExit() }
+    }
+
     static func runBlocking(
         _ name: String, environment: [String: String], stdin: [UInt8], arguments: [String], timeout: TimeInterval
     ) throws -> ProcessResult {
@@ -112,4 +125,10 @@ final class LockedData: @unchecked Sendable {
     private var data: Data?
     func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
     func get() -> Data? { lock.lock(); defer { lock.unlock() }; return data }
+}
+
+/// Carries a non-Sendable reference to another thread that alone uses it.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
