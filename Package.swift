@@ -16,6 +16,8 @@ let package = Package(
         .executable(name: "verify", targets: ["verify"]),
         .executable(name: "receive", targets: ["receive"]),
         .executable(name: "send", targets: ["send"]),
+        .executable(name: "auth-url", targets: ["auth-url"]),
+        .executable(name: "oauth-callback", targets: ["oauth-callback"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -44,6 +46,8 @@ let package = Package(
         .executableTarget(name: "verify", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .executableTarget(name: "send", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
+        .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "FunctionRuntime"]),
+        .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .target(name: "TestSupport", dependencies: [
             "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport",
             .product(name: "Crypto", package: "swift-crypto"),

@@ -73,6 +73,14 @@ public struct Services: Sendable {
         return .milliseconds(millis)
     }
 
+    public func oauthCallbackHandler() throws(ConfigurationError) -> OAuthCallbackHandler {
+        let store = try store()
+        return OAuthCallbackHandler(
+            config: try OAuthConfig(environment: environment), appSecret: try appSecret(), graph: try graph(),
+            directory: TenantDirectory(store: store, tables: tables),
+            ledger: MessageLedger(store: store, table: tables.processedMessages))
+    }
+
     public func sendHandler() throws(ConfigurationError) -> SendHandler {
         let directory = TenantDirectory(store: try store(), tables: tables)
         return SendHandler(directory: directory, sender: MessageSender(graph: try graph(), directory: directory))

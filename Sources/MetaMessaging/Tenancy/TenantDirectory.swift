@@ -112,3 +112,64 @@ public struct TenantDirectory: Sendable {
         ]
     }
 }
+
+extension TenantDirectory {
+    public enum ConnectError: Error, Sendable, Equatable {
+        /// The Page or Instagram account is mapped to another business; nothing was changed.
+        case ownedByAnotherBusiness(identifier: String)
+        case store(KeyValueError)
+    }
+
+    /// Claims the Page id and the Instagram account id for `tenant` (conditional writes: an
+    /// identifier that belongs to another business is refused and left as it is), then stores
+    /// the Page token. Reconnecting the same business refreshes its token.
+    public func connect(
+        tenant: Tenant, pageId: String, instagramAccountId: String?, pageAccessToken: String
+    ) async throws(ConnectError) {
+        let mine: Condition = .or(.itemAbsent, .equals("businessId", .s(tenant.businessId)))
+        var claimed: [String] = []
+        let accounts: [(String, String, String)] = [(pageId, "page", "messenger")]
+            + (instagramAccountId.map { [($0, "instagram_account", "instagram")] } ?? [])
+        do {
+            for (identifier, type, platform) in accounts {
+                let existed = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)]) != nil
+                let item = Self.identifierItem(identifier, type: type, platform: platform, tenant: tenant)
+                guard try await putUnlessTaken(tables.identifiers, item: item, condition: mine) else {
+                    // Undo what this attempt newly claimed, so a refused connection leaves nothing behind.
+                    for identifier in claimed {
+                        try await store.delete(tables.identifiers, key: ["identifierId": .s(identifier)])
+                    }
+                    throw ConnectError.ownedByAnotherBusiness(identifier: identifier)
+                }
+                if !existed { claimed.append(identifier) }
+            }
+            let key = credentialsKey(tenant.businessId)
+            let now = self.now()
+            let createdAt = try await store.get(tables.credentials, key: key)?["createdAt"] ?? .s(now)
+            var credentials: [String: AttributeValue] = ["accessToken": .s(pageAccessToken), "pageId": .s(pageId)]
+            if let instagramAccountId { credentials["instagramAccountId"] = .s(instagramAccountId) }
+            let existing = try await store.get(tables.credentials, key: key)?["credentials"]?.map
+            if let phone = existing?["phoneNumberId"] { credentials["phoneNumberId"] = phone }
+            try await store.put(tables.credentials, item: key.merging([
+                "credentials": .m(credentials), "isActive": .bool(true), "createdAt": createdAt, "updatedAt": .s(now),
+                "locationId": .s(tenant.locationId),
+            ]) { $1 })
+        } catch let error as ConnectError {
+            throw error
+        } catch let error as KeyValueError {
+            throw .store(error)
+        } catch {
+            throw .store(KeyValueError(.unavailable, "\(error)"))
+        }
+    }
+
+    /// A conditional put: false when the condition did not hold.
+    private func putUnlessTaken(_ table: TableSchema, item: Item, condition: Condition) async throws(KeyValueError) -> Bool {
+        do {
+            try await store.put(table, item: item, condition: condition)
+            return true
+        } catch where error.code == .conditionFailed {
+            return false
+        }
+    }
+}

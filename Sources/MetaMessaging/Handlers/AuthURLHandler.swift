@@ -1,0 +1,53 @@
+import FunctionRuntime
+import HTTPTransport
+import Logging
+
+/// `GET /external/meta/auth-url`: the Facebook Login dialog URL for one business location,
+/// with a signed, expiring `state` (SPEC section 4, auth-url).
+public struct AuthURLHandler: Sendable {
+    public let config: OAuthConfig
+    public let clock: WallClock
+
+    public init(config: OAuthConfig, clock: WallClock = .system) {
+        self.config = config
+        self.clock = clock
+    }
+
+    struct Answer: Encodable {
+        let url: String
+        let clientId: String
+        let redirectUri: String
+    }
+
+    public func handle(_ request: HTTPRequest, logger: Logger) -> HTTPResponse {
+        guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId) else {
+            return .error(400, code: "invalid_business_id", message: "businessId is required: 1 to 128 letters, digits or -_.:#@")
+        }
+        guard let locationId = request.queryValue("locationId"), isValidIdentifier(locationId) else {
+            return .error(400, code: "invalid_location_id", message: "locationId is required: 1 to 128 letters, digits or -_.:#@")
+        }
+        let pageId = request.queryValue("pageId").flatMap { $0.isEmpty ? nil : $0 }
+        if let pageId, !pageId.allSatisfy(\.isNumber) || pageId.count > 32 {
+            return .error(400, code: "invalid_page_id", message: "pageId must be a Facebook Page id (digits)")
+        }
+        let redirectURI = request.queryValue("redirectUri").flatMap { $0.isEmpty ? nil : $0 } ?? config.redirectURI
+        guard config.isAllowed(redirectURI: redirectURI) else {
+            logger.warning("auth-url refused: redirect URI not allowed")
+            return .error(400, code: "redirect_uri_not_allowed", message: "redirectUri must be META_REDIRECT_URI or one of META_ALLOWED_REDIRECT_URIS")
+        }
+        let state = OAuthState(
+            businessId: businessId, locationId: locationId, pageId: pageId, redirectUri: redirectURI,
+            nonce: OAuthState.randomNonce(), expiresAt: clock.epochSeconds() + config.stateLifetimeSeconds)
+        let query = FormEncoding.query([
+            ("client_id", config.appId), ("redirect_uri", redirectURI), ("scope", config.scopes),
+            ("response_type", "code"), ("state", state.signed(secret: config.stateSecret)),
+        ])
+        logger.info("auth URL issued", metadata: ["businessId": "\(businessId)", "locationId": "\(locationId)"])
+        return .json(200, Answer(url: "\(config.dialogBaseURL)/\(config.graphVersion)/dialog/oauth?\(query)",
+                                 clientId: config.appId, redirectUri: redirectURI))
+    }
+
+    public var function: HTTPFunction {
+        HTTPFunction { request, context in self.handle(request, logger: context.logger) }
+    }
+}

@@ -1,0 +1,240 @@
+import FunctionRuntime
+import HTTPTransport
+import KeyValueStore
+import Logging
+
+/// `GET /external/meta/callback`: the end of the Facebook Login flow (SPEC section 4,
+/// oauth-callback; Meta for Developers, "Manually Build a Login Flow" and "Long-Lived Access
+/// Tokens"). Verifies the state (no Graph call before that), exchanges the code, finds the
+/// Page to connect, claims its identifiers, subscribes the Page to the app's webhooks and
+/// stores the Page token. Codes and tokens never appear in the answer or the logs.
+public struct OAuthCallbackHandler: Sendable {
+    public let config: OAuthConfig
+    public let appSecret: String
+    public let graph: GraphClient
+    public let directory: TenantDirectory
+    public let ledger: MessageLedger
+    public let clock: WallClock
+    public let timeout: Duration
+
+    /// The webhook fields a connected Page is subscribed to.
+    public static let subscribedFields = "messages,messaging_postbacks,message_echoes,message_reactions"
+
+    public init(config: OAuthConfig, appSecret: String, graph: GraphClient, directory: TenantDirectory, ledger: MessageLedger,
+                clock: WallClock = .system, timeout: Duration = .seconds(8)) {
+        self.config = config
+        self.appSecret = appSecret
+        self.graph = graph
+        self.directory = directory
+        self.ledger = ledger
+        self.clock = clock
+        self.timeout = timeout
+    }
+
+    struct Page: Sendable {
+        let id: String
+        let name: String?
+        let accessToken: String
+        var instagramAccountId: String?
+    }
+
+    /// The outcome, as JSON or as the query of the post-connect redirect.
+    struct Outcome: Encodable {
+        struct Candidate: Encodable {
+            let pageId: String
+            let name: String?
+            let instagramAccountId: String?
+        }
+        var status: String
+        var error: String?
+        var message: String?
+        var businessId: String?
+        var locationId: String?
+        var pageId: String?
+        var pageName: String?
+        var instagramAccountId: String?
+        var candidates: [Candidate]?
+    }
+
+    struct Failure: Error {
+        let status: Int
+        let code: String
+        let message: String
+    }
+
+    public func handle(_ request: HTTPRequest, logger: Logger) async -> HTTPResponse {
+        let state: OAuthState
+        do throws(Failure) {
+            guard let text = request.queryValue("state"), !text.isEmpty else {
+                throw Failure(status: 400, code: "missing_state", message: "the state parameter is missing")
+            }
+            do {
+                state = try OAuthState.verify(text, secret: config.stateSecret, now: clock.epochSeconds())
+            } catch {
+                throw Failure(status: 400, code: error.rawValue, message: "the state was altered, has expired or is not ours; start the connection again")
+            }
+            guard config.isAllowed(redirectURI: state.redirectUri) else {
+                throw Failure(status: 400, code: "redirect_uri_not_allowed", message: "the state's redirect URI is no longer allowed")
+            }
+        } catch {
+            logger.warning("callback refused: \(error.code)")
+            return answer(Outcome(status: "error", error: error.code, message: error.message), httpStatus: error.status)
+        }
+
+        var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
+        if let declined = request.queryValue("error") {
+            logger.info("the person declined the dialog", metadata: ["businessId": "\(state.businessId)", "reason": "\(request.queryValue("error_reason") ?? declined)"])
+            outcome.status = "denied"
+            outcome.error = declined == "access_denied" ? "access_denied" : "oauth_error"
+            outcome.message = "the person did not grant the permissions"
+            return answer(outcome, httpStatus: 200)
+        }
+        do {
+            guard let code = request.queryValue("code"), !code.isEmpty else {
+                throw Failure(status: 400, code: "missing_code", message: "the code parameter is missing")
+            }
+            try await useOnce(state)
+            let userToken = try await exchange(code: code, redirectURI: state.redirectUri)
+            let pages = try await pagesWithInstagram(userToken: userToken)
+            let chosen: Page
+            if let wanted = state.pageId {
+                guard let page = pages.first(where: { $0.id == wanted }) else {
+                    throw Failure(status: 400, code: "page_not_found", message: "the person does not manage the Page named in the request")
+                }
+                chosen = page
+            } else {
+                guard let page = pages.first(where: { $0.instagramAccountId != nil }) else {
+                    throw Failure(status: 400, code: "no_instagram_account",
+                                  message: "none of the person's Pages has an Instagram professional account connected")
+                }
+                chosen = page
+            }
+            do {
+                try await directory.connect(
+                    tenant: Tenant(businessId: state.businessId, locationId: state.locationId), pageId: chosen.id,
+                    instagramAccountId: chosen.instagramAccountId, pageAccessToken: chosen.accessToken)
+            } catch {
+                switch error {
+                case .ownedByAnotherBusiness:
+                    throw Failure(status: 409, code: "already_connected", message: "this Page or Instagram account is connected to another business")
+                case .store(let error):
+                    throw Failure(status: 503, code: "store_unavailable", message: "the connection could not be stored: \(error.code.rawValue)")
+                }
+            }
+            try await subscribe(page: chosen)
+            logger.info("business connected", metadata: [
+                "businessId": "\(state.businessId)", "pageId": "\(chosen.id)", "instagramAccountId": "\(chosen.instagramAccountId ?? "-")",
+            ])
+            outcome.status = "connected"
+            outcome.pageId = chosen.id
+            outcome.pageName = chosen.name
+            outcome.instagramAccountId = chosen.instagramAccountId
+            outcome.candidates = pages.filter { $0.id != chosen.id }.map {
+                .init(pageId: $0.id, name: $0.name, instagramAccountId: $0.instagramAccountId)
+            }
+            return answer(outcome, httpStatus: 200)
+        } catch let failure as Failure {
+            logger.warning("connection failed: \(failure.code)", metadata: ["businessId": "\(state.businessId)"])
+            outcome.error = failure.code
+            outcome.message = failure.message
+            return answer(outcome, httpStatus: failure.status)
+        } catch {
+            outcome.error = "internal_error"
+            return answer(outcome, httpStatus: 500)
+        }
+    }
+
+    // MARK: Steps
+
+    /// A state is good for one callback: its nonce is recorded until it expires.
+    private func useOnce(_ state: OAuthState) async throws {
+        do {
+            try await ledger.store.put(ledger.table, item: [
+                "messageId": .s("oauth-state:\(state.nonce)"), "status": .s("used"), "businessId": .s(state.businessId),
+                "expiresAt": .number(state.expiresAt),
+            ], condition: .itemAbsent)
+        } catch where error.code == .conditionFailed {
+            throw Failure(status: 400, code: "state_already_used", message: "this connection link was already used; start the connection again")
+        } catch {
+            throw Failure(status: 503, code: "store_unavailable", message: "the state could not be recorded: \(error.code.rawValue)")
+        }
+    }
+
+    /// The code for a short-lived user token, then that for a long-lived one.
+    private func exchange(code: String, redirectURI: String) async throws -> String {
+        let short: JSON
+        do {
+            short = try await graph.call("GET", "oauth/access_token", query: [
+                ("client_id", config.appId), ("client_secret", appSecret), ("redirect_uri", redirectURI), ("code", code),
+            ], token: nil, timeout: timeout)
+        } catch {
+            throw Failure(status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed", message: error.description)
+        }
+        guard let shortToken = short["access_token"]?.string else {
+            throw Failure(status: 502, code: "code_exchange_failed", message: "the Graph API returned no access token")
+        }
+        let long = try await graphCall("GET", "oauth/access_token", query: [
+            ("grant_type", "fb_exchange_token"), ("client_id", config.appId), ("client_secret", appSecret),
+            ("fb_exchange_token", shortToken),
+        ], token: shortToken)
+        guard let longToken = long["access_token"]?.string else {
+            throw Failure(status: 502, code: "graph_error", message: "the Graph API returned no long-lived token")
+        }
+        return longToken
+    }
+
+    /// Every Page the person manages (following `paging.next`), with its Instagram account.
+    private func pagesWithInstagram(userToken: String) async throws -> [Page] {
+        var pages: [Page] = []
+        var next: String? = "me/accounts"
+        var query: [(String, String)] = [("fields", "id,name,access_token"), ("limit", "100")]
+        var seen = 0
+        while let path = next, seen < 50 {
+            seen += 1
+            let answer = try await graphCall("GET", path, query: query, token: userToken)
+            for item in answer["data"]?.array ?? [] {
+                guard let id = item["id"]?.id, let token = item["access_token"]?.string else { continue }
+                pages.append(Page(id: id, name: item["name"]?.string, accessToken: token))
+            }
+            next = answer["paging"]?["next"]?.string
+            query = []
+        }
+        for index in pages.indices {
+            let answer = try await graphCall("GET", pages[index].id, query: [("fields", "instagram_business_account")], token: pages[index].accessToken)
+            pages[index].instagramAccountId = answer["instagram_business_account"]?["id"]?.id
+        }
+        return pages
+    }
+
+    private func subscribe(page: Page) async throws {
+        let answer = try await graphCall("POST", "\(page.id)/subscribed_apps", query: [("subscribed_fields", Self.subscribedFields)], token: page.accessToken)
+        guard answer["success"]?.bool == true else {
+            throw Failure(status: 502, code: "subscription_failed", message: "the Graph API did not confirm the webhook subscription")
+        }
+    }
+
+    private func graphCall(_ method: String, _ path: String, query: [(String, String)], token: String) async throws -> JSON {
+        do {
+            return try await graph.call(method, path, query: query, token: token, timeout: timeout)
+        } catch {
+            throw Failure(status: 502, code: error.isExpiredToken ? "token_expired" : "graph_error", message: error.description)
+        }
+    }
+
+    // MARK: Answer
+
+    private func answer(_ outcome: Outcome, httpStatus: Int) -> HTTPResponse {
+        guard let target = config.postConnectRedirectURI else { return .json(httpStatus, outcome) }
+        var query: [(String, String)] = [("status", outcome.status)]
+        for (name, value) in [("error", outcome.error), ("businessId", outcome.businessId), ("locationId", outcome.locationId),
+                              ("pageId", outcome.pageId), ("instagramAccountId", outcome.instagramAccountId)] {
+            if let value { query.append((name, value)) }
+        }
+        let location = target + (target.contains("?") ? "&" : "?") + FormEncoding.query(query)
+        return HTTPResponse(status: 302, headers: ["Location": location, "Cache-Control": "no-store"], body: "")
+    }
+
+    public var function: HTTPFunction {
+        HTTPFunction { request, context in await self.handle(request, logger: context.logger) }
+    }
+}

@@ -1,0 +1,84 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The OAuth `state`: what the callback needs to know, signed so it cannot be altered.
+/// Format: `base64url(JSON payload) "." base64url(HMAC-SHA256(first part, OAUTH_STATE_SECRET))`.
+public struct OAuthState: Sendable, Equatable, Codable {
+    public let businessId: String
+    public let locationId: String
+    public let pageId: String?
+    public let redirectUri: String
+    /// 128 random bits, also the key that makes a state single-use.
+    public let nonce: String
+    /// Epoch seconds after which the state is refused.
+    public let expiresAt: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case businessId = "b", locationId = "l", pageId = "p", redirectUri = "r", nonce = "n", expiresAt = "e"
+    }
+
+    public init(businessId: String, locationId: String, pageId: String?, redirectUri: String, nonce: String, expiresAt: Int64) {
+        self.businessId = businessId
+        self.locationId = locationId
+        self.pageId = pageId
+        self.redirectUri = redirectUri
+        self.nonce = nonce
+        self.expiresAt = expiresAt
+    }
+
+    public static func randomNonce() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    public enum Failure: String, Error, Sendable {
+        case malformed = "invalid_state"
+        case forged = "tampered_state"
+        case expired = "expired_state"
+    }
+
+    public func signed(secret: String) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let payload = Base64URL.encode(Array((try? encoder.encode(self)) ?? Data()))
+        let signature = Base64URL.encode(HMACSHA256.sign(Array(payload.utf8), key: Array(secret.utf8)))
+        return "\(payload).\(signature)"
+    }
+
+    /// The state if its signature holds and it has not expired.
+    public static func verify(_ text: String, secret: String, now: Int64) throws(Failure) -> OAuthState {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let given = Base64URL.decode(String(parts[1])) else { throw .malformed }
+        let expected = HMACSHA256.sign(Array(parts[0].utf8), key: Array(secret.utf8))
+        guard constantTimeEquals(given, expected) else { throw .forged }
+        guard let payload = Base64URL.decode(String(parts[0])),
+              let state = try? JSONDecoder().decode(OAuthState.self, from: Data(payload))
+        else { throw .malformed }
+        guard state.expiresAt > now else { throw .expired }
+        return state
+    }
+}
+
+/// RFC 4648 section 5: `-` and `_` for `+` and `/`, no padding.
+enum Base64URL {
+    static func encode(_ bytes: [UInt8]) -> String {
+        String(Data(bytes).base64EncodedString().compactMap { character -> Character? in
+            switch character {
+            case "+": "-"
+            case "/": "_"
+            case "=": nil
+            default: character
+            }
+        })
+    }
+
+    static func decode(_ text: String) -> [UInt8]? {
+        guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else { return nil }
+        var base64 = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64).map(Array.init)
+    }
+}
