@@ -92,11 +92,34 @@ public struct Services: Sendable {
         let ledger = MessageLedger(store: store, table: tables.processedMessages)
         let sender = MessageSender(graph: try graph(), directory: directory)
         let responder = MessageResponder(agent: try agent(), sender: sender, ledger: ledger, agentTimeout: try agentTimeout(default: .seconds(3)))
-        let dispatch = try environment.choice("RECEIVE_DISPATCH", of: ["inline", "sqs"], default: "inline")
-        guard dispatch == "inline" else {
-            throw ConfigurationError(variable: "RECEIVE_DISPATCH", problem: "sqs is not available in this build yet; use inline")
+        let dispatch: ReceiveHandler.Dispatch
+        switch try environment.choice("RECEIVE_DISPATCH", of: ["inline", "sqs"], default: "inline") {
+        case "sqs": dispatch = .queue(try queue())
+        default: dispatch = .inline
         }
         return ReceiveHandler(signature: WebhookSignature(appSecret: try appSecret()), directory: directory, ledger: ledger,
-                              responder: responder, dispatch: .inline)
+                              responder: responder, dispatch: dispatch)
+    }
+
+    /// The FIFO queue of `RECEIVE_DISPATCH=sqs`: `PROCESS_QUEUE_URL`, `SQS_ENDPOINT`, AWS signing.
+    public func queue() throws(ConfigurationError) -> SQSQueue {
+        let url = try environment.required("PROCESS_QUEUE_URL")
+        guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+            throw ConfigurationError(variable: "PROCESS_QUEUE_URL", problem: "must be the queue's URL")
+        }
+        let region = try environment.required("AWS_REGION")
+        guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
+            throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for RECEIVE_DISPATCH=sqs")
+        }
+        return SQSQueue(transport: transport, queueURL: url, region: region, endpoint: environment["SQS_ENDPOINT"], credentials: credentials)
+    }
+
+    public func processHandler() throws(ConfigurationError) -> ProcessHandler {
+        let store = try store()
+        let directory = TenantDirectory(store: store, tables: tables)
+        let ledger = MessageLedger(store: store, table: tables.processedMessages)
+        let responder = MessageResponder(agent: try agent(), sender: MessageSender(graph: try graph(), directory: directory),
+                                         ledger: ledger, agentTimeout: try agentTimeout(default: .seconds(25)))
+        return ProcessHandler(directory: directory, ledger: ledger, responder: responder)
     }
 }

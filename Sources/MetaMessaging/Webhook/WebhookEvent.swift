@@ -18,7 +18,7 @@ public struct Attachment: Sendable, Codable, Equatable {
 }
 
 /// What the customer sent, in the forms we answer.
-public enum MessageContent: Sendable, Codable, Equatable {
+public enum MessageContent: Sendable, Equatable {
     case text(String)
     case attachments([Attachment], caption: String?)
     /// A tapped quick reply (Instagram, Messenger) or reply button / list row (WhatsApp).
@@ -39,6 +39,56 @@ public enum MessageContent: Sendable, Codable, Equatable {
         case .quickReply(let text, _): return text
         case .postback(let title, _): return title
         case .storyReply(let text, _): return text
+        }
+    }
+}
+
+/// `{"kind": "text", "text": ...}`, `{"kind": "attachments", "attachments": [...], "caption": ...}`,
+/// `{"kind": "quick_reply", "text", "payload"}`, `{"kind": "postback", "title", "payload"}`,
+/// `{"kind": "story_reply", "text", "storyUrl"}`: the form queued for `process`.
+extension MessageContent: Codable {
+    private enum CodingKeys: String, CodingKey { case kind, text, attachments, caption, payload, title, storyUrl }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        switch try container.decode(String.self, forKey: .kind) {
+        case "text": self = .text(try container.decode(String.self, forKey: .text))
+        case "attachments":
+            self = .attachments(try container.decode([Attachment].self, forKey: .attachments),
+                                caption: try container.decodeIfPresent(String.self, forKey: .caption))
+        case "quick_reply":
+            self = .quickReply(text: try container.decode(String.self, forKey: .text), payload: try container.decode(String.self, forKey: .payload))
+        case "postback":
+            self = .postback(title: try container.decode(String.self, forKey: .title), payload: try container.decode(String.self, forKey: .payload))
+        case "story_reply":
+            self = .storyReply(text: try container.decode(String.self, forKey: .text), storyURL: try container.decodeIfPresent(String.self, forKey: .storyUrl))
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .kind, in: container, debugDescription: "unknown content kind \(other)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .text(let text):
+            try container.encode("text", forKey: .kind)
+            try container.encode(text, forKey: .text)
+        case .attachments(let attachments, let caption):
+            try container.encode("attachments", forKey: .kind)
+            try container.encode(attachments, forKey: .attachments)
+            try container.encodeIfPresent(caption, forKey: .caption)
+        case .quickReply(let text, let payload):
+            try container.encode("quick_reply", forKey: .kind)
+            try container.encode(text, forKey: .text)
+            try container.encode(payload, forKey: .payload)
+        case .postback(let title, let payload):
+            try container.encode("postback", forKey: .kind)
+            try container.encode(title, forKey: .title)
+            try container.encode(payload, forKey: .payload)
+        case .storyReply(let text, let storyURL):
+            try container.encode("story_reply", forKey: .kind)
+            try container.encode(text, forKey: .text)
+            try container.encodeIfPresent(storyURL, forKey: .storyUrl)
         }
     }
 }

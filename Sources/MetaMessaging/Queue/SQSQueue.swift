@@ -1,0 +1,114 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import AWSSigning
+import Crypto
+import HTTPTransport
+
+/// Amazon SQS over its JSON protocol (`POST /`, `X-Amz-Target: AmazonSQS.<Action>`,
+/// `Content-Type: application/x-amz-json-1.0`), SigV4-signed for service `sqs`.
+/// Accepted messages go to a FIFO queue: message group = tenant + customer, so a conversation
+/// stays in order while others run in parallel; deduplication id = the message id.
+public struct SQSQueue: MessageQueue {
+    public let queueURL: String
+    public let endpoint: String
+    private let transport: any HTTPTransport
+    private let signer: SigV4Signer
+    private let timeout: Duration
+    private let backoff: Backoff
+
+    public init(transport: any HTTPTransport, queueURL: String, region: String, endpoint: String? = nil,
+                credentials: AWSCredentials, timeout: Duration = .seconds(2), backoff: Backoff = Backoff(maxAttempts: 3)) {
+        self.transport = transport
+        self.queueURL = queueURL
+        self.endpoint = endpoint ?? "https://sqs.\(region).amazonaws.com"
+        self.signer = SigV4Signer(credentials: credentials, region: region, service: "sqs")
+        self.timeout = timeout
+        self.backoff = backoff
+    }
+
+    /// SQS allows 128 characters of `[A-Za-z0-9!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~]` for group and
+    /// deduplication ids; longer ids (Instagram mids can be) are replaced by their SHA-256.
+    static func sqsId(_ text: String) -> String {
+        let allowed = text.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E }
+        guard text.utf8.count > 128 || !allowed else { return text }
+        return Hex.encode(SHA256.hash(data: Array(text.utf8)))
+    }
+
+    public static func groupId(for accepted: AcceptedMessage) -> String {
+        sqsId("\(accepted.tenant.businessId):\(accepted.message.platform.rawValue):\(accepted.message.senderId)")
+    }
+
+    public func enqueue(_ messages: [AcceptedMessage]) async throws(QueueError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var start = 0
+        while start < messages.count {
+            let batch = Array(messages[start..<min(start + 10, messages.count)])
+            var entries: [JSON] = []
+            for (index, accepted) in batch.enumerated() {
+                guard let body = try? encoder.encode(accepted) else { throw QueueError("a message could not be encoded") }
+                entries.append([
+                    "Id": .string(String(index)), "MessageBody": .string(String(decoding: body, as: UTF8.self)),
+                    "MessageGroupId": .string(Self.groupId(for: accepted)),
+                    "MessageDeduplicationId": .string(Self.sqsId(accepted.message.messageId)),
+                ])
+            }
+            let answer = try await call("SendMessageBatch", ["QueueUrl": .string(queueURL), "Entries": .array(entries)])
+            if let failed = answer["Failed"]?.array, !failed.isEmpty {
+                let codes = failed.compactMap { $0["Code"]?.string }.joined(separator: ", ")
+                throw QueueError("SQS refused \(failed.count) of \(batch.count) messages: \(codes)")
+            }
+            start += 10
+        }
+    }
+
+    // MARK: Administration and inspection (local set-up, tests)
+
+    /// Creates a FIFO queue (the name must end in `.fifo`) and returns its URL.
+    public func createFIFOQueue(name: String, visibilityTimeout: Int = 30) async throws(QueueError) -> String {
+        let answer = try await call("CreateQueue", [
+            "QueueName": .string(name),
+            "Attributes": ["FifoQueue": "true", "VisibilityTimeout": .string(String(visibilityTimeout))],
+        ])
+        guard let url = answer["QueueUrl"]?.string else { throw QueueError("CreateQueue returned no QueueUrl") }
+        return url
+    }
+
+    /// Up to 10 messages as SQS hands them to Lambda: `(messageId, body, attributes)`.
+    public func receive(max: Int = 10, waitSeconds: Int = 0) async throws(QueueError) -> [JSON] {
+        let answer = try await call("ReceiveMessage", [
+            "QueueUrl": .string(queueURL), "MaxNumberOfMessages": .number(Double(max)),
+            "WaitTimeSeconds": .number(Double(waitSeconds)), "MessageSystemAttributeNames": ["All"],
+        ])
+        return answer["Messages"]?.array ?? []
+    }
+
+    private func call(_ action: String, _ input: JSON) async throws(QueueError) -> JSON {
+        let body = input.encoded()
+        var attempt = 0
+        while true {
+            let headers = signer.sign(
+                method: "POST", url: endpoint + "/",
+                headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "AmazonSQS.\(action)")],
+                body: body, date: SigV4Signer.now())
+            let failure: QueueError
+            var transient = true
+            do {
+                let response = try await transport.send(OutboundRequest(method: "POST", url: endpoint + "/", headers: headers, body: body), timeout: timeout)
+                let document = try? JSON.parse(response.body)
+                if (200..<300).contains(response.status), let document { return document }
+                let type = document?["__type"]?.string.map { $0.split(separator: "#").last.map(String.init) ?? $0 } ?? "HTTP \(response.status)"
+                transient = response.status >= 500 || type.contains("Throttl") || type.contains("RequestThrottled")
+                failure = QueueError("\(action): \(type)\(document?["message"]?.string.map { ": \($0)" } ?? "")")
+            } catch {
+                failure = QueueError("\(action): \(error.message)")
+            }
+            attempt += 1
+            guard transient, attempt < backoff.maxAttempts else { throw failure }
+            try? await Task.sleep(for: backoff.delay(afterAttempt: attempt))
+        }
+    }
+}
