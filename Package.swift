@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "send", targets: ["send"]),
         .executable(name: "auth-url", targets: ["auth-url"]),
         .executable(name: "oauth-callback", targets: ["oauth-callback"]),
+        .executable(name: "process", targets: ["process"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -27,7 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
-        .target(name: "FunctionRuntime", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "GlibcCompat"),
+        .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPTransport"),
         .target(name: "AWSSigning", dependencies: ["HTTPTransport", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "KeyValueStore", dependencies: [
@@ -48,6 +50,7 @@ let package = Package(
         .executableTarget(name: "send", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
+        .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .target(name: "TestSupport", dependencies: [
             "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport",
             .product(name: "Crypto", package: "swift-crypto"),

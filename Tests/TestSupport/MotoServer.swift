@@ -39,7 +39,9 @@ public actor MotoServer {
         let input = Pipe(), output = Pipe()
         process.standardInput = input
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        let errorLog = FileManager.default.temporaryDirectory.appendingPathComponent("moto-harness-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: errorLog.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errorLog)
         try process.run()
         // The first line is the connection document; read it off the cooperative pool.
         let handle = output.fileHandleForReading
@@ -52,11 +54,12 @@ public actor MotoServer {
             }
             return line
         }
-        guard let object = try JSONSerialization.jsonObject(with: line) as? [String: String],
+        guard let object = (try? JSONSerialization.jsonObject(with: line)) as? [String: String],
               let endpoint = object["endpoint"], let key = object["accessKeyId"],
               let secret = object["secretAccessKey"], let token = object["sessionToken"]
         else {
-            throw MotoError(message: "moto_harness.py did not start: \(String(decoding: line, as: UTF8.self)) (is moto[server] installed? scripts/test installs it)")
+            let stderr = (try? String(contentsOf: errorLog, encoding: .utf8)) ?? ""
+            throw MotoError(message: "moto_harness.py did not start (is moto[server] installed? scripts/test installs it): \(String(decoding: line, as: UTF8.self)) \(stderr.suffix(2000))")
         }
         let connection = Connection(
             endpoint: endpoint, region: object["region"] ?? "eu-west-1",

@@ -1,0 +1,21 @@
+# Shared by every functions/<name>/Makefile: `sam build` (BuildMethod: makefile, in source)
+# calls the function's build-<LogicalId> target with ARTIFACTS_DIR set; the target builds the
+# release product with the static Swift standard library and installs it as `bootstrap`.
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
+# Amazon Linux 2023 has glibc 2.34 and an older C++ runtime than the machine that builds, and
+# maybe no zlib: the C++ runtime (BoringSSL needs it) and zlib are linked statically through
+# linker scripts that stand in for their shared libraries, and hypot/hypotf are bound to
+# their pre-2.35 symbol versions (Sources/GlibcCompat). scripts/check-al2023 proves it.
+STATIC_LIBS := $(ROOT)/.build/static-libs
+SWIFT_BUILD := swift build --package-path $(ROOT) -c release --static-swift-stdlib \
+	-Xlinker -L$(STATIC_LIBS) -Xlinker --wrap=hypot -Xlinker --wrap=hypotf
+
+define install_bootstrap
+	mkdir -p "$(STATIC_LIBS)"
+	echo "INPUT($$(gcc -print-file-name=libstdc++.a))" > "$(STATIC_LIBS)/libstdc++.so"
+	echo "INPUT($$(gcc -print-file-name=libz.a))" > "$(STATIC_LIBS)/libz.so"
+	$(SWIFT_BUILD) --product $(1)
+	mkdir -p "$(ARTIFACTS_DIR)"
+	cp "$$($(SWIFT_BUILD) --show-bin-path)/$(1)" "$(ARTIFACTS_DIR)/bootstrap"
+	strip "$(ARTIFACTS_DIR)/bootstrap"
+endef
