@@ -4,11 +4,12 @@
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 # Amazon Linux 2023 has glibc 2.34 and an older C++ runtime than the machine that builds, and
 # maybe no zlib: the C++ runtime (BoringSSL needs it) and zlib are linked statically through
-# linker scripts that stand in for their shared libraries, and hypot/hypotf are bound to
-# their pre-2.35 symbol versions (Sources/GlibcCompat). scripts/check-al2023 proves it.
+# linker scripts that stand in for their shared libraries; hypot/hypotf are bound to their
+# pre-2.35 symbol versions and arc4random (2.36) is replaced (Sources/GlibcCompat).
+# scripts/check-al2023 proves it.
 STATIC_LIBS := $(ROOT)/.build/static-libs
 SWIFT_BUILD := swift build --package-path $(ROOT) -c release --static-swift-stdlib \
-	-Xlinker -L$(STATIC_LIBS) -Xlinker --wrap=hypot -Xlinker --wrap=hypotf
+	-Xlinker -L$(STATIC_LIBS) -Xlinker --wrap=hypot -Xlinker --wrap=hypotf -Xlinker --wrap=arc4random
 
 define install_bootstrap
 	mkdir -p "$(STATIC_LIBS)"
