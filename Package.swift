@@ -19,12 +19,14 @@ let package = Package(
         .executable(name: "auth-url", targets: ["auth-url"]),
         .executable(name: "oauth-callback", targets: ["oauth-callback"]),
         .executable(name: "process", targets: ["process"]),
+        .executable(name: "serve", targets: ["serve"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
-        // Tests only: the loopback stand-ins (Runtime API, Graph API, agent) are NIO HTTP servers.
+        // The local gateway's HTTP server (also under the tests' loopback stand-ins); AsyncHTTPClient
+        // brings SwiftNIO anyway.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
@@ -51,13 +53,20 @@ let package = Package(
         .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
-        .target(name: "TestSupport", dependencies: [
-            "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport",
-            .product(name: "Crypto", package: "swift-crypto"),
+        // The local gateway: every function behind one HTTP server on a developer's machine.
+        .target(name: "LocalHTTPServer", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "serve", dependencies: [
+            "MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport", "LocalHTTPServer", "HTTPTransport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "TestSupport", dependencies: [
+            "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport", "LocalHTTPServer",
+            .product(name: "Crypto", package: "swift-crypto"),
         ], path: "Tests/TestSupport"),
         .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
         .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),

@@ -1,0 +1,166 @@
+import AsyncHTTPTransport
+import Foundation
+import HTTPTransport
+import MetaMessaging
+import Testing
+import TestSupport
+
+/// The local gateway as a process, with a real HTTP client.
+@Suite struct ServeTests {
+    typealias H = FunctionHarness
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    struct Gateway {
+        let process: Process
+        let log: URL
+        let port: Int
+        var base: String { "http://127.0.0.1:\(port)" }
+
+        func logText() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+    }
+
+    static func start(_ harness: H, extra: [String: String] = [:]) async throws -> Gateway {
+        let port = freePort()
+        let environment = harness.environment.merging([
+            "PORT": String(port), "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token", "LOG_LEVEL": "info",
+        ]) { $1 }.merging(extra) { $1 }
+        let (process, log) = try Executables.start("serve", environment: environment)
+        let gateway = Gateway(process: process, log: log, port: port)
+        for _ in 0..<400 where !gateway.logText().contains("listening on") && process.isRunning {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return gateway
+    }
+
+    static func request(_ method: String, _ url: String, headers: [(String, String)] = [], body: [UInt8] = []) async throws -> OutboundResponse {
+        try await AsyncHTTPTransport().send(OutboundRequest(method: method, url: url, headers: headers, body: body), timeout: .seconds(20))
+    }
+
+    @Test func everyRouteAnswersThroughTheSameHandlers() async throws {
+        let harness = try await H.make(.file)
+        let gateway = try await Self.start(harness, extra: [
+            "META_APP_ID": "100000000000001", "META_REDIRECT_URI": "http://localhost:3003/external/meta/callback",
+            "OAUTH_STATE_SECRET": "local-state-secret",
+        ])
+        defer { gateway.process.terminate() }
+        let verify = try await Self.request("GET", "\(gateway.base)/webhooks/meta?hub.mode=subscribe&hub.verify_token=local-verify-token&hub.challenge=8675309")
+        #expect(verify.status == 200)
+        #expect(String(decoding: verify.body, as: UTF8.self) == "8675309")
+        #expect(verify.header("Content-Type") == "text/plain")
+
+        let authURL = try await Self.request("GET", "\(gateway.base)/external/meta/auth-url?businessId=B0100001&locationId=L0100001")
+        #expect(authURL.status == 200)
+        #expect(String(decoding: authURL.body, as: UTF8.self).contains("dialog/oauth"))
+
+        let denied = try await Self.request("GET", "\(gateway.base)/external/meta/callback?error=access_denied&state=bogus")
+        #expect(denied.status == 400)
+
+        let send = try await Self.request("POST", "\(gateway.base)/messages", headers: [("Content-Type", "application/json")],
+                                          body: Array(#"{"businessId":"B0100001","platform":"whatsapp","recipientId":"1650","message":{"text":"hi"}}"#.utf8))
+        #expect(send.status == 200)
+        #expect(await harness.graph.messages.count == 1)
+
+        #expect(try await Self.request("GET", "\(gateway.base)/nowhere").status == 404)
+        #expect(try await Self.request("DELETE", "\(gateway.base)/webhooks/meta").status == 405)
+        #expect(gateway.logText().contains("GET /webhooks/meta 200"))
+        #expect(!gateway.logText().contains("local-verify-token"))
+        await harness.shutdown()
+    }
+
+    @Test func aSignedWebhookReachesReceiveByteForByte() async throws {
+        let harness = try await H.make(.file)
+        let gateway = try await Self.start(harness)
+        defer { gateway.process.terminate() }
+        // Meta's escaping: `\/` and `\uXXXX`; a re-serialised body would not match the signature.
+        let body = Array(H.messaging(events: [H.textEvent(mid: "m_serve", text: "caf\\u00e9 https:\\/\\/example.com")]).utf8)
+        let signature = WebhookSignature(appSecret: H.appSecret).header(for: body)
+        let response = try await Self.request("POST", "\(gateway.base)/webhooks/meta",
+                                              headers: [("Content-Type", "application/json"), ("X-Hub-Signature-256", signature)], body: body)
+        #expect(response.status == 200)
+        let texts = await harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
+        #expect(texts == ["Echo: café https://example.com"])
+        let forged = try await Self.request("POST", "\(gateway.base)/webhooks/meta",
+                                            headers: [("X-Hub-Signature-256", signature)], body: body + [0x20])
+        #expect(forged.status == 401)
+        await harness.shutdown()
+    }
+
+    @Test func tooLargeConcurrentAndShutdown() async throws {
+        let harness = try await H.make(.file)
+        let gateway = try await Self.start(harness)
+        let large = try await Self.request("POST", "\(gateway.base)/webhooks/meta", body: [UInt8](repeating: 0x61, count: 7 * 1024 * 1024))
+        #expect(large.status == 413)
+
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<24 {
+                group.addTask {
+                    try await Self.request("GET", "\(gateway.base)/webhooks/meta?hub.mode=subscribe&hub.verify_token=local-verify-token&hub.challenge=\(index)").status
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses.count == 24)
+        #expect(statuses.allSatisfy { $0 == 200 })
+
+        kill(gateway.process.processIdentifier, SIGTERM)
+        let stopped = ContinuousClock.now
+        await Executables.wait(gateway.process)
+        #expect(ContinuousClock.now - stopped < .seconds(5))
+        #expect(gateway.process.terminationStatus == 0)
+        #expect(gateway.logText().contains("stopped"))
+        await harness.shutdown()
+    }
+
+    @Test func aRequestInFlightFinishesBeforeShutdown() async throws {
+        let harness = try await H.make(.file)
+        let agent = try await LoopbackServer { _ in
+            try? await Task.sleep(for: .milliseconds(800))
+            return .json(200, #"{"reply":"worth the wait"}"#)
+        }
+        let gateway = try await Self.start(harness, extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL])
+        let body = Array(H.messaging(events: [H.textEvent(mid: "m_inflight", text: "slow")]).utf8)
+        let signature = WebhookSignature(appSecret: H.appSecret).header(for: body)
+        async let response = Self.request("POST", "\(gateway.base)/webhooks/meta", headers: [("X-Hub-Signature-256", signature)], body: body)
+        try await Task.sleep(for: .milliseconds(300))
+        kill(gateway.process.processIdentifier, SIGTERM)
+        #expect(try await response.status == 200)
+        await Executables.wait(gateway.process)
+        #expect(gateway.process.terminationStatus == 0)
+        #expect(await harness.graph.messages.count == 1)
+        await agent.shutdown()
+        await harness.shutdown()
+    }
+
+    @Test func aTakenPortIsAClearError() async throws {
+        let harness = try await H.make(.file)
+        let first = try await Self.start(harness)
+        defer { first.process.terminate() }
+        let second = try await Executables.run("serve", environment: harness.environment.merging(["PORT": String(first.port)]) { $1 })
+        #expect(second.exitCode == 2)
+        #expect(second.stderr.contains("already in use"))
+        #expect(second.stderr.contains("PORT"))
+        await harness.shutdown()
+    }
+
+    @Test func aFunctionWithoutItsConfigurationAnswers503NamingTheVariable() async throws {
+        let harness = try await H.make(.file)
+        let gateway = try await Self.start(harness)
+        defer { gateway.process.terminate() }
+        let response = try await Self.request("GET", "\(gateway.base)/external/meta/auth-url?businessId=B1&locationId=L1")
+        #expect(response.status == 503)
+        #expect(String(decoding: response.body, as: UTF8.self).contains("META_APP_ID"))
+        await harness.shutdown()
+    }
+}
