@@ -58,7 +58,14 @@ public struct Services: Sendable {
             }
             return HTTPAgent(url: url, transport: transport)
         case "bedrock-agent":
-            throw ConfigurationError(variable: "AGENT_BACKEND", problem: "bedrock-agent is not available in this build yet; use echo or http")
+            let agentId = try environment.required("BEDROCK_AGENT_ID")
+            let aliasId = try environment.required("BEDROCK_AGENT_ALIAS_ID")
+            let region = try environment.required("AWS_REGION")
+            guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
+                throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for AGENT_BACKEND=bedrock-agent")
+            }
+            return BedrockAgent(agentId: agentId, agentAliasId: aliasId, region: region,
+                                endpoint: environment["BEDROCK_AGENT_ENDPOINT"], credentials: credentials, transport: transport)
         default:
             return EchoAgent(template: environment.value("AGENT_ECHO_TEMPLATE", default: "Echo: {text}"))
         }

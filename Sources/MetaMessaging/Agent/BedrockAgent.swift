@@ -1,0 +1,127 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import AWSSigning
+import Crypto
+import HTTPTransport
+
+/// Amazon Bedrock Agents: `InvokeAgent` of the agents runtime
+/// (`POST /agents/{agentId}/agentAliases/{agentAliasId}/sessions/{sessionId}/text` on
+/// `bedrock-agent-runtime.{region}.amazonaws.com`), SigV4-signed with the signing name
+/// `bedrock`, answering an event stream whose `chunk` events carry the reply's bytes (base64).
+/// The session id is derived from the tenant and the customer, so the agent keeps the
+/// conversation's context across messages. Throttling is retried within the time given.
+public struct BedrockAgent: Agent {
+    public let agentId: String
+    public let agentAliasId: String
+    public let endpoint: String
+    private let transport: any HTTPTransport
+    private let signer: SigV4Signer
+    private let backoff: Backoff
+
+    public init(agentId: String, agentAliasId: String, region: String, endpoint: String? = nil,
+                credentials: AWSCredentials, transport: any HTTPTransport,
+                backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2))) {
+        self.agentId = agentId
+        self.agentAliasId = agentAliasId
+        let base = endpoint ?? "https://bedrock-agent-runtime.\(region).amazonaws.com"
+        self.endpoint = base.hasSuffix("/") ? String(base.dropLast()) : base
+        self.transport = transport
+        self.signer = SigV4Signer(credentials: credentials, region: region, service: "bedrock")
+        self.backoff = backoff
+    }
+
+    /// Stable for one customer of one tenant on one platform; Bedrock allows 2 to 100
+    /// characters of `[0-9a-zA-Z._:-]`: a SHA-256 in hex (64 characters).
+    public static func sessionId(for request: AgentRequest) -> String {
+        Hex.encode(SHA256.hash(data: Array(request.conversationId.utf8)))
+    }
+
+    public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> String? {
+        let deadline = ContinuousClock.now + timeout
+        let url = "\(endpoint)/agents/\(SigV4Signer.uriEncode(agentId))/agentAliases/\(SigV4Signer.uriEncode(agentAliasId))"
+            + "/sessions/\(Self.sessionId(for: request))/text"
+        let body = JSON.object([
+            "inputText": .string(request.text),
+            "sessionState": ["sessionAttributes": [
+                "businessId": .string(request.businessId), "locationId": .string(request.locationId),
+                "platform": .string(request.platform), "senderId": .string(request.senderId),
+            ]],
+        ]).encoded()
+        var attempt = 0
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .milliseconds(50) else { throw AgentError(.timeout, "no time left for the Bedrock agent") }
+            do {
+                return try await invoke(url: url, body: body, timeout: remaining)
+            } catch {
+                attempt += 1
+                let delay = backoff.delay(afterAttempt: attempt)
+                guard error.code == .throttled, attempt < backoff.maxAttempts, deadline - ContinuousClock.now > delay + .seconds(1) else {
+                    throw error
+                }
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    private func invoke(url: String, body: [UInt8], timeout: Duration) async throws(AgentError) -> String? {
+        let headers = signer.sign(
+            method: "POST", url: url,
+            headers: [("Content-Type", "application/json"), ("Accept", "application/vnd.amazon.eventstream")],
+            body: body, date: SigV4Signer.now())
+        let response: OutboundResponse
+        do {
+            response = try await transport.send(OutboundRequest(method: "POST", url: url, headers: headers, body: body), timeout: timeout)
+        } catch {
+            throw AgentError(error.kind == .timeout ? .timeout : .unavailable, "Bedrock: \(error.message)")
+        }
+        guard (200..<300).contains(response.status) else {
+            let type = response.header("x-amzn-ErrorType")?.split(separator: ":").first.map(String.init) ?? "HTTP \(response.status)"
+            let message = (try? JSON.parse(response.body))?["message"]?.string ?? ""
+            throw Self.error(type: type, message: message, status: response.status)
+        }
+        var decoder = EventStreamDecoder()
+        let messages: [EventStreamMessage]
+        do {
+            messages = try decoder.feed(response.body)
+        } catch {
+            throw AgentError(.invalidResponse, "Bedrock: \(error.description)")
+        }
+        guard !decoder.hasPartialFrame else { throw AgentError(.invalidResponse, "Bedrock: the event stream ended mid-frame") }
+        var reply: [UInt8] = []
+        for message in messages {
+            switch message.header(":message-type") {
+            case "exception", "error":
+                let type = message.header(":exception-type") ?? message.header(":error-code") ?? "exception"
+                let text = (try? JSON.parse(message.payload))?["message"]?.string ?? message.header(":error-message") ?? ""
+                // A half reply is never sent: the whole answer fails.
+                throw Self.error(type: type, message: text, status: nil)
+            default:
+                guard message.header(":event-type") == "chunk" else { continue }  // trace, returnControl, files
+                guard let encoded = (try? JSON.parse(message.payload))?["bytes"]?.string, let bytes = Data(base64Encoded: encoded) else {
+                    throw AgentError(.invalidResponse, "Bedrock: a chunk without base64 bytes")
+                }
+                reply += bytes
+            }
+        }
+        let text = String(decoding: reply, as: UTF8.self)
+        return text.trimmingSpaces().isEmpty ? nil : text
+    }
+
+    /// Bedrock's error names, from a header or an exception event, as typed agent errors.
+    static func error(type: String, message: String, status: Int?) -> AgentError {
+        let detail = "Bedrock \(type)\(message.isEmpty ? "" : ": \(message)")"
+        switch type.lowercased() {
+        case let name where name.contains("throttling"): return AgentError(.throttled, detail)
+        case let name where name.contains("accessdenied"), let name where name.contains("validation"),
+             let name where name.contains("resourcenotfound"), let name where name.contains("unrecognizedclient"),
+             let name where name.contains("signature"):
+            return AgentError(.refused, detail)
+        default:
+            return AgentError(.unavailable, detail)
+        }
+    }
+}

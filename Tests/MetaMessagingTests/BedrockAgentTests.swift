@@ -1,0 +1,197 @@
+import AWSSigning
+import AsyncHTTPTransport
+import Foundation
+import MetaMessaging
+import Testing
+import TestSupport
+
+@Suite struct EventStreamTests {
+    static func chunk(_ text: String) -> EventStreamMessage {
+        EventStreamMessage(headers: [(":event-type", .string("chunk")), (":content-type", .string("application/json")), (":message-type", .string("event"))],
+                           payload: Array(#"{"bytes":"\#(Data(text.utf8).base64EncodedString())"}"#.utf8))
+    }
+
+    static func exception(_ type: String, _ message: String) -> EventStreamMessage {
+        EventStreamMessage(headers: [(":exception-type", .string(type)), (":content-type", .string("application/json")), (":message-type", .string("exception"))],
+                           payload: Array(#"{"message":"\#(message)"}"#.utf8))
+    }
+
+    static func hex(_ text: String) -> [UInt8] {
+        stride(from: 0, to: text.count, by: 2).map { UInt8(text.dropFirst($0).prefix(2), radix: 16) ?? 0 }
+    }
+
+    @Test func aFrameBuiltByZlibsCRC32Decodes() throws {
+        // Built with Python's struct and zlib.crc32, independently of our encoder.
+        let frame = Self.hex("000000770000004bcfde7bae0b3a6576656e742d747970650700056368756e6b0d3a636f6e74656e742d747970650700106170706c69636174696f6e2f6a736f6e0d3a6d6573736167652d747970650700056576656e747b226279746573223a225347567362473867643239796247513d227ddc7ce5d0")
+        var decoder = EventStreamDecoder()
+        let messages = try decoder.feed(frame)
+        #expect(messages.count == 1)
+        #expect(messages.first?.header(":event-type") == "chunk")
+        #expect(messages.first?.payload == Array(#"{"bytes":"SGVsbG8gd29ybGQ="}"#.utf8))
+        #expect(Self.chunk("Hello world").encoded() == frame)
+    }
+
+    @Test func severalChunksAndEveryHeaderType() throws {
+        let typed = EventStreamMessage(headers: [
+            ("t", .bool(true)), ("f", .bool(false)), ("b", .byte(-3)), ("s", .short(-300)), ("i", .int(70000)), ("l", .long(-5_000_000_000)),
+            ("bytes", .bytes([1, 2, 3])), ("str", .string("é")), ("ts", .timestamp(1_795_687_200_000)), ("id", .uuid(Array(0..<16))),
+        ], payload: [])
+        var decoder = EventStreamDecoder()
+        let messages = try decoder.feed(Self.chunk("Bună ").encoded() + typed.encoded() + Self.chunk("ziua!").encoded())
+        #expect(messages == [Self.chunk("Bună "), typed, Self.chunk("ziua!")])
+    }
+
+    @Test func aFrameSplitAcrossReads() throws {
+        let bytes = Self.chunk("one").encoded() + Self.chunk("two").encoded()
+        var decoder = EventStreamDecoder()
+        var messages: [EventStreamMessage] = []
+        for byte in bytes { messages += try decoder.feed([byte]) }
+        #expect(messages == [Self.chunk("one"), Self.chunk("two")])
+        #expect(!decoder.hasPartialFrame)
+        _ = try decoder.feed(bytes.prefix(20))
+        #expect(decoder.hasPartialFrame)
+    }
+
+    @Test func corruptedChecksumsAndOversizeLengthsAreErrors() {
+        var prelude = Self.chunk("x").encoded()
+        prelude[9] ^= 0xFF
+        var message = Self.chunk("x").encoded()
+        message[message.count - 10] ^= 0x01
+        var oversize = [UInt8](repeating: 0, count: 12)
+        oversize[0] = 0x7F  // 2 GB
+        let crc = Self.crc32(Array(oversize[0..<8]))
+        oversize[8] = UInt8(crc >> 24); oversize[9] = UInt8((crc >> 16) & 0xFF); oversize[10] = UInt8((crc >> 8) & 0xFF); oversize[11] = UInt8(crc & 0xFF)
+        for (name, bytes) in [("prelude CRC", prelude), ("message CRC", message), ("oversize", oversize)] {
+            var decoder = EventStreamDecoder()
+            #expect(throws: EventStreamError.self, "\(name)") { try decoder.feed(bytes) }
+        }
+    }
+
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+        }
+        return ~crc
+    }
+}
+
+/// The Bedrock adapter against a loopback stand-in of the agents runtime that checks the
+/// path, the SigV4 signature (recomputed with the known secret) and the body, and answers
+/// with a real event stream.
+@Suite struct BedrockAgentTests {
+    static let credentials = AWSCredentials(accessKeyID: "ASIATESTBEDROCK", secretAccessKey: "bedrock-secret", sessionToken: "bedrock-session-token")
+
+    static func standIn(_ answer: @escaping @Sendable (LoopbackServer.Request, Int) -> LoopbackServer.Response) async throws -> (LoopbackServer, Recorder) {
+        let recorder = Recorder()
+        let server = try await LoopbackServer { request in
+            let count = await recorder.add(request)
+            guard let authorization = request.header("Authorization"), authorization.contains("/eu-west-1/bedrock/aws4_request"),
+                  request.header("X-Amz-Security-Token") == credentials.sessionToken
+            else { return .json(403, #"{"message":"missing or wrong credential scope"}"#) }
+            let signedNames = authorization.components(separatedBy: "SignedHeaders=").last?.components(separatedBy: ",").first?.split(separator: ";").map(String.init) ?? []
+            let signed = signedNames.compactMap { name in request.header(name).map { (name, $0) } }
+            let expected = SigV4Signer(credentials: credentials, region: "eu-west-1", service: "bedrock")
+                .canonicalParts(method: request.method, url: "http://\(request.header("Host") ?? "")\(request.uri)", headers: signed, body: request.body)
+            guard expected.authorization == authorization else {
+                return .json(403, #"{"message":"The request signature we calculated does not match the signature you provided."}"#)
+            }
+            return answer(request, count)
+        }
+        return (server, recorder)
+    }
+
+    static func stream(_ messages: [EventStreamMessage]) -> LoopbackServer.Response {
+        LoopbackServer.Response(status: 200, headers: [("Content-Type", "application/vnd.amazon.eventstream"), ("x-amz-bedrock-agent-session-id", "s")],
+                                body: messages.flatMap { $0.encoded() })
+    }
+
+    static let request = AgentRequest(
+        tenant: Tenant(businessId: "B0100001", locationId: "L0100001"),
+        message: InboundMessage(platform: .instagram, messageId: "m_1", accountId: "17841400000000001", senderId: "1234567890123456",
+                                timestamp: 1, content: .text("Aveți loc mâine?")))
+
+    static func agent(_ server: LoopbackServer) -> BedrockAgent {
+        BedrockAgent(agentId: "AGENT12345", agentAliasId: "ALIAS67890", region: "eu-west-1", endpoint: server.baseURL,
+                     credentials: credentials, transport: AsyncHTTPTransport(), backoff: .init(maxAttempts: 3, base: .milliseconds(10)))
+    }
+
+    @Test func theReplyIsTheChunksOfAnEventStream() async throws {
+        let (server, recorder) = try await Self.standIn { _, _ in
+            Self.stream([EventStreamTests.chunk("Da, "), EventStreamMessage(headers: [(":event-type", .string("trace")), (":message-type", .string("event"))], payload: Array("{}".utf8)), EventStreamTests.chunk("avem loc la 10.")])
+        }
+        let reply = try await Self.agent(server).reply(to: Self.request, timeout: .seconds(5))
+        #expect(reply == "Da, avem loc la 10.")
+        let sent = try #require(await recorder.all.first)
+        #expect(sent.method == "POST")
+        let session = BedrockAgent.sessionId(for: Self.request)
+        #expect(sent.path == "/agents/AGENT12345/agentAliases/ALIAS67890/sessions/\(session)/text")
+        #expect(session.count == 64)
+        #expect(session == BedrockAgent.sessionId(for: Self.request))
+        let body = try #require(sent.jsonBody)
+        #expect(body["inputText"] as? String == "Aveți loc mâine?")
+        let attributes = (body["sessionState"] as? [String: Any])?["sessionAttributes"] as? [String: String]
+        #expect(attributes == ["businessId": "B0100001", "locationId": "L0100001", "platform": "instagram", "senderId": "1234567890123456"])
+        await server.shutdown()
+    }
+
+    @Test func anExceptionEventFailsTheWholeReply() async throws {
+        let (server, _) = try await Self.standIn { _, _ in
+            Self.stream([EventStreamTests.chunk("half a "), EventStreamTests.exception("accessDeniedException", "not allowed")])
+        }
+        do {
+            _ = try await Self.agent(server).reply(to: Self.request, timeout: .seconds(5))
+            Issue.record("a half reply was returned")
+        } catch {
+            #expect(error.code == .refused)
+            #expect(error.message.contains("accessDeniedException"))
+        }
+        await server.shutdown()
+    }
+
+    @Test func throttlingIsRetriedThenSucceeds() async throws {
+        let (server, recorder) = try await Self.standIn { _, count in
+            count == 1 ? Self.stream([EventStreamTests.exception("throttlingException", "Rate exceeded")])
+                : count == 2 ? LoopbackServer.Response(status: 429, headers: [("x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/")], body: Array(#"{"message":"slow down"}"#.utf8))
+                : Self.stream([EventStreamTests.chunk("ok")])
+        }
+        let reply = try await Self.agent(server).reply(to: Self.request, timeout: .seconds(10))
+        #expect(reply == "ok")
+        #expect(await recorder.count == 3)
+        await server.shutdown()
+    }
+
+    @Test func aCorruptStreamIsAnInvalidResponse() async throws {
+        let (server, _) = try await Self.standIn { _, _ in
+            var bytes = EventStreamTests.chunk("x").encoded()
+            bytes[bytes.count - 1] ^= 0xFF
+            return LoopbackServer.Response(status: 200, headers: [("Content-Type", "application/vnd.amazon.eventstream")], body: bytes)
+        }
+        do {
+            _ = try await Self.agent(server).reply(to: Self.request, timeout: .seconds(5))
+            Issue.record("a corrupt stream was accepted")
+        } catch {
+            #expect(error.code == .invalidResponse)
+        }
+        await server.shutdown()
+    }
+
+    @Test func receiveAnswersWithTheBedrockAgentEndToEnd() async throws {
+        let (server, _) = try await Self.standIn { _, _ in Self.stream([EventStreamTests.chunk("Bună! Avem loc mâine la 10.")]) }
+        let harness = try await FunctionHarness.make(.file)
+        let result = try await harness.run("receive", TestEvents.load("instagram-text.json"), extra: [
+            "AGENT_BACKEND": "bedrock-agent", "BEDROCK_AGENT_ID": "AGENT12345", "BEDROCK_AGENT_ALIAS_ID": "ALIAS67890",
+            "BEDROCK_AGENT_ENDPOINT": server.baseURL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": Self.credentials.accessKeyID,
+            "AWS_SECRET_ACCESS_KEY": Self.credentials.secretAccessKey, "AWS_SESSION_TOKEN": Self.credentials.sessionToken ?? "",
+        ])
+        #expect(result.bodyJSON?["answered"] as? Int == 1, "\(result.stderr.suffix(400))")
+        let texts = await harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
+        #expect(texts == ["Bună! Avem loc mâine la 10."])
+        let missing = try await harness.run("receive", TestEvents.load("instagram-text.json"), extra: ["AGENT_BACKEND": "bedrock-agent"])
+        #expect(missing.exitCode == 2)
+        #expect(missing.stderr.contains("BEDROCK_AGENT_ID"))
+        await server.shutdown()
+        await harness.shutdown()
+    }
+}
