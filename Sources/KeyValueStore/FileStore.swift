@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -114,7 +115,7 @@ public struct FileStore: KeyValueStore {
         defer { flock(lock, LOCK_UN) }
 
         let path = path(of: schema)
-        var items = try read(path: path, schema: schema)
+        var items = try cachedRead(path: path, schema: schema)
         let before = items.version
         let result = try body(&items)
         if exclusive, items.version != before {
@@ -123,9 +124,34 @@ public struct FileStore: KeyValueStore {
                 items.removeAll { ($0[ttl]?.int).map { $0 < now } ?? false }
             }
             try write(items, to: path)
+            Self.remember(items, path: path)
         }
         return result
     }
+
+    /// The parsed table, reused while the file is the one parsed last (same inode, size and
+    /// modification time: every write renames a new file into place). Parsing a large table
+    /// for every read is what a cache saves; the lock is held, so the file cannot change
+    /// under us.
+    private func cachedRead(path: String, schema: TableSchema) throws(KeyValueError) -> TableItems {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return try read(path: path, schema: schema) }
+        let signature = FileSignature(info)
+        if let cached = Self.cache.withLock({ $0[path] }), cached.signature == signature, cached.items.schema == schema {
+            return cached.items.refreshed(now: now())
+        }
+        let items = try read(path: path, schema: schema)
+        Self.cache.withLock { $0[path] = CachedTable(signature: signature, items: items) }
+        return items
+    }
+
+    private static func remember(_ items: TableItems, path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return }
+        cache.withLock { $0[path] = CachedTable(signature: FileSignature(info), items: items.unversioned()) }
+    }
+
+    private static let cache = Mutex<[String: CachedTable]>([:])
 
     private func read(path: String, schema: TableSchema) throws(KeyValueError) -> TableItems {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -219,23 +245,58 @@ public struct FileStore: KeyValueStore {
     }
 }
 
+private struct FileSignature: Equatable, Sendable {
+    let device: UInt64
+    let inode: UInt64
+    let size: Int64
+    let seconds: Int64
+    let nanoseconds: Int64
+
+    init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        seconds = Int64(info.st_mtim.tv_sec)
+        nanoseconds = Int64(info.st_mtim.tv_nsec)
+    }
+}
+
+private struct CachedTable: Sendable {
+    let signature: FileSignature
+    let items: TableItems
+}
+
 /// `{"Item": {...}}`: one line of DynamoDB's JSON import format.
 private struct ItemLine: Codable {
     let Item: Item
 }
 
 /// The items of one table in file order, indexed by key.
-private struct TableItems {
+private struct TableItems: Sendable {
     let schema: TableSchema
     private(set) var all: [Item] = []
     private var index: [Item: Int] = [:]
-    private let now: Int64
+    private var now: Int64
     /// Bumped by every change, so an operation that changed nothing writes nothing.
     private(set) var version = 0
 
     init(schema: TableSchema, now: Int64) {
         self.schema = schema
         self.now = now
+    }
+
+    /// The same items seen at another time (for TTL checks).
+    func refreshed(now: Int64) -> TableItems {
+        var copy = self
+        copy.now = now
+        copy.version = 0
+        return copy
+    }
+
+    func unversioned() -> TableItems {
+        var copy = self
+        copy.version = 0
+        return copy
     }
 
     mutating func load(_ item: Item, key: Item) {
