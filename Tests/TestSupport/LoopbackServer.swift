@@ -19,7 +19,8 @@ public final class LoopbackServer: Sendable {
         server = try await HTTPServer(host: "127.0.0.1", port: 0, maxBodyBytes: 64 * 1024 * 1024, handler: handler)
     }
 
-    public func shutdown() async { await server.shutdown() }
+    /// Stops at once: a stand-in's long-polls (the Runtime API's `next`) never finish by themselves.
+    public func shutdown() async { await server.shutdown(grace: .zero) }
 }
 
 extension HTTPServer.Request {

@@ -62,6 +62,7 @@ private actor State {
     var queue: [RuntimeAPIStandIn.Invocation] = []
     var waiters: [CheckedContinuation<RuntimeAPIStandIn.Invocation, Never>] = []
     var outcomes: [String: RuntimeAPIStandIn.Outcome] = [:]
+    var outcomeWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var initErrorValue: RuntimeAPIStandIn.InitError?
     var nextCalls = 0
 
@@ -106,18 +107,26 @@ private actor State {
             case "error": outcomes[id] = .error(errorType: request.header("Lambda-Runtime-Function-Error-Type") ?? "", body: request.bodyText)
             default: return .json(404, #"{"errorMessage":"not found"}"#)
             }
+            for waiter in outcomeWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
             return .json(202, #"{"status":"OK"}"#)
         }
         return .json(404, #"{"errorMessage":"not found"}"#)
     }
 
+    /// Resumes as soon as the outcome is posted (or the timeout passes).
     func outcome(of id: String, timeout: Duration) async -> RuntimeAPIStandIn.Outcome? {
-        let end = ContinuousClock.now + timeout
-        while ContinuousClock.now < end {
-            if let outcome = outcomes[id] { return outcome }
-            try? await Task.sleep(for: .milliseconds(5))
+        if let outcome = outcomes[id] { return outcome }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.expire(id)
         }
+        await withCheckedContinuation { outcomeWaiters[id, default: []].append($0) }
+        timer.cancel()
         return outcomes[id]
+    }
+
+    private func expire(_ id: String) {
+        for waiter in outcomeWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
     }
 
     func initError(timeout: Duration) async -> RuntimeAPIStandIn.InitError? {

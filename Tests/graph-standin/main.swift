@@ -1,5 +1,7 @@
-// The Graph API stand-in as a process, for scripts/local and scripts/bench (never deployed):
+// The Graph API stand-in as a process, for scripts/local and scripts/serve (never deployed):
 //   graph-standin TOKEN=ACCOUNT[,ACCOUNT...] ...
+// It also plays the Facebook Login side for the demo: the code `local-oauth-code` belongs
+// to a person who manages the demo Page (and its Instagram account).
 // Prints its base URL on the first line of stdout, then one JSON line per message sent to it.
 import Foundation
 import TestSupport
@@ -10,6 +12,13 @@ for argument in CommandLine.arguments.dropFirst() {
     guard parts.count == 2 else { continue }
     await graph.allow(token: String(parts[0]), accounts: parts[1].split(separator: ",").map(String.init))
 }
+await graph.configure(OAuthWorld(
+    appId: ProcessInfo.processInfo.environment["META_APP_ID"] ?? "100000000000001",
+    redirectURI: ProcessInfo.processInfo.environment["META_REDIRECT_URI"] ?? "http://localhost:3003/external/meta/callback",
+    codes: ["local-oauth-code": (short: "local-short-user-token", long: "local-long-user-token", pages: [
+        .init(id: "102030405060708", name: "Demo Bistro", token: "local-page-token", instagramAccountId: "17841400000000001"),
+    ])]))
+
 func emit(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
