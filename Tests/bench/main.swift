@@ -209,4 +209,59 @@ do {
     await graph.shutdown()
 }
 
+// MARK: receive with RECEIVE_DISPATCH=sqs against moto (DynamoDB and SQS)
+do {
+    let moto = try await MotoServer.shared.start()
+    let suffix = UUID().uuidString.prefix(8).lowercased()
+    let tables = Tables(credentials: "bench-credentials-\(suffix)", identifiers: "bench-identifiers-\(suffix)", processedMessages: "bench-processed-\(suffix)")
+    let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    for table in tables.all { try await store.createTable(table) }
+    try await store.put(tables.identifiers, item: [
+        "identifierId": .s("17841400000000001"), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
+        "businessId": .s("B0100001"), "locationId": .s("L0100001"), "businessLocationId": .s("B0100001#L0100001"),
+    ])
+    try await store.put(tables.credentials, item: [
+        "businessId": .s("B0100001"), "serviceType": .s("meta"), "isActive": .bool(true),
+        "credentials": .m(["accessToken": .s("local-page-token"), "pageId": .s("102030405060708")]),
+    ])
+    let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    let queueURL = try await admin.createFIFOQueue(name: "bench-\(suffix).fifo")
+    let api = try await RuntimeAPIStandIn()
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
+    process.environment = moto.environment.merging([
+        "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_APP_SECRET": "local-app-secret", "KV_BACKEND": "dynamodb",
+        "DYNAMODB_ENDPOINT": moto.endpoint, "RECEIVE_DISPATCH": "sqs", "PROCESS_QUEUE_URL": queueURL, "SQS_ENDPOINT": moto.endpoint,
+        "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name, "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name,
+        "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name, "LOG_LEVEL": "warning",
+    ]) { $1 }
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    func event(_ index: Int) -> [UInt8] {
+        let body = #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"c\#(index % 7)"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_sqs_\#(index)_\#(suffix)","text":"hello \#(index)"}}]}]}"#
+        let object: [String: Any] = [
+            "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
+            "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
+        ]
+        return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+    }
+    for index in 0..<10 { _ = await api.outcome(of: await api.enqueue(event(index))) }
+    var latencies: [Double] = []
+    var statuses: [Int: Int] = [:]
+    for index in 0..<200 {
+        let begin = DispatchTime.now()
+        let outcome = await api.outcome(of: await api.enqueue(event(100 + index)), timeout: .seconds(10))
+        latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
+        if case .response(let body)? = outcome,
+           let status = (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["statusCode"] as? Int {
+            statuses[status, default: 0] += 1
+        }
+    }
+    line("receive answering Meta, sqs dispatch, moto: median / p99", "\(fmt(median(latencies))) ms / \(fmt(percentile(latencies, 0.99))) ms (statuses \(statuses))")
+    process.terminate()
+    process.waitUntilExit()
+    await api.shutdown()
+}
+
 struct SpawnError: Error { let path: String }
