@@ -258,18 +258,19 @@ import TestSupport
             switch request.jsonBody?["text"] as? String {
             case "fail": return .json(500, #"{"message":"boom"}"#)
             case "slow":
-                try? await Task.sleep(for: .seconds(3))
+                try? await Task.sleep(for: .seconds(6))
                 return .json(200, #"{"reply":"too late"}"#)
             case "garbage": return LoopbackServer.Response(status: 200, body: Array("<html>".utf8))
             default: return .json(200, #"{"reply":"fine"}"#)
             }
         }
+        // A failure first, then a good message that must still be answered, then a timeout.
         let events = [
-            H.textEvent(mid: "m_fail", text: "fail", timestamp: 1), H.textEvent(mid: "m_slow", text: "slow", timestamp: 2),
-            H.textEvent(mid: "m_garbage", text: "garbage", timestamp: 3), H.textEvent(mid: "m_fine", text: "fine", timestamp: 4),
+            H.textEvent(mid: "m_fail", text: "fail", timestamp: 1), H.textEvent(mid: "m_garbage", text: "garbage", timestamp: 2),
+            H.textEvent(mid: "m_fine", text: "fine", timestamp: 3), H.textEvent(mid: "m_slow", text: "slow", timestamp: 4),
         ]
         let result = try await harness.run("receive", H.webhookEvent(H.messaging(events: events)),
-                                     extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_TIMEOUT_MS": "300"])
+                                           extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_TIMEOUT_MS": "1500"])
         #expect(result.statusCode == 200)
         #expect(result.bodyJSON?["answered"] as? Int == 1)
         #expect(result.bodyJSON?["failed"] as? Int == 3)
