@@ -61,6 +61,13 @@ func strippedSize(_ path: String) -> Int {
     return fileSize(copy)
 }
 
+/// CPU seconds (user + system) used so far by waited-for children.
+func childCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
 func peakChildRSSMB() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_CHILDREN.rawValue, &usage)
@@ -93,6 +100,7 @@ do {
 // MARK: verify, Lambda loop
 do {
     let api = try await RuntimeAPIStandIn()
+    let cpuBefore = childCPUSeconds()
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "\(binDir)/verify")
     process.environment = ["AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token", "LOG_LEVEL": "warning"]
@@ -104,9 +112,11 @@ do {
     let start = DispatchTime.now()
     for _ in 0..<count { _ = await api.outcome(of: await api.enqueue(event), timeout: .seconds(5)) }
     let perInvocation = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e3 / Double(count)
-    line("Lambda loop, warm, per invocation incl. the stand-in", "\(fmt(perInvocation, 1)) µs (\(count) invocations)")
+    line("Lambda loop, warm, wall time per invocation incl. the stand-in", "\(fmt(perInvocation, 1)) µs (\(count) invocations)")
     process.terminate()
     process.waitUntilExit()
+    let cpu = (childCPUSeconds() - cpuBefore) * 1e6 / Double(count + 200)
+    line("  CPU time of the bootstrap per invocation (loop + verify)", "\(fmt(cpu, 1)) µs")
     await api.shutdown()
 }
 
