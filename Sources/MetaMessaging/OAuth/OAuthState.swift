@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import HTTPTransport
 
 /// The OAuth `state`: what the callback needs to know, signed so it cannot be altered.
 /// Format: `base64url(JSON payload) "." base64url(HMAC-SHA256(first part, OAUTH_STATE_SECRET))`.

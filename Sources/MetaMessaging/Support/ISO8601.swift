@@ -5,21 +5,15 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import HTTPTransport
 
 /// ISO 8601 timestamps (UTC, seconds) without Foundation's formatters.
 public enum ISO8601 {
     @Sendable public static func now() -> String { format(epochSeconds: WallClock.epochSeconds()) }
 
     public static func format(epochSeconds: Int64) -> String {
-        var time = time_t(epochSeconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))Z"
+        let utc = UTCFields(epochSeconds: epochSeconds)
+        return "\(utc.year)-\(utc.month)-\(utc.day)T\(utc.hour):\(utc.minute):\(utc.second)Z"
     }
 }
 

@@ -1,3 +1,5 @@
+import HTTPTransport
+
 /// Meta signs every webhook: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body,
 /// keyed by the app secret>` (Meta for Developers, "Webhooks", Validate Payloads). The raw
 /// bytes matter: Meta escapes non-ASCII as `\uXXXX` and `/` as `\/`, so re-serialised JSON
