@@ -18,14 +18,28 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 
     /// The first value of `name`, whatever its case.
     public subscript(name: String) -> String? {
-        let wanted = name.lowercased()
-        return fields.first { $0.name.lowercased() == wanted }?.value
+        fields.first { Self.sameName($0.name, name) }?.value
     }
 
     /// Every value of `name`, whatever its case.
     public func values(_ name: String) -> [String] {
-        let wanted = name.lowercased()
-        return fields.filter { $0.name.lowercased() == wanted }.map(\.value)
+        fields.filter { Self.sameName($0.name, name) }.map(\.value)
+    }
+
+    /// Whether two field names are equal ignoring ASCII case (RFC 9110 section 5.1), without
+    /// building lowercased copies: header lookups sit on every invocation's path.
+    static func sameName(_ lhs: String, _ rhs: String) -> Bool {
+        var lhs = lhs
+        var rhs = rhs
+        return lhs.withUTF8 { left in
+            rhs.withUTF8 { right in
+                guard left.count == right.count else { return false }
+                for index in 0..<left.count where left[index] != right[index] {
+                    guard left[index] | 0x20 == right[index] | 0x20, (left[index] | 0x20) &- 0x61 < 26 else { return false }
+                }
+                return true
+            }
+        }
     }
 
     public mutating func add(_ name: String, _ value: String) {
@@ -34,8 +48,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
 
     /// Replaces every value of `name` with `value`.
     public mutating func set(_ name: String, _ value: String) {
-        let wanted = name.lowercased()
-        fields.removeAll { $0.name.lowercased() == wanted }
+        fields.removeAll { Self.sameName($0.name, name) }
         fields.append((name: name, value: value))
     }
 

@@ -24,7 +24,11 @@ final class RuntimeAPIClient {
     private let host: String
     private let port: String
     private var socket: Int32 = -1
-    private var buffer: [UInt8] = []
+    /// Received bytes: `storage[readIndex..<endIndex]` is what has not been parsed yet. The
+    /// storage is allocated once and reused, so a warm invocation allocates nothing to read.
+    private var storage: UnsafeMutableRawBufferPointer
+    private var readIndex = 0
+    private var endIndex = 0
 
     init(endpoint: String) throws(TransportError) {
         // "host:port", where host may be a bracketed IPv6 literal.
@@ -35,16 +39,23 @@ final class RuntimeAPIClient {
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         self.host = host
         self.port = String(endpoint[endpoint.index(after: colon)...])
+        self.storage = .allocate(byteCount: 64 * 1024, alignment: 1)
     }
 
-    deinit { close() }
+    deinit {
+        close()
+        storage.deallocate()
+    }
 
     /// Sends one request; reconnects once if the kept-alive connection was closed by the peer.
     func send(method: String, path: String, headers: [(String, String)] = [], body: [UInt8] = []) throws(TransportError) -> Response {
         var request = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: meta-messaging-runtime\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "Content-Length: \(body.count)\r\n\r\n"
-        let bytes = Array(request.utf8) + body
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(request.utf8.count + body.count)
+        bytes += request.utf8
+        bytes += body
         let reused = socket >= 0
         do {
             try connectIfNeeded()
@@ -81,7 +92,8 @@ final class RuntimeAPIClient {
                     var one: Int32 = 1
                     setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
                     socket = fd
-                    buffer.removeAll(keepingCapacity: true)
+                    readIndex = 0
+                    endIndex = 0
                     return
                 }
                 Glibc.close(fd)
@@ -94,7 +106,8 @@ final class RuntimeAPIClient {
     private func close() {
         if socket >= 0 { Glibc.close(socket) }
         socket = -1
-        buffer.removeAll(keepingCapacity: true)
+        readIndex = 0
+        endIndex = 0
     }
 
     private func writeAll(_ bytes: [UInt8]) throws(TransportError) {
@@ -111,40 +124,60 @@ final class RuntimeAPIClient {
         }
     }
 
-    /// Reads more bytes into the buffer; false at end of stream.
+    /// Reads more bytes after `endIndex`, first moving the unparsed bytes to the front or
+    /// growing the storage when there is no room; false at end of stream.
     private func fill() throws(TransportError) -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        if readIndex == endIndex {
+            readIndex = 0
+            endIndex = 0
+        }
+        if storage.count - endIndex < 16 * 1024 {
+            let pending = endIndex - readIndex
+            if readIndex > 0 {
+                storage.baseAddress!.copyMemory(from: storage.baseAddress! + readIndex, byteCount: pending)
+            }
+            if storage.count - pending < 16 * 1024 {
+                let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: storage.count * 2, alignment: 1)
+                larger.baseAddress!.copyMemory(from: storage.baseAddress!, byteCount: pending)
+                storage.deallocate()
+                storage = larger
+            }
+            readIndex = 0
+            endIndex = pending
+        }
         while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.recv(socket, $0.baseAddress, $0.count, 0) }
+            let count = Glibc.recv(socket, storage.baseAddress! + endIndex, storage.count - endIndex, 0)
             if count < 0 {
                 if errno == EINTR { continue }
                 throw TransportError(description: "read from the Runtime API failed: \(String(cString: strerror(errno)))")
             }
             if count == 0 { return false }
-            buffer.append(contentsOf: chunk[0..<count])
+            endIndex += count
             return true
         }
     }
 
+    /// The next line (without its CR LF) as a string.
     private func readLine() throws(TransportError) -> String {
         while true {
-            if let index = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                var line = Array(buffer[..<index])
-                if line.last == UInt8(ascii: "\r") { line.removeLast() }
-                buffer.removeFirst(index + 1)
-                return String(decoding: line, as: UTF8.self)
+            let pending = UnsafeRawBufferPointer(rebasing: storage[readIndex..<endIndex])
+            if let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                var length = newline
+                if length > 0, pending[length - 1] == UInt8(ascii: "\r") { length -= 1 }
+                let line = String(decoding: UnsafeRawBufferPointer(rebasing: pending[0..<length]), as: UTF8.self)
+                readIndex += newline + 1
+                return line
             }
             guard try fill() else { throw TransportError(description: "the Runtime API closed the connection") }
         }
     }
 
-    private func readBytes(_ count: Int) throws(TransportError) -> [UInt8] {
-        while buffer.count < count {
+    private func readBytes(_ count: Int, into body: inout [UInt8]) throws(TransportError) {
+        while endIndex - readIndex < count {
             guard try fill() else { throw TransportError(description: "the Runtime API closed the connection mid-body") }
         }
-        let bytes = Array(buffer[..<count])
-        buffer.removeFirst(count)
-        return bytes
+        body += UnsafeRawBufferPointer(rebasing: storage[readIndex..<(readIndex + count)])
+        readIndex += count
     }
 
     private func readResponse() throws(TransportError) -> Response {
@@ -154,39 +187,60 @@ final class RuntimeAPIClient {
             throw TransportError(description: "the Runtime API sent a malformed status line")
         }
         var headers = HTTPHeaders()
+        var contentLength: Int?
+        var chunked = false
+        var closing = false
         while true {
             let line = try readLine()
             if line.isEmpty { break }
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers.add(String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingSpaces())
+            guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let name = String(line[..<colon])
+            let value = line[line.index(after: colon)...].trimmingSpaces()
+            if HTTPHeaders.sameName(name, "content-length") {
+                contentLength = Int(value)
+            } else if HTTPHeaders.sameName(name, "transfer-encoding") {
+                chunked = value.lowercased().contains("chunked")
+            } else if HTTPHeaders.sameName(name, "connection") {
+                closing = value.lowercased() == "close"
+            }
+            headers.add(name, value)
         }
         var body: [UInt8] = []
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+        if chunked {
             while true {
                 let sizeLine = try readLine()
-                guard let size = Int(sizeLine.split(separator: ";")[0].trimmingSpaces(), radix: 16) else {
+                guard let size = Int(sizeLine.split(separator: ";").first?.trimmingSpaces() ?? "", radix: 16), size >= 0 else {
                     throw TransportError(description: "the Runtime API sent a malformed chunk")
                 }
                 if size == 0 {
                     while try !readLine().isEmpty {}
                     break
                 }
-                body += try readBytes(size)
+                try readBytes(size, into: &body)
                 _ = try readLine()
             }
-        } else if let length = headers["content-length"].flatMap({ Int($0) }) {
-            body = try readBytes(length)
+        } else if let contentLength, contentLength >= 0 {
+            body.reserveCapacity(contentLength)
+            try readBytes(contentLength, into: &body)
         }
-        if headers["connection"]?.lowercased() == "close" { close() }
+        if closing { close() }
         return Response(status: status, headers: headers, body: body)
     }
 }
 
 extension StringProtocol {
+    /// The text without leading and trailing spaces and tabs.
     func trimmingSpaces() -> String {
-        var view = Substring(self)
-        while view.first == " " || view.first == "\t" { view.removeFirst() }
-        while view.last == " " || view.last == "\t" { view.removeLast() }
-        return String(view)
+        let text = Substring(self)
+        let utf8 = text.utf8
+        var start = utf8.startIndex
+        var end = utf8.endIndex
+        while start < end, utf8[start] == 0x20 || utf8[start] == 0x09 { start = utf8.index(after: start) }
+        while start < end {
+            let last = utf8.index(before: end)
+            guard utf8[last] == 0x20 || utf8[last] == 0x09 else { break }
+            end = last
+        }
+        return String(text[start..<end])
     }
 }
