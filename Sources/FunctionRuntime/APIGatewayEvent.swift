@@ -19,91 +19,160 @@ public enum APIGatewayEvent {
     }
 
     public static func decode(_ bytes: [UInt8]) throws(DecodingError) -> HTTPRequest {
-        let raw: RawEvent
+        let document: JSONNode
         do {
-            raw = try JSONDecoder().decode(RawEvent.self, from: Data(bytes))
+            document = try JSONReader.read(bytes)
         } catch {
-            throw DecodingError(errorMessage: "the event is not an API Gateway proxy event: \(describe(error))")
+            throw DecodingError(errorMessage: "the event is not an API Gateway proxy event: malformed JSON (\(error.description))")
         }
-        return try raw.request()
+        return try RawEvent(document).request()
     }
 
-    /// The proxy response, as both payload formats accept it.
+    /// The proxy response, as both payload formats accept it:
+    /// `{"body","headers","isBase64Encoded","statusCode"}`, keys sorted.
     public static func encode(_ response: HTTPResponse) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let raw = RawResponse(
-            statusCode: response.status, headers: response.headers, body: response.body, isBase64Encoded: false)
-        return (try? encoder.encode(raw)).map(Array.init) ?? Array(#"{"statusCode":500}"#.utf8)
-    }
-
-    /// A decoding error in words a user can act on, without echoing the input.
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case Swift.DecodingError.typeMismatch(_, let context), Swift.DecodingError.valueNotFound(_, let context):
-            return "wrong type at \(path(context.codingPath))"
-        case Swift.DecodingError.keyNotFound(let key, let context):
-            return "missing \(path(context.codingPath + [key]))"
-        case Swift.DecodingError.dataCorrupted(let context):
-            return context.codingPath.isEmpty ? "malformed JSON" : "invalid value at \(path(context.codingPath))"
-        default:
-            return "malformed JSON"
-        }
-    }
-
-    private static func path(_ keys: [any CodingKey]) -> String {
-        keys.isEmpty ? "the top level" : keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        var writer = JSONWriter(capacity: 96 + response.body.utf8.count)
+        writer.raw(#"{"body":"#)
+        writer.string(response.body)
+        writer.raw(#","headers":"#)
+        writer.object(response.headers)
+        writer.raw(#","isBase64Encoded":false,"statusCode":"#)
+        writer.number(response.status)
+        writer.raw("}")
+        return writer.bytes
     }
 }
 
-private struct RawResponse: Encodable {
-    let statusCode: Int
-    let headers: [String: String]
-    let body: String
-    let isBase64Encoded: Bool
-}
-
-private struct RawEvent: Decodable {
-    struct RequestContext: Decodable {
-        struct HTTP: Decodable {
-            let method: String?
-            let path: String?
-        }
-        let http: HTTP?
-        let httpMethod: String?
-    }
-
+private struct RawEvent {
     let version: String?
     let httpMethod: String?
     let path: String?
     let rawPath: String?
     let rawQueryString: String?
-    let headers: [String: String?]?
-    let multiValueHeaders: [String: [String]?]?
-    let queryStringParameters: [String: String?]?
-    let multiValueQueryStringParameters: [String: [String]?]?
+    let headers: [(String, String)]?
+    let multiValueHeaders: [(String, [String])]?
+    let queryStringParameters: [(String, String)]?
+    let multiValueQueryStringParameters: [(String, [String])]?
     let cookies: [String]?
     let body: String?
     let isBase64Encoded: Bool?
-    let requestContext: RequestContext?
+    /// `requestContext.http.method` / `.path` (2.0) and `requestContext.httpMethod` (1.0).
+    let contextMethod: String?
+    let contextPath: String?
+    let contextHTTPMethod: String?
+
+    init(_ event: JSONNode) throws(APIGatewayEvent.DecodingError) {
+        guard case .object = event else { throw Self.wrongType("the top level") }
+        version = try Self.string(event, "version")
+        httpMethod = try Self.string(event, "httpMethod")
+        path = try Self.string(event, "path")
+        rawPath = try Self.string(event, "rawPath")
+        rawQueryString = try Self.string(event, "rawQueryString")
+        headers = try Self.stringMap(event, "headers")
+        multiValueHeaders = try Self.stringListMap(event, "multiValueHeaders")
+        queryStringParameters = try Self.stringMap(event, "queryStringParameters")
+        multiValueQueryStringParameters = try Self.stringListMap(event, "multiValueQueryStringParameters")
+        cookies = try Self.stringList(event["cookies"], at: "cookies")
+        body = try Self.string(event, "body")
+        switch event["isBase64Encoded"] {
+        case nil, .null?: isBase64Encoded = nil
+        case .bool(let flag)?: isBase64Encoded = flag
+        default: throw Self.wrongType("isBase64Encoded")
+        }
+        let context = try Self.object(event["requestContext"], at: "requestContext")
+        contextHTTPMethod = try context.flatMap { context throws(APIGatewayEvent.DecodingError) in
+            try Self.string(context, "httpMethod", at: "requestContext.httpMethod")
+        }
+        let http = try context.flatMap { context throws(APIGatewayEvent.DecodingError) in
+            try Self.object(context["http"], at: "requestContext.http")
+        }
+        contextMethod = try http.flatMap { http throws(APIGatewayEvent.DecodingError) in
+            try Self.string(http, "method", at: "requestContext.http.method")
+        }
+        contextPath = try http.flatMap { http throws(APIGatewayEvent.DecodingError) in
+            try Self.string(http, "path", at: "requestContext.http.path")
+        }
+    }
+
+    private static func wrongType(_ path: String) -> APIGatewayEvent.DecodingError {
+        .init(errorMessage: "the event is not an API Gateway proxy event: wrong type at \(path)")
+    }
+
+    /// A string member; absent and null are nil.
+    private static func string(_ object: JSONNode, _ key: String, at path: String? = nil) throws(APIGatewayEvent.DecodingError) -> String? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .string(let text)?: return text
+        default: throw wrongType(path ?? key)
+        }
+    }
+
+    private static func object(_ node: JSONNode?, at path: String) throws(APIGatewayEvent.DecodingError) -> JSONNode? {
+        switch node {
+        case nil, .null?: return nil
+        case .object?: return node
+        default: throw wrongType(path)
+        }
+    }
+
+    private static func stringList(_ node: JSONNode?, at path: String) throws(APIGatewayEvent.DecodingError) -> [String]? {
+        switch node {
+        case nil, .null?: return nil
+        case .array(let elements)?:
+            var strings: [String] = []
+            strings.reserveCapacity(elements.count)
+            for (offset, element) in elements.enumerated() {
+                guard case .string(let text) = element else { throw wrongType("\(path)[\(offset)]") }
+                strings.append(text)
+            }
+            return strings
+        default: throw wrongType(path)
+        }
+    }
+
+    /// An object of strings; a null value is an absent one.
+    private static func stringMap(_ event: JSONNode, _ key: String) throws(APIGatewayEvent.DecodingError) -> [(String, String)]? {
+        guard case .object(let members)? = try object(event[key], at: key) else { return nil }
+        var entries: [(String, String)] = []
+        entries.reserveCapacity(members.count)
+        for (name, value) in members {
+            switch value {
+            case .null: continue
+            case .string(let text): entries.append((name, text))
+            default: throw wrongType("\(key).\(name)")
+            }
+        }
+        return entries
+    }
+
+    /// An object of string arrays; a null value is an absent one.
+    private static func stringListMap(_ event: JSONNode, _ key: String) throws(APIGatewayEvent.DecodingError) -> [(String, [String])]? {
+        guard case .object(let members)? = try object(event[key], at: key) else { return nil }
+        var entries: [(String, [String])] = []
+        entries.reserveCapacity(members.count)
+        for (name, value) in members {
+            if let values = try stringList(value, at: "\(key).\(name)") { entries.append((name, values)) }
+        }
+        return entries
+    }
 
     func request() throws(APIGatewayEvent.DecodingError) -> HTTPRequest {
         let isV2 = version == "2.0"
-        guard let method = (isV2 ? requestContext?.http?.method : nil) ?? httpMethod
-            ?? requestContext?.httpMethod ?? requestContext?.http?.method, !method.isEmpty
+        guard let method = (isV2 ? contextMethod : nil) ?? httpMethod ?? contextHTTPMethod ?? contextMethod,
+            !method.isEmpty
         else {
             throw .init(errorMessage: "the event is not an API Gateway proxy event: no HTTP method")
         }
-        let path = (isV2 ? rawPath ?? requestContext?.http?.path : nil) ?? path ?? rawPath ?? "/"
+        let path = (isV2 ? rawPath ?? contextPath : nil) ?? path ?? rawPath ?? "/"
 
         var headers = HTTPHeaders()
         if let multi = multiValueHeaders, !multi.isEmpty {
-            for (name, values) in multi.sorted(by: { $0.key < $1.key }) {
-                for value in values ?? [] { headers.add(name, value) }
+            for (name, values) in multi {
+                for value in values { headers.add(name, value) }
             }
         } else {
-            for (name, value) in (self.headers ?? [:]).sorted(by: { $0.key < $1.key }) {
-                if let value { headers.add(name, value) }
+            for (name, value) in self.headers ?? [] {
+                headers.add(name, value)
             }
         }
 
@@ -111,10 +180,10 @@ private struct RawEvent: Decodable {
         if isV2, let raw = rawQueryString, !raw.isEmpty {
             query = QueryString.parse(raw)
         } else if let multi = multiValueQueryStringParameters, !multi.isEmpty {
-            for (name, values) in multi { query[name] = values ?? [] }
+            for (name, values) in multi { query[name] = values }
         } else {
-            for (name, value) in queryStringParameters ?? [:] {
-                if let value { query[name] = isV2 ? value.split(separator: ",", omittingEmptySubsequences: false).map(String.init) : [value] }
+            for (name, value) in queryStringParameters ?? [] {
+                query[name] = isV2 ? value.split(separator: ",", omittingEmptySubsequences: false).map(String.init) : [value]
             }
         }
 

@@ -215,10 +215,15 @@ public enum FunctionRuntime {
         exit(2)
     }
 
+    /// `{"errorMessage","errorType"}`, keys sorted.
     static func encode(_ document: ErrorDocument) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(document)).map(Array.init) ?? Array(#"{"errorType":"Unknown"}"#.utf8)
+        var writer = JSONWriter()
+        writer.raw(#"{"errorMessage":"#)
+        writer.string(document.errorMessage)
+        writer.raw(#","errorType":"#)
+        writer.string(document.errorType)
+        writer.raw("}")
+        return writer.bytes
     }
 
     private static func printError(_ document: ErrorDocument) {

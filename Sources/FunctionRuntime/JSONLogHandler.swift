@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -39,11 +34,10 @@ public struct JSONLogHandler: LogHandler {
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) where fields[key] == nil {
             fields[key] = JSONValue(value)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard var line = try? encoder.encode(fields) else { return }
-        line.append(UInt8(ascii: "\n"))
-        Output.write(Array(line), to: STDERR_FILENO)
+        var line = JSONWriter()
+        line.value(.object(fields))
+        line.raw("\n")
+        Output.write(line.bytes, to: STDERR_FILENO)
     }
 
     /// ISO 8601 in UTC with milliseconds, without Foundation's date formatting.
@@ -53,13 +47,27 @@ public struct JSONLogHandler: LogHandler {
         var seconds = time_t(spec.tv_sec)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        var text: [UInt8] = []
+        text.reserveCapacity(24)
+        func digits(_ value: Int, _ width: Int, then separator: UInt8?) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = max(0, value)
+            for _ in 0..<width {
+                text.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
+            }
+            if let separator { text.append(separator) }
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
-            + "\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
+        digits(Int(parts.tm_year) + 1900, 4, then: UInt8(ascii: "-"))
+        digits(Int(parts.tm_mon) + 1, 2, then: UInt8(ascii: "-"))
+        digits(Int(parts.tm_mday), 2, then: UInt8(ascii: "T"))
+        digits(Int(parts.tm_hour), 2, then: UInt8(ascii: ":"))
+        digits(Int(parts.tm_min), 2, then: UInt8(ascii: ":"))
+        digits(Int(parts.tm_sec), 2, then: UInt8(ascii: "."))
+        digits(Int(spec.tv_nsec) / 1_000_000, 3, then: UInt8(ascii: "Z"))
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// The logging system for a function: JSON lines on stderr at `LOG_LEVEL`.
@@ -71,7 +79,7 @@ public struct JSONLogHandler: LogHandler {
     }
 }
 
-enum JSONValue: Encodable {
+enum JSONValue {
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
@@ -84,13 +92,30 @@ enum JSONValue: Encodable {
         case .dictionary(let values): self = .object(values.mapValues(JSONValue.init))
         }
     }
+}
 
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .string(let text): try container.encode(text)
-        case .array(let values): try container.encode(values)
-        case .object(let values): try container.encode(values)
+extension JSONWriter {
+    /// A log value; object keys sorted.
+    mutating func value(_ value: JSONValue) {
+        switch value {
+        case .string(let text):
+            string(text)
+        case .array(let values):
+            raw("[")
+            for (offset, element) in values.enumerated() {
+                if offset > 0 { raw(",") }
+                self.value(element)
+            }
+            raw("]")
+        case .object(let members):
+            raw("{")
+            for (offset, key) in members.keys.sorted().enumerated() {
+                if offset > 0 { raw(",") }
+                string(key)
+                raw(":")
+                self.value(members[key] ?? .string(""))
+            }
+            raw("}")
         }
     }
 }
