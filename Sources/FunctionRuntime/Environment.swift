@@ -15,15 +15,21 @@ public struct Environment: Sendable {
     }
 
     /// The environment of this process.
+    /// (Split on bytes and sized once: this runs at every cold start and every local run.)
     public static func current() -> Environment {
+        var count = 0
+        while environ[count] != nil { count += 1 }
         var values: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                values[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        values.reserveCapacity(count)
+        for index in 0..<count {
+            guard let entry = environ[index] else { continue }
+            let length = strlen(entry)
+            entry.withMemoryRebound(to: UInt8.self, capacity: length) { start in
+                let bytes = UnsafeBufferPointer(start: start, count: length)
+                guard let equals = bytes.firstIndex(of: UInt8(ascii: "=")) else { return }
+                let name = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<equals]), as: UTF8.self)
+                values[name] = String(decoding: UnsafeBufferPointer(rebasing: bytes[(equals + 1)...]), as: UTF8.self)
             }
-            pointer += 1
         }
         return Environment(values)
     }
