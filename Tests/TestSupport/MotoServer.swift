@@ -40,7 +40,7 @@ public actor MotoServer {
         process.standardInput = input
         process.standardOutput = output
         let errorLog = FileManager.default.temporaryDirectory.appendingPathComponent("moto-harness-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: errorLog.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorLog.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: errorLog)
         try process.run()
         // The first line is the connection document; read it off the cooperative pool.

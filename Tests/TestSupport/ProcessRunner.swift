@@ -111,7 +111,7 @@ public enum Executables {
         env["PATH"] = env["PATH"] ?? "/usr/bin:/bin"
         process.environment = env
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("stderr-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: log)
