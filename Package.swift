@@ -70,7 +70,7 @@ let package = Package(
         ], path: "Tests/TestSupport"),
         .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
         .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),
-        .executableTarget(name: "bench", dependencies: ["TestSupport", "MetaMessaging", "KeyValueStore", "AWSSigning", "AsyncHTTPTransport"], path: "Tests/bench"),
+        .executableTarget(name: "bench", dependencies: ["TestSupport", "MetaMessaging", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore", "AWSSigning", "AsyncHTTPTransport"], path: "Tests/bench"),
         .testTarget(name: "MetaMessagingTests", dependencies: [
             "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
             "AsyncHTTPTransport",

@@ -4,11 +4,15 @@
 import AWSSigning
 import AsyncHTTPTransport
 import Foundation
+import FunctionRuntime
+import Logging
 import KeyValueStore
 import MetaMessaging
 import TestSupport
 
 let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
+/// `bench BIN_DIR verify` runs only the verify figures (the other sections need moto).
+let onlyVerify = CommandLine.arguments.dropFirst(2).first == "verify"
 let root = Executables.packageRoot
 
 func median(_ values: [Double]) -> Double {
@@ -23,7 +27,7 @@ func percentile(_ values: [Double], _ p: Double) -> Double {
 
 func fmt(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
 
-func line(_ name: String, _ value: String) { print(name.padding(toLength: 58, withPad: " ", startingAt: 0) + value) }
+func line(_ name: String, _ value: String) { print(name.padding(toLength: 62, withPad: " ", startingAt: 0) + value) }
 
 /// Runs a binary once with stdin from a file and stdout/stderr to /dev/null (posix_spawn, no
 /// pipes, so the figure is the process's own cost); returns the wall time in ms.
@@ -74,6 +78,17 @@ func peakChildRSSMB() -> Double {
     return Double(usage.ru_maxrss) / 1024
 }
 
+/// Microseconds per call of a handler, called from a nonisolated context (no actor hops).
+func timeHandler(_ function: some FunctionHandler, event: [UInt8], count: Int) async throws -> Double {
+    var quiet = Logger(label: "bench")
+    quiet.logLevel = .warning
+    let context = InvocationContext(requestID: "bench", deadline: .now + .seconds(30), logger: quiet)
+    for _ in 0..<500 { _ = try await function.handle(event: event, context: context) }
+    let start = DispatchTime.now()
+    for _ in 0..<count { _ = try await function.handle(event: event, context: context) }
+    return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e3 / Double(count)
+}
+
 let mb = 1024.0 * 1024.0
 print("# meta-messaging benchmark (\(ProcessInfo.processInfo.activeProcessorCount) cores), release build in \(binDir)\n")
 
@@ -99,26 +114,45 @@ do {
 
 // MARK: verify, Lambda loop
 do {
-    let api = try await RuntimeAPIStandIn()
+    let event = Array(try Data(contentsOf: root.appendingPathComponent("events/verify.json")))
+    let api = try BlockingRuntimeAPI(event: event)
     let cpuBefore = childCPUSeconds()
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "\(binDir)/verify")
     process.environment = ["AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token", "LOG_LEVEL": "warning"]
     process.standardError = FileHandle.nullDevice
     try process.run()
-    let event = Array(try Data(contentsOf: root.appendingPathComponent("events/verify.json")))
-    for _ in 0..<200 { _ = await api.outcome(of: await api.enqueue(event)) }
-    let count = 2000
+    _ = api.run(500)
+    let count = 20_000
     let start = DispatchTime.now()
-    for _ in 0..<count { _ = await api.outcome(of: await api.enqueue(event), timeout: .seconds(5)) }
-    let perInvocation = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e3 / Double(count)
-    line("Lambda loop, warm, wall time per invocation incl. the stand-in", "\(fmt(perInvocation, 1)) µs (\(count) invocations)")
+    let totals = api.run(count)
+    let wall = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e3 / Double(count)
+    api.close()
     process.terminate()
     process.waitUntilExit()
-    let cpu = (childCPUSeconds() - cpuBefore) * 1e6 / Double(count + 200)
-    line("  CPU time of the bootstrap per invocation (loop + verify)", "\(fmt(cpu, 1)) µs")
-    await api.shutdown()
+    let cpu = (childCPUSeconds() - cpuBefore) * 1e6 / Double(count + 500)
+
+    // The handler alone, in this process: API Gateway decoding, verify, proxy response encoding.
+    let handler = try await timeHandler(VerifyHandler(verifyToken: "local-verify-token").function, event: event, count: count)
+
+    // The floor: a bare client doing the same two exchanges against a fresh stand-in.
+    let floorAPI = try BlockingRuntimeAPI(event: event)
+    let client = BareRuntimeClient.start(port: floorAPI.port, invocations: count + 500)
+    _ = floorAPI.run(500)
+    let floorStart = DispatchTime.now()
+    _ = floorAPI.run(count)
+    let floor = Double(DispatchTime.now().uptimeNanoseconds - floorStart.uptimeNanoseconds) / 1e3 / Double(count)
+    floorAPI.close()
+    _ = client
+
+    line("Lambda loop, warm, CPU time of the bootstrap per invocation", "\(fmt(cpu, 1)) µs (user + sys, loop + verify)")
+    line("  wall time per invocation (loop + verify)", "\(fmt(wall, 1)) µs (\(count) invocations, \(totals.responses) answered, \(totals.errors) errors)")
+    line("  the protocol's floor: a bare client, same two exchanges", "\(fmt(floor, 1)) µs (two loopback round trips)")
+    line("  so the loop and verify add, per invocation", "\(fmt(wall - floor, 1)) µs")
+    line("  verify's handler alone (decode, verify, encode), in process", "\(fmt(handler, 1)) µs")
 }
+
+if onlyVerify { exit(0) }
 
 // MARK: key-value store
 print("\n## key-value store")

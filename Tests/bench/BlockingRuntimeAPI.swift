@@ -1,0 +1,198 @@
+import Foundation
+
+/// A Lambda Runtime API on loopback that costs as little as possible, so the bench measures
+/// the bootstrap rather than the stand-in: one thread, blocking sockets, one connection, the
+/// same event handed out `count` times. It follows the documented protocol (AWS Lambda
+/// Developer Guide, "Using the Lambda runtime API for custom runtimes"): `GET .../next` gets
+/// 200 with the request id, deadline, function ARN and trace id headers; `POST .../response`
+/// and `.../error` get 202. After the last event, `next` is left unanswered (as Lambda
+/// freezes an idle function) until `close()`.
+/// The tests use the NIO stand-in in TestSupport, which checks every request; this one only
+/// counts, so the figures are the loop's own.
+final class BlockingRuntimeAPI: @unchecked Sendable {
+    let port: Int
+    private let listener: Int32
+    private let event: [UInt8]
+    private let lock = NSCondition()
+    private var responses = 0
+    private var errors = 0
+    private var served = 0
+    private var allowed = 0
+    private var closed = false
+
+    var endpoint: String { "127.0.0.1:\(port)" }
+
+    init(event: [UInt8]) throws {
+        self.event = event
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw -> Bool in
+                bind(fd, raw, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, raw, &length) == 0
+            }
+        }
+        guard fd >= 0, bound else { throw SpawnError(path: "loopback Runtime API") }
+        listener = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let thread = Thread { [self] in serve() }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Hands out `count` more events and waits until they are answered; returns the totals.
+    func run(_ count: Int) -> (responses: Int, errors: Int) {
+        lock.lock()
+        let target = responses + errors + count
+        allowed += count
+        lock.broadcast()
+        while responses + errors < target && !closed { lock.wait() }
+        defer { lock.unlock() }
+        return (responses, errors)
+    }
+
+    func close() {
+        lock.lock()
+        closed = true
+        lock.broadcast()
+        lock.unlock()
+        shutdown(listener, Int32(SHUT_RDWR))
+        Glibc.close(listener)
+    }
+
+    private func serve() {
+        let connection = accept(listener, nil, nil)
+        guard connection >= 0 else { return }
+        var one: Int32 = 1
+        setsockopt(connection, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        defer { Glibc.close(connection) }
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        var start = 0
+        var end = 0
+        let accepted = Array("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n".utf8)
+        while true {
+            // One request: the head up to CR LF CR LF, then Content-Length bytes of body.
+            var headEnd: Int?
+            while headEnd == nil {
+                headEnd = Self.find([13, 10, 13, 10], in: buffer, from: start, to: end)
+                if headEnd == nil {
+                    if start > 0 { buffer.replaceSubrange(0..<(end - start), with: buffer[start..<end]); end -= start; start = 0 }
+                    let count = buffer.withUnsafeMutableBytes { recv(connection, $0.baseAddress! + end, $0.count - end, 0) }
+                    if count <= 0 { return }
+                    end += count
+                }
+            }
+            let head = String(decoding: buffer[start..<headEnd!], as: UTF8.self)
+            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            start = headEnd! + 4
+            while end - start < length {
+                if start > 0 { buffer.replaceSubrange(0..<(end - start), with: buffer[start..<end]); end -= start; start = 0 }
+                let count = buffer.withUnsafeMutableBytes { recv(connection, $0.baseAddress! + end, $0.count - end, 0) }
+                if count <= 0 { return }
+                end += count
+            }
+            start += length
+            if head.hasPrefix("GET /2018-06-01/runtime/invocation/next") {
+                lock.lock()
+                while served >= allowed && !closed { lock.wait() }
+                if closed { lock.unlock(); return }
+                served += 1
+                let id = served
+                lock.unlock()
+                let deadline = UInt64(Date().timeIntervalSince1970 * 1000) + 30_000
+                let reply = Array("""
+                    HTTP/1.1 200 OK\r
+                    Content-Type: application/json\r
+                    Lambda-Runtime-Aws-Request-Id: bench-\(id)\r
+                    Lambda-Runtime-Deadline-Ms: \(deadline)\r
+                    Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:eu-west-1:123456789012:function:bench\r
+                    Lambda-Runtime-Trace-Id: Root=1-67890abc-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=0\r
+                    Content-Length: \(event.count)\r
+                    \r
+
+                    """.utf8) + event
+                guard Self.sendAll(reply, to: connection) else { return }
+            } else {
+                guard Self.sendAll(accepted, to: connection) else { return }
+                lock.lock()
+                if head.contains("/error ") { errors += 1 } else { responses += 1 }
+                lock.broadcast()
+                lock.unlock()
+            }
+        }
+    }
+
+    private static func sendAll(_ bytes: [UInt8], to connection: Int32) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes.withUnsafeBytes { send(connection, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { return false }
+            offset += sent
+        }
+        return true
+    }
+
+    private static func find(_ needle: [UInt8], in buffer: [UInt8], from start: Int, to end: Int) -> Int? {
+        guard end - start >= needle.count else { return nil }
+        for index in start...(end - needle.count) where buffer[index] == needle[0] {
+            if buffer[index..<(index + needle.count)].elementsEqual(needle) { return index }
+        }
+        return nil
+    }
+}
+
+/// The protocol's own floor: a bare client that does what any runtime must do per invocation
+/// (GET next, read the event, POST a response, read the 202) and nothing else, on blocking
+/// sockets with preallocated buffers. Its wall time per invocation against the same stand-in
+/// is what two loopback round trips cost on this machine; what the bootstrap takes beyond it
+/// is the runtime's and the handler's.
+enum BareRuntimeClient {
+    static func start(port: Int, invocations: Int) -> Thread {
+        let thread = Thread { run(port: port, invocations: invocations) }
+        thread.stackSize = 1 << 20
+        thread.start()
+        return thread
+    }
+
+    private static func run(port: Int, invocations: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { return }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let next = Array("GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        let body = #"{"body":"1158201444","headers":{"Content-Type":"text/plain"},"isBase64Encoded":false,"statusCode":200}"#
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        for invocation in 0..<invocations {
+            guard send(fd, next, next.count, 0) == next.count, readResponse(fd, &buffer) else { return }
+            let post = Array("POST /2018-06-01/runtime/invocation/bench-\(invocation + 1)/response HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+            guard send(fd, post, post.count, 0) == post.count, readResponse(fd, &buffer) else { return }
+        }
+    }
+
+    /// Reads one response (head and Content-Length body); the stand-in sends nothing unasked.
+    private static func readResponse(_ fd: Int32, _ buffer: inout [UInt8]) -> Bool {
+        var end = 0
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + end, $0.count - end, 0) }
+            guard count > 0 else { return false }
+            end += count
+            guard let head = (0..<max(0, end - 3)).first(where: { buffer[$0] == 13 && buffer[$0 + 1] == 10 && buffer[$0 + 2] == 13 && buffer[$0 + 3] == 10 }) else { continue }
+            let text = String(decoding: buffer[0..<head], as: UTF8.self).lowercased()
+            let length = text.components(separatedBy: "content-length:").dropFirst().first
+                .flatMap { Int($0.prefix { $0 != "\r" }.trimmingCharacters(in: .whitespaces)) } ?? 0
+            if end >= head + 4 + length { return true }
+        }
+    }
+}
