@@ -26,6 +26,60 @@ import TestSupport
         await api.shutdown()
     }
 
+    /// An event far larger than the client's first read buffer (API Gateway allows 10 MB):
+    /// the buffer grows, the answer is right, and the next small event is served as usual.
+    @Test func largeEventsAreReadWholeAndTheLoopGoesOn() async throws {
+        let api = try await RuntimeAPIStandIn()
+        let (process, _) = try Executables.start("verify", environment: [
+            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
+        ])
+        defer { process.terminate() }
+        var event = try #require(try JSONSerialization.jsonObject(with: Data(TestEvents.load("verify.json"))) as? [String: Any])
+        event["body"] = Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }).base64EncodedString()
+        event["isBase64Encoded"] = true
+        let large = Array(try JSONSerialization.data(withJSONObject: event))
+        #expect(large.count > 4_000_000)
+        for name in ["large", "small", "large"] {
+            let id = await api.enqueue(name == "large" ? large : TestEvents.load("verify.json"))
+            guard case .response(let body) = await api.outcome(of: id) else {
+                Issue.record("no response for the \(name) event")
+                return
+            }
+            let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+            #expect(object?["statusCode"] as? Int == 200)
+            #expect(object?["body"] as? String == "1158201444")
+        }
+        #expect(api.connectionCount == 1)
+        await api.shutdown()
+    }
+
+    /// Events sent with chunked transfer coding (uneven chunks, a chunk extension), as a Go
+    /// `net/http` Runtime API sends any body over 2 KB.
+    @Test(arguments: [false, true])
+    func chunkedEventsAreReassembled(large: Bool) async throws {
+        var event = TestEvents.load("verify.json")
+        if large {
+            var object = try #require(try JSONSerialization.jsonObject(with: Data(event)) as? [String: Any])
+            object["body"] = String(repeating: "0123456789abcdef", count: 40_000)
+            event = Array(try JSONSerialization.data(withJSONObject: object))
+        }
+        let api = try BlockingRuntimeAPI(event: event, chunked: true)
+        let (process, _) = try Executables.start("verify", environment: [
+            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
+        ])
+        defer {
+            api.close()
+            process.terminate()
+        }
+        let totals = await api.answered(3)
+        #expect(totals.responses == 3 && totals.errors == 0)
+        let post = try #require(api.lastPost)
+        #expect(post.path == "/2018-06-01/runtime/invocation/bench-3/response")
+        let object = try JSONSerialization.jsonObject(with: Data(post.body)) as? [String: Any]
+        #expect(object?["statusCode"] as? Int == 200)
+        #expect(object?["body"] as? String == "1158201444")
+    }
+
     @Test func malformedEventIsReportedAndTheLoopGoesOn() async throws {
         let api = try await RuntimeAPIStandIn()
         let (process, _) = try Executables.start("verify", environment: [

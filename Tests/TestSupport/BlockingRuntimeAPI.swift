@@ -7,23 +7,34 @@ import Foundation
 /// 200 with the request id, deadline, function ARN and trace id headers; `POST .../response`
 /// and `.../error` get 202. After the last event, `next` is left unanswered (as Lambda
 /// freezes an idle function) until `close()`.
-/// The tests use the NIO stand-in in TestSupport, which checks every request; this one only
-/// counts, so the figures are the loop's own.
-final class BlockingRuntimeAPI: @unchecked Sendable {
-    let port: Int
+/// `RuntimeAPIStandIn` (NIO) checks every request for the tests; this one only counts and
+/// keeps the last answer, and can send the event with chunked transfer coding, as a Go
+/// `net/http` server (the Runtime Interface Emulator) does for bodies over 2 KB.
+public final class BlockingRuntimeAPI: @unchecked Sendable {
+    public let port: Int
     private let listener: Int32
     private let event: [UInt8]
+    private let chunked: Bool
     private let lock = NSCondition()
     private var responses = 0
     private var errors = 0
     private var served = 0
     private var allowed = 0
     private var closed = false
+    private var lastAnswer: (path: String, body: [UInt8])?
 
-    var endpoint: String { "127.0.0.1:\(port)" }
+    public var endpoint: String { "127.0.0.1:\(port)" }
 
-    init(event: [UInt8]) throws {
+    /// The path and body of the last `response` or `error` post.
+    public var lastPost: (path: String, body: [UInt8])? {
+        lock.lock()
+        defer { lock.unlock() }
+        return lastAnswer
+    }
+
+    public init(event: [UInt8], chunked: Bool = false) throws {
         self.event = event
+        self.chunked = chunked
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -35,7 +46,7 @@ final class BlockingRuntimeAPI: @unchecked Sendable {
                 bind(fd, raw, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, raw, &length) == 0
             }
         }
-        guard fd >= 0, bound else { throw SpawnError(path: "loopback Runtime API") }
+        guard fd >= 0, bound else { throw ListenError() }
         listener = fd
         port = Int(UInt16(bigEndian: address.sin_port))
         let thread = Thread { [self] in serve() }
@@ -43,18 +54,32 @@ final class BlockingRuntimeAPI: @unchecked Sendable {
         thread.start()
     }
 
+    public struct ListenError: Error, CustomStringConvertible {
+        public var description: String { "cannot listen on a loopback port" }
+    }
+
     /// Hands out `count` more events and waits until they are answered; returns the totals.
-    func run(_ count: Int) -> (responses: Int, errors: Int) {
+    /// Gives up after `timeout` seconds (a bootstrap that died answers nothing).
+    public func run(_ count: Int, timeout: TimeInterval = 120) -> (responses: Int, errors: Int) {
+        let deadline = Date(timeIntervalSinceNow: timeout)
         lock.lock()
         let target = responses + errors + count
         allowed += count
         lock.broadcast()
-        while responses + errors < target && !closed { lock.wait() }
+        while responses + errors < target && !closed && lock.wait(until: deadline) {}
         defer { lock.unlock() }
         return (responses, errors)
     }
 
-    func close() {
+    /// `run` from async code, waiting on a thread of its own, never on the cooperative pool.
+    public func answered(_ count: Int, timeout: TimeInterval = 30) async -> (responses: Int, errors: Int) {
+        await withCheckedContinuation { continuation in
+            let thread = Thread { [self] in continuation.resume(returning: run(count, timeout: timeout)) }
+            thread.start()
+        }
+    }
+
+    public func close() {
         lock.lock()
         closed = true
         lock.broadcast()
@@ -104,22 +129,40 @@ final class BlockingRuntimeAPI: @unchecked Sendable {
                 let id = served
                 lock.unlock()
                 let deadline = UInt64(Date().timeIntervalSince1970 * 1000) + 30_000
-                let reply = Array("""
+                var reply = Array("""
                     HTTP/1.1 200 OK\r
                     Content-Type: application/json\r
                     Lambda-Runtime-Aws-Request-Id: bench-\(id)\r
                     Lambda-Runtime-Deadline-Ms: \(deadline)\r
                     Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:eu-west-1:123456789012:function:bench\r
                     Lambda-Runtime-Trace-Id: Root=1-67890abc-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=0\r
-                    Content-Length: \(event.count)\r
-                    \r
 
-                    """.utf8) + event
+                    """.utf8)
+                if chunked {
+                    // Uneven chunks, the first with an extension, then an empty trailer section.
+                    reply += "Transfer-Encoding: chunked\r\n\r\n".utf8
+                    var offset = 0
+                    var size = 7
+                    while offset < event.count {
+                        let end = min(event.count, offset + size)
+                        reply += "\(String(end - offset, radix: 16))\(offset == 0 ? ";ext=1" : "")\r\n".utf8
+                        reply += event[offset..<end]
+                        reply += "\r\n".utf8
+                        offset = end
+                        size = size * 3 + 1
+                    }
+                    reply += "0\r\n\r\n".utf8
+                } else {
+                    reply += "Content-Length: \(event.count)\r\n\r\n".utf8
+                    reply += event
+                }
                 guard Self.sendAll(reply, to: connection) else { return }
             } else {
                 guard Self.sendAll(accepted, to: connection) else { return }
                 lock.lock()
                 if head.contains("/error ") { errors += 1 } else { responses += 1 }
+                let path = head.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+                lastAnswer = (path, Array(buffer[(start - length)..<start]))
                 lock.broadcast()
                 lock.unlock()
             }
@@ -150,8 +193,8 @@ final class BlockingRuntimeAPI: @unchecked Sendable {
 /// sockets with preallocated buffers. Its wall time per invocation against the same stand-in
 /// is what two loopback round trips cost on this machine; what the bootstrap takes beyond it
 /// is the runtime's and the handler's.
-enum BareRuntimeClient {
-    static func start(port: Int, invocations: Int) -> Thread {
+public enum BareRuntimeClient {
+    public static func start(port: Int, invocations: Int) -> Thread {
         let thread = Thread { run(port: port, invocations: invocations) }
         thread.stackSize = 1 << 20
         thread.start()
