@@ -81,7 +81,9 @@ public enum Executables {
         process.standardError = errors
         try process.run()
         let writer = Thread {
-            input.fileHandleForWriting.write(Data(stdin))
+            // A child may exit before reading its stdin (a configuration error): EPIPE is expected
+            // then, and the legacy write(_:) would trap on it.
+            try? input.fileHandleForWriting.write(contentsOf: Data(stdin))
             try? input.fileHandleForWriting.close()
         }
         writer.start()

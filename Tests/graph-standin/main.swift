@@ -20,7 +20,7 @@ await graph.configure(OAuthWorld(
     ])]))
 
 func emit(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
 }
 emit(graph.baseURL)
 var printed = 0
