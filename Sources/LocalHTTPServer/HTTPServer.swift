@@ -50,7 +50,7 @@ public final class HTTPServer: Sendable {
     private let channel: any Channel
     private let group: MultiThreadedEventLoopGroup
     private let accepted: NIOLockedValueBox<Int>
-    private let inFlight: NIOLockedValueBox<Int>
+    private let inFlight: NIOLockedValueBox<InFlight>
 
     /// How many TCP connections the server has accepted so far.
     public var acceptedConnections: Int { accepted.withLockedValue { $0 } }
@@ -59,7 +59,7 @@ public final class HTTPServer: Sendable {
                 handler: @escaping Handler) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let accepted = NIOLockedValueBox(0)
-        let inFlight = NIOLockedValueBox(0)
+        let inFlight = NIOLockedValueBox(InFlight())
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -83,15 +83,23 @@ public final class HTTPServer: Sendable {
     }
 
     /// Stops accepting connections, lets the requests in flight finish (for up to `grace`),
-    /// then closes every connection.
+    /// then closes every connection. A handler still running after that has its answer
+    /// dropped: its event loop is gone.
     public func shutdown(grace: Duration = .seconds(10)) async {
         try? await channel.close()
         let end = ContinuousClock.now + grace
-        while inFlight.withLockedValue({ $0 }) > 0, ContinuousClock.now < end {
+        while inFlight.withLockedValue({ $0.count }) > 0, ContinuousClock.now < end {
             try? await Task.sleep(for: .milliseconds(10))
         }
+        inFlight.withLockedValue { $0.abandoned = true }
         try? await group.shutdownGracefully()
     }
+}
+
+/// The requests whose handlers are running, and whether shutdown stopped waiting for them.
+struct InFlight {
+    var count = 0
+    var abandoned = false
 }
 
 private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
@@ -100,12 +108,12 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private let handler: HTTPServer.Handler
     private let maxBodyBytes: Int
-    private let inFlight: NIOLockedValueBox<Int>
+    private let inFlight: NIOLockedValueBox<InFlight>
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(handler: @escaping HTTPServer.Handler, maxBodyBytes: Int, inFlight: NIOLockedValueBox<Int>) {
+    init(handler: @escaping HTTPServer.Handler, maxBodyBytes: Int, inFlight: NIOLockedValueBox<InFlight>) {
         self.handler = handler
         self.maxBodyBytes = maxBodyBytes
         self.inFlight = inFlight
@@ -138,15 +146,21 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
                 remoteAddress: context.remoteAddress?.ipAddress)
             let handler = self.handler
             let inFlight = self.inFlight
-            inFlight.withLockedValue { $0 += 1 }
+            inFlight.withLockedValue { $0.count += 1 }
             let loop = context.eventLoop
             let bound = NIOLoopBound((self, context), eventLoop: loop)
-            let promise = loop.makePromise(of: HTTPServer.Response.self)
-            promise.completeWithTask { await handler(request) }
-            promise.futureResult.whenSuccess { response in
-                let (me, context) = bound.value
-                me.write(response, version: head.version, keepAlive: keepAlive, context: context)
-                inFlight.withLockedValue { $0 -= 1 }
+            Task {
+                let response = await handler(request)
+                // Under the lock, so shutdown cannot stop the loop between the check and the
+                // hand-over; once shutdown has given up waiting, the answer is dropped.
+                inFlight.withLockedValue { state in
+                    state.count -= 1
+                    guard !state.abandoned else { return }
+                    loop.execute {
+                        let (me, context) = bound.value
+                        me.write(response, version: head.version, keepAlive: keepAlive, context: context)
+                    }
+                }
             }
         }
     }
