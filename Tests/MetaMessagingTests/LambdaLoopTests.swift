@@ -4,6 +4,19 @@ import TestSupport
 
 /// The Runtime API loop as a real process against a loopback Runtime API.
 @Suite(.serialized) struct LambdaLoopTests {
+    /// Whether the invocation was answered with verify's 200 and the sample events' challenge;
+    /// records an issue when there was no answer at all.
+    private func expectChallengeAnswered(_ outcome: RuntimeAPIStandIn.Outcome?, _ what: String) throws -> Bool {
+        guard case .response(let body) = outcome else {
+            Issue.record("no response for \(what): \(String(describing: outcome))")
+            return false
+        }
+        let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        #expect(object?["statusCode"] as? Int == 200, "\(what)")
+        #expect(object?["body"] as? String == "1158201444", "\(what)")
+        return true
+    }
+
     @Test func manyInvocationsInARowOnOneConnection() async throws {
         let api = try await RuntimeAPIStandIn()
         let (process, _) = try Executables.start("verify", environment: [
@@ -13,14 +26,7 @@ import TestSupport
         for index in 0..<40 {
             let name = index.isMultiple(of: 2) ? "verify.json" : "verify-http-api.json"
             let id = await api.enqueue(TestEvents.load(name))
-            let outcome = await api.outcome(of: id)
-            guard case .response(let body) = outcome else {
-                Issue.record("no response for invocation \(index): \(String(describing: outcome))")
-                return
-            }
-            let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
-            #expect(object?["statusCode"] as? Int == 200)
-            #expect(object?["body"] as? String == "1158201444")
+            guard try expectChallengeAnswered(await api.outcome(of: id), "invocation \(index)") else { return }
         }
         #expect(api.connectionCount == 1)
         await api.shutdown()
@@ -41,13 +47,7 @@ import TestSupport
         #expect(large.count > 4_000_000)
         for name in ["large", "small", "large"] {
             let id = await api.enqueue(name == "large" ? large : TestEvents.load("verify.json"))
-            guard case .response(let body) = await api.outcome(of: id) else {
-                Issue.record("no response for the \(name) event")
-                return
-            }
-            let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
-            #expect(object?["statusCode"] as? Int == 200)
-            #expect(object?["body"] as? String == "1158201444")
+            guard try expectChallengeAnswered(await api.outcome(of: id), "the \(name) event") else { return }
         }
         #expect(api.connectionCount == 1)
         await api.shutdown()
