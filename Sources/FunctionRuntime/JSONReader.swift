@@ -46,17 +46,19 @@ struct JSONReadError: Error, Equatable, CustomStringConvertible {
     var description: String { "\(reason) at byte \(offset)" }
 }
 
-/// A strict reader of one JSON document (RFC 8259): UTF-8 only, no trailing commas, no
-/// comments, nothing after the value, nesting limited. The runtime reads every API Gateway
-/// event with it: Foundation's `JSONDecoder` spends most of a warm invocation's CPU time in
-/// Codable's generic machinery for a 1 KB event, and this reader does the same job in a
-/// small fraction of it (see `scripts/bench verify`).
+/// A strict reader of one JSON document (RFC 8259): UTF-8 only (a leading byte order mark is
+/// skipped), no trailing commas, no comments, nothing after the value, nesting limited.
+/// The runtime reads every API Gateway event with it: Foundation's `JSONDecoder` spent most of
+/// a warm invocation's CPU time in Codable's generic machinery for a 1 KB event, and this
+/// reader does the same job in a small fraction of it (see `scripts/bench verify`).
 struct JSONReader {
     static let maxDepth = 128
 
     static func read(_ bytes: [UInt8]) throws(JSONReadError) -> JSONNode {
         try bytes.withUnsafeBufferPointer { (buffer) throws(JSONReadError) -> JSONNode in
             var reader = JSONReader(buffer)
+            // A UTF-8 byte order mark, as some editors save event files, is ignored (RFC 8259 §8.1).
+            if buffer.starts(with: [0xEF, 0xBB, 0xBF]) { reader.index = 3 }
             reader.skipWhitespace()
             let value = try reader.readValue(depth: 0)
             reader.skipWhitespace()

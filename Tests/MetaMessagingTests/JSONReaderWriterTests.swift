@@ -69,6 +69,11 @@ import TestSupport
         #expect(throws: JSONReadError.self) { try JSONReader.read(Array(text.utf8)) }
     }
 
+    @Test func aLeadingByteOrderMarkIsSkipped() throws {
+        #expect(try JSONReader.read([0xEF, 0xBB, 0xBF] + Array(#"{"a":"b"}"#.utf8)) == .object([(key: "a", value: .string("b"))]))
+        #expect(throws: JSONReadError.self) { try JSONReader.read(Array(#"{"a":"b"}"#.utf8) + [0xEF, 0xBB, 0xBF]) }
+    }
+
     @Test func invalidUTF8IsRefused() {
         for bytes: [UInt8] in [[0x22, 0xC3, 0x28, 0x22], [0x22, 0xFF, 0x22], [0x22, 0xED, 0xA0, 0x80, 0x22], [0x22, 0xE2, 0x82, 0x22]] {
             #expect(throws: JSONReadError.self) { try JSONReader.read(bytes) }
