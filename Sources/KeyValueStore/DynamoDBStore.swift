@@ -15,21 +15,18 @@ import HTTPTransport
 /// attempt did land reports `conditionFailed`: callers that need to tell "mine" from
 /// "someone else's" write a claim token and read it back (the exactly-once ledger does).
 public struct DynamoDBStore: KeyValueStore {
-    public let endpoint: String
-    private let transport: any HTTPTransport
-    private let signer: SigV4Signer
-    private let backoff: Backoff
-    private let timeout: Duration
+    private let client: AWSJSONClient
+
+    public var endpoint: String { client.endpoint }
 
     public init(
         transport: any HTTPTransport, region: String, endpoint: String? = nil, credentials: AWSCredentials,
         backoff: Backoff = Backoff(maxAttempts: 4), timeout: Duration = .seconds(3)
     ) {
-        self.transport = transport
-        self.endpoint = endpoint ?? "https://dynamodb.\(region).amazonaws.com"
-        self.signer = SigV4Signer(credentials: credentials, region: region, service: "dynamodb")
-        self.backoff = backoff
-        self.timeout = timeout
+        client = AWSJSONClient(
+            transport: transport, signer: SigV4Signer(credentials: credentials, region: region, service: "dynamodb"),
+            endpoint: endpoint ?? "https://dynamodb.\(region).amazonaws.com", targetPrefix: "DynamoDB_20120810",
+            timeout: timeout, backoff: backoff)
     }
 
     // MARK: KeyValueStore
@@ -107,39 +104,22 @@ public struct DynamoDBStore: KeyValueStore {
         guard let body = try? Array(encoder.encode(input)) else {
             throw KeyValueError(.invalidRequest, "\(operation): the request cannot be encoded")
         }
-        var attempt = 0
-        while true {
-            let headers = signer.sign(
-                method: "POST", url: endpoint + "/",
-                headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "DynamoDB_20120810.\(operation)")],
-                body: body, date: SigV4Signer.now())
-            let failure: KeyValueError
-            do {
-                let response = try await transport.send(
-                    OutboundRequest(method: "POST", url: endpoint + "/", headers: headers, body: body), timeout: timeout)
-                if (200..<300).contains(response.status) {
-                    if Output.self == Empty.self, let empty = Empty() as? Output { return empty }
-                    guard let output = try? JSONDecoder().decode(Output.self, from: Data(response.body)) else {
-                        throw KeyValueError(.invalidResponse, "\(operation): the answer from \(host) is not a DynamoDB response")
-                    }
-                    return output
-                }
-                failure = Self.error(operation: operation, status: response.status, body: response.body, host: host)
-            } catch let error as KeyValueError {
-                throw error
-            } catch let error as TransportError {
-                failure = KeyValueError(error.kind == .timeout ? .timeout : .unavailable, "\(operation): \(error.message)")
-            } catch {
-                failure = KeyValueError(.unavailable, "\(operation): \(error)")
+        let host = client.host
+        let answer = try await client.call(operation, body: body) { failure in
+            let error: KeyValueError
+            switch failure {
+            case .status(let status, let body):
+                error = Self.error(operation: operation, status: status, body: body, host: host)
+            case .transport(let transport):
+                error = KeyValueError(transport.kind == .timeout ? .timeout : .unavailable, "\(operation): \(transport.message)")
             }
-            attempt += 1
-            guard failure.isTransient, attempt < backoff.maxAttempts else { throw failure }
-            try? await Task.sleep(for: backoff.delay(afterAttempt: attempt))
+            return (error, error.isTransient)
         }
-    }
-
-    private var host: String {
-        endpoint.split(separator: "/").dropFirst().first.map(String.init) ?? endpoint
+        if Output.self == Empty.self, let empty = Empty() as? Output { return empty }
+        guard let output = try? JSONDecoder().decode(Output.self, from: Data(answer)) else {
+            throw KeyValueError(.invalidResponse, "\(operation): the answer from \(host) is not a DynamoDB response")
+        }
+        return output
     }
 
     /// DynamoDB's error body: `{"__type": "com.amazonaws.dynamodb.v20120810#Name", "message": "..."}`.

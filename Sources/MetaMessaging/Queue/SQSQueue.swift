@@ -13,20 +13,17 @@ import HTTPTransport
 /// stays in order while others run in parallel; deduplication id = the message id.
 public struct SQSQueue: MessageQueue {
     public let queueURL: String
-    public let endpoint: String
-    private let transport: any HTTPTransport
-    private let signer: SigV4Signer
-    private let timeout: Duration
-    private let backoff: Backoff
+    private let client: AWSJSONClient
+
+    public var endpoint: String { client.endpoint }
 
     public init(transport: any HTTPTransport, queueURL: String, region: String, endpoint: String? = nil,
                 credentials: AWSCredentials, timeout: Duration = .seconds(2), backoff: Backoff = Backoff(maxAttempts: 3)) {
-        self.transport = transport
         self.queueURL = queueURL
-        self.endpoint = endpoint ?? "https://sqs.\(region).amazonaws.com"
-        self.signer = SigV4Signer(credentials: credentials, region: region, service: "sqs")
-        self.timeout = timeout
-        self.backoff = backoff
+        client = AWSJSONClient(
+            transport: transport, signer: SigV4Signer(credentials: credentials, region: region, service: "sqs"),
+            endpoint: endpoint ?? "https://sqs.\(region).amazonaws.com", targetPrefix: "AmazonSQS",
+            timeout: timeout, backoff: backoff)
     }
 
     /// SQS allows 128 characters of `[A-Za-z0-9!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~]` for group and
@@ -87,28 +84,18 @@ public struct SQSQueue: MessageQueue {
     }
 
     private func call(_ action: String, _ input: JSON) async throws(QueueError) -> JSON {
-        let body = input.encoded()
-        var attempt = 0
-        while true {
-            let headers = signer.sign(
-                method: "POST", url: endpoint + "/",
-                headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "AmazonSQS.\(action)")],
-                body: body, date: SigV4Signer.now())
-            let failure: QueueError
-            var transient = true
-            do {
-                let response = try await transport.send(OutboundRequest(method: "POST", url: endpoint + "/", headers: headers, body: body), timeout: timeout)
-                let document = try? JSON.parse(response.body)
-                if (200..<300).contains(response.status), let document { return document }
-                let type = document?["__type"]?.string.map { $0.split(separator: "#").last.map(String.init) ?? $0 } ?? "HTTP \(response.status)"
-                transient = response.status >= 500 || type.contains("Throttl") || type.contains("RequestThrottled")
-                failure = QueueError("\(action): \(type)\(document?["message"]?.string.map { ": \($0)" } ?? "")")
-            } catch {
-                failure = QueueError("\(action): \(error.message)")
+        let answer = try await client.call(action, body: input.encoded()) { failure in
+            switch failure {
+            case .status(let status, let body):
+                let document = try? JSON.parse(body)
+                let type = document?["__type"]?.string.map { $0.split(separator: "#").last.map(String.init) ?? $0 } ?? "HTTP \(status)"
+                let transient = status >= 500 || type.contains("Throttl") || type.contains("RequestThrottled")
+                return (QueueError("\(action): \(type)\(document?["message"]?.string.map { ": \($0)" } ?? "")"), transient)
+            case .transport(let error):
+                return (QueueError("\(action): \(error.message)"), true)
             }
-            attempt += 1
-            guard transient, attempt < backoff.maxAttempts else { throw failure }
-            try? await Task.sleep(for: backoff.delay(afterAttempt: attempt))
         }
+        guard let document = try? JSON.parse(answer) else { throw QueueError("\(action): the answer is not SQS JSON") }
+        return document
     }
 }

@@ -1,0 +1,66 @@
+import HTTPTransport
+
+/// AWS's JSON protocol as DynamoDB and SQS speak it: `POST /` with `X-Amz-Target:
+/// <prefix>.<Operation>` and `Content-Type: application/x-amz-json-1.0`, signed with SigV4,
+/// every request with a timeout, transient failures retried with full-jitter backoff. The
+/// service says what a failure means (its own error type) and whether it is worth a retry.
+public struct AWSJSONClient: Sendable {
+    /// A request that did not succeed: an answer outside 2xx, or no answer at all.
+    public enum Failure: Sendable {
+        case status(Int, body: [UInt8])
+        case transport(TransportError)
+    }
+
+    public let endpoint: String
+    private let transport: any HTTPTransport
+    private let signer: SigV4Signer
+    private let targetPrefix: String
+    private let timeout: Duration
+    private let backoff: Backoff
+
+    /// `targetPrefix` is the service's part of `X-Amz-Target`, such as `DynamoDB_20120810`.
+    public init(
+        transport: any HTTPTransport, signer: SigV4Signer, endpoint: String, targetPrefix: String,
+        timeout: Duration, backoff: Backoff
+    ) {
+        self.transport = transport
+        self.signer = signer
+        self.endpoint = endpoint
+        self.targetPrefix = targetPrefix
+        self.timeout = timeout
+        self.backoff = backoff
+    }
+
+    /// The host, for error messages (never the whole URL).
+    public var host: String {
+        endpoint.split(separator: "/").dropFirst().first.map(String.init) ?? endpoint
+    }
+
+    /// Sends one operation and returns the body of its 2xx answer. A failure becomes the
+    /// service's error through `describe`, which also says whether it is transient; transient
+    /// failures are retried up to the backoff's attempts, the last one is thrown.
+    public func call<ServiceError: Error>(
+        _ operation: String, body: [UInt8],
+        describe: (Failure) -> (error: ServiceError, transient: Bool)
+    ) async throws(ServiceError) -> [UInt8] {
+        var attempt = 0
+        while true {
+            let headers = signer.sign(
+                method: "POST", url: endpoint + "/",
+                headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "\(targetPrefix).\(operation)")],
+                body: body, date: SigV4Signer.now())
+            let failure: (error: ServiceError, transient: Bool)
+            do {
+                let response = try await transport.send(
+                    OutboundRequest(method: "POST", url: endpoint + "/", headers: headers, body: body), timeout: timeout)
+                if (200..<300).contains(response.status) { return response.body }
+                failure = describe(.status(response.status, body: response.body))
+            } catch {
+                failure = describe(.transport(error))
+            }
+            attempt += 1
+            guard failure.transient, attempt < backoff.maxAttempts else { throw failure.error }
+            try? await Task.sleep(for: backoff.delay(afterAttempt: attempt))
+        }
+    }
+}
