@@ -3,7 +3,8 @@ import PackageDescription
 
 // Module layout (see README "Inside"):
 //   FunctionRuntime   event in, response out, local mode and the Lambda Runtime API loop; knows nothing of Meta
-//   HTTPTransport     the outbound HTTP port (a protocol and its values), no implementation
+//   HTTPTransport     the outbound HTTP port (a protocol and its values), no implementation; hex, percent
+//                     and UTC text encodings that every module, the runtime too, shares
 //   AWSSigning        AWS Signature Version 4, shared by DynamoDB, SQS and Bedrock
 //   KeyValueStore     the key-value port, DynamoDB's AttributeValue, the file and DynamoDB backends
 //   MetaMessaging     the core: config, webhook, tenancy, Graph client, OAuth, agents, handlers
@@ -31,7 +32,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "GlibcCompat"),
-        .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", "HTTPTransport", .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPTransport"),
         .target(name: "AWSSigning", dependencies: ["HTTPTransport", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "KeyValueStore", dependencies: [

@@ -137,22 +137,7 @@ public struct SigV4Signer: Sendable {
     /// RFC 3986 unreserved characters stay, everything else is `%XX` (upper-case hex).
     public static func uriEncode(_ text: String) -> String { FormEncoding.encode(text) }
 
-    static func percentDecode(_ text: String) -> String {
-        var bytes: [UInt8] = []
-        let utf8 = Array(text.utf8)
-        var index = 0
-        while index < utf8.count {
-            if utf8[index] == UInt8(ascii: "%"), index + 2 < utf8.count,
-               let value = UInt8(String(decoding: utf8[(index + 1)...(index + 2)], as: UTF8.self), radix: 16) {
-                bytes.append(value)
-                index += 3
-            } else {
-                bytes.append(utf8[index])
-                index += 1
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    static func percentDecode(_ text: String) -> String { FormEncoding.decode(text, plusIsSpace: false) }
 
     /// `YYYYMMDDTHHMMSSZ` for a time in seconds since 1970.
     public static func amzDate(_ seconds: Int64) -> String {

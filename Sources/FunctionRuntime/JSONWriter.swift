@@ -1,3 +1,5 @@
+import HTTPTransport
+
 /// Writes the few JSON documents the runtime produces on every invocation (the proxy response,
 /// the log lines) straight into bytes: keys in the order given (callers pass them sorted, so
 /// the output is stable), slashes and non-ASCII text left as they are, control characters,
@@ -30,8 +32,7 @@ struct JSONWriter {
             case 0x0C: raw("\\f")
             case 0x00..<0x20:
                 raw("\\u00")
-                bytes.append(Self.hexDigits[Int(byte >> 4)])
-                bytes.append(Self.hexDigits[Int(byte & 0x0F)])
+                bytes += Hex.encode(CollectionOfOne(byte)).utf8
             default: bytes.append(byte)
             }
         }
@@ -49,6 +50,4 @@ struct JSONWriter {
         }
         bytes.append(UInt8(ascii: "}"))
     }
-
-    private static let hexDigits = Array("0123456789abcdef".utf8)
 }

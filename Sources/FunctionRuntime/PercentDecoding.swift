@@ -1,3 +1,5 @@
+import HTTPTransport
+
 /// Decoding of `application/x-www-form-urlencoded` query strings, as API Gateway's
 /// `rawQueryString` carries them. Never fails: a malformed escape is kept as it is.
 public enum QueryString {
@@ -15,35 +17,6 @@ public enum QueryString {
 
     /// Percent-decodes, with `+` meaning a space. Invalid UTF-8 becomes U+FFFD.
     public static func decode<S: StringProtocol>(_ text: S) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count)
-        var iterator = Array(text.utf8)[...]
-        while let byte = iterator.popFirst() {
-            switch byte {
-            case UInt8(ascii: "+"):
-                bytes.append(UInt8(ascii: " "))
-            case UInt8(ascii: "%"):
-                if iterator.count >= 2,
-                   let high = hexValue(iterator[iterator.startIndex]),
-                   let low = hexValue(iterator[iterator.startIndex + 1]) {
-                    bytes.append(high << 4 | low)
-                    iterator = iterator.dropFirst(2)
-                } else {
-                    bytes.append(byte)
-                }
-            default:
-                bytes.append(byte)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        FormEncoding.decode(text, plusIsSpace: true)
     }
 }

@@ -94,4 +94,25 @@ public enum FormEncoding {
     public static func query(_ pairs: [(String, String)]) -> String {
         pairs.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
     }
+
+    /// Percent-decodes; with `plusIsSpace`, `+` is a space (form encoding, query strings).
+    /// Never fails: a malformed escape is kept as it is, invalid UTF-8 becomes U+FFFD.
+    public static func decode(_ text: some StringProtocol, plusIsSpace: Bool) -> String {
+        let utf8 = Array(text.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        var index = 0
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "%"), index + 2 < utf8.count,
+               let high = Hex.digitValue(utf8[index + 1]), let low = Hex.digitValue(utf8[index + 2]) {
+                bytes.append(high << 4 | low)
+                index += 3
+            } else {
+                bytes.append(plusIsSpace && byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
+                index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }

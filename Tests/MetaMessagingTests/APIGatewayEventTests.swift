@@ -77,6 +77,9 @@ import TestSupport
         #expect(http.query["b"] == ["x y"])
         #expect(http.query["c"] == ["+&"])
         #expect(http.query["d"] == [""])
+        let plus = try decode(#"{"version":"2.0","rawPath":"/x","rawQueryString":"q=a+b%2Bc&bad=%zz%4","requestContext":{"http":{"method":"GET"}}}"#)
+        #expect(plus.query["q"] == ["a b+c"])
+        #expect(plus.query["bad"] == ["%zz%4"])
     }
 
     @Test func headersMatchWhateverTheirCase() throws {

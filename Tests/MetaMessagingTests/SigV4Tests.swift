@@ -1,5 +1,6 @@
 import AWSSigning
 import Foundation
+import HTTPTransport
 import Testing
 
 @Suite struct SigV4Tests {
@@ -24,6 +25,13 @@ import Testing
         let url = Bundle.module.url(forResource: "Fixtures/sigv4-vectors", withExtension: "json")!
         return try! JSONDecoder().decode(Suite.self, from: Data(contentsOf: url))
     }()
+
+    /// SigV4 re-encodes query strings from their decoded form; `+` stays a plus there, while
+    /// a form-encoded query string (API Gateway's) reads it as a space.
+    @Test func percentDecodingWithAndWithoutPlusAsSpace() {
+        #expect(FormEncoding.decode("a+b%2Bc%e2%82%ac%zz%4", plusIsSpace: false) == "a+b+c€%zz%4")
+        #expect(FormEncoding.decode("a+b%2Bc%E2%82%AC%zz%4", plusIsSpace: true) == "a b+c€%zz%4")
+    }
 
     @Test(arguments: suite.vectors.map(\.name))
     func awsTestSuiteVector(_ name: String) throws {
