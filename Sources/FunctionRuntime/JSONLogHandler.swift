@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import HTTPTransport
 import Logging
 
 /// One JSON object per line on stderr, the shape CloudWatch Logs' JSON format expects:
@@ -44,30 +45,9 @@ public struct JSONLogHandler: LogHandler {
     static func timestamp() -> String {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
-        var seconds = time_t(spec.tv_sec)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        var text: [UInt8] = []
-        text.reserveCapacity(24)
-        func digits(_ value: Int, _ width: Int, then separator: UInt8?) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            var rest = max(0, value)
-            for _ in 0..<width {
-                text.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
-                rest %= divisor
-                divisor /= 10
-            }
-            if let separator { text.append(separator) }
-        }
-        digits(Int(parts.tm_year) + 1900, 4, then: UInt8(ascii: "-"))
-        digits(Int(parts.tm_mon) + 1, 2, then: UInt8(ascii: "-"))
-        digits(Int(parts.tm_mday), 2, then: UInt8(ascii: "T"))
-        digits(Int(parts.tm_hour), 2, then: UInt8(ascii: ":"))
-        digits(Int(parts.tm_min), 2, then: UInt8(ascii: ":"))
-        digits(Int(parts.tm_sec), 2, then: UInt8(ascii: "."))
-        digits(Int(spec.tv_nsec) / 1_000_000, 3, then: UInt8(ascii: "Z"))
-        return String(decoding: text, as: UTF8.self)
+        let utc = UTCFields(epochSeconds: Int64(spec.tv_sec))
+        let milliseconds = String(spec.tv_nsec / 1_000_000 + 1000).dropFirst()  // three digits, zero-padded
+        return "\(utc.year)-\(utc.month)-\(utc.day)T\(utc.hour):\(utc.minute):\(utc.second).\(milliseconds)Z"
     }
 
     /// The logging system for a function: JSON lines on stderr at `LOG_LEVEL`.
