@@ -79,19 +79,12 @@ private struct RawEvent {
         case .bool(let flag)?: isBase64Encoded = flag
         default: throw Self.wrongType("isBase64Encoded")
         }
-        let context = try Self.object(event["requestContext"], at: "requestContext")
-        contextHTTPMethod = try context.flatMap { context throws(APIGatewayEvent.DecodingError) in
-            try Self.string(context, "httpMethod", at: "requestContext.httpMethod")
-        }
-        let http = try context.flatMap { context throws(APIGatewayEvent.DecodingError) in
-            try Self.object(context["http"], at: "requestContext.http")
-        }
-        contextMethod = try http.flatMap { http throws(APIGatewayEvent.DecodingError) in
-            try Self.string(http, "method", at: "requestContext.http.method")
-        }
-        contextPath = try http.flatMap { http throws(APIGatewayEvent.DecodingError) in
-            try Self.string(http, "path", at: "requestContext.http.path")
-        }
+        // An absent or null object reads as an empty one: its members are all absent.
+        let context = try Self.object(event["requestContext"], at: "requestContext") ?? .object([])
+        contextHTTPMethod = try Self.string(context, "httpMethod", at: "requestContext.httpMethod")
+        let http = try Self.object(context["http"], at: "requestContext.http") ?? .object([])
+        contextMethod = try Self.string(http, "method", at: "requestContext.http.method")
+        contextPath = try Self.string(http, "path", at: "requestContext.http.path")
     }
 
     private static func wrongType(_ path: String) -> APIGatewayEvent.DecodingError {

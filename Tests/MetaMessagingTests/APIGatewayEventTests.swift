@@ -99,7 +99,8 @@ import TestSupport
         #expect(rest.cookies == ["a=1", "b=2"])
     }
 
-    @Test(arguments: ["", "not json", "[1,2]", #"{"httpMethod":5,"path":"/"}"#, #"{"path":"/"}"#, #"{"httpMethod":"GET","headers":"x"}"#])
+    @Test(arguments: ["", "not json", "[1,2]", #"{"httpMethod":5,"path":"/"}"#, #"{"path":"/"}"#, #"{"httpMethod":"GET","headers":"x"}"#,
+                      #"{"httpMethod":"GET","requestContext":"x"}"#, #"{"version":"2.0","rawPath":"/","requestContext":{"http":5}}"#])
     func malformedEventsAreClearErrors(_ json: String) {
         #expect(throws: APIGatewayEvent.DecodingError.self) { try decode(json) }
     }
