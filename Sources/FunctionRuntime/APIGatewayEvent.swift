@@ -183,7 +183,7 @@ private struct RawEvent {
         var cookies = self.cookies ?? []
         if cookies.isEmpty {
             for header in headers.values("cookie") {
-                cookies += header.split(separator: ";").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+                cookies += header.split(separator: ";").map { $0.trimmingOptionalWhitespace() }.filter { !$0.isEmpty }
             }
         }
 

@@ -195,7 +195,7 @@ final class RuntimeAPIClient {
             if line.isEmpty { break }
             guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { continue }
             let name = String(line[..<colon])
-            let value = line[line.index(after: colon)...].trimmingSpaces()
+            let value = line[line.index(after: colon)...].trimmingOptionalWhitespace()
             if HTTPHeaders.sameName(name, "content-length") {
                 contentLength = Int(value)
             } else if HTTPHeaders.sameName(name, "transfer-encoding") {
@@ -209,7 +209,7 @@ final class RuntimeAPIClient {
         if chunked {
             while true {
                 let sizeLine = try readLine()
-                guard let size = Int(sizeLine.split(separator: ";").first?.trimmingSpaces() ?? "", radix: 16), size >= 0 else {
+                guard let size = Int(sizeLine.split(separator: ";").first?.trimmingOptionalWhitespace() ?? "", radix: 16), size >= 0 else {
                     throw TransportError(description: "the Runtime API sent a malformed chunk")
                 }
                 if size == 0 {
@@ -229,8 +229,10 @@ final class RuntimeAPIClient {
 }
 
 extension StringProtocol {
-    /// The text without leading and trailing spaces and tabs.
-    func trimmingSpaces() -> String {
+    /// The text without leading and trailing spaces and tabs: HTTP's optional whitespace
+    /// (RFC 9110 section 5.6.3) around field values and cookie pairs. Not MetaMessaging's
+    /// `trimmingSpaces()`, which drops every kind of whitespace from message text.
+    func trimmingOptionalWhitespace() -> String {
         let text = Substring(self)
         let utf8 = text.utf8
         var start = utf8.startIndex
