@@ -111,8 +111,7 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
                 }
             }
             let head = String(decoding: buffer[start..<headEnd!], as: UTF8.self)
-            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            let length = Self.contentLength(head)
             start = headEnd! + 4
             while end - start < length {
                 if start > 0 { buffer.replaceSubrange(0..<(end - start), with: buffer[start..<end]); end -= start; start = 0 }
@@ -179,7 +178,13 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
         return true
     }
 
-    private static func find(_ needle: [UInt8], in buffer: [UInt8], from start: Int, to end: Int) -> Int? {
+    /// The Content-Length of a message head (start line and fields), 0 without one.
+    static func contentLength(_ head: String) -> Int {
+        head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+    }
+
+    static func find(_ needle: [UInt8], in buffer: [UInt8], from start: Int, to end: Int) -> Int? {
         guard end - start >= needle.count else { return nil }
         for index in start...(end - needle.count) where buffer[index] == needle[0] {
             if buffer[index..<(index + needle.count)].elementsEqual(needle) { return index }
@@ -231,10 +236,8 @@ public enum BareRuntimeClient {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + end, $0.count - end, 0) }
             guard count > 0 else { return false }
             end += count
-            guard let head = (0..<max(0, end - 3)).first(where: { buffer[$0] == 13 && buffer[$0 + 1] == 10 && buffer[$0 + 2] == 13 && buffer[$0 + 3] == 10 }) else { continue }
-            let text = String(decoding: buffer[0..<head], as: UTF8.self).lowercased()
-            let length = text.components(separatedBy: "content-length:").dropFirst().first
-                .flatMap { Int($0.prefix { $0 != "\r" }.trimmingCharacters(in: .whitespaces)) } ?? 0
+            guard let head = BlockingRuntimeAPI.find([13, 10, 13, 10], in: buffer, from: 0, to: end) else { continue }
+            let length = BlockingRuntimeAPI.contentLength(String(decoding: buffer[0..<head], as: UTF8.self))
             if end >= head + 4 + length { return true }
         }
     }
