@@ -195,15 +195,14 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
 
 /// The protocol's own floor: a bare client that does what any runtime must do per invocation
 /// (GET next, read the event, POST a response, read the 202) and nothing else, on blocking
-/// sockets with preallocated buffers. Its wall time per invocation against the same stand-in
-/// is what two loopback round trips cost on this machine; what the bootstrap takes beyond it
-/// is the runtime's and the handler's.
+/// sockets with preallocated buffers. The bench runs it in a process of its own, as a
+/// bootstrap runs, so its wall time per invocation against the same stand-in is what the
+/// exchanges and the cross-process wake-ups cost on this machine; what a bootstrap takes
+/// beyond it is the runtime's and the handler's.
 public enum BareRuntimeClient {
-    public static func start(port: Int, invocations: Int) -> Thread {
-        let thread = Thread { run(port: port, invocations: invocations) }
-        thread.stackSize = 1 << 20
-        thread.start()
-        return thread
+    /// Serves invocations until the stand-in closes the connection.
+    public static func run(port: Int) {
+        run(port: port, invocations: Int.max)
     }
 
     private static func run(port: Int, invocations: Int) {
