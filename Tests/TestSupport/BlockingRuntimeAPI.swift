@@ -202,10 +202,6 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
 public enum BareRuntimeClient {
     /// Serves invocations until the stand-in closes the connection.
     public static func run(port: Int) {
-        run(port: port, invocations: Int.max)
-    }
-
-    private static func run(port: Int, invocations: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -221,9 +217,11 @@ public enum BareRuntimeClient {
         let next = Array("GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         let body = #"{"body":"1158201444","headers":{"Content-Type":"text/plain"},"isBase64Encoded":false,"statusCode":200}"#
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        for invocation in 0..<invocations {
+        var invocation = 0
+        while true {
             guard send(fd, next, next.count, 0) == next.count, readResponse(fd, &buffer) else { return }
-            let post = Array("POST /2018-06-01/runtime/invocation/bench-\(invocation + 1)/response HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+            invocation += 1
+            let post = Array("POST /2018-06-01/runtime/invocation/bench-\(invocation)/response HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
             guard send(fd, post, post.count, 0) == post.count, readResponse(fd, &buffer) else { return }
         }
     }
