@@ -196,13 +196,17 @@ import TestSupport
     @Test func aDeadlineThatLeavesNoTimeForARetry() async throws {
         let harness = try await H.make(.file)
         let graph = harness.graph
-        await graph.script([GraphStandIn.error(status: 503, code: 2, message: "Service temporarily unavailable", transient: true)], pathSuffix: "/messages")
-        // A retry needs the backoff delay plus a whole second left; with a 1 s budget there is
-        // never that much once the first call has failed, whatever the jitter draws (1.5 s let
-        // a short draw on a fast start retry), and start-up still has 0.9 s of headroom.
-        let result = try await harness.run("send", Self.input(message: ["text": "x"]), extra: ["FUNCTION_TIMEOUT_SECONDS": "1.0"])
+        // The function's 5 s budget starts once its process is up, so it ends no earlier than
+        // 5 s from now. The 503 is held back until 4.6 s from now: the call is answered before
+        // the deadline however slow the start, and leaves 0.4 s plus the lag between this line
+        // and the function's start, not the backoff delay plus the whole second a retry needs
+        // unless that lag passed 0.6 s. (A 1 s budget made the whole start-up race the clock.)
+        let budget = 5.0
+        await graph.script([GraphStandIn.error(status: 503, code: 2, message: "Service temporarily unavailable", transient: true)],
+                           pathSuffix: "/messages", answerAt: .now + .seconds(budget - 0.4))
+        let result = try await harness.run("send", Self.input(message: ["text": "x"]), extra: ["FUNCTION_TIMEOUT_SECONDS": "\(budget)"])
         #expect(result.exitCode == 1)
-        #expect(result.json?["errorType"] as? String == "GraphAPIError")
+        #expect(result.json?["errorType"] as? String == "GraphAPIError", "\(result.stdout)")
         #expect(await graph.calls.count == 1)
         await harness.shutdown()
     }

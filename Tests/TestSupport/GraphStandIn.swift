@@ -38,16 +38,19 @@ public final class GraphStandIn: Sendable {
         self.appSecret = appSecret
         self.version = version
         server = try await LoopbackServer { request in
-            await state.handle(request, appSecret: appSecret, version: version)
+            let (response, answerAt) = await state.handle(request, appSecret: appSecret, version: version)
+            if let answerAt { try? await Task.sleep(until: answerAt, clock: .continuous) }
+            return response
         }
     }
 
     /// Lets `token` act for these accounts (Page ids, phone number ids).
     public func allow(token: String, accounts: [String]) async { await state.allow(token: token, accounts: accounts) }
 
-    /// The next calls whose path ends with `suffix` get these answers, in order.
-    public func script(_ responses: [LoopbackServer.Response], pathSuffix: String) async {
-        await state.script(responses, pathSuffix: pathSuffix)
+    /// The next calls whose path ends with `suffix` get these answers, in order; with
+    /// `answerAt`, none of them is sent before that instant (a slow Graph API).
+    public func script(_ responses: [LoopbackServer.Response], pathSuffix: String, answerAt: ContinuousClock.Instant? = nil) async {
+        await state.script(responses, pathSuffix: pathSuffix, answerAt: answerAt)
     }
 
     /// Every call received, in order.
@@ -70,7 +73,7 @@ public final class GraphStandIn: Sendable {
 
 actor GraphState {
     var tokens: [String: Set<String>] = [:]
-    var scripted: [(suffix: String, responses: [LoopbackServer.Response])] = []
+    var scripted: [(suffix: String, responses: [LoopbackServer.Response], answerAt: ContinuousClock.Instant?)] = []
     var calls: [GraphStandIn.Sent] = []
     var counter = 0
     /// Extra routes (OAuth, Pages) installed by the OAuth tests.
@@ -80,23 +83,27 @@ actor GraphState {
         tokens[token, default: []].formUnion(accounts)
     }
 
-    func script(_ responses: [LoopbackServer.Response], pathSuffix: String) {
-        scripted.append((pathSuffix, responses))
+    func script(_ responses: [LoopbackServer.Response], pathSuffix: String, answerAt: ContinuousClock.Instant?) {
+        scripted.append((pathSuffix, responses, answerAt))
     }
 
     func addRoute(_ route: @escaping @Sendable (LoopbackServer.Request, String?) -> LoopbackServer.Response?) {
         routes.append(route)
     }
 
-    func handle(_ request: LoopbackServer.Request, appSecret: String, version: String) -> LoopbackServer.Response {
+    /// The answer to `request`, and the instant before which it must not be sent, if any.
+    func handle(_ request: LoopbackServer.Request, appSecret: String, version: String) -> (LoopbackServer.Response, ContinuousClock.Instant?) {
         let authorization = request.header("Authorization")
         let token = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? request.query["access_token"]
-        let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
         calls.append(.init(method: request.method, path: request.path, query: request.query, token: token, rawBody: request.body))
-
         if let index = scripted.firstIndex(where: { request.path.hasSuffix($0.suffix) && !$0.responses.isEmpty }) {
-            return scripted[index].responses.removeFirst()
+            return (scripted[index].responses.removeFirst(), scripted[index].answerAt)
         }
+        return (answer(request, token: token, appSecret: appSecret, version: version), nil)
+    }
+
+    private func answer(_ request: LoopbackServer.Request, token: String?, appSecret: String, version: String) -> LoopbackServer.Response {
+        let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
         guard request.path.hasPrefix("/\(version)/") else {
             return GraphStandIn.error(code: 2635, message: "Unsupported API version", type: "OAuthException")
         }
