@@ -87,20 +87,28 @@ public enum Executables {
             try? input.fileHandleForWriting.close()
         }
         writer.start()
-        // Read both pipes concurrently so a chatty stderr cannot block the child.
-        let errorData = LockedData()
-        let errorReader = Thread { errorData.set(errors.fileHandleForReading.readDataToEndOfFile()) }
-        errorReader.start()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
+        // Read both pipes on threads of their own, so a chatty stderr cannot block the child and
+        // a child that hangs cannot block the test: the timeout below applies whatever it does.
+        let outData = LockedData(), errorData = LockedData()
+        Thread { outData.set(output.fileHandleForReading.readDataToEndOfFile()) }.start()
+        Thread { errorData.set(errors.fileHandleForReading.readDataToEndOfFile()) }.start()
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning, Date() < deadline { usleep(1000) }
-        if process.isRunning { process.terminate() }
+        var timedOut = false
+        if process.isRunning {
+            timedOut = true
+            process.terminate()
+            let grace = Date().addingTimeInterval(2)
+            while process.isRunning, Date() < grace { usleep(1000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
         process.waitUntilExit()
-        while errorData.get() == nil { usleep(1000) }
+        while outData.get() == nil || errorData.get() == nil { usleep(1000) }
+        let stderr = String(decoding: errorData.get() ?? Data(), as: UTF8.self)
         return ProcessResult(
             exitCode: process.terminationStatus,
-            stdout: String(decoding: out, as: UTF8.self),
-            stderr: String(decoding: errorData.get() ?? Data(), as: UTF8.self))
+            stdout: String(decoding: outData.get() ?? Data(), as: UTF8.self),
+            stderr: timedOut ? stderr + "\n[\(name) was still running after \(Int(timeout)) s and was stopped]\n" : stderr)
     }
 
     /// Starts `name` in the background (for the Lambda loop); the caller terminates it.
