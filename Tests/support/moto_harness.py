@@ -16,6 +16,30 @@ import urllib.request
 
 REGION = "eu-west-1"
 
+# moto_server answers each request on a thread of its own, and its DynamoDB backend checks a
+# ConditionExpression and then writes, with nothing in between to stop a concurrent request.
+# DynamoDB applies each conditional write atomically, and the tests race several processes on
+# one conditional put (the message ledger's claim), so moto runs here with one request at a
+# time inside the application (still on threads, so an idle keep-alive connection holds
+# nothing up). Without it, two racing claims could both succeed under load.
+SERVE_ONE_AT_A_TIME = """
+import sys, threading
+from moto import server
+from moto.moto_server import werkzeug_app
+lock = threading.Lock()
+dispatch = werkzeug_app.DomainDispatcherApplication.__call__
+def one_at_a_time(self, environ, start_response):
+    with lock:
+        result = dispatch(self, environ, start_response)
+        try:
+            return list(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+werkzeug_app.DomainDispatcherApplication.__call__ = one_at_a_time
+server.main(sys.argv[1:])
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -27,7 +51,7 @@ def main() -> int:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", SERVE_ONE_AT_A_TIME, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
     )
     try:
@@ -43,7 +67,8 @@ def main() -> int:
         import boto3  # installed with moto
 
         def post(path: str, body: str) -> None:
-            urllib.request.urlopen(urllib.request.Request(endpoint + path, data=body.encode(), method="POST", headers={"Content-Type": "text/plain"})).read()
+            request = urllib.request.Request(endpoint + path, data=body.encode(), method="POST", headers={"Content-Type": "text/plain"})
+            urllib.request.urlopen(request, timeout=30).read()
 
         # The next 3 actions go through unchecked: just enough to provision a role and assume it.
         post("/moto-api/reset-auth", "3")
