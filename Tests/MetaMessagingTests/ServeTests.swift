@@ -23,7 +23,7 @@ import TestSupport
     }
 
     struct Gateway {
-        let process: Process
+        let process: ChildProcess
         let log: URL
         let port: Int
         var base: String { "http://127.0.0.1:\(port)" }

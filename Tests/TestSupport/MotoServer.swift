@@ -22,8 +22,9 @@ public actor MotoServer {
     public static let shared = MotoServer()
     /// One start for every caller: the actor is re-entered while the first start awaits.
     private var starting: Task<Connection, any Error>?
-    private var process: Process?
-    private var stdin: Pipe?
+    /// The harness runs until the test process ends: the write end of its stdin is held here
+    /// (close-on-exec, so no other child holds it), and its end of file stops moto.
+    private var harness: ChildProcess?
 
     public func start() async throws -> Connection {
         if let starting { return try await starting.value }
@@ -33,28 +34,15 @@ public actor MotoServer {
     }
 
     private func launch() async throws -> Connection {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Executables.packageRoot.appendingPathComponent("Tests/support/moto_harness.py").path]
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
         let errorLog = FileManager.default.temporaryDirectory.appendingPathComponent("moto-harness-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: errorLog.path, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: errorLog)
-        try process.run()
-        // The first line is the connection document; read it off the cooperative pool.
-        let handle = output.fileHandleForReading
-        let line = await Executables.offPool {
-            var line = Data()
-            while true {
-                let byte = handle.readData(ofLength: 1)
-                if byte.isEmpty || byte == Data([0x0A]) { break }
-                line.append(byte)
-            }
-            return line
-        }
-        guard let object = (try? JSONSerialization.jsonObject(with: line)) as? [String: String],
+        let harness = try ChildProcess(
+            "/usr/bin/env", arguments: ["python3", Executables.packageRoot.appendingPathComponent("Tests/support/moto_harness.py").path],
+            environment: ProcessInfo.processInfo.environment, stdin: .pipe, stdout: .pipe, stderr: .file(errorLog))
+        self.harness = harness
+        // The first line is the connection document; read it off the cooperative pool, and give
+        // up after two minutes (a first start of moto on a slow machine takes a few seconds).
+        let line = await Executables.offPool { Self.readLine(harness.stdoutReader, timeout: 120) }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: String],
               let endpoint = object["endpoint"], let key = object["accessKeyId"],
               let secret = object["secretAccessKey"], let token = object["sessionToken"]
         else {
@@ -64,9 +52,23 @@ public actor MotoServer {
         let connection = Connection(
             endpoint: endpoint, region: object["region"] ?? "eu-west-1",
             credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token))
-        self.process = process
-        self.stdin = input
         return connection
+    }
+}
+
+extension MotoServer {
+    /// One line from `fd`, without its newline; what came before end of file or the timeout.
+    static func readLine(_ fd: Int32, timeout: TimeInterval) -> [UInt8] {
+        let deadline = Date().addingTimeInterval(timeout)
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while Date() < deadline {
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, 100) > 0 else { continue }
+            guard read(fd, &byte, 1) == 1, byte != 0x0A else { break }
+            line.append(byte)
+        }
+        return line
     }
 }
 

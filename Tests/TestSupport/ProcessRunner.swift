@@ -60,85 +60,36 @@ public enum Executables {
         }
     }
 
-    /// Waits for a process to end without blocking the cooperative pool.
-    public static func wait(_ process: Process) async {
-        let box = UncheckedBox(process)
-        await offPool { box.value.waitUntilExit() }
+    /// Runs throwing blocking work on a thread of its own and awaits its result.
+    public static func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
+    }
+
+    /// Waits for a process to end without blocking the cooperative pool; one still running
+    /// after `timeout` seconds is stopped (SIGTERM, then SIGKILL), so a test never waits forever.
+    public static func wait(_ process: ChildProcess, timeout: TimeInterval = 60) async {
+        await offPool {
+            if !process.waitUntilExit(timeout: timeout) { process.stop() }
+        }
     }
 
     static func runBlocking(
         _ name: String, environment: [String: String], stdin: [UInt8], arguments: [String], timeout: TimeInterval
     ) throws -> ProcessResult {
-        let process = Process()
-        process.executableURL = url(name)
-        process.arguments = arguments
         var env = environment
         env["PATH"] = env["PATH"] ?? "/usr/bin:/bin"
-        process.environment = env
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let writer = Thread {
-            // A child may exit before reading its stdin (a configuration error): EPIPE is expected
-            // then, and the legacy write(_:) would trap on it.
-            try? input.fileHandleForWriting.write(contentsOf: Data(stdin))
-            try? input.fileHandleForWriting.close()
-        }
-        writer.start()
-        // Read both pipes on threads of their own, so a chatty stderr cannot block the child and
-        // a child that hangs cannot block the test: the timeout below applies whatever it does.
-        let outData = LockedData(), errorData = LockedData()
-        Thread { outData.set(output.fileHandleForReading.readDataToEndOfFile()) }.start()
-        Thread { errorData.set(errors.fileHandleForReading.readDataToEndOfFile()) }.start()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning, Date() < deadline { usleep(1000) }
-        var timedOut = false
-        if process.isRunning {
-            timedOut = true
-            process.terminate()
-            let grace = Date().addingTimeInterval(2)
-            while process.isRunning, Date() < grace { usleep(1000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        process.waitUntilExit()
-        while outData.get() == nil || errorData.get() == nil { usleep(1000) }
-        let stderr = String(decoding: errorData.get() ?? Data(), as: UTF8.self)
-        return ProcessResult(
-            exitCode: process.terminationStatus,
-            stdout: String(decoding: outData.get() ?? Data(), as: UTF8.self),
-            stderr: timedOut ? stderr + "\n[\(name) was still running after \(Int(timeout)) s and was stopped]\n" : stderr)
+        return try ChildProcess.run(url(name).path, arguments: arguments, environment: env, stdin: stdin, timeout: timeout)
     }
 
-    /// Starts `name` in the background (for the Lambda loop); the caller terminates it.
-    /// Its stderr goes to a temporary file, returned for reading once it has stopped.
-    public static func start(_ name: String, environment: [String: String], arguments: [String] = []) throws -> (Process, URL) {
-        let process = Process()
-        process.executableURL = url(name)
-        process.arguments = arguments
+    /// Starts `name` in the background (for the Lambda loop and the local gateway); the caller
+    /// stops it. Its stderr goes to a temporary file, returned for reading.
+    public static func start(_ name: String, environment: [String: String], arguments: [String] = []) throws -> (ChildProcess, URL) {
         var env = environment
         env["PATH"] = env["PATH"] ?? "/usr/bin:/bin"
-        process.environment = env
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("stderr-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
-        return (process, log)
+        let child = try ChildProcess(url(name).path, arguments: arguments, environment: env, stderr: .file(log))
+        return (child, log)
     }
-}
-
-final class LockedData: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data: Data?
-    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
-    func get() -> Data? { lock.lock(); defer { lock.unlock() }; return data }
-}
-
-/// Carries a non-Sendable reference to another thread that alone uses it.
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }
