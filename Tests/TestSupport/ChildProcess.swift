@@ -70,14 +70,14 @@ public final class ChildProcess: @unchecked Sendable {
         defer { posix_spawnattr_destroy(&attributes) }
         // The child starts as from a shell: no signal blocked (the spawning thread may block
         // some, and SIGTERM would then never arrive), every signal at its default action (the
-        // test process ignores SIGPIPE), and a process group of its own (a terminal's Ctrl-C
-        // reaches the test runner only).
+        // test process ignores SIGPIPE). It stays in the test runner's process group, so a
+        // terminal's Ctrl-C or scripts/test's time limit ends it with the runner.
         var none = sigset_t(), all = sigset_t()
         sigemptyset(&none)
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
