@@ -96,6 +96,7 @@ public final class ChildProcess: @unchecked Sendable {
 
     deinit {
         for fd in [stdinWriter, stdoutReader, stderrReader] where fd >= 0 { close(fd) }
+        _ = isRunning  // reaps a child that has ended, so no zombie waits for the test process
     }
 
     /// Closes the write end of the child's stdin: its end of file.
@@ -202,8 +203,9 @@ public final class ChildProcess: @unchecked Sendable {
             }
             if !child.isRunning {
                 // Ended: what is left in the pipes comes at once; a grandchild holding them does not count.
-                if endedAt == nil { endedAt = Date() }
-                if Date().timeIntervalSince(endedAt!) > 2 { break }
+                let ended = endedAt ?? Date()
+                endedAt = ended
+                if Date().timeIntervalSince(ended) > 2 { break }
             } else if Date() > deadline {
                 timedOut = true
                 child.stop()
