@@ -73,10 +73,7 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
 
     /// `run` from async code, waiting on a thread of its own, never on the cooperative pool.
     public func answered(_ count: Int, timeout: TimeInterval = 30) async -> (responses: Int, errors: Int) {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { [self] in continuation.resume(returning: run(count, timeout: timeout)) }
-            thread.start()
-        }
+        await Executables.offPool { [self] in run(count, timeout: timeout) }
     }
 
     public func close() {

@@ -43,28 +43,17 @@ public enum Executables {
         _ name: String, environment: [String: String], stdin: [UInt8] = [], arguments: [String] = [],
         timeout: TimeInterval = 60
     ) async throws -> ProcessResult {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                continuation.resume(with: Result {
-                    try runBlocking(name, environment: environment, stdin: stdin, arguments: arguments, timeout: timeout)
-                })
-            }
-            thread.start()
+        try await offPool {
+            try ChildProcess.run(url(name).path, arguments: arguments, environment: withPath(environment), stdin: stdin, timeout: timeout)
         }
     }
 
-    /// Runs blocking work on a thread of its own and awaits its result.
-    public static func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: work()) }.start()
+    /// Runs blocking work on a thread of its own and awaits its result (or its error).
+    public static func offPool<T: Sendable, E: Error>(_ work: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+        let result: Result<T, E> = await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: Result { () throws(E) -> T in try work() }) }.start()
         }
-    }
-
-    /// Runs throwing blocking work on a thread of its own and awaits its result.
-    public static func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try work() }) }.start()
-        }
+        return try result.get()
     }
 
     /// Waits for a process to end without blocking the cooperative pool; one still running
@@ -75,21 +64,16 @@ public enum Executables {
         }
     }
 
-    static func runBlocking(
-        _ name: String, environment: [String: String], stdin: [UInt8], arguments: [String], timeout: TimeInterval
-    ) throws -> ProcessResult {
-        var env = environment
-        env["PATH"] = env["PATH"] ?? "/usr/bin:/bin"
-        return try ChildProcess.run(url(name).path, arguments: arguments, environment: env, stdin: stdin, timeout: timeout)
+    /// `environment` with a PATH, as a shell would give a child.
+    private static func withPath(_ environment: [String: String]) -> [String: String] {
+        environment["PATH"] == nil ? environment.merging(["PATH": "/usr/bin:/bin"]) { $1 } : environment
     }
 
     /// Starts `name` in the background (for the Lambda loop and the local gateway); the caller
     /// stops it. Its stderr goes to a temporary file, returned for reading.
     public static func start(_ name: String, environment: [String: String], arguments: [String] = []) throws -> (ChildProcess, URL) {
-        var env = environment
-        env["PATH"] = env["PATH"] ?? "/usr/bin:/bin"
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("stderr-\(UUID().uuidString).log")
-        let child = try ChildProcess(url(name).path, arguments: arguments, environment: env, stderr: .file(log))
+        let child = try ChildProcess(url(name).path, arguments: arguments, environment: withPath(environment), stderr: .file(log))
         return (child, log)
     }
 }
