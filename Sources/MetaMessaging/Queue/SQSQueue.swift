@@ -89,7 +89,7 @@ public struct SQSQueue: MessageQueue {
             case .status(let status, let body):
                 let document = try? JSON.parse(body)
                 let type = document?["__type"]?.string.map { $0.split(separator: "#").last.map(String.init) ?? $0 } ?? "HTTP \(status)"
-                let transient = status >= 500 || type.contains("Throttl") || type.contains("RequestThrottled")
+                let transient = status >= 500 || type.contains("Throttl")
                 return (QueueError("\(action): \(type)\(document?["message"]?.string.map { ": \($0)" } ?? "")"), transient)
             case .transport(let error):
                 return (QueueError("\(action): \(error.message)"), true)
