@@ -3,6 +3,8 @@ import PackageDescription
 
 // Module layout (see README "Inside"):
 //   FunctionRuntime   event in, response out, local mode and the Lambda Runtime API loop; knows nothing of Meta
+//   SafeJSON          the strict JSON reader (limits, no repeated names) and a Decoder over its tree:
+//                     the one way a JSON document from outside is read
 //   HTTPTransport     the outbound HTTP port (a protocol and its values), no implementation; hex, percent
 //                     and UTC text encodings that every module, the runtime too, shares
 //   AWSSigning        AWS Signature Version 4, shared by DynamoDB, SQS and Bedrock
@@ -32,15 +34,17 @@ let package = Package(
     ],
     targets: [
         .target(name: "GlibcCompat"),
-        .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", "HTTPTransport", .product(name: "Logging", package: "swift-log")]),
+        // The guarded entry point for every JSON document from outside (no Foundation).
+        .target(name: "SafeJSON"),
+        .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", "HTTPTransport", "SafeJSON", .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPTransport"),
         .target(name: "AWSSigning", dependencies: ["HTTPTransport", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "KeyValueStore", dependencies: [
-            "HTTPTransport", "AWSSigning",
+            "HTTPTransport", "AWSSigning", "SafeJSON",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "MetaMessaging", dependencies: [
-            "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore",
+            "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -74,7 +78,7 @@ let package = Package(
         .executableTarget(name: "bench", dependencies: ["TestSupport", "MetaMessaging", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore", "AWSSigning", "AsyncHTTPTransport"], path: "Tests/bench"),
         .testTarget(name: "MetaMessagingTests", dependencies: [
             "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
-            "AsyncHTTPTransport",
+            "AsyncHTTPTransport", "SafeJSON",
         ], resources: [.copy("Fixtures")]),
     ]
 )

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeJSON
 
 /// API Gateway's Lambda proxy integration, both payload formats:
 /// - REST API, payload 1.0: `httpMethod`, `path`, `headers`, `multiValueHeaders`,

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeJSON
 import AWSSigning
 import HTTPTransport
 
@@ -116,7 +117,7 @@ public struct DynamoDBStore: KeyValueStore {
             return (error, error.isTransient)
         }
         if Output.self == Empty.self, let empty = Empty() as? Output { return empty }
-        guard let output = try? JSONDecoder().decode(Output.self, from: Data(answer)) else {
+        guard let output = try? SafeJSON.decode(Output.self, from: answer) else {
             throw KeyValueError(.invalidResponse, "\(operation): the answer from \(host) is not a DynamoDB response")
         }
         return output
@@ -129,7 +130,7 @@ public struct DynamoDBStore: KeyValueStore {
             let message: String?
             let Message: String?
         }
-        guard let decoded = try? JSONDecoder().decode(ErrorBody.self, from: Data(body)), let type = decoded.__type else {
+        guard let decoded = try? SafeJSON.decode(ErrorBody.self, from: body), let type = decoded.__type else {
             if status >= 500 { return KeyValueError(.unavailable, "\(operation): \(host) answered \(status)") }
             if status == 401 || status == 403 { return KeyValueError(.accessDenied, "\(operation): \(host) refused the credentials (\(status))") }
             return KeyValueError(.invalidResponse, "\(operation): \(host) answered \(status) without a DynamoDB error")

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeJSON
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -172,10 +173,9 @@ public struct FileStore: KeyValueStore {
             bytes.append(contentsOf: chunk[0..<count])
         }
         var items = TableItems(schema: schema, now: now())
-        let decoder = JSONDecoder()
         for (number, line) in bytes.split(separator: UInt8(ascii: "\n")).enumerated() {
             if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) { continue }
-            guard let record = try? decoder.decode(ItemLine.self, from: Data(line)),
+            guard let record = try? SafeJSON.decode(ItemLine.self, from: Array(line)),
                   let key = schema.key(of: record.Item)
             else {
                 throw KeyValueError(.corruptTable, "\(path) line \(number + 1) is not a DynamoDB JSON item of \(schema.name); the file was left as it is")

@@ -1,5 +1,6 @@
 import Foundation
 @testable import FunctionRuntime
+import SafeJSON
 import Testing
 import TestSupport
 
@@ -44,7 +45,6 @@ import TestSupport
         #""esc \" \\ \/ \b \f \n \r \t""#,
         #""\u00e9\u4e2d\uD83D\uDE00 é中😀""#,
         " \n\t{ \"spaced\" :\r\n [ 1 , 2 ] } \n",
-        #"{"dup":1,"dup":2}"#,
         "12345678901234567890",
     ])
     func validDocumentsReadAsFoundationReadsThem(_ text: String) throws {

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeJSON
 import FunctionRuntime
 import KeyValueStore
 import Logging
@@ -34,7 +35,6 @@ public struct ProcessHandler: Sendable {
     public func handle(records: [JSON], context: InvocationContext) async -> Report {
         var report = Report()
         var failedGroups: Set<String> = []
-        let decoder = JSONDecoder()
         for record in records {
             guard let recordId = record["messageId"]?.string else {
                 context.logger.error("an SQS record without messageId was skipped")
@@ -46,7 +46,7 @@ public struct ProcessHandler: Sendable {
                 continue
             }
             guard let body = record["body"]?.string,
-                  let accepted = try? decoder.decode(AcceptedMessage.self, from: Data(body.utf8))
+                  let accepted = try? SafeJSON.decode(AcceptedMessage.self, from: Array(body.utf8))
             else {
                 // Never answerable: after the queue's maxReceiveCount it lands in the dead-letter queue.
                 context.logger.error("an SQS record is not an accepted message", metadata: ["recordId": "\(recordId)"])

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeJSON
 import HTTPTransport
 
 /// The OAuth `state`: what the callback needs to know, signed so it cannot be altered.
@@ -56,7 +57,7 @@ public struct OAuthState: Sendable, Equatable, Codable {
         let expected = HMACSHA256.sign(Array(parts[0].utf8), key: Array(secret.utf8))
         guard constantTimeEquals(given, expected) else { throw .forged }
         guard let payload = Base64URL.decode(String(parts[0])),
-              let state = try? JSONDecoder().decode(OAuthState.self, from: Data(payload))
+              let state = try? SafeJSON.decode(OAuthState.self, from: payload, limits: JSONLimits(maxBytes: 4096, maxDepth: 4))
         else { throw .malformed }
         guard state.expiresAt > now else { throw .expired }
         return state

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeJSON
 
 /// A JSON document read leniently, for payloads from outside whose shape we check field by
 /// field: a wrong type in one event makes that event invalid, not the whole delivery.
@@ -51,8 +52,31 @@ public enum JSON: Sendable, Equatable, Codable, ExpressibleByStringLiteral, Expr
         return (try? encoder.encode(self)).map(Array.init) ?? Array("null".utf8)
     }
 
-    public static func parse(_ bytes: [UInt8]) throws -> JSON {
-        try JSONDecoder().decode(JSON.self, from: Data(bytes))
+    /// The guarded entry point for every untyped document from outside: read by the strict
+    /// reader under `limits` (size, depth, repeated names), numbers finite.
+    public static func parse(_ bytes: [UInt8], limits: JSONLimits = .standard) throws(JSONReadError) -> JSON {
+        try JSON(node: JSONReader.read(bytes, limits: limits))
+    }
+
+    public init(node: JSONNode) throws(JSONReadError) {
+        switch node {
+        case .null: self = .null
+        case .bool(let value): self = .bool(value)
+        case .string(let value): self = .string(value)
+        case .number:
+            guard let value = node.finiteDouble else { throw JSONReadError(reason: "number out of range", offset: 0) }
+            self = .number(value)
+        case .array(let elements):
+            var values: [JSON] = []
+            values.reserveCapacity(elements.count)
+            for element in elements { values.append(try JSON(node: element)) }
+            self = .array(values)
+        case .object(let members):
+            var values: [String: JSON] = [:]
+            values.reserveCapacity(members.count)
+            for member in members { values[member.key] = try JSON(node: member.value) }
+            self = .object(values)
+        }
     }
 
     public subscript(key: String) -> JSON? {
@@ -71,6 +95,23 @@ public enum JSON: Sendable, Equatable, Codable, ExpressibleByStringLiteral, Expr
         case .string(let value): Int64(value)
         default: nil
         }
+    }
+
+    /// The largest instant accepted from outside: 9999-12-31T23:59:59Z, in seconds.
+    public static let maxEpochSeconds: Int64 = 253_402_300_799
+
+    /// A time in epoch milliseconds (Messenger, Instagram), if it is a whole number from 0 to
+    /// the year 9999; anything else (negative, fractional, overflowing) is nil.
+    public var epochMilliseconds: Int64? {
+        guard let value = int64, value >= 0, value <= Self.maxEpochSeconds * 1000 else { return nil }
+        return value
+    }
+
+    /// A time in epoch seconds (WhatsApp sends them as strings) turned into milliseconds, with
+    /// the same range: `"9223372036854776"` is nil, never an overflow.
+    public var epochSecondsAsMilliseconds: Int64? {
+        guard let value = int64, value >= 0, value <= Self.maxEpochSeconds else { return nil }
+        return value * 1000
     }
 
     /// An identifier: Meta's ids are strings, but accept a whole number too.

@@ -1,8 +1,7 @@
-import HTTPTransport
-
-/// A JSON value as `JSONReader` reads it: objects keep their members in document order, and
-/// numbers keep their text (the runtime only needs strings, booleans and structure).
-enum JSONNode: Equatable {
+/// A JSON value as `JSONReader` reads it: objects keep their members in document order (a
+/// member name appears once: the reader refuses a repeated one), and numbers keep their text,
+/// so a caller converts them with its own range check.
+public enum JSONNode: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(String)
@@ -10,7 +9,7 @@ enum JSONNode: Equatable {
     case array([JSONNode])
     case object([(key: String, value: JSONNode)])
 
-    static func == (lhs: JSONNode, rhs: JSONNode) -> Bool {
+    public static func == (lhs: JSONNode, rhs: JSONNode) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case (.bool(let a), .bool(let b)): return a == b
@@ -22,13 +21,13 @@ enum JSONNode: Equatable {
         }
     }
 
-    /// An object's member (the last one, if the key repeats); nil if absent or not an object.
-    subscript(key: String) -> JSONNode? {
+    /// An object's member; nil if absent or not an object.
+    public subscript(key: String) -> JSONNode? {
         guard case .object(let members) = self else { return nil }
-        return members.last { $0.key == key }?.value
+        return members.first { $0.key == key }?.value
     }
 
-    var kind: String {
+    public var kind: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
@@ -41,24 +40,54 @@ enum JSONNode: Equatable {
 }
 
 /// Why some bytes are not one JSON document; the offset says where, never what.
-struct JSONReadError: Error, Equatable, CustomStringConvertible {
-    let reason: String
-    let offset: Int
+public struct JSONReadError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let reason: String
+    public let offset: Int
 
-    var description: String { "\(reason) at byte \(offset)" }
+    public init(reason: String, offset: Int) {
+        self.reason = reason
+        self.offset = offset
+    }
+
+    public var description: String { "\(reason) at byte \(offset)" }
+}
+
+/// How large and how deep a document the reader accepts. Every JSON document the product
+/// reads from outside (events, queue bodies, Graph, AWS, agent and Bedrock answers, table
+/// files) is read under limits, before any value is built from it: Foundation's
+/// `JSONDecoder` traps (the process dies by SIGILL) on a document nested about 512 deep, so
+/// no document reaches a decoder that has not passed these checks.
+public struct JSONLimits: Sendable, Equatable {
+    public var maxBytes: Int
+    public var maxDepth: Int
+
+    public init(maxBytes: Int, maxDepth: Int = JSONLimits.standard.maxDepth) {
+        self.maxBytes = maxBytes
+        self.maxDepth = maxDepth
+    }
+
+    /// 8 MiB (above API Gateway's 6 MB and Lambda's payloads) and 128 levels (Meta's webhooks
+    /// are under 10 deep).
+    public static let standard = JSONLimits(maxBytes: 8 * 1024 * 1024, maxDepth: 128)
 }
 
 /// A strict reader of one JSON document (RFC 8259): UTF-8 only (a leading byte order mark is
-/// skipped), no trailing commas, no comments, nothing after the value, nesting limited.
+/// skipped), no trailing commas, no comments, nothing after the value, a size and a nesting
+/// limit, and no member name twice in one object (RFC 8259 leaves a repeated name's meaning
+/// open: one parser keeps the first, another the last, so a document naming a tenant twice
+/// could mean two things; refusing it is the one rule everywhere).
 /// The runtime reads every API Gateway event with it: Foundation's `JSONDecoder` spent most of
 /// a warm invocation's CPU time in Codable's generic machinery for a 1 KB event, and this
 /// reader does the same job in a small fraction of it (see `scripts/bench verify`).
-struct JSONReader {
-    static let maxDepth = 128
+public struct JSONReader {
+    public static var maxDepth: Int { JSONLimits.standard.maxDepth }
 
-    static func read(_ bytes: [UInt8]) throws(JSONReadError) -> JSONNode {
-        try bytes.withUnsafeBufferPointer { (buffer) throws(JSONReadError) -> JSONNode in
-            var reader = JSONReader(buffer)
+    public static func read(_ bytes: [UInt8], limits: JSONLimits = .standard) throws(JSONReadError) -> JSONNode {
+        guard bytes.count <= limits.maxBytes else {
+            throw JSONReadError(reason: "JSON document larger than \(limits.maxBytes) bytes", offset: 0)
+        }
+        return try bytes.withUnsafeBufferPointer { (buffer) throws(JSONReadError) -> JSONNode in
+            var reader = JSONReader(buffer, maxDepth: limits.maxDepth)
             // A UTF-8 byte order mark, as some editors save event files, is ignored (RFC 8259 §8.1).
             if buffer.starts(with: [0xEF, 0xBB, 0xBF]) { reader.index = 3 }
             reader.skipWhitespace()
@@ -70,10 +99,12 @@ struct JSONReader {
     }
 
     private let bytes: UnsafeBufferPointer<UInt8>
+    private let maxDepth: Int
     private var index = 0
 
-    private init(_ bytes: UnsafeBufferPointer<UInt8>) {
+    private init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
+        self.maxDepth = maxDepth
     }
 
     private func error(_ reason: String) -> JSONReadError {
@@ -112,9 +143,12 @@ struct JSONReader {
     }
 
     private mutating func readObject(depth: Int) throws(JSONReadError) -> JSONNode {
-        guard depth <= Self.maxDepth else { throw error("JSON nested too deeply") }
+        guard depth <= maxDepth else { throw error("JSON nested too deeply") }
         index += 1
         var members: [(key: String, value: JSONNode)] = []
+        // Small objects (Meta's, AWS's) are checked for a repeated name by a scan; a large one
+        // by a set, so a hostile object of many members costs linear time.
+        var seen: Set<String>? = nil
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -122,7 +156,14 @@ struct JSONReader {
         }
         while true {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+            let keyOffset = index
             let key = try readString()
+            if seen == nil, members.count >= 16 { seen = Set(members.map(\.key)) }
+            if seen != nil {
+                guard seen?.insert(key).inserted == true else { throw JSONReadError(reason: "repeated member name", offset: keyOffset) }
+            } else if members.contains(where: { $0.key == key }) {
+                throw JSONReadError(reason: "repeated member name", offset: keyOffset)
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
@@ -141,7 +182,7 @@ struct JSONReader {
     }
 
     private mutating func readArray(depth: Int) throws(JSONReadError) -> JSONNode {
-        guard depth <= Self.maxDepth else { throw error("JSON nested too deeply") }
+        guard depth <= maxDepth else { throw error("JSON nested too deeply") }
         index += 1
         var elements: [JSONNode] = []
         skipWhitespace()
@@ -262,10 +303,19 @@ struct JSONReader {
         guard bytes.count - index >= 4 else { throw error("invalid escape in a string") }
         var value: UInt32 = 0
         for _ in 0..<4 {
-            guard let digit = Hex.digitValue(bytes[index]) else { throw error("invalid escape in a string") }
+            guard let digit = Self.hexDigit(bytes[index]) else { throw error("invalid escape in a string") }
             value = value << 4 | UInt32(digit)
             index += 1
         }
         return value
+    }
+
+    private static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 }
