@@ -34,13 +34,13 @@ public enum WebhookParser {
                     events.append(.invalid("an entry has no id"))
                     continue
                 }
-                let entryTime = entry["time"]?.int64 ?? 0
+                let entryTime = entry["time"]?.epochMilliseconds ?? 0
                 for item in entry["messaging"]?.array ?? [] {
                     events.append(messagingEvent(item, platform: platform, accountId: accountId, entryTime: entryTime))
                 }
                 for change in entry["changes"]?.array ?? [] {
                     // Test events from the App Dashboard and non-messaging fields arrive as changes.
-                    events.append(.skipped(.other, accountId: accountId, timestamp: change["value"]?["timestamp"]?.int64 ?? entryTime))
+                    events.append(.skipped(.other, accountId: accountId, timestamp: change["value"]?["timestamp"]?.epochMilliseconds ?? entryTime))
                 }
             }
         case "whatsapp_business_account":
@@ -59,7 +59,13 @@ public enum WebhookParser {
 
     static func messagingEvent(_ event: JSON, platform: Platform, accountId: String, entryTime: Int64) -> WebhookEvent {
         guard let senderId = event["sender"]?["id"]?.id else { return .invalid("a messaging event has no sender id") }
-        let timestamp = event["timestamp"]?.int64 ?? entryTime
+        let timestamp: Int64
+        if let value = event["timestamp"] {
+            guard let millis = value.epochMilliseconds else { return .invalid("an event's timestamp is not a time") }
+            timestamp = millis
+        } else {
+            timestamp = entryTime
+        }
         if event["reaction"] != nil { return .skipped(.reaction, accountId: accountId, timestamp: timestamp) }
         if event["read"] != nil { return .skipped(.read, accountId: accountId, timestamp: timestamp) }
         if event["delivery"] != nil { return .skipped(.delivery, accountId: accountId, timestamp: timestamp) }
@@ -121,7 +127,11 @@ public enum WebhookParser {
         }
         var events: [WebhookEvent] = []
         for status in value["statuses"]?.array ?? [] {
-            events.append(.skipped(.status, accountId: phoneNumberId, timestamp: (status["timestamp"]?.int64 ?? 0) * 1000))
+            guard let timestamp = status["timestamp"].map({ $0.epochSecondsAsMilliseconds }) ?? 0 else {
+                events.append(.invalid("a WhatsApp status's timestamp is not a time"))
+                continue
+            }
+            events.append(.skipped(.status, accountId: phoneNumberId, timestamp: timestamp))
         }
         for message in value["messages"]?.array ?? [] {
             events.append(whatsAppMessage(message, phoneNumberId: phoneNumberId))
@@ -133,7 +143,9 @@ public enum WebhookParser {
         guard let from = message["from"]?.id, let id = message["id"]?.id else {
             return .invalid("a WhatsApp message has no from or id")
         }
-        let timestamp = (message["timestamp"]?.int64 ?? 0) * 1000
+        guard let timestamp = message["timestamp"].map({ $0.epochSecondsAsMilliseconds }) ?? 0 else {
+            return .invalid("a WhatsApp message's timestamp is not a time")
+        }
         let type = message["type"]?.string ?? ""
         let content: MessageContent
         switch type {
