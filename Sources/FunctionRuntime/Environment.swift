@@ -58,6 +58,27 @@ public struct Environment: Sendable {
         return value
     }
 
+    /// A whole number in `range`, or `fallback` when unset. Anything else (not a number,
+    /// fractional, out of range, overflowing) is a configuration error naming the variable.
+    public func integer(_ name: String, in range: ClosedRange<Int64>, default fallback: Int64) throws(ConfigurationError) -> Int64 {
+        guard let text = self[name] else { return fallback }
+        guard let value = Int64(text), range.contains(value) else {
+            throw ConfigurationError(variable: name, problem: "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    /// A finite decimal number in `range` (`2.5`, `30`), or `fallback` when unset; `nan`,
+    /// `inf`, `1e300`, `abc` and negative numbers are configuration errors naming the variable.
+    public func decimal(_ name: String, in range: ClosedRange<Double>, default fallback: Double) throws(ConfigurationError) -> Double {
+        guard let text = self[name] else { return fallback }
+        let plain = text.utf8.allSatisfy { ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: ".") }
+        guard plain, let value = Double(text), value.isFinite, range.contains(value) else {
+            throw ConfigurationError(variable: name, problem: "must be a number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
     /// Whether this process runs under the Lambda Runtime API.
     public var isLambda: Bool { self["AWS_LAMBDA_RUNTIME_API"] != nil }
 }

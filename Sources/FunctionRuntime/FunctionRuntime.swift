@@ -77,6 +77,13 @@ public enum FunctionRuntime {
         environment: Environment, logger: Logger,
         makeHandler: @Sendable (Environment, Logger) async throws -> any FunctionHandler
     ) async -> Never {
+        let timeout: Double
+        do {
+            // Lambda allows at most 900 s.
+            timeout = try environment.decimal("FUNCTION_TIMEOUT_SECONDS", in: 0.1...900, default: 30)
+        } catch {
+            fail(configuration: error, environment: environment)
+        }
         let handler: any FunctionHandler
         do {
             handler = try await makeHandler(environment, logger)
@@ -110,7 +117,6 @@ public enum FunctionRuntime {
             exit(2)
         }
 
-        let timeout = environment["FUNCTION_TIMEOUT_SECONDS"].flatMap(Double.init) ?? 30
         var invocationLogger = logger
         let requestID = "local-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000)"
         invocationLogger[metadataKey: "requestId"] = "\(requestID)"
@@ -205,7 +211,10 @@ public enum FunctionRuntime {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         let wallNow = Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec / 1_000_000)
-        return now + .milliseconds(deadline - wallNow)
+        // The header is the Runtime API's, but never trusted to be sane: a remaining time
+        // outside 0 ... 15 minutes is clamped instead of overflowing.
+        let (remaining, overflow) = deadline.subtractingReportingOverflow(wallNow)
+        return now + .milliseconds(overflow ? 0 : min(max(remaining, 0), 900_000))
     }
 
     // MARK: Output

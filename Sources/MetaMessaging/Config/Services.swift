@@ -73,10 +73,8 @@ public struct Services: Sendable {
 
     /// `AGENT_TIMEOUT_MS`: how long the agent may take for one message.
     public func agentTimeout(default fallback: Duration) throws(ConfigurationError) -> Duration {
-        guard let text = environment["AGENT_TIMEOUT_MS"] else { return fallback }
-        guard let millis = Int64(text), millis > 0 else {
-            throw ConfigurationError(variable: "AGENT_TIMEOUT_MS", problem: "must be a positive number of milliseconds")
-        }
+        // At most 15 minutes, Lambda's longest timeout.
+        let millis = try environment.integer("AGENT_TIMEOUT_MS", in: 1...900_000, default: Int64(fallback.components.seconds) * 1000)
         return .milliseconds(millis)
     }
 
