@@ -70,6 +70,10 @@ public struct MessageSender: Sendable {
                     }
                     throw SendError("TokenExpired", error.description, graph: error)
                 }
+                if error.kind == .transport, deadline - ContinuousClock.now <= .milliseconds(100) {
+                    // The call was cut short by the deadline, not refused: out of time.
+                    throw SendError("DeadlineExceeded", "the Graph API did not answer before the invocation's deadline", graph: error)
+                }
                 let delay = backoff.delay(afterAttempt: attempt)
                 // A retry needs the backoff delay plus room for a whole Graph call.
                 guard error.isTransient, attempt < backoff.maxAttempts,

@@ -32,7 +32,10 @@ public struct MessageResponder: Sendable {
 
     /// Answers a message whose claim `owner` holds. With `retryTransient`, a failure that a
     /// later attempt may fix (agent throttled or unreachable, Graph 5xx) releases the claim
-    /// instead of recording a failure.
+    /// instead of recording a failure. Running out of time is never a failure of the message:
+    /// when the deadline leaves the agent no time, or cuts the agent's or Graph's call short,
+    /// the claim is released whatever `retryTransient` says, and the caller hands the message
+    /// back for redelivery (`retryLater`).
     public func answer(
         _ message: InboundMessage, tenant: Tenant, credentials: TenantCredentials, owner: String,
         deadline: ContinuousClock.Instant, retryTransient: Bool, logger: Logger
@@ -44,14 +47,18 @@ public struct MessageResponder: Sendable {
 
         let agentBudget = min(agentTimeout, deadline - ContinuousClock.now - sendReserve)
         guard agentBudget > .milliseconds(50) else {
-            return await giveUp(message, owner: owner, reason: "no time left for the agent", transient: true, retry: retryTransient, logger: logger)
+            return await giveUp(message, owner: owner, reason: "no time left for the agent", transient: true, retry: true, logger: logger)
         }
+        // The agent's budget was cut by the deadline rather than by its own timeout.
+        let budgetCut = agentBudget < agentTimeout
         let reply: String?
         do {
             reply = try await agent.reply(to: AgentRequest(tenant: tenant, message: message), timeout: agentBudget)
         } catch {
             let transient = error.code != .invalidResponse && error.code != .refused
-            return await giveUp(message, owner: owner, reason: error.description, transient: transient, retry: retryTransient, logger: logger)
+            let outOfTime = error.code == .timeout && budgetCut
+            return await giveUp(message, owner: owner, reason: error.description, transient: transient || outOfTime,
+                                retry: retryTransient || outOfTime, logger: logger)
         }
         guard let reply, !reply.isEmpty else {
             logger.info("the agent chose not to reply")
@@ -66,9 +73,10 @@ public struct MessageResponder: Sendable {
             await record(message, owner: owner, status: .answered, detail: nil, logger: logger)
             return .answered(sent)
         } catch {
-            let transient = error.graph?.isTransient ?? (error.errorType == "DeadlineExceeded")
+            let outOfTime = error.errorType == "DeadlineExceeded"
+            let transient = error.graph?.isTransient ?? outOfTime
             return await giveUp(message, owner: owner, reason: "\(error.errorType): \(error.errorMessage)",
-                                transient: transient, retry: retryTransient, logger: logger)
+                                transient: transient, retry: retryTransient || outOfTime, logger: logger)
         }
     }
 

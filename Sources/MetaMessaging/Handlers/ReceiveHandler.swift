@@ -159,7 +159,12 @@ public struct ReceiveHandler: Sendable {
                         switch outcome {
                         case .answered: summary.answered += 1
                         case .noReply: summary.noReply += 1
-                        case .failed, .retryLater: summary.failed += 1
+                        case .failed: summary.failed += 1
+                        case .retryLater:
+                            // Out of time: the claim was released, and Meta's redelivery
+                            // (asked for by the 500) answers it; what was answered is a duplicate then.
+                            summary.deferred += 1
+                            retry = true
                         }
                     case .queue:
                         toQueue.append((AcceptedMessage(tenant: tenant, message: message), owner))
