@@ -14,10 +14,12 @@ public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     private let label: String
+    private let redaction: Redaction
 
-    public init(label: String, level: Logger.Level) {
+    public init(label: String, level: Logger.Level, redaction: Redaction = Redaction()) {
         self.label = label
         self.logLevel = level
+        self.redaction = redaction
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -29,11 +31,11 @@ public struct JSONLogHandler: LogHandler {
         var fields: [String: JSONValue] = [
             "timestamp": .string(Self.timestamp()),
             "level": .string(event.level.rawValue.uppercased()),
-            "message": .string(event.message.description),
+            "message": .string(redaction.scrub(event.message.description)),
             "logger": .string(label),
         ]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) where fields[key] == nil {
-            fields[key] = JSONValue(value)
+            fields[key] = JSONValue(value, redaction: redaction)
         }
         var line = JSONWriter()
         line.value(.object(fields))
@@ -55,7 +57,8 @@ public struct JSONLogHandler: LogHandler {
         let name = try environment.choice(
             "LOG_LEVEL", of: ["trace", "debug", "info", "notice", "warning", "error", "critical"], default: "info")
         let level = Logger.Level(rawValue: name) ?? .info
-        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        let redaction = Redaction(environment: environment)
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level, redaction: redaction) }
     }
 }
 
@@ -64,12 +67,12 @@ enum JSONValue {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    init(_ value: Logger.MetadataValue) {
+    init(_ value: Logger.MetadataValue, redaction: Redaction) {
         switch value {
-        case .string(let text): self = .string(text)
-        case .stringConvertible(let convertible): self = .string(convertible.description)
-        case .array(let values): self = .array(values.map(JSONValue.init))
-        case .dictionary(let values): self = .object(values.mapValues(JSONValue.init))
+        case .string(let text): self = .string(redaction.scrub(text))
+        case .stringConvertible(let convertible): self = .string(redaction.scrub(convertible.description))
+        case .array(let values): self = .array(values.map { JSONValue($0, redaction: redaction) })
+        case .dictionary(let values): self = .object(values.mapValues { JSONValue($0, redaction: redaction) })
         }
     }
 }

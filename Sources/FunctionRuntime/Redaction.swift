@@ -1,0 +1,118 @@
+/// What every log line passes through before it is written: text from outside (a Graph
+/// error message, an agent's answer, a URL) may carry a token or a code, and no log line may.
+/// - the configured secrets (app secrets, verify token, state secret, `serve`'s key), wherever
+///   they appear;
+/// - the value of a query or form parameter that carries a credential (`access_token=`,
+///   `client_secret=`, `code=`, `fb_exchange_token=`, `appsecret_proof=`, `pin=`, ...);
+/// - a `Bearer` credential;
+/// - anything shaped like a Meta access token (`EAA…`, `IGAA…`, `IGQV…`, 32 or more letters
+///   and digits).
+public struct Redaction: Sendable {
+    public static let marker = "[redacted]"
+    static let credentialParameters: [String] = [
+        "access_token", "client_secret", "code", "fb_exchange_token", "appsecret_proof", "verify_token",
+        "hub.verify_token", "pin", "signed_request", "password", "token",
+    ]
+
+    /// Secret values of this process (shorter ones are not searched for: they would match
+    /// ordinary text and are not secrets worth the name).
+    public let secrets: [String]
+
+    public init(secrets: [String] = []) {
+        self.secrets = secrets.filter { $0.utf8.count >= 8 }.sorted { $0.utf8.count > $1.utf8.count }
+    }
+
+    /// The secrets named in the environment that this product reads.
+    public init(environment: Environment) {
+        self.init(secrets: [
+            "META_APP_SECRET", "INSTAGRAM_APP_SECRET", "META_WEBHOOK_VERIFY_TOKEN", "OAUTH_STATE_SECRET", "SERVE_API_KEY",
+            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+        ].compactMap { environment[$0] })
+    }
+
+    public func scrub(_ text: String) -> String {
+        var text = text
+        for secret in secrets where text.contains(secret) {
+            text = text.replacing(secret, with: Self.marker)
+        }
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "B") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "I") }) else {
+            return text
+        }
+        return Self.scrubPatterns(text)
+    }
+
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "z"))
+            || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+    }
+
+    private static func isValueEnd(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "&"), UInt8(ascii: " "), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: ","), UInt8(ascii: ";"),
+             UInt8(ascii: ")"), UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"),
+             UInt8(ascii: "<"), UInt8(ascii: ">"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// One pass over the bytes: parameters, Bearer credentials and token-shaped words.
+    static func scrubPatterns(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        let marker = Array(Self.marker.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            let atWordStart = index == 0 || !isTokenByte(bytes[index - 1]) && bytes[index - 1] != UInt8(ascii: ".")
+            if atWordStart {
+                // name=value for a credential parameter
+                var matched = false
+                for name in credentialParameters {
+                    let nameBytes = Array(name.utf8)
+                    let end = index + nameBytes.count
+                    guard end < bytes.count, bytes[end] == UInt8(ascii: "="),
+                          bytes[index..<end].elementsEqual(nameBytes, by: { $0 | 0x20 == $1 | 0x20 }) else { continue }
+                    out += bytes[index...end]
+                    var valueEnd = end + 1
+                    while valueEnd < bytes.count, !isValueEnd(bytes[valueEnd]) { valueEnd += 1 }
+                    if valueEnd > end + 1 { out += marker }
+                    index = valueEnd
+                    matched = true
+                    break
+                }
+                if matched { continue }
+                // Bearer <credential>
+                let bearer = Array("Bearer ".utf8)
+                if bytes.count - index > bearer.count, bytes[index..<(index + bearer.count)].elementsEqual(bearer) {
+                    out += bearer
+                    var valueEnd = index + bearer.count
+                    while valueEnd < bytes.count, !isValueEnd(bytes[valueEnd]) { valueEnd += 1 }
+                    out += marker
+                    index = valueEnd
+                    continue
+                }
+                // A Meta access token: EAA… (Facebook), IGAA… / IGQV… (Instagram)
+                var wordEnd = index
+                while wordEnd < bytes.count, isTokenByte(bytes[wordEnd]) { wordEnd += 1 }
+                if wordEnd - index >= 32 {
+                    let word = bytes[index..<wordEnd]
+                    if word.starts(with: Array("EAA".utf8)) || word.starts(with: Array("IGAA".utf8)) || word.starts(with: Array("IGQV".utf8)) {
+                        out += marker
+                        index = wordEnd
+                        continue
+                    }
+                }
+                if wordEnd > index {
+                    out += bytes[index..<wordEnd]
+                    index = wordEnd
+                    continue
+                }
+            }
+            out.append(bytes[index])
+            index += 1
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
