@@ -86,6 +86,16 @@ public struct GraphClient: Sendable {
         self.appSecret = appSecret
     }
 
+    /// The scheme and host (and port) of `baseURL`.
+    var origin: String { Self.origin(of: baseURL) }
+
+    static func origin(of url: String) -> String {
+        guard let schemeEnd = url.firstRange(of: "://") else { return "" }
+        let rest = url[schemeEnd.upperBound...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        return String(url[..<schemeEnd.upperBound]) + authority
+    }
+
     /// `appsecret_proof` for a token.
     public func proof(for token: String) -> String {
         HMACSHA256.hex(Array(token.utf8), key: appSecret)
@@ -103,7 +113,17 @@ public struct GraphClient: Sendable {
             query.append(("appsecret_proof", proof(for: token)))
             headers.append(("Authorization", "Bearer \(token)"))
         }
-        var url = path.hasPrefix("http://") || path.hasPrefix("https://") ? path : "\(baseURL)/\(version)/\(path)"
+        var url: String
+        if path.hasPrefix("http://") || path.hasPrefix("https://") {
+            // A link from an answer (`paging.next`) is followed only to the Graph API we are
+            // configured for: the token must never go to another host.
+            guard path.hasPrefix(origin + "/") else {
+                throw GraphError(kind: .invalidResponse, message: "the Graph API answered a link to another host (\(Self.origin(of: path))); it was not followed")
+            }
+            url = path
+        } else {
+            url = "\(baseURL)/\(version)/\(path)"
+        }
         if !query.isEmpty {
             url = Self.replacing(query.map(\.0), in: url)
             url += (url.contains("?") ? "&" : "?") + FormEncoding.query(query)
