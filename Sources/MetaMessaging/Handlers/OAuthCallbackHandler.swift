@@ -56,10 +56,22 @@ public struct OAuthCallbackHandler: Sendable {
         var candidates: [Candidate]?
     }
 
+    /// `message` is ours and reaches the person; `detail` (Meta's own text, which can quote
+    /// anything) goes to the log only, through its redaction.
     struct Failure: Error {
         let status: Int
         let code: String
         let message: String
+        var detail: String? = nil
+
+        /// A Graph failure in our own words, with Meta's `fbtrace_id` for support.
+        static func graph(_ error: GraphError, status: Int, code: String, what: String) -> Failure {
+            var message = "the Graph API refused to \(what)"
+            if error.kind == .transport { message = "the Graph API could not be reached to \(what)" }
+            if error.isExpiredToken { message = "the access token expired or was revoked; start the connection again" }
+            if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }
+            return Failure(status: status, code: code, message: message, detail: error.description)
+        }
     }
 
     public func handle(_ request: HTTPRequest, logger: Logger) async -> HTTPResponse {
@@ -134,7 +146,9 @@ public struct OAuthCallbackHandler: Sendable {
             }
             return answer(outcome, httpStatus: 200)
         } catch let failure as Failure {
-            logger.warning("connection failed: \(failure.code)", metadata: ["businessId": "\(state.businessId)"])
+            logger.warning("connection failed: \(failure.code)", metadata: [
+                "businessId": "\(state.businessId)", "detail": "\(failure.detail ?? failure.message)",
+            ])
             outcome.error = failure.code
             outcome.message = failure.message
             return answer(outcome, httpStatus: failure.status)
@@ -168,7 +182,8 @@ public struct OAuthCallbackHandler: Sendable {
                 ("client_id", config.appId), ("client_secret", appSecret), ("redirect_uri", redirectURI), ("code", code),
             ], token: nil, timeout: timeout)
         } catch {
-            throw Failure(status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed", message: error.description)
+            throw Failure.graph(error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed",
+                                what: "exchange the code")
         }
         guard let shortToken = short["access_token"]?.string else {
             throw Failure(status: 502, code: "code_exchange_failed", message: "the Graph API returned no access token")
@@ -176,7 +191,7 @@ public struct OAuthCallbackHandler: Sendable {
         let long = try await graphCall("GET", "oauth/access_token", query: [
             ("grant_type", "fb_exchange_token"), ("client_id", config.appId), ("client_secret", appSecret),
             ("fb_exchange_token", shortToken),
-        ], token: shortToken)
+        ], token: shortToken, what: "issue a long-lived token")
         guard let longToken = long["access_token"]?.string else {
             throw Failure(status: 502, code: "graph_error", message: "the Graph API returned no long-lived token")
         }
@@ -191,7 +206,7 @@ public struct OAuthCallbackHandler: Sendable {
         var seen = 0
         while let path = next, seen < 50 {
             seen += 1
-            let answer = try await graphCall("GET", path, query: query, token: userToken)
+            let answer = try await graphCall("GET", path, query: query, token: userToken, what: "list the person's Pages")
             for item in answer["data"]?.array ?? [] {
                 guard let id = item["id"]?.id, let token = item["access_token"]?.string else { continue }
                 pages.append(Page(id: id, name: item["name"]?.string, accessToken: token))
@@ -200,24 +215,26 @@ public struct OAuthCallbackHandler: Sendable {
             query = []
         }
         for index in pages.indices {
-            let answer = try await graphCall("GET", pages[index].id, query: [("fields", "instagram_business_account")], token: pages[index].accessToken)
+            let answer = try await graphCall("GET", pages[index].id, query: [("fields", "instagram_business_account")],
+                                             token: pages[index].accessToken, what: "read a Page's Instagram account")
             pages[index].instagramAccountId = answer["instagram_business_account"]?["id"]?.id
         }
         return pages
     }
 
     private func subscribe(page: Page) async throws {
-        let answer = try await graphCall("POST", "\(page.id)/subscribed_apps", query: [("subscribed_fields", Self.subscribedFields)], token: page.accessToken)
+        let answer = try await graphCall("POST", "\(page.id)/subscribed_apps", query: [("subscribed_fields", Self.subscribedFields)],
+                                         token: page.accessToken, what: "subscribe the Page to webhooks")
         guard answer["success"]?.bool == true else {
             throw Failure(status: 502, code: "subscription_failed", message: "the Graph API did not confirm the webhook subscription")
         }
     }
 
-    private func graphCall(_ method: String, _ path: String, query: [(String, String)], token: String) async throws -> JSON {
+    private func graphCall(_ method: String, _ path: String, query: [(String, String)], token: String, what: String) async throws -> JSON {
         do {
             return try await graph.call(method, path, query: query, token: token, timeout: timeout)
         } catch {
-            throw Failure(status: 502, code: error.isExpiredToken ? "token_expired" : "graph_error", message: error.description)
+            throw Failure.graph(error, status: 502, code: error.isExpiredToken ? "token_expired" : "graph_error", what: what)
         }
     }
 
