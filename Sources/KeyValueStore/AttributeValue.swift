@@ -81,6 +81,18 @@ public struct TableSchema: Sendable, Hashable {
     /// drops expired items when it next writes the table.
     public let ttlAttribute: String?
 
+    /// DynamoDB's rule for a table name: 3 to 255 of `a-z A-Z 0-9 _ - .`; and not `.` or `..`
+    /// alone (the file backend uses the name as a file name in its folder).
+    public static func isValidName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (3...255).contains(bytes.count), !bytes.allSatisfy({ $0 == UInt8(ascii: ".") }) else { return false }
+        return bytes.allSatisfy { byte in
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".")
+        }
+    }
+
     public init(name: String, partitionKey: String, sortKey: String? = nil, ttlAttribute: String? = nil) {
         self.name = name
         self.partitionKey = partitionKey

@@ -23,6 +23,9 @@ import Darwin
 /// - A write goes to a temporary file that is fsynced and then renamed over the table, and
 ///   the folder is fsynced: a crash leaves the old table or the new one, never half of one.
 /// - A file that does not parse is reported (`corruptTable`) and never overwritten.
+/// - Tables hold tokens: files are created 0600 and a folder the store creates 0700; a table or
+///   lock that is a symbolic link is refused (`O_NOFOLLOW`), and so is a table name that is not
+///   a plain DynamoDB table name (no `/`, never `..`).
 public struct FileStore: KeyValueStore {
     public let directory: String
     private let tables: [String: TableSchema]
@@ -32,6 +35,9 @@ public struct FileStore: KeyValueStore {
         self.directory = directory
         self.tables = Dictionary(tables.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
         self.now = now
+        for table in tables where !TableSchema.isValidName(table.name) {
+            throw KeyValueError(.invalidRequest, "\(table.name.prefix(64)) is not a valid table name")
+        }
         try Self.makeDirectory(directory)
     }
 
@@ -107,8 +113,11 @@ public struct FileStore: KeyValueStore {
             throw KeyValueError(.tableNotFound, "no table named \(table.name) in \(directory)")
         }
         let lockPath = "\(directory)/\(schema.name).lock"
-        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard lock >= 0 else { throw Self.ioError("cannot open \(lockPath)") }
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard lock >= 0 else {
+            if errno == ELOOP { throw KeyValueError(.unavailable, "\(lockPath) is a symbolic link: refused") }
+            throw Self.ioError("cannot open \(lockPath)")
+        }
         defer { close(lock) }
         while flock(lock, exclusive ? LOCK_EX : LOCK_SH) != 0 {
             guard errno == EINTR else { throw Self.ioError("cannot lock \(lockPath)") }
@@ -136,7 +145,10 @@ public struct FileStore: KeyValueStore {
     /// under us.
     private func cachedRead(path: String, schema: TableSchema) throws(KeyValueError) -> TableItems {
         var info = stat()
-        guard stat(path, &info) == 0 else { return try read(path: path, schema: schema) }
+        guard lstat(path, &info) == 0 else { return try read(path: path, schema: schema) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw KeyValueError(.corruptTable, "\(path) is not a regular file (a symbolic link?): refused, and left as it is")
+        }
         let signature = FileSignature(info)
         if let cached = Self.cache.withLock({ $0[path] }), cached.signature == signature, cached.items.schema == schema {
             return cached.items.refreshed(now: now())
@@ -155,9 +167,10 @@ public struct FileStore: KeyValueStore {
     private static let cache = Mutex<[String: CachedTable]>([:])
 
     private func read(path: String, schema: TableSchema) throws(KeyValueError) -> TableItems {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if fd < 0 {
             if errno == ENOENT { return TableItems(schema: schema, now: now()) }
+            if errno == ELOOP { throw KeyValueError(.corruptTable, "\(path) is a symbolic link: refused, and left as it is") }
             throw Self.ioError("cannot open \(path)")
         }
         defer { close(fd) }
@@ -197,11 +210,13 @@ public struct FileStore: KeyValueStore {
             bytes.append(UInt8(ascii: "\n"))
         }
         let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw Self.ioError("cannot create \(temporary)") }
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let written = bytes.withUnsafeBytes { buffer in
+                Glibc.write(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]).baseAddress, buffer.count - offset)
+            }
             if written < 0 {
                 if errno == EINTR { continue }
                 let error = Self.ioError("cannot write \(temporary)")
@@ -234,7 +249,7 @@ public struct FileStore: KeyValueStore {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             current += "/" + part
-            if mkdir(current, 0o755) != 0, errno != EEXIST {
+            if mkdir(current, 0o700) != 0, errno != EEXIST {
                 throw ioError("cannot create the folder \(current)")
             }
         }

@@ -23,7 +23,7 @@ struct LocalGateway: Sendable {
     let logger: Logger
 
     init(environment: Environment, transport: any HTTPTransport, logger: Logger) {
-        let services = Services(environment: environment, transport: transport)
+        let services = Result { () throws(ConfigurationError) in try Services(environment: environment, transport: transport) }
         func route(_ make: () throws -> any FunctionHandler) -> Route {
             do { return .ready(try make()) } catch let error as ConfigurationError {
                 return .unavailable(error.description)
@@ -33,10 +33,10 @@ struct LocalGateway: Sendable {
         }
         routes = [
             "GET /webhooks/meta": route { try VerifyHandler(environment: environment).function },
-            "POST /webhooks/meta": route { try services.receiveHandler().function },
+            "POST /webhooks/meta": route { try services.get().receiveHandler().function },
             "GET /external/meta/auth-url": route { try AuthURLHandler(config: OAuthConfig(environment: environment)).function },
-            "GET /external/meta/callback": route { try services.oauthCallbackHandler().function },
-            "POST /messages": route { try services.sendHandler().function },
+            "GET /external/meta/callback": route { try services.get().oauthCallbackHandler().function },
+            "POST /messages": route { try services.get().sendHandler().function },
         ]
         self.logger = logger
     }

@@ -10,10 +10,10 @@ public struct Services: Sendable {
     public let transport: any HTTPTransport
     public let tables: Tables
 
-    public init(environment: Environment, transport: any HTTPTransport) {
+    public init(environment: Environment, transport: any HTTPTransport) throws(ConfigurationError) {
         self.environment = environment
         self.transport = transport
-        self.tables = Tables(environment: environment)
+        self.tables = try Tables(environment: environment)
     }
 
     public func appSecret() throws(ConfigurationError) -> String {
