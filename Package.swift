@@ -78,7 +78,7 @@ let package = Package(
         .executableTarget(name: "bench", dependencies: ["TestSupport", "MetaMessaging", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore", "AWSSigning", "AsyncHTTPTransport"], path: "Tests/bench"),
         .testTarget(name: "MetaMessagingTests", dependencies: [
             "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
-            "AsyncHTTPTransport", "SafeJSON",
+            "AsyncHTTPTransport", "SafeJSON", "LocalHTTPServer",
         ], resources: [.copy("Fixtures")]),
     ]
 )
