@@ -11,8 +11,14 @@ import MetaMessaging
 
 /// The routes of SPEC section 3 on one local server. A function whose configuration is
 /// missing answers 503 naming the variable, so the others still run.
+///
+/// Routes that act for a tenant (in AWS they sit behind IAM or a JWT authorizer) need
+/// `Authorization: Bearer <SERVE_API_KEY>` here, since `serve` is meant to be reachable through
+/// a tunnel; Meta's own routes (verification, webhooks, the OAuth callback) stay open, as in AWS.
 struct LocalGateway: Sendable {
     static let maxBodyBytes = 6 * 1024 * 1024
+    /// Every route that acts for a tenant; a new admin route belongs here.
+    static let protectedRoutes: Set<String> = ["POST /messages", "GET /external/meta/auth-url"]
 
     enum Route: Sendable {
         case ready(any FunctionHandler)
@@ -21,8 +27,10 @@ struct LocalGateway: Sendable {
 
     let routes: [String: Route]
     let logger: Logger
+    private let apiKey: [UInt8]
 
-    init(environment: Environment, transport: any HTTPTransport, logger: Logger) {
+    init(environment: Environment, transport: any HTTPTransport, logger: Logger, apiKey: String) {
+        self.apiKey = Array(apiKey.utf8)
         let services = Result { () throws(ConfigurationError) in try Services(environment: environment, transport: transport) }
         func route(_ make: () throws -> any FunctionHandler) -> Route {
             do { return .ready(try make()) } catch let error as ConfigurationError {
@@ -62,6 +70,12 @@ struct LocalGateway: Sendable {
 
     private func dispatch(_ request: HTTPServer.Request, requestID: String, logger: Logger) async -> HTTPServer.Response {
         let key = "\(request.method) \(request.path)"
+        if Self.protectedRoutes.contains(key), !authorized(request) {
+            logger.warning("refused: no valid credential for a tenant route")
+            var response = Self.json(401, ["message": "this route needs Authorization: Bearer <SERVE_API_KEY>"])
+            response.headers.append(("WWW-Authenticate", "Bearer"))
+            return response
+        }
         guard let route = routes[key] else {
             let known = routes.keys.contains { $0.hasSuffix(" \(request.path)") }
             return Self.json(known ? 405 : 404, ["message": known ? "Method Not Allowed" : "Not Found"])
@@ -80,6 +94,14 @@ struct LocalGateway: Sendable {
             logger.error("function error", metadata: ["error": "\(error)"])
             return Self.json(502, ["message": "Internal Server Error"])
         }
+    }
+
+    /// Whether the request carries `Authorization: Bearer <the key>` (compared in constant time).
+    func authorized(_ request: HTTPServer.Request) -> Bool {
+        guard let value = request.header("authorization") else { return false }
+        let scheme = "bearer "
+        guard value.utf8.count > scheme.utf8.count, value.lowercased().hasPrefix(scheme) else { return false }
+        return constantTimeEquals(Array(value.utf8.dropFirst(scheme.utf8.count)), apiKey)
     }
 
     /// The HTTP API payload 2.0 event for a request; the body travels base64-encoded, so its
@@ -116,7 +138,7 @@ struct LocalGateway: Sendable {
     }
 
     static func response(fromProxy output: [UInt8]) -> HTTPServer.Response {
-        guard let proxy = try? JSON.parse(output), let status = proxy["statusCode"]?.int64 else {
+        guard let proxy = try? JSON.parse(output), let status = proxy["statusCode"]?.int64, (100...599).contains(status) else {
             return json(502, ["message": "the function's answer is not an API Gateway proxy response"])
         }
         var headers: [(String, String)] = []

@@ -11,24 +11,50 @@ import MetaMessaging
 import Glibc
 #endif
 
-let environment = Environment.current()
+var environment = Environment.current()
+let port: Int
+do {
+    port = Int(try environment.integer("PORT", in: 0...65535, default: 3003))
+} catch {
+    Output.fail(error.description)
+}
+let host = environment["HOST"] ?? "127.0.0.1"
+
+// The credential of the routes that act for a tenant: SERVE_API_KEY, or one made for this run.
+let apiKey: String
+var keyWasMade = false
+if let configured = environment["SERVE_API_KEY"] {
+    guard configured.utf8.count >= 16 else { Output.fail("configuration error: SERVE_API_KEY must be at least 16 characters") }
+    apiKey = configured
+} else {
+    apiKey = OAuthState.randomNonce() + OAuthState.randomNonce()
+    environment = Environment(environment.values.merging(["SERVE_API_KEY": apiKey]) { $1 })
+    keyWasMade = true
+}
 do {
     try JSONLogHandler.bootstrap(environment: environment)
 } catch {
     Output.fail(error.description)
 }
 let logger = Logger(label: "serve")
-let gateway = LocalGateway(environment: environment, transport: AsyncHTTPTransport(), logger: logger)
-let port = Int(environment["PORT"] ?? "3003") ?? 3003
-let host = environment["HOST"] ?? "127.0.0.1"
+let gateway = LocalGateway(environment: environment, transport: AsyncHTTPTransport(), logger: logger, apiKey: apiKey)
 
 let server: HTTPServer
 do {
-    server = try await HTTPServer(host: host, port: port, maxBodyBytes: LocalGateway.maxBodyBytes, threads: 2) { request in
+    server = try await HTTPServer(host: host, port: port, limits: HTTPServer.Limits(maxBodyBytes: LocalGateway.maxBodyBytes), threads: 2) { request in
         await gateway.handle(request)
     }
 } catch {
     Output.fail("serve: \(error) (set PORT to use another port)")
+}
+if keyWasMade {
+    let shown = host.contains(":") ? "[\(host)]" : host
+    Output.stderr("""
+        serve: SERVE_API_KEY is not set, so this run made one. The routes that act for a tenant \
+        (POST /messages, GET /external/meta/auth-url) need it:
+          export SERVE_API_KEY=\(apiKey)
+          curl -H "Authorization: Bearer $SERVE_API_KEY" "http://\(shown):\(server.port)/external/meta/auth-url?businessId=B0100001&locationId=L0100001"
+        """)
 }
 logger.info("listening on http://\(host):\(server.port)", metadata: ["routes": "\(gateway.routeSummary)"])
 

@@ -31,10 +31,14 @@ import TestSupport
         func logText() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
     }
 
+    static let apiKey = "serve-test-key-0123456789abcdef"
+    static let authorization = ("Authorization", "Bearer \(apiKey)")
+
     static func start(_ harness: H, extra: [String: String] = [:]) async throws -> Gateway {
         let port = freePort()
         let environment = harness.environment.merging([
             "PORT": String(port), "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token", "LOG_LEVEL": "info",
+            "SERVE_API_KEY": apiKey,
         ]) { $1 }.merging(extra) { $1 }
         let (process, log) = try Executables.start("serve", environment: environment)
         let gateway = Gateway(process: process, log: log, port: port)
@@ -60,14 +64,15 @@ import TestSupport
         #expect(String(decoding: verify.body, as: UTF8.self) == "8675309")
         #expect(verify.header("Content-Type") == "text/plain")
 
-        let authURL = try await Self.request("GET", "\(gateway.base)/external/meta/auth-url?businessId=B0100001&locationId=L0100001")
+        let authURL = try await Self.request("GET", "\(gateway.base)/external/meta/auth-url?businessId=B0100001&locationId=L0100001",
+                                             headers: [Self.authorization])
         #expect(authURL.status == 200)
         #expect(String(decoding: authURL.body, as: UTF8.self).contains("dialog/oauth"))
 
         let denied = try await Self.request("GET", "\(gateway.base)/external/meta/callback?error=access_denied&state=bogus")
         #expect(denied.status == 400)
 
-        let send = try await Self.request("POST", "\(gateway.base)/messages", headers: [("Content-Type", "application/json")],
+        let send = try await Self.request("POST", "\(gateway.base)/messages", headers: [("Content-Type", "application/json"), Self.authorization],
                                           body: Array(#"{"businessId":"B0100001","platform":"whatsapp","recipientId":"1650","message":{"text":"hi"}}"#.utf8))
         #expect(send.status == 200)
         #expect(await harness.graph.messages.count == 1)
@@ -158,7 +163,8 @@ import TestSupport
         let harness = try await H.make(.file)
         let gateway = try await Self.start(harness)
         defer { gateway.process.terminate() }
-        let response = try await Self.request("GET", "\(gateway.base)/external/meta/auth-url?businessId=B1&locationId=L1")
+        let response = try await Self.request("GET", "\(gateway.base)/external/meta/auth-url?businessId=B1&locationId=L1",
+                                              headers: [Self.authorization])
         #expect(response.status == 503)
         #expect(String(decoding: response.body, as: UTF8.self).contains("META_APP_ID"))
         await harness.shutdown()
