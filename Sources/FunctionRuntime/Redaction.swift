@@ -31,14 +31,12 @@ public struct Redaction: Sendable {
     }
 
     public func scrub(_ text: String) -> String {
-        var text = text
+        let mayMatch = text.utf8.contains { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "B") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "I") }
+        var text = mayMatch ? Self.scrubPatterns(text) : text
         for secret in secrets where text.contains(secret) {
             text = text.replacing(secret, with: Self.marker)
         }
-        guard text.utf8.contains(where: { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "B") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "I") }) else {
-            return text
-        }
-        return Self.scrubPatterns(text)
+        return text
     }
 
     private static func isTokenByte(_ byte: UInt8) -> Bool {

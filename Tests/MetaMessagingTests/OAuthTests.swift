@@ -267,7 +267,10 @@ import TestSupport
         let wrongCode = try await Self.callback(harness, ["code": "wrong-code", "state": try await Self.state(harness)])
         #expect(wrongCode.statusCode == 400)
         #expect(wrongCode.bodyJSON?["error"] as? String == "code_exchange_failed")
-        #expect((wrongCode.bodyJSON?["message"] as? String)?.contains("Invalid verification code format") == true)
+        // Our own words and Meta's trace id reach the person; Meta's text only the log.
+        #expect((wrongCode.bodyJSON?["message"] as? String)?.contains("fbtrace_id AbCdEfGh123") == true)
+        #expect(!wrongCode.stdout.contains("Invalid verification code format"))
+        #expect(wrongCode.stderr.contains("Invalid verification code format"))
         #expect(!wrongCode.stdout.contains("wrong-code"))
 
         await harness.graph.script([GraphStandIn.error(code: 190, subcode: 463, message: "Error validating access token: Session has expired")], pathSuffix: "/me/accounts")

@@ -217,7 +217,8 @@ public final class ChildProcess: @unchecked Sendable {
         return ProcessResult(
             exitCode: child.terminationStatus,
             stdout: String(decoding: output, as: UTF8.self),
-            stderr: timedOut ? stderr + "\n[\((executable as NSString).lastPathComponent) was still running after \(String(format: "%g", timeout)) s and was stopped]\n" : stderr)
+            stderr: timedOut ? stderr + "\n[\((executable as NSString).lastPathComponent) was still running after \(String(format: "%g", timeout)) s and was stopped]\n" : stderr,
+            signalled: child.wasSignalled && !timedOut, timedOut: timedOut)
     }
 
     public struct SpawnError: Error, CustomStringConvertible {

@@ -6,6 +6,18 @@ public struct ProcessResult: Sendable {
     public let exitCode: Int32
     public let stdout: String
     public let stderr: String
+    /// A signal ended the process (then `exitCode` is the signal's number).
+    public var signalled = false
+    /// It ran past its timeout and was stopped.
+    public var timedOut = false
+
+    public init(exitCode: Int32, stdout: String, stderr: String, signalled: Bool = false, timedOut: Bool = false) {
+        self.exitCode = exitCode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.signalled = signalled
+        self.timedOut = timedOut
+    }
 
     public var json: [String: Any]? {
         (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]
