@@ -75,6 +75,8 @@ let package = Package(
         ], path: "Tests/TestSupport"),
         .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
         .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),
+        .executableTarget(name: "fuzz", dependencies: ["TestSupport", "SafeJSON", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/fuzz",
+                          exclude: ["crashes"]),
         .executableTarget(name: "bench", dependencies: ["TestSupport", "MetaMessaging", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore", "AWSSigning", "AsyncHTTPTransport"], path: "Tests/bench"),
         .testTarget(name: "MetaMessagingTests", dependencies: [
             "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
