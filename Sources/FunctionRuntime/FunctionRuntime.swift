@@ -27,9 +27,15 @@ public struct HTTPFunction: FunctionHandler {
         self.body = body
     }
 
+    /// The handler's response, or the response of the `HTTPResponseError` it threw; any other
+    /// error is a function error (API Gateway answers it with a 502, as in AWS).
     public func handle(event: [UInt8], context: InvocationContext) async throws -> [UInt8] {
         let request = try APIGatewayEvent.decode(event)
-        return APIGatewayEvent.encode(try await body(request, context))
+        do {
+            return APIGatewayEvent.encode(try await body(request, context))
+        } catch let error as any HTTPResponseError {
+            return APIGatewayEvent.encode(error.response)
+        }
     }
 }
 

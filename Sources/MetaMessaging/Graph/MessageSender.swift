@@ -35,25 +35,25 @@ public struct MessageSender: Sendable {
         messagingType: MessagingType = .response, deadline: ContinuousClock.Instant, logger: Logger
     ) async throws(SendError) -> SentMessage {
         guard credentials.isActive else {
-            throw SendError("InactiveCredentials", "the credentials of business \(credentials.businessId) need reconnection"
+            throw SendError.inactiveCredentials("the credentials of business \(credentials.businessId) need reconnection"
                 + (credentials.inactiveReason.map { " (\($0))" } ?? ""))
         }
         guard let account = credentials.sendingAccount(for: platform) else {
-            throw SendError("MissingAccount", "business \(credentials.businessId) has no \(platform == .whatsapp ? "WhatsApp phone number" : "Page") connected")
+            throw SendError.missingAccount("business \(credentials.businessId) has no \(platform == .whatsapp ? "WhatsApp phone number" : "Page") connected")
         }
         let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType).encoded()
         var attempt = 0
         while true {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .milliseconds(100) else {
-                throw SendError("DeadlineExceeded", "no time left to send the message before the invocation's deadline")
+                throw SendError.deadlineExceeded("no time left to send the message before the invocation's deadline", graph: nil)
             }
             do {
                 let answer = try await graph.call(
                     "POST", "\(account)/messages", token: credentials.accessToken, json: body,
                     timeout: min(requestTimeout, remaining))
                 guard let messageId = answer["message_id"]?.id ?? answer["messages"]?.array?.first?["id"]?.id else {
-                    throw SendError("InvalidGraphResponse", "the Graph API accepted the message but returned no message id")
+                    throw SendError.invalidGraphResponse("the Graph API accepted the message but returned no message id")
                 }
                 let recipient = answer["recipient_id"]?.id ?? answer["contacts"]?.array?.first?["wa_id"]?.id ?? recipientId
                 return SentMessage(recipientId: recipient, messageId: messageId)
@@ -68,25 +68,25 @@ public struct MessageSender: Sendable {
                     } catch {
                         logger.error("could not mark credentials for reconnection", metadata: ["error": "\(error)"])
                     }
-                    throw SendError("TokenExpired", error.description, graph: error)
+                    throw SendError.tokenExpired(error)
                 }
                 if error.kind == .transport, deadline - ContinuousClock.now <= .milliseconds(100) {
                     // The call was cut short by the deadline, not refused: out of time.
-                    throw SendError("DeadlineExceeded", "the Graph API did not answer before the invocation's deadline", graph: error)
+                    throw SendError.deadlineExceeded("the Graph API did not answer before the invocation's deadline", graph: error)
                 }
                 let delay = backoff.delay(afterAttempt: attempt)
                 // A retry needs the backoff delay plus room for a whole Graph call.
                 guard error.isTransient, attempt < backoff.maxAttempts,
                       deadline - ContinuousClock.now > delay + .seconds(1)
                 else {
-                    throw SendError(error.kind == .transport ? "GraphUnreachable" : "GraphAPIError", error.description, graph: error)
+                    throw error.kind == .transport ? SendError.graphUnreachable(error) : SendError.graphAPIError(error)
                 }
                 logger.warning("transient Graph error, retrying", metadata: [
                     "code": "\(error.code ?? 0)", "httpStatus": "\(error.httpStatus ?? 0)", "attempt": "\(attempt)",
                 ])
                 try? await Task.sleep(for: delay)
             } catch {
-                throw SendError("GraphAPIError", "\(error)")
+                throw SendError.graphAPIError(GraphError(kind: .invalidResponse, message: "\(error)"))
             }
         }
     }

@@ -65,38 +65,38 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
         let trimmed = text?.trimmingSpaces() ?? ""
         if let attachment {
             guard text == nil else {
-                throw SendError("InvalidMessage", "a message carries either text or an attachment, not both")
+                throw SendError.invalidMessage("a message carries either text or an attachment, not both")
             }
             guard Self.attachmentTypes.contains(attachment.type) else {
-                throw SendError("InvalidAttachment", "attachment type must be one of image, video, audio, file")
+                throw SendError.invalidAttachment("attachment type must be one of image, video, audio, file")
             }
             guard attachment.url.hasPrefix("https://") || attachment.url.hasPrefix("http://") else {
-                throw SendError("InvalidAttachment", "attachment url must be an http(s) URL")
+                throw SendError.invalidAttachment("attachment url must be an http(s) URL")
             }
         } else {
-            guard !trimmed.isEmpty else { throw SendError("EmptyMessage", "the message has no text and no attachment") }
+            guard !trimmed.isEmpty else { throw SendError.emptyMessage("the message has no text and no attachment") }
             guard Self.fitsTextLimit(text ?? "", platform) else {
                 let limit = switch platform {
                 case .instagram: "1000 bytes of UTF-8"
                 case .messenger: "2000 characters"
                 case .whatsapp: "4096 characters"
                 }
-                throw SendError("TextTooLong", "the text is longer than \(platform.rawValue)'s limit of \(limit)")
+                throw SendError.textTooLong("the text is longer than \(platform.rawValue)'s limit of \(limit)")
             }
         }
         if let quickReplies {
             guard quickReplies.count <= Self.maxQuickReplies(platform) else {
-                throw SendError("TooManyQuickReplies", "\(platform.rawValue) allows at most \(Self.maxQuickReplies(platform)) quick replies")
+                throw SendError.tooManyQuickReplies("\(platform.rawValue) allows at most \(Self.maxQuickReplies(platform)) quick replies")
             }
             if platform == .whatsapp, attachment != nil {
-                throw SendError("InvalidQuickReply", "WhatsApp reply buttons need a text message")
+                throw SendError.invalidQuickReply("WhatsApp reply buttons need a text message")
             }
             for reply in quickReplies {
                 guard !reply.title.trimmingSpaces().isEmpty, reply.title.count <= Self.maxQuickReplyTitle else {
-                    throw SendError("InvalidQuickReply", "each quick reply needs a title of 1 to \(Self.maxQuickReplyTitle) characters")
+                    throw SendError.invalidQuickReply("each quick reply needs a title of 1 to \(Self.maxQuickReplyTitle) characters")
                 }
                 guard !reply.payload.isEmpty, reply.payload.count <= 1000 else {
-                    throw SendError("InvalidQuickReply", "each quick reply needs a payload of 1 to 1000 characters")
+                    throw SendError.invalidQuickReply("each quick reply needs a payload of 1 to 1000 characters")
                 }
             }
         }
@@ -162,16 +162,89 @@ public enum MessagingType: String, Sendable, Codable {
     case humanAgent = "human_agent"
 }
 
-/// A failure of `send` (or of the reply step of `receive`), as a Lambda function error with
-/// an `errorType` a caller can act on. The Graph error, if any, is kept whole.
-public struct SendError: FunctionError, Equatable {
-    public let errorType: String
-    public let errorMessage: String
-    public let graph: GraphError?
+/// A failure of `send` (or of the reply step of `receive`): a Lambda function error with an
+/// `errorType` a caller can act on, and through API Gateway a proxy response with its status
+/// (400 invalid input, 404 unknown tenant, 409 credentials to reconnect, 502 Meta, 503 store).
+/// The Graph error, if any, is kept whole.
+public enum SendError: HTTPResponseError, Equatable {
+    case invalidInput(String)
+    case missingBusinessId(String)
+    case unknownPlatform(String)
+    case missingRecipient(String)
+    case emptyMessage(String)
+    case textTooLong(String)
+    case tooManyQuickReplies(String)
+    case invalidQuickReply(String)
+    case invalidAttachment(String)
+    case invalidMessage(String)
+    case unknownTenant(String)
+    case inactiveCredentials(String)
+    case missingAccount(String)
+    case storeUnavailable(String)
+    case graphAPIError(GraphError)
+    case tokenExpired(GraphError)
+    case graphUnreachable(GraphError)
+    case invalidGraphResponse(String)
+    /// No time left before the invocation's deadline (the Graph call, if one was cut short).
+    case deadlineExceeded(String, graph: GraphError?)
 
-    public init(_ errorType: String, _ errorMessage: String, graph: GraphError? = nil) {
-        self.errorType = errorType
-        self.errorMessage = errorMessage
-        self.graph = graph
+    public var errorType: String {
+        switch self {
+        case .invalidInput: "InvalidInput"
+        case .missingBusinessId: "MissingBusinessId"
+        case .unknownPlatform: "UnknownPlatform"
+        case .missingRecipient: "MissingRecipient"
+        case .emptyMessage: "EmptyMessage"
+        case .textTooLong: "TextTooLong"
+        case .tooManyQuickReplies: "TooManyQuickReplies"
+        case .invalidQuickReply: "InvalidQuickReply"
+        case .invalidAttachment: "InvalidAttachment"
+        case .invalidMessage: "InvalidMessage"
+        case .unknownTenant: "UnknownTenant"
+        case .inactiveCredentials: "InactiveCredentials"
+        case .missingAccount: "MissingAccount"
+        case .storeUnavailable: "StoreUnavailable"
+        case .graphAPIError: "GraphAPIError"
+        case .tokenExpired: "TokenExpired"
+        case .graphUnreachable: "GraphUnreachable"
+        case .invalidGraphResponse: "InvalidGraphResponse"
+        case .deadlineExceeded: "DeadlineExceeded"
+        }
+    }
+
+    public var errorMessage: String {
+        switch self {
+        case .invalidInput(let text), .missingBusinessId(let text), .unknownPlatform(let text), .missingRecipient(let text),
+             .emptyMessage(let text), .textTooLong(let text), .tooManyQuickReplies(let text), .invalidQuickReply(let text),
+             .invalidAttachment(let text), .invalidMessage(let text), .unknownTenant(let text), .inactiveCredentials(let text),
+             .missingAccount(let text), .storeUnavailable(let text), .invalidGraphResponse(let text), .deadlineExceeded(let text, _):
+            text
+        case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error):
+            error.description
+        }
+    }
+
+    public var status: Int {
+        switch self {
+        case .unknownTenant: 404
+        case .inactiveCredentials, .missingAccount, .tokenExpired: 409
+        case .storeUnavailable: 503
+        case .graphAPIError, .graphUnreachable, .invalidGraphResponse, .deadlineExceeded: 502
+        default: 400
+        }
+    }
+
+    /// Meta's error, when Meta answered one (or a call to it failed).
+    public var graph: GraphError? {
+        switch self {
+        case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error): error
+        case .deadlineExceeded(_, let graph): graph
+        default: nil
+        }
+    }
+
+    /// Whether the failure is the deadline's, not the message's.
+    public var isOutOfTime: Bool {
+        if case .deadlineExceeded = self { true } else { false }
     }
 }

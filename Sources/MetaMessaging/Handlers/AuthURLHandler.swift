@@ -19,21 +19,21 @@ public struct AuthURLHandler: Sendable {
         let redirectUri: String
     }
 
-    public func handle(_ request: HTTPRequest, logger: Logger) -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, logger: Logger) throws(RequestRefused) -> HTTPResponse {
         guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId) else {
-            return .error(400, code: "invalid_business_id", message: "businessId is required: 1 to 128 letters, digits or -_.:#@")
+            throw RequestRefused(400, code: "invalid_business_id", "businessId is required: 1 to 128 letters, digits or -_.:#@")
         }
         guard let locationId = request.queryValue("locationId"), isValidIdentifier(locationId) else {
-            return .error(400, code: "invalid_location_id", message: "locationId is required: 1 to 128 letters, digits or -_.:#@")
+            throw RequestRefused(400, code: "invalid_location_id", "locationId is required: 1 to 128 letters, digits or -_.:#@")
         }
         let pageId = request.queryValue("pageId").flatMap { $0.isEmpty ? nil : $0 }
         if let pageId, !pageId.allSatisfy(\.isNumber) || pageId.count > 32 {
-            return .error(400, code: "invalid_page_id", message: "pageId must be a Facebook Page id (digits)")
+            throw RequestRefused(400, code: "invalid_page_id", "pageId must be a Facebook Page id (digits)")
         }
         let redirectURI = request.queryValue("redirectUri").flatMap { $0.isEmpty ? nil : $0 } ?? config.redirectURI
         guard config.isAllowed(redirectURI: redirectURI) else {
             logger.warning("auth-url refused: redirect URI not allowed")
-            return .error(400, code: "redirect_uri_not_allowed", message: "redirectUri must be META_REDIRECT_URI or one of META_ALLOWED_REDIRECT_URIS")
+            throw RequestRefused(400, code: "redirect_uri_not_allowed", "redirectUri must be META_REDIRECT_URI or one of META_ALLOWED_REDIRECT_URIS")
         }
         let state = OAuthState(
             businessId: businessId, locationId: locationId, pageId: pageId, redirectUri: redirectURI,
@@ -48,6 +48,6 @@ public struct AuthURLHandler: Sendable {
     }
 
     public var function: HTTPFunction {
-        HTTPFunction { request, context in self.handle(request, logger: context.logger) }
+        HTTPFunction { request, context in try self.handle(request, logger: context.logger) }
     }
 }

@@ -73,7 +73,7 @@ public struct MessageResponder: Sendable {
             await record(message, owner: owner, status: .answered, detail: nil, logger: logger)
             return .answered(sent)
         } catch {
-            let outOfTime = error.errorType == "DeadlineExceeded"
+            let outOfTime = error.isOutOfTime
             let transient = error.graph?.isTransient ?? outOfTime
             return await giveUp(message, owner: owner, reason: "\(error.errorType): \(error.errorMessage)",
                                 transient: transient, retry: retryTransient || outOfTime, logger: logger)

@@ -58,11 +58,13 @@ public struct OAuthCallbackHandler: Sendable {
 
     /// `message` is ours and reaches the person; `detail` (Meta's own text, which can quote
     /// anything) goes to the log only, through its redaction.
-    struct Failure: Error {
+    struct Failure: HTTPResponseError {
         let status: Int
         let code: String
         let message: String
         var detail: String? = nil
+        var errorType: String { code }
+        var errorMessage: String { message }
 
         /// A Graph failure in our own words, with Meta's `fbtrace_id` for support.
         static func graph(_ error: GraphError, status: Int, code: String, what: String) -> Failure {

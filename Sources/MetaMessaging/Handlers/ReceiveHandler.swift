@@ -68,22 +68,22 @@ public struct ReceiveHandler: Sendable {
         var deferred = 0
     }
 
-    public func handle(_ request: HTTPRequest, context: InvocationContext) async -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, context: InvocationContext) async throws(RequestRefused) -> HTTPResponse {
         let logger = context.logger
         guard request.body.count <= maxBodyBytes else {
             logger.warning("webhook refused: body too large", metadata: ["bytes": "\(request.body.count)"])
-            return .error(413, code: "payload_too_large", message: "the body is larger than \(maxBodyBytes) bytes")
+            throw RequestRefused(413, code: "payload_too_large", "the body is larger than \(maxBodyBytes) bytes")
         }
         if let failure = signature.check(body: request.body, header: request.headers["X-Hub-Signature-256"]) {
             logger.warning("webhook refused: \(failure.rawValue)")
-            return .error(401, code: failure.rawValue, message: "the X-Hub-Signature-256 header does not sign this body with the app secret")
+            throw RequestRefused(401, code: failure.rawValue, "the X-Hub-Signature-256 header does not sign this body with the app secret")
         }
         let delivery: WebhookParser.Delivery
         do {
             delivery = try WebhookParser.parse(request.body)
         } catch {
             logger.warning("webhook refused: \(error.message)")
-            return .error(400, code: "invalid_payload", message: error.message)
+            throw RequestRefused(400, code: "invalid_payload", error.message)
         }
 
         let start = ContinuousClock.now
@@ -206,6 +206,6 @@ public struct ReceiveHandler: Sendable {
 
 extension ReceiveHandler {
     public var function: HTTPFunction {
-        HTTPFunction { request, context in await self.handle(request, context: context) }
+        HTTPFunction { request, context in try await self.handle(request, context: context) }
     }
 }

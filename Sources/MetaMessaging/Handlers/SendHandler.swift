@@ -24,39 +24,39 @@ public struct SendHandler: Sendable {
 
     /// Reads and validates the input. Every problem is a `SendError` with its own type.
     public static func parse(_ document: JSON) throws(SendError) -> Request {
-        guard document.object != nil else { throw SendError("InvalidInput", "the input must be a JSON object") }
+        guard document.object != nil else { throw SendError.invalidInput("the input must be a JSON object") }
         func string(_ key: String, in object: JSON) throws(SendError) -> String? {
             switch object[key] {
             case nil, .null?: return nil
             case .string(let value)?: return value
-            default: throw SendError("InvalidInput", "\(key) must be a string")
+            default: throw SendError.invalidInput("\(key) must be a string")
             }
         }
         guard let businessId = try string("businessId", in: document), !businessId.trimmingSpaces().isEmpty else {
-            throw SendError("MissingBusinessId", "businessId is required")
+            throw SendError.missingBusinessId("businessId is required")
         }
         guard let platformName = try string("platform", in: document), let platform = Platform(rawValue: platformName) else {
-            throw SendError("UnknownPlatform", "platform must be one of instagram, messenger, whatsapp")
+            throw SendError.unknownPlatform("platform must be one of instagram, messenger, whatsapp")
         }
         guard let recipientId = try string("recipientId", in: document), !recipientId.trimmingSpaces().isEmpty else {
-            throw SendError("MissingRecipient", "recipientId is required")
+            throw SendError.missingRecipient("recipientId is required")
         }
         guard let message = document["message"], message.object != nil else {
-            throw SendError("EmptyMessage", "message must be an object with text or an attachment")
+            throw SendError.emptyMessage("message must be an object with text or an attachment")
         }
         var outbound = OutboundMessage(text: try string("text", in: message))
         if let attachment = message["attachment"] {
             guard attachment.object != nil, let type = try string("type", in: attachment), let url = try string("url", in: attachment) else {
-                throw SendError("InvalidAttachment", "attachment must be {\"type\": image|video|audio|file, \"url\": ...}")
+                throw SendError.invalidAttachment("attachment must be {\"type\": image|video|audio|file, \"url\": ...}")
             }
             outbound.attachment = .init(type: type, url: url)
         }
         if let replies = message["quickReplies"] {
-            guard let array = replies.array else { throw SendError("InvalidQuickReply", "quickReplies must be an array") }
+            guard let array = replies.array else { throw SendError.invalidQuickReply("quickReplies must be an array") }
             var parsed: [OutboundMessage.QuickReply] = []
             for reply in array {
                 guard reply.object != nil, let title = try string("title", in: reply), let payload = try string("payload", in: reply) else {
-                    throw SendError("InvalidQuickReply", "each quick reply needs a title and a payload")
+                    throw SendError.invalidQuickReply("each quick reply needs a title and a payload")
                 }
                 parsed.append(.init(title: title, payload: payload))
             }
@@ -68,13 +68,13 @@ public struct SendHandler: Sendable {
         switch try string("tag", in: document)?.uppercased() {
         case nil: break
         case "HUMAN_AGENT"?: messagingType = .humanAgent
-        default: throw SendError("InvalidInput", "tag must be HUMAN_AGENT when given")
+        default: throw SendError.invalidInput("tag must be HUMAN_AGENT when given")
         }
         switch try string("messagingType", in: document)?.uppercased() {
         case nil: break
         case "RESPONSE"?: if messagingType != .humanAgent { messagingType = .response }
         case "UPDATE"?: if messagingType != .humanAgent { messagingType = .update }
-        default: throw SendError("InvalidInput", "messagingType must be RESPONSE or UPDATE")
+        default: throw SendError.invalidInput("messagingType must be RESPONSE or UPDATE")
         }
         return Request(businessId: businessId, platform: platform, recipientId: recipientId, message: outbound, messagingType: messagingType)
     }
@@ -87,9 +87,9 @@ public struct SendHandler: Sendable {
         do {
             credentials = try await directory.credentials(businessId: request.businessId)
         } catch {
-            throw SendError("StoreUnavailable", "the credentials could not be read: \(error)")
+            throw SendError.storeUnavailable("the credentials could not be read: \(error)")
         }
-        guard let credentials else { throw SendError("UnknownTenant", "no Meta credentials for business \(request.businessId)") }
+        guard let credentials else { throw SendError.unknownTenant("no Meta credentials for business \(request.businessId)") }
         let sent = try await sender.send(
             request.message, platform: request.platform, recipientId: request.recipientId, credentials: credentials,
             messagingType: request.messagingType, deadline: context.deadline - .milliseconds(200), logger: logger)
@@ -105,33 +105,30 @@ public struct SendHandler: Sendable {
     struct Function: FunctionHandler {
         let handler: SendHandler
 
+        /// The event is read once: a document with API Gateway's fields is a proxy event (its
+        /// body the input, errors answered by their status), anything else the input itself.
         func handle(event: [UInt8], context: InvocationContext) async throws -> [UInt8] {
-            guard let document = try? JSON.parse(event) else {
-                throw SendError("InvalidInput", "the input is not valid JSON")
+            let document: JSON
+            do {
+                document = try JSON.parse(event)
+            } catch {
+                throw SendError.invalidInput("the input is not valid JSON (\(error.reason))")
             }
             let isGateway = document["requestContext"] != nil || document["httpMethod"] != nil || document["rawPath"] != nil
             guard isGateway else {
                 let sent = try await handler.send(try SendHandler.parse(document), context: context)
                 return JSON.object(["recipientId": .string(sent.recipientId), "messageId": .string(sent.messageId)]).encoded()
             }
-            let request = try APIGatewayEvent.decode(event)
-            do throws(SendError) {
-                guard let body = try? JSON.parse(request.body) else { throw SendError("InvalidInput", "the body is not valid JSON") }
+            return try await HTTPFunction { request, context in
+                let body: JSON
+                do {
+                    body = try JSON.parse(request.body)
+                } catch {
+                    throw SendError.invalidInput("the body is not valid JSON")
+                }
                 let sent = try await handler.send(try SendHandler.parse(body), context: context)
-                return APIGatewayEvent.encode(.json(200, ["recipientId": sent.recipientId, "messageId": sent.messageId]))
-            } catch {
-                return APIGatewayEvent.encode(.error(Self.status(for: error), code: error.errorType, message: error.errorMessage))
-            }
-        }
-
-        static func status(for error: SendError) -> Int {
-            switch error.errorType {
-            case "UnknownTenant": 404
-            case "InactiveCredentials", "MissingAccount", "TokenExpired": 409
-            case "StoreUnavailable": 503
-            case "GraphAPIError", "GraphUnreachable", "InvalidGraphResponse", "DeadlineExceeded": 502
-            default: 400
-            }
+                return .json(200, ["recipientId": sent.recipientId, "messageId": sent.messageId])
+            }.handle(event: event, context: context)
         }
     }
 }

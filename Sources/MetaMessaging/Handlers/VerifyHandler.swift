@@ -15,21 +15,21 @@ public struct VerifyHandler: Sendable {
         self.init(verifyToken: try environment.required("META_WEBHOOK_VERIFY_TOKEN"))
     }
 
-    public func handle(_ request: HTTPRequest, logger: Logger) -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, logger: Logger) throws(RequestRefused) -> HTTPResponse {
         guard let mode = request.queryValue("hub.mode"),
               let token = request.queryValue("hub.verify_token"),
               let challenge = request.queryValue("hub.challenge")
         else {
             logger.info("verification refused: missing parameter")
-            return .error(400, code: "missing_parameter", message: "hub.mode, hub.verify_token and hub.challenge are required")
+            throw RequestRefused(400, code: "missing_parameter", "hub.mode, hub.verify_token and hub.challenge are required")
         }
         guard mode == "subscribe" else {
             logger.info("verification refused: unsupported mode")
-            return .error(400, code: "unsupported_mode", message: "hub.mode must be subscribe")
+            throw RequestRefused(400, code: "unsupported_mode", "hub.mode must be subscribe")
         }
         guard constantTimeEquals(Array(token.utf8), verifyToken) else {
             logger.warning("verification refused: wrong verify token")
-            return .error(403, code: "forbidden", message: "the verify token does not match")
+            throw RequestRefused(403, code: "forbidden", "the verify token does not match")
         }
         logger.info("verification accepted")
         return HTTPResponse(status: 200, headers: ["Content-Type": "text/plain"], body: challenge)
@@ -39,6 +39,6 @@ public struct VerifyHandler: Sendable {
 extension VerifyHandler {
     /// The handler as the runtime runs it.
     public var function: HTTPFunction {
-        HTTPFunction { request, context in self.handle(request, logger: context.logger) }
+        HTTPFunction { request, context in try self.handle(request, logger: context.logger) }
     }
 }
