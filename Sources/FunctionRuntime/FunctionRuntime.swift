@@ -153,74 +153,9 @@ public enum FunctionRuntime {
             exit(2)
         }
 
-        let handler: any FunctionHandler
-        do {
-            handler = try await makeHandler(environment, logger)
-        } catch {
-            let document: ErrorDocument
-            if let configuration = error as? ConfigurationError {
-                document = ErrorDocument(errorType: "Runtime.ConfigurationError", errorMessage: configuration.description)
-                logger.error("\(configuration.description)")
-            } else {
-                document = ErrorDocument(error)
-                logger.error("initialisation failed", metadata: ["errorType": "\(document.errorType)"])
-            }
-            _ = try? client.send(
-                method: "POST", path: RuntimeAPI.initError,
-                headers: [(RuntimeAPI.errorTypeHeader, document.errorType), ("Content-Type", "application/json")],
-                body: encode(document))
-            exit(1)
-        }
-
-        while true {
-            do {
-                let next = try client.send(method: "GET", path: RuntimeAPI.next)
-                guard next.status == 200, let requestID = next.headers[RuntimeAPI.requestIDHeader] else {
-                    logger.error("the Runtime API answered next with \(next.status)")
-                    exit(1)
-                }
-                let traceID = next.headers[RuntimeAPI.traceIDHeader]
-                if let traceID { setenv("_X_AMZN_TRACE_ID", traceID, 1) } else { unsetenv("_X_AMZN_TRACE_ID") }
-                let deadline = deadlineInstant(epochMilliseconds: next.headers[RuntimeAPI.deadlineHeader])
-                var invocationLogger = logger
-                invocationLogger[metadataKey: "requestId"] = "\(requestID)"
-                if let traceID { invocationLogger[metadataKey: "traceId"] = "\(traceID)" }
-                let context = InvocationContext(
-                    requestID: requestID, deadline: deadline, traceID: traceID,
-                    invokedFunctionARN: next.headers[RuntimeAPI.functionARNHeader], logger: invocationLogger)
-                do {
-                    let output = try await handler.handle(event: next.body, context: context)
-                    _ = try client.send(method: "POST", path: RuntimeAPI.response(requestID), body: output)
-                } catch let transport as RuntimeAPIClient.TransportError {
-                    throw transport
-                } catch {
-                    let document = ErrorDocument(error)
-                    invocationLogger.error("function error", metadata: ["errorType": "\(document.errorType)"])
-                    _ = try client.send(
-                        method: "POST", path: RuntimeAPI.error(requestID),
-                        headers: [(RuntimeAPI.errorTypeHeader, document.errorType), ("Content-Type", "application/json")],
-                        body: encode(document))
-                }
-            } catch {
-                // The Runtime API itself is gone: nothing more can be served; Lambda restarts us.
-                logger.critical("Runtime API unreachable: \(error)")
-                exit(1)
-            }
-        }
-    }
-
-    /// Lambda gives the deadline as wall-clock epoch milliseconds; the handler works with a
-    /// monotonic instant so a clock step cannot stretch or cut its budget.
-    private static func deadlineInstant(epochMilliseconds: String?) -> ContinuousClock.Instant {
-        let now = ContinuousClock.now
-        guard let text = epochMilliseconds, let deadline = Int64(text) else { return now + .seconds(30) }
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        let wallNow = Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec / 1_000_000)
-        // The header is the Runtime API's, but never trusted to be sane: a remaining time
-        // outside 0 ... 15 minutes is clamped instead of overflowing.
-        let (remaining, overflow) = deadline.subtractingReportingOverflow(wallNow)
-        return now + .milliseconds(overflow ? 0 : min(max(remaining, 0), 900_000))
+        // The loop returns only when it cannot go on; the process ends here, at its edge.
+        _ = await LambdaLoop.run(client, environment: environment, logger: logger, makeHandler: makeHandler)
+        exit(1)
     }
 
     // MARK: Output
