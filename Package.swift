@@ -39,19 +39,25 @@ let package = Package(
         .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", "HTTPTransport", "SafeJSON", .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPTransport"),
         .target(name: "AWSSigning", dependencies: ["HTTPTransport", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "KeyValueStore", dependencies: [
-            "HTTPTransport", "AWSSigning", "SafeJSON",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "MetaMessaging", dependencies: [
-            "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON",
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "AsyncHTTPTransport", dependencies: [
-            "HTTPTransport",
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
-        ]),
+        .target(
+            name: "KeyValueStore",
+            dependencies: [
+                "HTTPTransport", "AWSSigning", "SafeJSON",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "MetaMessaging",
+            dependencies: [
+                "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "AsyncHTTPTransport",
+            dependencies: [
+                "HTTPTransport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]),
         .executableTarget(name: "verify", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .executableTarget(name: "send", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
@@ -59,28 +65,42 @@ let package = Package(
         .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         // The local gateway: every function behind one HTTP server on a developer's machine.
-        .target(name: "LocalHTTPServer", dependencies: [
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
-        .executableTarget(name: "serve", dependencies: [
-            "MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport", "LocalHTTPServer", "HTTPTransport",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "TestSupport", dependencies: [
-            "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport", "LocalHTTPServer",
-            .product(name: "Crypto", package: "swift-crypto"),
-        ], path: "Tests/TestSupport"),
+        .target(
+            name: "LocalHTTPServer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
+        .executableTarget(
+            name: "serve",
+            dependencies: [
+                "MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport", "LocalHTTPServer", "HTTPTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport", "LocalHTTPServer",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ], path: "Tests/TestSupport"),
         .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
         .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),
-        .executableTarget(name: "fuzz", dependencies: ["TestSupport", "SafeJSON", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/fuzz",
-                          exclude: ["crashes"]),
-        .executableTarget(name: "bench", dependencies: ["TestSupport", "MetaMessaging", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore", "AWSSigning", "AsyncHTTPTransport"], path: "Tests/bench"),
-        .testTarget(name: "MetaMessagingTests", dependencies: [
-            "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
-            "AsyncHTTPTransport", "SafeJSON", "LocalHTTPServer",
-        ], resources: [.copy("Fixtures")]),
+        .executableTarget(
+            name: "fuzz", dependencies: ["TestSupport", "SafeJSON", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/fuzz",
+            exclude: ["crashes"]),
+        .executableTarget(
+            name: "bench",
+            dependencies: [
+                "TestSupport", "MetaMessaging", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore", "AWSSigning",
+                "AsyncHTTPTransport",
+            ], path: "Tests/bench"),
+        .testTarget(
+            name: "MetaMessagingTests",
+            dependencies: [
+                "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
+                "AsyncHTTPTransport", "SafeJSON", "LocalHTTPServer",
+            ], resources: [.copy("Fixtures")]),
     ]
 )

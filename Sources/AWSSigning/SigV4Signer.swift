@@ -1,5 +1,6 @@
 import Crypto
 import HTTPTransport
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -23,7 +24,8 @@ public struct AWSCredentials: Sendable, Equatable {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and the optional `AWS_SESSION_TOKEN`.
     public static func fromEnvironment(_ values: [String: String]) -> AWSCredentials? {
         guard let key = values["AWS_ACCESS_KEY_ID"], !key.isEmpty,
-              let secret = values["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else { return nil }
+            let secret = values["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty
+        else { return nil }
         let token = values["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token)
     }
@@ -104,7 +106,8 @@ public struct SigV4Signer: Sendable {
             key = SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
         }
         let signature = Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: key))
-        let authorization = "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), "
+        let authorization =
+            "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), "
             + "SignedHeaders=\(signedHeaders), Signature=\(signature)"
         return Parts(
             canonicalRequest: canonicalRequest, stringToSign: stringToSign, signedHeaders: signedHeaders,

@@ -25,7 +25,8 @@ public final class AsyncHTTPTransport: HTTPTransport {
         }
         let host = Self.host(of: request.url)
         do {
-            let response = try await client.execute(outbound, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            let response = try await client.execute(
+                outbound, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
             var body = try await response.body.collect(upTo: maxResponseBytes)
             return OutboundResponse(
                 status: Int(response.status.code),

@@ -1,9 +1,10 @@
+import SafeJSON
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SafeJSON
 
 /// API Gateway's Lambda proxy integration, both payload formats:
 /// - REST API, payload 1.0: `httpMethod`, `path`, `headers`, `multiValueHeaders`,

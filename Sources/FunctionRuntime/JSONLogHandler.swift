@@ -1,3 +1,6 @@
+import HTTPTransport
+import Logging
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,8 +8,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import HTTPTransport
-import Logging
 
 /// One JSON object per line on stderr, the shape CloudWatch Logs' JSON format expects:
 /// `{"timestamp","level","message","logger", ...metadata}`.

@@ -1,3 +1,5 @@
+import Logging
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Logging
 
 /// One invocation as the Runtime API hands it out (`GET /runtime/invocation/next`).
 public struct LambdaInvocation: Sendable, Equatable {
@@ -134,12 +135,14 @@ extension RuntimeAPIClient: LambdaRuntimeAPI {
     }
 
     func reportError(requestID: String, errorType: String, document: [UInt8]) throws(TransportError) {
-        _ = try send(method: "POST", path: RuntimeAPI.error(requestID),
-                     headers: [(RuntimeAPI.errorTypeHeader, errorType), ("Content-Type", "application/json")], body: document)
+        _ = try send(
+            method: "POST", path: RuntimeAPI.error(requestID),
+            headers: [(RuntimeAPI.errorTypeHeader, errorType), ("Content-Type", "application/json")], body: document)
     }
 
     func reportInitError(errorType: String, document: [UInt8]) throws(TransportError) {
-        _ = try send(method: "POST", path: RuntimeAPI.initError,
-                     headers: [(RuntimeAPI.errorTypeHeader, errorType), ("Content-Type", "application/json")], body: document)
+        _ = try send(
+            method: "POST", path: RuntimeAPI.initError,
+            headers: [(RuntimeAPI.errorTypeHeader, errorType), ("Content-Type", "application/json")], body: document)
     }
 }

@@ -24,10 +24,11 @@ public struct Redaction: Sendable {
 
     /// The secrets named in the environment that this product reads.
     public init(environment: Environment) {
-        self.init(secrets: [
-            "META_APP_SECRET", "INSTAGRAM_APP_SECRET", "META_WEBHOOK_VERIFY_TOKEN", "OAUTH_STATE_SECRET", "SERVE_API_KEY",
-            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-        ].compactMap { environment[$0] })
+        self.init(
+            secrets: [
+                "META_APP_SECRET", "INSTAGRAM_APP_SECRET", "META_WEBHOOK_VERIFY_TOKEN", "OAUTH_STATE_SECRET", "SERVE_API_KEY",
+                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+            ].compactMap { environment[$0] })
     }
 
     public func scrub(_ text: String) -> String {
@@ -47,8 +48,8 @@ public struct Redaction: Sendable {
     private static func isValueEnd(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "&"), UInt8(ascii: " "), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: ","), UInt8(ascii: ";"),
-             UInt8(ascii: ")"), UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"),
-             UInt8(ascii: "<"), UInt8(ascii: ">"):
+            UInt8(ascii: ")"), UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"),
+            UInt8(ascii: "<"), UInt8(ascii: ">"):
             return true
         default:
             return false
@@ -71,7 +72,8 @@ public struct Redaction: Sendable {
                     let nameBytes = Array(name.utf8)
                     let end = index + nameBytes.count
                     guard end < bytes.count, bytes[end] == UInt8(ascii: "="),
-                          bytes[index..<end].elementsEqual(nameBytes, by: { $0 | 0x20 == $1 | 0x20 }) else { continue }
+                        bytes[index..<end].elementsEqual(nameBytes, by: { $0 | 0x20 == $1 | 0x20 })
+                    else { continue }
                     out += bytes[index...end]
                     var valueEnd = end + 1
                     while valueEnd < bytes.count, !isValueEnd(bytes[valueEnd]) { valueEnd += 1 }

@@ -29,8 +29,9 @@ public indirect enum AttributeValue: Sendable, Hashable, Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
         guard container.allKeys.count == 1, let key = container.allKeys.first else {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath, debugDescription: "an AttributeValue has exactly one type key"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath, debugDescription: "an AttributeValue has exactly one type key"))
         }
         switch key {
         case .S: self = .s(try container.decode(String.self, forKey: key))

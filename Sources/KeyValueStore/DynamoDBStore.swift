@@ -1,11 +1,12 @@
+import AWSSigning
+import HTTPTransport
+import SafeJSON
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SafeJSON
-import AWSSigning
-import HTTPTransport
 
 /// DynamoDB over HTTP: the JSON 1.0 protocol (`POST /`, `X-Amz-Target:
 /// DynamoDB_20120810.<Operation>`, `Content-Type: application/x-amz-json-1.0`), signed with
@@ -40,9 +41,11 @@ public struct DynamoDBStore: KeyValueStore {
     public func put(_ table: TableSchema, item: Item, condition: Condition?) async throws(KeyValueError) {
         var expression = Expression()
         let conditionText = condition.map { expression.render($0, table: table) }
-        let _: Empty = try await call("PutItem", PutItemInput(
-            TableName: table.name, Item: item, ConditionExpression: conditionText,
-            ExpressionAttributeNames: expression.namesOrNil, ExpressionAttributeValues: expression.valuesOrNil))
+        let _: Empty = try await call(
+            "PutItem",
+            PutItemInput(
+                TableName: table.name, Item: item, ConditionExpression: conditionText,
+                ExpressionAttributeNames: expression.namesOrNil, ExpressionAttributeValues: expression.valuesOrNil))
     }
 
     public func update(_ table: TableSchema, key: Item, set: Item, remove: [String], condition: Condition?) async throws(KeyValueError) -> Item {
@@ -54,10 +57,12 @@ public struct DynamoDBStore: KeyValueStore {
         let removals = remove.filter { key[$0] == nil }.map { expression.name($0) }
         if !removals.isEmpty { clauses.append("REMOVE " + removals.joined(separator: ", ")) }
         let conditionText = condition.map { expression.render($0, table: table) }
-        let output: UpdateItemOutput = try await call("UpdateItem", UpdateItemInput(
-            TableName: table.name, Key: key, UpdateExpression: clauses.isEmpty ? nil : clauses.joined(separator: " "),
-            ConditionExpression: conditionText, ExpressionAttributeNames: expression.namesOrNil,
-            ExpressionAttributeValues: expression.valuesOrNil, ReturnValues: "ALL_NEW"))
+        let output: UpdateItemOutput = try await call(
+            "UpdateItem",
+            UpdateItemInput(
+                TableName: table.name, Key: key, UpdateExpression: clauses.isEmpty ? nil : clauses.joined(separator: " "),
+                ConditionExpression: conditionText, ExpressionAttributeNames: expression.namesOrNil,
+                ExpressionAttributeValues: expression.valuesOrNil, ReturnValues: "ALL_NEW"))
         return output.Attributes ?? key
     }
 
@@ -69,10 +74,12 @@ public struct DynamoDBStore: KeyValueStore {
         var items: [Item] = []
         var start: Item?
         repeat {
-            let output: QueryOutput = try await call("Query", QueryInput(
-                TableName: table.name, KeyConditionExpression: "#pk = :pk",
-                ExpressionAttributeNames: ["#pk": table.partitionKey], ExpressionAttributeValues: [":pk": value],
-                ExclusiveStartKey: start, ConsistentRead: true))
+            let output: QueryOutput = try await call(
+                "Query",
+                QueryInput(
+                    TableName: table.name, KeyConditionExpression: "#pk = :pk",
+                    ExpressionAttributeNames: ["#pk": table.partitionKey], ExpressionAttributeValues: [":pk": value],
+                    ExclusiveStartKey: start, ConsistentRead: true))
             items += output.Items ?? []
             start = output.LastEvaluatedKey
         } while start != nil
@@ -89,11 +96,15 @@ public struct DynamoDBStore: KeyValueStore {
             attributes.append(AttributeDefinition(AttributeName: sort, AttributeType: "S"))
             keys.append(KeySchemaElement(AttributeName: sort, KeyType: "RANGE"))
         }
-        let _: Empty = try await call("CreateTable", CreateTableInput(
-            TableName: table.name, AttributeDefinitions: attributes, KeySchema: keys, BillingMode: "PAY_PER_REQUEST"))
+        let _: Empty = try await call(
+            "CreateTable",
+            CreateTableInput(
+                TableName: table.name, AttributeDefinitions: attributes, KeySchema: keys, BillingMode: "PAY_PER_REQUEST"))
         if let ttl = table.ttlAttribute {
-            let _: Empty = try await call("UpdateTimeToLive", UpdateTimeToLiveInput(
-                TableName: table.name, TimeToLiveSpecification: .init(AttributeName: ttl, Enabled: true)))
+            let _: Empty = try await call(
+                "UpdateTimeToLive",
+                UpdateTimeToLiveInput(
+                    TableName: table.name, TimeToLiveSpecification: .init(AttributeName: ttl, Enabled: true)))
         }
     }
 
@@ -143,10 +154,10 @@ public struct DynamoDBStore: KeyValueStore {
         case "ResourceNotFoundException":
             return KeyValueError(.tableNotFound, detail)
         case "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-             "InternalServerError", "ServiceUnavailable", "LimitExceededException":
+            "InternalServerError", "ServiceUnavailable", "LimitExceededException":
             return KeyValueError(.unavailable, detail)
         case "UnrecognizedClientException", "InvalidSignatureException", "AccessDeniedException",
-             "MissingAuthenticationTokenException", "ExpiredTokenException", "IncompleteSignatureException":
+            "MissingAuthenticationTokenException", "ExpiredTokenException", "IncompleteSignatureException":
             return KeyValueError(.accessDenied, detail)
         default:
             return status >= 500 ? KeyValueError(.unavailable, detail) : KeyValueError(.invalidRequest, detail)

@@ -1,10 +1,11 @@
+import SafeJSON
+import Synchronization
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SafeJSON
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -189,7 +190,7 @@ public struct FileStore: KeyValueStore {
         for (number, line) in bytes.split(separator: UInt8(ascii: "\n")).enumerated() {
             if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) { continue }
             guard let record = try? SafeJSON.decode(ItemLine.self, from: Array(line)),
-                  let key = schema.key(of: record.Item)
+                let key = schema.key(of: record.Item)
             else {
                 throw KeyValueError(.corruptTable, "\(path) line \(number + 1) is not a DynamoDB JSON item of \(schema.name); the file was left as it is")
             }
@@ -315,7 +316,9 @@ private struct TableItems: Sendable {
     }
 
     mutating func load(_ item: Item, key: Item) {
-        if let position = index[key] { all[position] = item } else {
+        if let position = index[key] {
+            all[position] = item
+        } else {
             index[key] = all.count
             all.append(item)
         }

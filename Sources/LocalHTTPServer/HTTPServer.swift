@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A small HTTP/1.1 server on SwiftNIO with an async handler per request: the local gateway
 /// (`serve`) and the tests' loopback stand-ins are built on it. It is meant to be safe behind
@@ -63,8 +64,10 @@ public final class HTTPServer: Sendable {
         public var headTimeout: Duration
         public var idleTimeout: Duration
 
-        public init(maxBodyBytes: Int = 8 * 1024 * 1024, maxConnections: Int = 512,
-                    headTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60)) {
+        public init(
+            maxBodyBytes: Int = 8 * 1024 * 1024, maxConnections: Int = 512,
+            headTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60)
+        ) {
             self.maxBodyBytes = maxBodyBytes
             self.maxConnections = maxConnections
             self.headTimeout = headTimeout
@@ -84,13 +87,17 @@ public final class HTTPServer: Sendable {
     /// How many are open now.
     public var openConnections: Int { registry.count }
 
-    public convenience init(host: String = "127.0.0.1", port: Int = 0, maxBodyBytes: Int = 8 * 1024 * 1024, threads: Int = 1,
-                            handler: @escaping Handler) async throws {
+    public convenience init(
+        host: String = "127.0.0.1", port: Int = 0, maxBodyBytes: Int = 8 * 1024 * 1024, threads: Int = 1,
+        handler: @escaping Handler
+    ) async throws {
         try await self.init(host: host, port: port, limits: Limits(maxBodyBytes: maxBodyBytes), threads: threads, handler: handler)
     }
 
-    public init(host: String = "127.0.0.1", port: Int = 0, limits: Limits, threads: Int = 1,
-                handler: @escaping Handler) async throws {
+    public init(
+        host: String = "127.0.0.1", port: Int = 0, limits: Limits, threads: Int = 1,
+        handler: @escaping Handler
+    ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let accepted = NIOLockedValueBox(0)
         let inFlight = NIOLockedValueBox(InFlight())
@@ -316,8 +323,9 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
     private func refuseTooLarge(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         answered = true
         body = []
-        write(HTTPServer.Response(status: 413, headers: [("Content-Type", "text/plain")], body: Array("request body too large\n".utf8)),
-              version: head.version, keepAlive: false, context: context)
+        write(
+            HTTPServer.Response(status: 413, headers: [("Content-Type", "text/plain")], body: Array("request body too large\n".utf8)),
+            version: head.version, keepAlive: false, context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -339,8 +347,9 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
                 }
                 guard expectation.lowercased() == "100-continue" else {
                     answered = true
-                    write(HTTPServer.Response(status: 417, headers: [("Content-Type", "text/plain")], body: Array("unsupported expectation\n".utf8)),
-                          version: head.version, keepAlive: false, context: context)
+                    write(
+                        HTTPServer.Response(status: 417, headers: [("Content-Type", "text/plain")], body: Array("unsupported expectation\n".utf8)),
+                        version: head.version, keepAlive: false, context: context)
                     return
                 }
                 let interim = HTTPResponseHead(version: head.version, status: .continue)

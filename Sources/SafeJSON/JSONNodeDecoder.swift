@@ -18,7 +18,8 @@ extension JSONNode {
         guard case .number(let text) = self else { return nil }
         if let value = Int64(text) { return value }
         guard let value = Double(text), value.isFinite, value.rounded() == value,
-              value >= -9_223_372_036_854_775_808.0, value < 9_223_372_036_854_775_808.0 else { return nil }
+            value >= -9_223_372_036_854_775_808.0, value < 9_223_372_036_854_775_808.0
+        else { return nil }
         return Int64(value)
     }
 

@@ -137,7 +137,7 @@ public struct JSONReader {
     private mutating func readLiteral(_ literal: StaticString) throws(JSONReadError) {
         let count = literal.utf8CodeUnitCount
         guard bytes.count - index >= count,
-              UnsafeBufferPointer(start: literal.utf8Start, count: count).elementsEqual(bytes[index..<(index + count)])
+            UnsafeBufferPointer(start: literal.utf8Start, count: count).elementsEqual(bytes[index..<(index + count)])
         else { throw error("invalid literal") }
         index += count
     }

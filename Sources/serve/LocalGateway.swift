@@ -1,13 +1,14 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import FunctionRuntime
 import HTTPTransport
 import LocalHTTPServer
 import Logging
 import MetaMessaging
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// The routes of SPEC section 3 on one local server. A function whose configuration is
 /// missing answers 503 naming the variable, so the others still run.
@@ -62,9 +63,11 @@ struct LocalGateway: Sendable {
         logger[metadataKey: "requestId"] = "\(requestID)"
         let response = await dispatch(request, requestID: requestID, logger: logger)
         let elapsed = ContinuousClock.now - start
-        logger.info("\(request.method) \(request.path) \(response.status)", metadata: [
-            "durationMs": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
-        ])
+        logger.info(
+            "\(request.method) \(request.path) \(response.status)",
+            metadata: [
+                "durationMs": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)"
+            ])
         return response
     }
 
@@ -151,7 +154,8 @@ struct LocalGateway: Sendable {
     }
 
     static func json(_ status: Int, _ object: [String: String]) -> HTTPServer.Response {
-        HTTPServer.Response(status: status, headers: [("Content-Type", "application/json")],
-                            body: JSON.object(object.mapValues { .string($0) }).encoded())
+        HTTPServer.Response(
+            status: status, headers: [("Content-Type", "application/json")],
+            body: JSON.object(object.mapValues { .string($0) }).encoded())
     }
 }

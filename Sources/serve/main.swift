@@ -7,6 +7,7 @@ import FunctionRuntime
 import LocalHTTPServer
 import Logging
 import MetaMessaging
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -49,7 +50,8 @@ do {
 }
 if keyWasMade {
     let shown = host.contains(":") ? "[\(host)]" : host
-    Output.stderr("""
+    Output.stderr(
+        """
         serve: SERVE_API_KEY is not set, so this run made one. The routes that act for a tenant \
         (POST /messages, GET /external/meta/auth-url) need it:
           export SERVE_API_KEY=\(apiKey)

@@ -1,7 +1,7 @@
 import Foundation
 import FunctionRuntime
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct APIGatewayEventTests {
     private func decode(_ json: String) throws -> HTTPRequest {
@@ -29,7 +29,8 @@ import TestSupport
     @Test func base64BodyIsDecodedToTheExactBytes() throws {
         let bytes: [UInt8] = [0x7B, 0x22, 0xC3, 0xA9, 0x5C, 0x2F, 0x22, 0x7D, 0xFF, 0x00]
         let encoded = Data(bytes).base64EncodedString()
-        let request = try decode("""
+        let request = try decode(
+            """
             {"version":"2.0","rawPath":"/webhooks/meta","rawQueryString":"","headers":{"content-type":"application/json"},
              "requestContext":{"http":{"method":"POST","path":"/webhooks/meta"}},"body":"\(encoded)","isBase64Encoded":true}
             """)
@@ -49,7 +50,8 @@ import TestSupport
     }
 
     @Test func absentAndNullMapsAreEmpty() throws {
-        let request = try decode("""
+        let request = try decode(
+            """
             {"httpMethod":"GET","path":"/x","headers":null,"multiValueHeaders":null,
              "queryStringParameters":null,"multiValueQueryStringParameters":null,"body":null}
             """)
@@ -63,13 +65,15 @@ import TestSupport
     }
 
     @Test func multiValueQueryStringsInBothFormats() throws {
-        let rest = try decode("""
+        let rest = try decode(
+            """
             {"httpMethod":"GET","path":"/x","queryStringParameters":{"a":"2"},
              "multiValueQueryStringParameters":{"a":["1","2"],"b":["x y"]}}
             """)
         #expect(rest.query["a"] == ["1", "2"])
         #expect(rest.query["b"] == ["x y"])
-        let http = try decode("""
+        let http = try decode(
+            """
             {"version":"2.0","rawPath":"/x","rawQueryString":"a=1&a=2&b=x%20y&c=%2B%26&d",
              "queryStringParameters":{"a":"1,2","b":"x y"},"requestContext":{"http":{"method":"GET"}}}
             """)
@@ -83,7 +87,8 @@ import TestSupport
     }
 
     @Test func headersMatchWhateverTheirCase() throws {
-        let request = try decode("""
+        let request = try decode(
+            """
             {"httpMethod":"POST","path":"/x","headers":{"X-Hub-Signature-256":"sha256=ab","content-TYPE":"application/json"},
              "multiValueHeaders":{"X-Hub-Signature-256":["sha256=ab"],"content-TYPE":["application/json"],"Accept":["a","b"]}}
             """)
@@ -99,8 +104,10 @@ import TestSupport
         #expect(rest.cookies == ["a=1", "b=2"])
     }
 
-    @Test(arguments: ["", "not json", "[1,2]", #"{"httpMethod":5,"path":"/"}"#, #"{"path":"/"}"#, #"{"httpMethod":"GET","headers":"x"}"#,
-                      #"{"httpMethod":"GET","requestContext":"x"}"#, #"{"version":"2.0","rawPath":"/","requestContext":{"http":5}}"#])
+    @Test(arguments: [
+        "", "not json", "[1,2]", #"{"httpMethod":5,"path":"/"}"#, #"{"path":"/"}"#, #"{"httpMethod":"GET","headers":"x"}"#,
+        #"{"httpMethod":"GET","requestContext":"x"}"#, #"{"version":"2.0","rawPath":"/","requestContext":{"http":5}}"#,
+    ])
     func malformedEventsAreClearErrors(_ json: String) {
         #expect(throws: APIGatewayEvent.DecodingError.self) { try decode(json) }
     }

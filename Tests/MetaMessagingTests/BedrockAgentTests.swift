@@ -2,18 +2,20 @@ import AWSSigning
 import AsyncHTTPTransport
 import Foundation
 import MetaMessaging
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct EventStreamTests {
     static func chunk(_ text: String) -> EventStreamMessage {
-        EventStreamMessage(headers: [(":event-type", .string("chunk")), (":content-type", .string("application/json")), (":message-type", .string("event"))],
-                           payload: Array(#"{"bytes":"\#(Data(text.utf8).base64EncodedString())"}"#.utf8))
+        EventStreamMessage(
+            headers: [(":event-type", .string("chunk")), (":content-type", .string("application/json")), (":message-type", .string("event"))],
+            payload: Array(#"{"bytes":"\#(Data(text.utf8).base64EncodedString())"}"#.utf8))
     }
 
     static func exception(_ type: String, _ message: String) -> EventStreamMessage {
-        EventStreamMessage(headers: [(":exception-type", .string(type)), (":content-type", .string("application/json")), (":message-type", .string("exception"))],
-                           payload: Array(#"{"message":"\#(message)"}"#.utf8))
+        EventStreamMessage(
+            headers: [(":exception-type", .string(type)), (":content-type", .string("application/json")), (":message-type", .string("exception"))],
+            payload: Array(#"{"message":"\#(message)"}"#.utf8))
     }
 
     static func hex(_ text: String) -> [UInt8] {
@@ -22,7 +24,9 @@ import TestSupport
 
     @Test func aFrameBuiltByZlibsCRC32Decodes() throws {
         // Built with Python's struct and zlib.crc32, independently of our encoder.
-        let frame = Self.hex("000000770000004bcfde7bae0b3a6576656e742d747970650700056368756e6b0d3a636f6e74656e742d747970650700106170706c69636174696f6e2f6a736f6e0d3a6d6573736167652d747970650700056576656e747b226279746573223a225347567362473867643239796247513d227ddc7ce5d0")
+        let frame = Self.hex(
+            "000000770000004bcfde7bae0b3a6576656e742d747970650700056368756e6b0d3a636f6e74656e742d747970650700106170706c69636174696f6e2f6a736f6e0d3a6d6573736167652d747970650700056576656e747b226279746573223a225347567362473867643239796247513d227ddc7ce5d0"
+        )
         var decoder = EventStreamDecoder()
         let messages = try decoder.feed(frame)
         #expect(messages.count == 1)
@@ -32,10 +36,11 @@ import TestSupport
     }
 
     @Test func severalChunksAndEveryHeaderType() throws {
-        let typed = EventStreamMessage(headers: [
-            ("t", .bool(true)), ("f", .bool(false)), ("b", .byte(-3)), ("s", .short(-300)), ("i", .int(70000)), ("l", .long(-5_000_000_000)),
-            ("bytes", .bytes([1, 2, 3])), ("str", .string("é")), ("ts", .timestamp(1_795_687_200_000)), ("id", .uuid(Array(0..<16))),
-        ], payload: [])
+        let typed = EventStreamMessage(
+            headers: [
+                ("t", .bool(true)), ("f", .bool(false)), ("b", .byte(-3)), ("s", .short(-300)), ("i", .int(70000)), ("l", .long(-5_000_000_000)),
+                ("bytes", .bytes([1, 2, 3])), ("str", .string("é")), ("ts", .timestamp(1_795_687_200_000)), ("id", .uuid(Array(0..<16))),
+            ], payload: [])
         var decoder = EventStreamDecoder()
         let messages = try decoder.feed(Self.chunk("Bună ").encoded() + typed.encoded() + Self.chunk("ziua!").encoded())
         #expect(messages == [Self.chunk("Bună "), typed, Self.chunk("ziua!")])
@@ -88,9 +93,10 @@ import TestSupport
         let server = try await LoopbackServer { request in
             let count = await recorder.add(request)
             guard let authorization = request.header("Authorization"), authorization.contains("/eu-west-1/bedrock/aws4_request"),
-                  request.header("X-Amz-Security-Token") == credentials.sessionToken
+                request.header("X-Amz-Security-Token") == credentials.sessionToken
             else { return .json(403, #"{"message":"missing or wrong credential scope"}"#) }
-            let signedNames = authorization.components(separatedBy: "SignedHeaders=").last?.components(separatedBy: ",").first?.split(separator: ";").map(String.init) ?? []
+            let signedNames =
+                authorization.components(separatedBy: "SignedHeaders=").last?.components(separatedBy: ",").first?.split(separator: ";").map(String.init) ?? []
             let signed = signedNames.compactMap { name in request.header(name).map { (name, $0) } }
             let expected = SigV4Signer(credentials: credentials, region: "eu-west-1", service: "bedrock")
                 .canonicalParts(method: request.method, url: "http://\(request.header("Host") ?? "")\(request.uri)", headers: signed, body: request.body)
@@ -103,23 +109,30 @@ import TestSupport
     }
 
     static func stream(_ messages: [EventStreamMessage]) -> LoopbackServer.Response {
-        LoopbackServer.Response(status: 200, headers: [("Content-Type", "application/vnd.amazon.eventstream"), ("x-amz-bedrock-agent-session-id", "s")],
-                                body: messages.flatMap { $0.encoded() })
+        LoopbackServer.Response(
+            status: 200, headers: [("Content-Type", "application/vnd.amazon.eventstream"), ("x-amz-bedrock-agent-session-id", "s")],
+            body: messages.flatMap { $0.encoded() })
     }
 
     static let request = AgentRequest(
         tenant: Tenant(businessId: "B0100001", locationId: "L0100001"),
-        message: InboundMessage(platform: .instagram, messageId: "m_1", accountId: "17841400000000001", senderId: "1234567890123456",
-                                timestamp: 1, content: .text("Aveți loc mâine?")))
+        message: InboundMessage(
+            platform: .instagram, messageId: "m_1", accountId: "17841400000000001", senderId: "1234567890123456",
+            timestamp: 1, content: .text("Aveți loc mâine?")))
 
     static func agent(_ server: LoopbackServer) -> BedrockAgent {
-        BedrockAgent(agentId: "AGENT12345", agentAliasId: "ALIAS67890", region: "eu-west-1", endpoint: server.baseURL,
-                     credentials: credentials, transport: AsyncHTTPTransport(), backoff: .init(maxAttempts: 3, base: .milliseconds(10)))
+        BedrockAgent(
+            agentId: "AGENT12345", agentAliasId: "ALIAS67890", region: "eu-west-1", endpoint: server.baseURL,
+            credentials: credentials, transport: AsyncHTTPTransport(), backoff: .init(maxAttempts: 3, base: .milliseconds(10)))
     }
 
     @Test func theReplyIsTheChunksOfAnEventStream() async throws {
         let (server, recorder) = try await Self.standIn { _, _ in
-            Self.stream([EventStreamTests.chunk("Da, "), EventStreamMessage(headers: [(":event-type", .string("trace")), (":message-type", .string("event"))], payload: Array("{}".utf8)), EventStreamTests.chunk("avem loc la 10.")])
+            Self.stream([
+                EventStreamTests.chunk("Da, "),
+                EventStreamMessage(headers: [(":event-type", .string("trace")), (":message-type", .string("event"))], payload: Array("{}".utf8)),
+                EventStreamTests.chunk("avem loc la 10."),
+            ])
         }
         let reply = try await Self.agent(server).reply(to: Self.request, timeout: .seconds(5))
         #expect(reply == "Da, avem loc la 10.")
@@ -152,9 +165,13 @@ import TestSupport
 
     @Test func throttlingIsRetriedThenSucceeds() async throws {
         let (server, recorder) = try await Self.standIn { _, count in
-            count == 1 ? Self.stream([EventStreamTests.exception("throttlingException", "Rate exceeded")])
-                : count == 2 ? LoopbackServer.Response(status: 429, headers: [("x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/")], body: Array(#"{"message":"slow down"}"#.utf8))
-                : Self.stream([EventStreamTests.chunk("ok")])
+            count == 1
+                ? Self.stream([EventStreamTests.exception("throttlingException", "Rate exceeded")])
+                : count == 2
+                    ? LoopbackServer.Response(
+                        status: 429, headers: [("x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/")],
+                        body: Array(#"{"message":"slow down"}"#.utf8))
+                    : Self.stream([EventStreamTests.chunk("ok")])
         }
         let reply = try await Self.agent(server).reply(to: Self.request, timeout: .seconds(10))
         #expect(reply == "ok")
@@ -180,11 +197,13 @@ import TestSupport
     @Test func receiveAnswersWithTheBedrockAgentEndToEnd() async throws {
         let (server, _) = try await Self.standIn { _, _ in Self.stream([EventStreamTests.chunk("Bună! Avem loc mâine la 10.")]) }
         let harness = try await FunctionHarness.make(.file)
-        let result = try await harness.run("receive", TestEvents.load("instagram-text.json"), extra: [
-            "AGENT_BACKEND": "bedrock-agent", "BEDROCK_AGENT_ID": "AGENT12345", "BEDROCK_AGENT_ALIAS_ID": "ALIAS67890",
-            "BEDROCK_AGENT_ENDPOINT": server.baseURL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": Self.credentials.accessKeyID,
-            "AWS_SECRET_ACCESS_KEY": Self.credentials.secretAccessKey, "AWS_SESSION_TOKEN": Self.credentials.sessionToken ?? "",
-        ])
+        let result = try await harness.run(
+            "receive", TestEvents.load("instagram-text.json"),
+            extra: [
+                "AGENT_BACKEND": "bedrock-agent", "BEDROCK_AGENT_ID": "AGENT12345", "BEDROCK_AGENT_ALIAS_ID": "ALIAS67890",
+                "BEDROCK_AGENT_ENDPOINT": server.baseURL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": Self.credentials.accessKeyID,
+                "AWS_SECRET_ACCESS_KEY": Self.credentials.secretAccessKey, "AWS_SESSION_TOKEN": Self.credentials.sessionToken ?? "",
+            ])
         #expect(result.bodyJSON?["answered"] as? Int == 1, "\(result.stderr.suffix(400))")
         let texts = await harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
         #expect(texts == ["Bună! Avem loc mâine la 10."])

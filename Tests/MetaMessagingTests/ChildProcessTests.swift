@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The tests start hundreds of processes, many at once, and some (moto's harness, the Lambda
 /// loop bootstraps) live long. A CI run once hung for 90 minutes: with Foundation's `Process`,

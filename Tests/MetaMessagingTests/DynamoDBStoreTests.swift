@@ -3,8 +3,8 @@ import AsyncHTTPTransport
 import Foundation
 import HTTPTransport
 import KeyValueStore
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct DynamoDBStoreTests {
     let table = TableSchema(name: "kv-test", partitionKey: "id")
@@ -96,8 +96,9 @@ import TestSupport
             await seen.add(request)
             return .json(400, #"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#)
         }
-        let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
-                                  credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"))
+        let store = DynamoDBStore(
+            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"))
         do {
             try await store.put(table, item: ["id": .s("x")], condition: .itemAbsent)
         } catch {
@@ -112,8 +113,9 @@ import TestSupport
 
     @Test func garbageAnswersAreInvalidResponses() async throws {
         let server = try await LoopbackServer { _ in LoopbackServer.Response(status: 200, body: Array("<html>hello</html>".utf8)) }
-        let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
-                                  credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"))
+        let store = DynamoDBStore(
+            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"))
         do {
             _ = try await store.get(table, key: ["id": .s("x")])
             Issue.record("garbage was accepted")
@@ -128,9 +130,10 @@ import TestSupport
             try? await Task.sleep(for: .seconds(10))
             return .json(200, "{}")
         }
-        let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
-                                  credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"),
-                                  backoff: Backoff(maxAttempts: 2, base: .milliseconds(5)), timeout: .milliseconds(200))
+        let store = DynamoDBStore(
+            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"),
+            backoff: Backoff(maxAttempts: 2, base: .milliseconds(5)), timeout: .milliseconds(200))
         let start = ContinuousClock.now
         do {
             _ = try await store.get(table, key: ["id": .s("x")])
@@ -144,9 +147,10 @@ import TestSupport
     }
 
     @Test func anUnreachableServerIsUnavailable() async throws {
-        let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: "http://127.0.0.1:1",
-                                  credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"),
-                                  backoff: Backoff(maxAttempts: 2, base: .milliseconds(5)))
+        let store = DynamoDBStore(
+            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: "http://127.0.0.1:1",
+            credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"),
+            backoff: Backoff(maxAttempts: 2, base: .milliseconds(5)))
         do {
             _ = try await store.get(table, key: ["id": .s("x")])
             Issue.record("an unreachable server answered")

@@ -1,7 +1,7 @@
 import Foundation
 import KeyValueStore
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct FileStoreTests {
     let table = TableSchema(name: "kv-test", partitionKey: "id")

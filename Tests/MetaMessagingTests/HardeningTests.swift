@@ -3,8 +3,8 @@ import FunctionRuntime
 import KeyValueStore
 import MetaMessaging
 import SafeJSON
-import Testing
 import TestSupport
+import Testing
 
 /// Regression tests for each class of defect of the hardening issue, with the inputs that
 /// used to kill a process. Where the failure was a process dying, the test runs the process.
@@ -77,8 +77,10 @@ import TestSupport
             Self.survived(receive, "receive \(depth)")
             #expect(receive.statusCode == 400)
 
-            let record: [String: Any] = ["messageId": "r-deep", "body": Self.deep(depth, prefix: #"{"tenant":"#, suffix: "}"),
-                                         "attributes": ["MessageGroupId": "g"]]
+            let record: [String: Any] = [
+                "messageId": "r-deep", "body": Self.deep(depth, prefix: #"{"tenant":"#, suffix: "}"),
+                "attributes": ["MessageGroupId": "g"],
+            ]
             let process = try await harness.run("process", Array(try JSONSerialization.data(withJSONObject: ["Records": [record]])))
             Self.survived(process, "process \(depth)")
             #expect(process.exitCode == 0)
@@ -87,8 +89,9 @@ import TestSupport
             Self.survived(deepEvent, "process event \(depth)")
             #expect(deepEvent.exitCode == 1)
 
-            let verify = try await harness.run("verify", Array(Self.deep(depth, prefix: #"{"a":"#, suffix: "}").utf8),
-                                               extra: ["META_WEBHOOK_VERIFY_TOKEN": "local-verify-token"])
+            let verify = try await harness.run(
+                "verify", Array(Self.deep(depth, prefix: #"{"a":"#, suffix: "}").utf8),
+                extra: ["META_WEBHOOK_VERIFY_TOKEN": "local-verify-token"])
             Self.survived(verify, "verify \(depth)")
             #expect(verify.exitCode == 1)
         }
@@ -98,19 +101,22 @@ import TestSupport
 
     @Test func deeplyNestedAnswersFromGraphAndTheAgentAreFailuresNotCrashes() async throws {
         let harness = try await H.make(.file)
-        let deepAnswer = LoopbackServer.Response(status: 200, headers: [("Content-Type", "application/json")],
-                                                 body: Array(Self.deep(512, prefix: #"{"message_id":"#, suffix: "}").utf8))
+        let deepAnswer = LoopbackServer.Response(
+            status: 200, headers: [("Content-Type", "application/json")],
+            body: Array(Self.deep(512, prefix: #"{"message_id":"#, suffix: "}").utf8))
         await harness.graph.script([deepAnswer], pathSuffix: "/messages")
         let send = try await harness.run("send", SendTests.input(message: ["text": "hi"]))
         Self.survived(send, "send with a deep Graph answer")
         #expect(send.exitCode == 1)
 
         let agent = try await LoopbackServer { _ in
-            LoopbackServer.Response(status: 200, headers: [("Content-Type", "application/json")],
-                                    body: Array(Self.deep(512, prefix: #"{"reply":"#, suffix: "}").utf8))
+            LoopbackServer.Response(
+                status: 200, headers: [("Content-Type", "application/json")],
+                body: Array(Self.deep(512, prefix: #"{"reply":"#, suffix: "}").utf8))
         }
-        let receive = try await harness.run("receive", H.webhookEvent(H.messaging(events: [H.textEvent(mid: "m_deep_agent", text: "hi")])),
-                                            extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL])
+        let receive = try await harness.run(
+            "receive", H.webhookEvent(H.messaging(events: [H.textEvent(mid: "m_deep_agent", text: "hi")])),
+            extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL])
         Self.survived(receive, "receive with a deep agent answer")
         #expect(receive.statusCode == 200)
         #expect(receive.bodyJSON?["failed"] as? Int == 1)
@@ -135,16 +141,20 @@ import TestSupport
     @Test func anOverflowingWhatsAppTimestampIsAnInvalidEvent() async throws {
         let harness = try await H.make(.file)
         for timestamp in ["9223372036854776", "-1", "1e30", "99999999999999999999"] {
-            let body = #"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"\#(H.phoneNumberId)"},"messages":[{"from":"16505551234","id":"wamid.T\#(timestamp)","timestamp":"\#(timestamp)","type":"text","text":{"body":"hi"}}],"statuses":[{"id":"wamid.S","status":"read","timestamp":"\#(timestamp)","recipient_id":"1"}]}}]}]}"#
+            let body =
+                #"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"\#(H.phoneNumberId)"},"messages":[{"from":"16505551234","id":"wamid.T\#(timestamp)","timestamp":"\#(timestamp)","type":"text","text":{"body":"hi"}}],"statuses":[{"id":"wamid.S","status":"read","timestamp":"\#(timestamp)","recipient_id":"1"}]}}]}]}"#
             let result = try await harness.run("receive", H.webhookEvent(body))
             Self.survived(result, "receive timestamp \(timestamp)")
             #expect(result.statusCode == 200)
             #expect(result.bodyJSON?["invalid"] as? Int == 2)
         }
         // Messenger's millisecond timestamp, likewise.
-        let messenger = try await harness.run("receive", H.webhookEvent(H.messaging(events: [
-            H.textEvent(mid: "m_huge_time", text: "hi", timestamp: Int.max),
-        ])))
+        let messenger = try await harness.run(
+            "receive",
+            H.webhookEvent(
+                H.messaging(events: [
+                    H.textEvent(mid: "m_huge_time", text: "hi", timestamp: Int.max)
+                ])))
         Self.survived(messenger, "receive huge messenger timestamp")
         #expect(messenger.bodyJSON?["invalid"] as? Int == 1)
         #expect(await harness.graph.messages.isEmpty)
@@ -212,18 +222,23 @@ import TestSupport
         let ledger = MessageLedger(store: harness.store, table: harness.tables.processedMessages)
         var records: [[String: Any]] = []
         for index in 1...4 {
-            let message = InboundMessage(platform: .instagram, messageId: "m_proc_\(index)", accountId: H.instagramId,
-                                         senderId: "customer-\(index)", timestamp: 1, content: .text("hello \(index)"))
+            let message = InboundMessage(
+                platform: .instagram, messageId: "m_proc_\(index)", accountId: H.instagramId,
+                senderId: "customer-\(index)", timestamp: 1, content: .text("hello \(index)"))
             _ = try await ledger.claim(message.messageId, businessId: H.tenant.businessId, owner: "receive", as: .queued)
             let body = try JSONEncoder().encode(AcceptedMessage(tenant: H.tenant, message: message))
-            records.append(["messageId": "r\(index)", "body": String(decoding: body, as: UTF8.self),
-                            "attributes": ["MessageGroupId": "group-\(index)"]])
+            records.append([
+                "messageId": "r\(index)", "body": String(decoding: body, as: UTF8.self),
+                "attributes": ["MessageGroupId": "group-\(index)"],
+            ])
         }
         let event = Array(try JSONSerialization.data(withJSONObject: ["Records": records]))
         // 3 s of deadline: room for one or two answers, not four.
-        let result = try await harness.run("process", event, extra: [
-            "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "FUNCTION_TIMEOUT_SECONDS": "3",
-        ])
+        let result = try await harness.run(
+            "process", event,
+            extra: [
+                "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "FUNCTION_TIMEOUT_SECONDS": "3",
+            ])
         Self.survived(result, "process")
         let failures = QueueDispatchTests.failures(result)
         let answered = await harness.graph.messages.count
@@ -244,10 +259,13 @@ import TestSupport
         let harness = try await H.make(.file, seedTenant: false)
         await harness.graph.configure(OAuthTests.world())
         let elsewhere = try await LoopbackServer { _ in .json(200, #"{"data":[]}"#) }
-        for next in ["\(elsewhere.baseURL)/v25.0/me/accounts?after=1", "http://localhost:\(elsewhere.port)/v25.0/me/accounts",
-                     "\(harness.graph.baseURL).evil.example/v25.0/me/accounts", "\(harness.graph.baseURL)@127.0.0.2/v25.0/x"] {
-            await harness.graph.script([.json(200, #"{"data":[{"id":"202","name":"Bistro","access_token":"page-token-202"}],"paging":{"next":"\#(next)"}}"#)],
-                                       pathSuffix: "/me/accounts")
+        for next in [
+            "\(elsewhere.baseURL)/v25.0/me/accounts?after=1", "http://localhost:\(elsewhere.port)/v25.0/me/accounts",
+            "\(harness.graph.baseURL).evil.example/v25.0/me/accounts", "\(harness.graph.baseURL)@127.0.0.2/v25.0/x",
+        ] {
+            await harness.graph.script(
+                [.json(200, #"{"data":[{"id":"202","name":"Bistro","access_token":"page-token-202"}],"paging":{"next":"\#(next)"}}"#)],
+                pathSuffix: "/me/accounts")
             let result = try await OAuthTests.callback(harness, ["code": "good-code", "state": try await OAuthTests.state(harness)])
             Self.survived(result, "oauth-callback")
             #expect(result.statusCode == 502, "\(next)")
@@ -261,8 +279,9 @@ import TestSupport
     @Test func metaErrorTextStaysInTheLog() async throws {
         let harness = try await H.make(.file, seedTenant: false)
         await harness.graph.configure(OAuthTests.world())
-        await harness.graph.script([GraphStandIn.error(code: 100, message: "<script>alert(1)</script> access_token=EAAGleaked0123456789abcdefghijklmnop")],
-                                   pathSuffix: "/oauth/access_token")
+        await harness.graph.script(
+            [GraphStandIn.error(code: 100, message: "<script>alert(1)</script> access_token=EAAGleaked0123456789abcdefghijklmnop")],
+            pathSuffix: "/oauth/access_token")
         let result = try await OAuthTests.callback(harness, ["code": "good-code", "state": try await OAuthTests.state(harness)])
         #expect(result.statusCode == 400)
         #expect(result.bodyJSON?["error"] as? String == "code_exchange_failed")
@@ -337,12 +356,15 @@ import TestSupport
 
     @Test func aRepeatedKeyInADocumentThatNamesATenantIsRefused() async throws {
         let harness = try await H.make(.file)
-        let send = try await harness.run("send", Array(#"{"businessId":"B0100001","businessId":"B0999999","platform":"instagram","recipientId":"1","message":{"text":"hi"}}"#.utf8))
+        let send = try await harness.run(
+            "send", Array(#"{"businessId":"B0100001","businessId":"B0999999","platform":"instagram","recipientId":"1","message":{"text":"hi"}}"#.utf8))
         #expect(send.exitCode == 1)
         #expect(send.json?["errorType"] as? String == "InvalidInput")
 
-        let record: [String: Any] = ["messageId": "r-dup", "attributes": ["MessageGroupId": "g"],
-                                     "body": #"{"tenant":{"businessId":"B0100001","businessId":"B2","locationId":"L"},"message":{}}"#]
+        let record: [String: Any] = [
+            "messageId": "r-dup", "attributes": ["MessageGroupId": "g"],
+            "body": #"{"tenant":{"businessId":"B0100001","businessId":"B2","locationId":"L"},"message":{}}"#,
+        ]
         let process = try await harness.run("process", Array(try JSONSerialization.data(withJSONObject: ["Records": [record]])))
         #expect(QueueDispatchTests.failures(process) == ["r-dup"])
 
@@ -351,11 +373,13 @@ import TestSupport
 
         let gateway = try await ServeTests.start(harness)
         defer { gateway.process.terminate() }
-        let response = try await ServeTests.request("POST", "\(gateway.base)/messages", headers: [ServeTests.authorization],
-                                                    body: Array(#"{"businessId":"B0100001","platform":"instagram","platform":"whatsapp","recipientId":"1","message":{"text":"hi"}}"#.utf8))
+        let response = try await ServeTests.request(
+            "POST", "\(gateway.base)/messages", headers: [ServeTests.authorization],
+            body: Array(#"{"businessId":"B0100001","platform":"instagram","platform":"whatsapp","recipientId":"1","message":{"text":"hi"}}"#.utf8))
         #expect(response.status == 400)
-        let deep = try await ServeTests.request("POST", "\(gateway.base)/messages", headers: [ServeTests.authorization],
-                                                body: Array(Self.deep(512, prefix: #"{"businessId":"B0100001","message":"#, suffix: "}").utf8))
+        let deep = try await ServeTests.request(
+            "POST", "\(gateway.base)/messages", headers: [ServeTests.authorization],
+            body: Array(Self.deep(512, prefix: #"{"businessId":"B0100001","message":"#, suffix: "}").utf8))
         #expect(deep.status == 400)
         #expect(gateway.process.isRunning)
         #expect(await harness.graph.messages.isEmpty)

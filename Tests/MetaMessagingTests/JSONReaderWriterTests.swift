@@ -1,8 +1,9 @@
 import Foundation
-@testable import FunctionRuntime
 import SafeJSON
-import Testing
 import TestSupport
+import Testing
+
+@testable import FunctionRuntime
 
 /// The runtime's own JSON reader and writer, checked against Foundation's JSONSerialization as
 /// an independent implementation of RFC 8259.
@@ -31,7 +32,10 @@ import TestSupport
         try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
     }
 
-    @Test(arguments: ["verify.json", "verify-http-api.json", "instagram-text.json", "messenger-text.json", "whatsapp-text.json", "whatsapp-status.json", "send-api-gateway.json", "process-sqs.json", "oauth-callback.json"])
+    @Test(arguments: [
+        "verify.json", "verify-http-api.json", "instagram-text.json", "messenger-text.json", "whatsapp-text.json", "whatsapp-status.json",
+        "send-api-gateway.json", "process-sqs.json", "oauth-callback.json",
+    ])
     func sampleEventsReadAsFoundationReadsThem(_ name: String) throws {
         let bytes = TestEvents.load(name)
         let node = try JSONReader.read(bytes)
@@ -97,8 +101,11 @@ import TestSupport
         for _ in 0..<3000 {
             var bytes = original
             let position = Int.random(in: 0..<bytes.count, using: &generator)
-            bytes[position] = [UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "{"), UInt8(ascii: "]"), UInt8(ascii: ","), 0x00, 0xC3, 0xFF,
-                               UInt8(ascii: "e"), UInt8(ascii: "1")].randomElement(using: &generator) ?? 0
+            bytes[position] =
+                [
+                    UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "{"), UInt8(ascii: "]"), UInt8(ascii: ","), 0x00, 0xC3, 0xFF,
+                    UInt8(ascii: "e"), UInt8(ascii: "1"),
+                ].randomElement(using: &generator) ?? 0
             if let node = try? JSONReader.read(bytes) {
                 accepted += 1
                 if let object = foundation(bytes) { #expect(same(node, object)) }

@@ -1,13 +1,15 @@
 import Foundation
 import KeyValueStore
-import Testing
 import TestSupport
+import Testing
 
 /// One contract, both backends: the file store and DynamoDB (moto on loopback, signatures checked).
 @Suite struct KeyValueContractTests {
     static func tables() -> (simple: TableSchema, sorted: TableSchema) {
-        (TableSchema(name: Stores.unique("simple"), partitionKey: "id"),
-         TableSchema(name: Stores.unique("sorted"), partitionKey: "businessId", sortKey: "serviceType"))
+        (
+            TableSchema(name: Stores.unique("simple"), partitionKey: "id"),
+            TableSchema(name: Stores.unique("sorted"), partitionKey: "businessId", sortKey: "serviceType")
+        )
     }
 
     @Test(arguments: StoreBackend.allCases)
@@ -89,7 +91,8 @@ import TestSupport
             #expect(error.code == .conditionFailed)
         }
         do {
-            try await store.update(sorted, key: ["businessId": .s("none"), "serviceType": .s("meta")], set: ["x": .s("y")], remove: [], condition: .itemPresent)
+            try await store.update(
+                sorted, key: ["businessId": .s("none"), "serviceType": .s("meta")], set: ["x": .s("y")], remove: [], condition: .itemPresent)
             Issue.record("the update created an item despite itemPresent")
         } catch {
             #expect(error.code == .conditionFailed)

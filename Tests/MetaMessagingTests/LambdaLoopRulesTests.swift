@@ -55,9 +55,10 @@ final class EchoHandler: FunctionHandler {
 
     func handle(event: [UInt8], context: InvocationContext) async throws -> [UInt8] {
         seen.withLock {
-            $0.append(InvocationContextSnapshot(
-                requestID: context.requestID, remaining: context.remaining, traceID: context.traceID,
-                traceEnvironment: ProcessInfo.processInfo.environment["_X_AMZN_TRACE_ID"], arn: context.invokedFunctionARN))
+            $0.append(
+                InvocationContextSnapshot(
+                    requestID: context.requestID, remaining: context.remaining, traceID: context.traceID,
+                    traceEnvironment: ProcessInfo.processInfo.environment["_X_AMZN_TRACE_ID"], arn: context.invokedFunctionARN))
         }
         if event == Array("no".utf8) { throw Refused() }
         return Array("echo:".utf8) + event
@@ -103,17 +104,19 @@ struct InvocationContextSnapshot: Sendable {
             Issue.record("the loop ended \(end)")
             return
         }
-        #expect(api.calls == [
-            .next, .error("r1", "Refused", #"{"errorMessage":"the event says no","errorType":"Refused"}"#),
-            .next, .response("r2", "echo:hello"), .next,
-        ])
+        #expect(
+            api.calls == [
+                .next, .error("r1", "Refused", #"{"errorMessage":"the event says no","errorType":"Refused"}"#),
+                .next, .response("r2", "echo:hello"), .next,
+            ])
     }
 
     @Test func eachInvocationGetsItsTraceIDDeadlineAndARN() async {
         let now: Int64 = 1_795_687_200_000
         let api = ScriptedRuntimeAPI([
-            LambdaInvocation(requestID: "r1", deadlineMilliseconds: String(now + 2500), traceID: "Root=1-abc;Sampled=1",
-                             invokedFunctionARN: "arn:aws:lambda:eu-west-1:123456789012:function:receive", event: []),
+            LambdaInvocation(
+                requestID: "r1", deadlineMilliseconds: String(now + 2500), traceID: "Root=1-abc;Sampled=1",
+                invokedFunctionARN: "arn:aws:lambda:eu-west-1:123456789012:function:receive", event: []),
             LambdaInvocation(requestID: "r2", deadlineMilliseconds: "not a number", event: []),
             LambdaInvocation(requestID: "r3", deadlineMilliseconds: String(Int64.min), event: []),
             LambdaInvocation(requestID: "r4", deadlineMilliseconds: String(Int64.max), event: []),

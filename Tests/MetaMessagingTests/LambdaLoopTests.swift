@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The Runtime API loop as a real process against a loopback Runtime API.
 @Suite(.serialized) struct LambdaLoopTests {
@@ -19,9 +19,11 @@ import TestSupport
 
     @Test func manyInvocationsInARowOnOneConnection() async throws {
         let api = try await RuntimeAPIStandIn()
-        let (process, _) = try Executables.start("verify", environment: [
-            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
-        ])
+        let (process, _) = try Executables.start(
+            "verify",
+            environment: [
+                "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
+            ])
         defer { process.terminate() }
         for index in 0..<40 {
             let name = index.isMultiple(of: 2) ? "verify.json" : "verify-http-api.json"
@@ -36,9 +38,11 @@ import TestSupport
     /// the buffer grows, the answer is right, and the next small event is served as usual.
     @Test func largeEventsAreReadWholeAndTheLoopGoesOn() async throws {
         let api = try await RuntimeAPIStandIn()
-        let (process, _) = try Executables.start("verify", environment: [
-            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
-        ])
+        let (process, _) = try Executables.start(
+            "verify",
+            environment: [
+                "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
+            ])
         defer { process.terminate() }
         var event = try #require(try JSONSerialization.jsonObject(with: Data(TestEvents.load("verify.json"))) as? [String: Any])
         event["body"] = Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }).base64EncodedString()
@@ -64,9 +68,11 @@ import TestSupport
             event = Array(try JSONSerialization.data(withJSONObject: object))
         }
         let api = try BlockingRuntimeAPI(event: event, chunked: true)
-        let (process, _) = try Executables.start("verify", environment: [
-            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
-        ])
+        let (process, _) = try Executables.start(
+            "verify",
+            environment: [
+                "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
+            ])
         defer {
             api.close()
             process.terminate()
@@ -82,9 +88,11 @@ import TestSupport
 
     @Test func malformedEventIsReportedAndTheLoopGoesOn() async throws {
         let api = try await RuntimeAPIStandIn()
-        let (process, _) = try Executables.start("verify", environment: [
-            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
-        ])
+        let (process, _) = try Executables.start(
+            "verify",
+            environment: [
+                "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
+            ])
         defer { process.terminate() }
         let bad = await api.enqueue(Array("{not json".utf8))
         guard case .error(let errorType, let body) = await api.outcome(of: bad) else {
@@ -120,9 +128,11 @@ import TestSupport
 
     @Test func traceIDReachesTheHandler() async throws {
         let api = try await RuntimeAPIStandIn()
-        let (process, log) = try Executables.start("verify", environment: [
-            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
-        ])
+        let (process, log) = try Executables.start(
+            "verify",
+            environment: [
+                "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_WEBHOOK_VERIFY_TOKEN": "local-verify-token",
+            ])
         let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
         let id = await api.enqueue(TestEvents.load("verify.json"), requestID: "req-trace-1", traceID: trace)
         _ = await api.outcome(of: id)

@@ -1,8 +1,8 @@
 import Foundation
 import KeyValueStore
 import MetaMessaging
-import Testing
 import TestSupport
+import Testing
 
 /// `auth-url` and `oauth-callback` as processes, against the Graph stand-in and both backends.
 @Suite struct OAuthTests {
@@ -18,11 +18,15 @@ import TestSupport
     ]
 
     static func world(pages: [OAuthWorld.Page] = pages) -> OAuthWorld {
-        OAuthWorld(appId: appId, redirectURI: redirect, codes: [
-            "good-code": (short: "short-user-token", long: "long-user-token", pages: pages),
-            "second-code": (short: "short-user-token-2", long: "long-user-token-2",
-                            pages: pages.map { .init(id: $0.id, name: $0.name, token: $0.token + "-renewed", instagramAccountId: $0.instagramAccountId) }),
-        ])
+        OAuthWorld(
+            appId: appId, redirectURI: redirect,
+            codes: [
+                "good-code": (short: "short-user-token", long: "long-user-token", pages: pages),
+                "second-code": (
+                    short: "short-user-token-2", long: "long-user-token-2",
+                    pages: pages.map { .init(id: $0.id, name: $0.name, token: $0.token + "-renewed", instagramAccountId: $0.instagramAccountId) }
+                ),
+            ])
     }
 
     static func oauthEnvironment(_ harness: H, extra: [String: String] = [:]) -> [String: String] {
@@ -90,7 +94,8 @@ import TestSupport
             #expect(result.statusCode == status, "\(query)")
             #expect(result.bodyJSON?["error"] as? String == code, "\(query)")
         }
-        let missing = try await Executables.run("auth-url", environment: ["META_APP_ID": "1", "META_REDIRECT_URI": Self.redirect], stdin: TestEvents.load("auth-url.json"))
+        let missing = try await Executables.run(
+            "auth-url", environment: ["META_APP_ID": "1", "META_REDIRECT_URI": Self.redirect], stdin: TestEvents.load("auth-url.json"))
         #expect(missing.exitCode == 2)
         #expect(missing.stderr.contains("OAUTH_STATE_SECRET"))
         await harness.shutdown()
@@ -146,7 +151,8 @@ import TestSupport
 
         // receive now routes a webhook for the connected Page with the stored token.
         await harness.graph.allow(token: "page-token-202", accounts: ["202"])
-        let webhook = H.webhookEvent(H.messaging(account: "17841400000000202", events: [H.textEvent(mid: "m_connected", text: "hello", recipient: "17841400000000202")]))
+        let webhook = H.webhookEvent(
+            H.messaging(account: "17841400000000202", events: [H.textEvent(mid: "m_connected", text: "hello", recipient: "17841400000000202")]))
         let received = try await harness.run("receive", webhook)
         #expect(received.bodyJSON?["answered"] as? Int == 1)
         let reply = try #require(await harness.graph.messages.last)
@@ -191,13 +197,19 @@ import TestSupport
 
         // Altered: the payload says another business, the signature is the original one.
         let original = try OAuthState.verify(good, secret: Self.stateSecret, now: now)
-        let forgedPayload = OAuthState(businessId: "B0999999", locationId: original.locationId, pageId: nil,
-                                       redirectUri: original.redirectUri, nonce: original.nonce, expiresAt: original.expiresAt)
-            .signed(secret: "guessed-secret").split(separator: ".")[0]
-        let expired = OAuthState(businessId: "B0100001", locationId: "L0100001", pageId: nil, redirectUri: Self.redirect,
-                                 nonce: OAuthState.randomNonce(), expiresAt: now - 1).signed(secret: Self.stateSecret)
-        let foreign = OAuthState(businessId: "B0100001", locationId: "L0100001", pageId: nil, redirectUri: "https://evil.example/cb",
-                                 nonce: OAuthState.randomNonce(), expiresAt: now + 600).signed(secret: Self.stateSecret)
+        let forgedPayload = OAuthState(
+            businessId: "B0999999", locationId: original.locationId, pageId: nil,
+            redirectUri: original.redirectUri, nonce: original.nonce, expiresAt: original.expiresAt
+        )
+        .signed(secret: "guessed-secret").split(separator: ".")[0]
+        let expired = OAuthState(
+            businessId: "B0100001", locationId: "L0100001", pageId: nil, redirectUri: Self.redirect,
+            nonce: OAuthState.randomNonce(), expiresAt: now - 1
+        ).signed(secret: Self.stateSecret)
+        let foreign = OAuthState(
+            businessId: "B0100001", locationId: "L0100001", pageId: nil, redirectUri: "https://evil.example/cb",
+            nonce: OAuthState.randomNonce(), expiresAt: now + 600
+        ).signed(secret: Self.stateSecret)
         let cases: [(String, String)] = [
             ("\(forgedPayload).\(parts[1])", "tampered_state"),
             (parts[0] + "." + String(parts[1].reversed()), "tampered_state"),
@@ -247,14 +259,16 @@ import TestSupport
         let state = try await Self.state(harness)
         var event = try JSONSerialization.jsonObject(with: Data(TestEvents.load("oauth-callback-denied.json"))) as? [String: Any] ?? [:]
         event["rawQueryString"] = (event["rawQueryString"] as? String ?? "").replacingOccurrences(of: "STATE", with: state)
-        let result = try await Executables.run("oauth-callback", environment: Self.oauthEnvironment(harness), stdin: Array(JSONSerialization.data(withJSONObject: event)))
+        let result = try await Executables.run(
+            "oauth-callback", environment: Self.oauthEnvironment(harness), stdin: Array(JSONSerialization.data(withJSONObject: event)))
         #expect(result.statusCode == 200)
         #expect(result.bodyJSON?["status"] as? String == "denied")
         #expect(result.bodyJSON?["error"] as? String == "access_denied")
         #expect(await harness.graph.calls.isEmpty)
 
-        let redirected = try await Self.callback(harness, ["error": "access_denied", "error_reason": "user_denied", "state": try await Self.state(harness)],
-                                                 extra: ["META_POST_CONNECT_REDIRECT_URI": "https://app.example.com/meta/done"])
+        let redirected = try await Self.callback(
+            harness, ["error": "access_denied", "error_reason": "user_denied", "state": try await Self.state(harness)],
+            extra: ["META_POST_CONNECT_REDIRECT_URI": "https://app.example.com/meta/done"])
         #expect(redirected.statusCode == 302)
         let location = (redirected.json?["headers"] as? [String: String])?["Location"] ?? ""
         #expect(location.hasPrefix("https://app.example.com/meta/done?status=denied&error=access_denied&businessId=B0100001"))
@@ -273,7 +287,8 @@ import TestSupport
         #expect(wrongCode.stderr.contains("Invalid verification code format"))
         #expect(!wrongCode.stdout.contains("wrong-code"))
 
-        await harness.graph.script([GraphStandIn.error(code: 190, subcode: 463, message: "Error validating access token: Session has expired")], pathSuffix: "/me/accounts")
+        await harness.graph.script(
+            [GraphStandIn.error(code: 190, subcode: 463, message: "Error validating access token: Session has expired")], pathSuffix: "/me/accounts")
         let expired = try await Self.callback(harness, ["code": "good-code", "state": try await Self.state(harness)])
         #expect(expired.statusCode == 502)
         #expect(expired.bodyJSON?["error"] as? String == "token_expired")
@@ -288,11 +303,14 @@ import TestSupport
     @Test func thePostConnectRedirectCarriesTheOutcome() async throws {
         let harness = try await H.make(.file, seedTenant: false)
         await harness.graph.configure(Self.world())
-        let result = try await Self.callback(harness, ["code": "good-code", "state": try await Self.state(harness)],
-                                             extra: ["META_POST_CONNECT_REDIRECT_URI": "https://app.example.com/meta/done"])
+        let result = try await Self.callback(
+            harness, ["code": "good-code", "state": try await Self.state(harness)],
+            extra: ["META_POST_CONNECT_REDIRECT_URI": "https://app.example.com/meta/done"])
         #expect(result.statusCode == 302)
         let location = try #require((result.json?["headers"] as? [String: String])?["Location"])
-        #expect(location == "https://app.example.com/meta/done?status=connected&businessId=B0100001&locationId=L0100001&pageId=202&instagramAccountId=17841400000000202")
+        #expect(
+            location
+                == "https://app.example.com/meta/done?status=connected&businessId=B0100001&locationId=L0100001&pageId=202&instagramAccountId=17841400000000202")
         #expect(!location.contains("token"))
         #expect(!location.contains("good-code"))
         await harness.shutdown()

@@ -2,8 +2,8 @@ import AsyncHTTPTransport
 import Foundation
 import KeyValueStore
 import MetaMessaging
-import Testing
 import TestSupport
+import Testing
 
 /// RECEIVE_DISPATCH=sqs and `process`, against moto's SQS and DynamoDB (signatures checked)
 /// and the Graph stand-in.
@@ -85,9 +85,10 @@ import TestSupport
         var environment = setup.environment
         environment["AGENT_BACKEND"] = "http"
         environment["AGENT_HTTP_URL"] = agent.baseURL
-        let events = ["one", "two", "three"].enumerated().map { index, text in
-            H.textEvent(mid: "m_order_\(index)", text: text, sender: "customer-a", timestamp: 1000 + index)
-        } + [H.textEvent(mid: "m_broken", text: "broken", sender: "customer-b", timestamp: 2000)]
+        let events =
+            ["one", "two", "three"].enumerated().map { index, text in
+                H.textEvent(mid: "m_order_\(index)", text: text, sender: "customer-a", timestamp: 1000 + index)
+            } + [H.textEvent(mid: "m_broken", text: "broken", sender: "customer-b", timestamp: 2000)]
         let received = try await Executables.run("receive", environment: environment, stdin: H.webhookEvent(H.messaging(events: events)))
         #expect(received.bodyJSON?["queued"] as? Int == 4)
         var messages: [JSON] = []
@@ -152,10 +153,12 @@ import TestSupport
         #expect(await setup.harness.graph.messages.count == 1)
 
         // A claim still under its lease is left alone and retried later.
-        try await setup.harness.store.put(setup.harness.tables.processedMessages, item: [
-            "messageId": .s(mid), "status": .s("answering"), "owner": .s("live-invocation"),
-            "leaseUntil": .number(Int64(Date().timeIntervalSince1970) + 60), "expiresAt": .number(Int64(Date().timeIntervalSince1970) + 3600),
-        ])
+        try await setup.harness.store.put(
+            setup.harness.tables.processedMessages,
+            item: [
+                "messageId": .s(mid), "status": .s("answering"), "owner": .s("live-invocation"),
+                "leaseUntil": .number(Int64(Date().timeIntervalSince1970) + 60), "expiresAt": .number(Int64(Date().timeIntervalSince1970) + 3600),
+            ])
         let busy = try await setup.harness.run("process", Self.sqsEvent(messages))
         #expect(Self.failures(busy) == [messages[0]["MessageId"]?.string ?? ""])
         #expect(await setup.harness.graph.messages.count == 1)
@@ -178,7 +181,8 @@ import TestSupport
         let bad = try await setup.harness.run("process", Array(#"{"not":"sqs"}"#.utf8))
         #expect(bad.exitCode == 1)
         #expect(bad.json?["errorType"] as? String == "InvalidEvent")
-        let record = try await setup.harness.run("process", Array(#"{"Records":[{"messageId":"r1","body":"garbage","attributes":{"MessageGroupId":"g"}}]}"#.utf8))
+        let record = try await setup.harness.run(
+            "process", Array(#"{"Records":[{"messageId":"r1","body":"garbage","attributes":{"MessageGroupId":"g"}}]}"#.utf8))
         #expect(Self.failures(record) == ["r1"])
         let sample = try await setup.harness.run("process", TestEvents.load("process-sqs.json"))
         #expect(sample.exitCode == 0)

@@ -1,8 +1,8 @@
 import Foundation
 import KeyValueStore
 import MetaMessaging
-import Testing
 import TestSupport
+import Testing
 
 /// `receive` as a process, against the Graph stand-in and both store backends.
 @Suite struct ReceiveTests {
@@ -23,7 +23,8 @@ import TestSupport
         #expect(sent.body?["messaging_type"] == nil)
         #expect(!result.stderr.contains(H.token))
         #expect(!result.stderr.contains(H.appSecret))
-        let mid = "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDAxOjM0MDI4MjM2NjkyMDkzODQ2MzQ2MzE2NDg4MTc2NDU3NzQ1NDcyMDozMTk5MTQ4MjA5NTY0NTg0OTM1NTk5MzY5MjAwMjg0NDIyNAZDZD"
+        let mid =
+            "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDAxOjM0MDI4MjM2NjkyMDkzODQ2MzQ2MzE2NDg4MTc2NDU3NzQ1NDcyMDozMTk5MTQ4MjA5NTY0NTg0OTM1NTk5MzY5MjAwMjg0NDIyNAZDZD"
         #expect(try await harness.ledgerStatus(mid) == "answered")
         let record = try await harness.store.get(harness.tables.processedMessages, key: ["messageId": .s(mid)])
         #expect((record?["expiresAt"]?.int ?? 0) > Int64(Date().timeIntervalSince1970))
@@ -114,7 +115,8 @@ import TestSupport
         let result = try await harness.run("receive", H.webhookEvent(H.messaging(events: events)))
         #expect(result.statusCode == 200)
         #expect(result.bodyJSON?["answered"] as? Int == 0)
-        let whatsapp = #"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"\#(H.phoneNumberId)"},"messages":[{"from":"1650","id":"wamid.R","timestamp":"9","type":"reaction","reaction":{"message_id":"wamid.X","emoji":"👍"}},{"from":"1650","id":"wamid.U","timestamp":"10","type":"unsupported","errors":[{"code":131051}]}],"statuses":[{"id":"wamid.S","status":"read","timestamp":"11","recipient_id":"1650"}]}}]}]}"#
+        let whatsapp =
+            #"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"\#(H.phoneNumberId)"},"messages":[{"from":"1650","id":"wamid.R","timestamp":"9","type":"reaction","reaction":{"message_id":"wamid.X","emoji":"👍"}},{"from":"1650","id":"wamid.U","timestamp":"10","type":"unsupported","errors":[{"code":131051}]}],"statuses":[{"id":"wamid.S","status":"read","timestamp":"11","recipient_id":"1650"}]}}]}]}"#
         let second = try await harness.run("receive", H.webhookEvent(whatsapp))
         #expect(second.statusCode == 200)
         #expect(second.bodyJSON?["skipped"] as? Int == 3)
@@ -145,11 +147,12 @@ import TestSupport
         }
         #expect(answered == 9)
         let texts = await harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
-        #expect(texts == [
-            "Echo: [video: https://cdn.example/v.mp4]", "Echo: [share: https://instagram.example/p/1]",
-            "Echo: [story_mention: https://cdn.example/story]", "Echo: love it", "Echo: Tomorrow", "Echo: Book now",
-            "Echo: [audio: https://cdn.example/a.mp4]", "Echo: [file: https://cdn.example/f.pdf]", "Echo: [image: https://cdn.example/i.jpg]",
-        ])
+        #expect(
+            texts == [
+                "Echo: [video: https://cdn.example/v.mp4]", "Echo: [share: https://instagram.example/p/1]",
+                "Echo: [story_mention: https://cdn.example/story]", "Echo: love it", "Echo: Tomorrow", "Echo: Book now",
+                "Echo: [audio: https://cdn.example/a.mp4]", "Echo: [file: https://cdn.example/f.pdf]", "Echo: [image: https://cdn.example/i.jpg]",
+            ])
         await harness.shutdown()
     }
 
@@ -157,11 +160,11 @@ import TestSupport
     func batchesAreHandledInTimestampOrderAndOneBadEventStopsNothing(_ backend: StoreBackend) async throws {
         let harness = try await H.make(backend)
         let body = #"""
-        {"object":"instagram","entry":[
-          {"id":"\#(H.instagramId)","time":1,"messaging":[\#(H.textEvent(mid: "m_third", text: "third", timestamp: 3000)),{"sender":{},"timestamp":1500},\#(H.textEvent(mid: "m_first", text: "first", timestamp: 1000))]},
-          {"id":"\#(H.instagramId)","time":2,"messaging":[\#(H.textEvent(mid: "m_second", text: "second", timestamp: 2000)),{"sender":{"id":"x"},"timestamp":"oops","message":{"text":"no mid"}},\#(H.textEvent(mid: "m_fourth", text: "fourth", timestamp: 4000))]}
-        ]}
-        """#
+            {"object":"instagram","entry":[
+              {"id":"\#(H.instagramId)","time":1,"messaging":[\#(H.textEvent(mid: "m_third", text: "third", timestamp: 3000)),{"sender":{},"timestamp":1500},\#(H.textEvent(mid: "m_first", text: "first", timestamp: 1000))]},
+              {"id":"\#(H.instagramId)","time":2,"messaging":[\#(H.textEvent(mid: "m_second", text: "second", timestamp: 2000)),{"sender":{"id":"x"},"timestamp":"oops","message":{"text":"no mid"}},\#(H.textEvent(mid: "m_fourth", text: "fourth", timestamp: 4000))]}
+            ]}
+            """#
         let result = try await harness.run("receive", H.webhookEvent(body))
         #expect(result.statusCode == 200)
         #expect(result.bodyJSON?["answered"] as? Int == 4)
@@ -178,7 +181,8 @@ import TestSupport
         #expect(result.statusCode == 200)
         #expect(result.bodyJSON?["unknownTenant"] as? Int == 1)
         // The App Dashboard's "Test" button: entry id "0", sometimes a string timestamp, sometimes `changes`.
-        let dashboard = #"{"object":"page","entry":[{"id":"0","time":1527459824,"messaging":[{"sender":{"id":"12334"},"recipient":{"id":"23245"},"timestamp":"1527459824","message":{"mid":"test_message_id","text":"test_message"}}]}]}"#
+        let dashboard =
+            #"{"object":"page","entry":[{"id":"0","time":1527459824,"messaging":[{"sender":{"id":"12334"},"recipient":{"id":"23245"},"timestamp":"1527459824","message":{"mid":"test_message_id","text":"test_message"}}]}]}"#
         #expect(try await harness.run("receive", H.webhookEvent(dashboard)).statusCode == 200)
         let dashboardChanges = #"{"object":"instagram","entry":[{"id":"0","time":1604027716,"changes":[{"field":"messages","value":{"event_type":"test"}}]}]}"#
         #expect(try await harness.run("receive", H.webhookEvent(dashboardChanges)).statusCode == 200)
@@ -269,8 +273,9 @@ import TestSupport
             H.textEvent(mid: "m_fail", text: "fail", timestamp: 1), H.textEvent(mid: "m_garbage", text: "garbage", timestamp: 2),
             H.textEvent(mid: "m_fine", text: "fine", timestamp: 3), H.textEvent(mid: "m_slow", text: "slow", timestamp: 4),
         ]
-        let result = try await harness.run("receive", H.webhookEvent(H.messaging(events: events)),
-                                           extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_TIMEOUT_MS": "1500"])
+        let result = try await harness.run(
+            "receive", H.webhookEvent(H.messaging(events: events)),
+            extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_TIMEOUT_MS": "1500"])
         #expect(result.statusCode == 200)
         #expect(result.bodyJSON?["answered"] as? Int == 1)
         #expect(result.bodyJSON?["failed"] as? Int == 3)
@@ -290,7 +295,8 @@ import TestSupport
         #expect(first.bodyJSON?["failed"] as? Int == 1)
         #expect(try await harness.ledgerStatus("m_graph100") == "failed")
 
-        await harness.graph.script([GraphStandIn.error(code: 190, subcode: 463, message: "Error validating access token: Session has expired")], pathSuffix: "/messages")
+        await harness.graph.script(
+            [GraphStandIn.error(code: 190, subcode: 463, message: "Error validating access token: Session has expired")], pathSuffix: "/messages")
         let second = try await harness.run("receive", H.webhookEvent(H.messaging(events: [H.textEvent(mid: "m_graph190", text: "b")])))
         #expect(second.statusCode == 200)
         let credentials = try await harness.credentialsItem()
@@ -310,7 +316,12 @@ import TestSupport
             ("wrong types", H.webhookEvent(#"{"object":"instagram","entry":"nope"}"#), 400),
             ("object not a string", H.webhookEvent(#"{"object":5,"entry":[]}"#), 400),
             ("unknown object", H.webhookEvent(#"{"object":"user","entry":[]}"#), 400),
-            ("missing fields", H.webhookEvent(#"{"object":"instagram","entry":[{"messaging":[{}]},{"id":"\#(H.instagramId)","messaging":[{"sender":{"id":"1"}},{"sender":{"id":"1"},"message":{}},{"sender":{"id":"1"},"message":{"mid":"m_empty"}}]}]}"#), 200),
+            (
+                "missing fields",
+                H.webhookEvent(
+                    #"{"object":"instagram","entry":[{"messaging":[{}]},{"id":"\#(H.instagramId)","messaging":[{"sender":{"id":"1"}},{"sender":{"id":"1"},"message":{}},{"sender":{"id":"1"},"message":{"mid":"m_empty"}}]}]}"#
+                ), 200
+            ),
             ("not JSON at all", H.webhookEvent("hello"), 400),
             ("invalid UTF-8", H.webhookEvent(bytes: [0x7B, 0x22, 0xFF, 0xFE, 0x22, 0x7D], base64: true), 400),
             ("5 MB body", H.webhookEvent(#"{"object":"instagram","entry":[],"pad":""# + String(repeating: "a", count: 5 * 1024 * 1024) + #""}"#), 413),
@@ -344,7 +355,8 @@ import TestSupport
     }
 
     @Test func missingAppSecretIsAConfigurationError() async throws {
-        let result = try await Executables.run("receive", environment: ["KV_FILE_DIR": Stores.temporaryDirectory()], stdin: TestEvents.load("instagram-text.json"))
+        let result = try await Executables.run(
+            "receive", environment: ["KV_FILE_DIR": Stores.temporaryDirectory()], stdin: TestEvents.load("instagram-text.json"))
         #expect(result.exitCode == 2)
         #expect(result.stderr.contains("META_APP_SECRET"))
     }

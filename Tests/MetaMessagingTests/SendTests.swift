@@ -1,14 +1,15 @@
 import Foundation
 import KeyValueStore
 import MetaMessaging
-import Testing
 import TestSupport
+import Testing
 
 /// `send` as a process, against the Graph stand-in and both store backends.
 @Suite struct SendTests {
     typealias H = FunctionHarness
 
-    static func input(_ platform: String = "instagram", recipient: String? = "1234567890123456", message: [String: Any], extra: [String: Any] = [:]) -> [UInt8] {
+    static func input(_ platform: String = "instagram", recipient: String? = "1234567890123456", message: [String: Any], extra: [String: Any] = [:]) -> [UInt8]
+    {
         var object: [String: Any] = ["businessId": "B0100001", "platform": platform, "message": message]
         if let recipient { object["recipientId"] = recipient }
         object.merge(extra) { $1 }
@@ -37,10 +38,11 @@ import TestSupport
         let igMessage = try #require(sent[0].body?["message"] as? [String: Any])
         #expect(igMessage["text"] as? String == "Your booking for tomorrow at 10:00 is confirmed. Reply here if you need to change it.")
         let replies = try #require(igMessage["quick_replies"] as? [[String: String]])
-        #expect(replies == [
-            ["content_type": "text", "title": "Change time", "payload": "BOOKING_CHANGE"],
-            ["content_type": "text", "title": "Cancel", "payload": "BOOKING_CANCEL"],
-        ])
+        #expect(
+            replies == [
+                ["content_type": "text", "title": "Change time", "payload": "BOOKING_CHANGE"],
+                ["content_type": "text", "title": "Cancel", "payload": "BOOKING_CANCEL"],
+            ])
         #expect(sent[1].path == "/v25.0/\(H.phoneNumberId)/messages")
         #expect(sent[1].body?["messaging_product"] as? String == "whatsapp")
         #expect(sent[1].body?["recipient_type"] as? String == "individual")
@@ -57,16 +59,22 @@ import TestSupport
     @Test func everyMessageKindOnEveryPlatform() async throws {
         let harness = try await H.make(.file)
         for type in ["image", "video", "audio", "file"] {
-            let result = try await harness.run("send", Self.input("whatsapp", recipient: "1650", message: ["attachment": ["type": type, "url": "https://cdn.example/x"]]))
+            let result = try await harness.run(
+                "send", Self.input("whatsapp", recipient: "1650", message: ["attachment": ["type": type, "url": "https://cdn.example/x"]]))
             #expect(result.exitCode == 0)
         }
-        let buttons = try await harness.run("send", Self.input("whatsapp", recipient: "1650", message: [
-            "text": "Pick one", "quickReplies": [["title": "Yes", "payload": "Y"], ["title": "No", "payload": "N"]],
-        ]))
+        let buttons = try await harness.run(
+            "send",
+            Self.input(
+                "whatsapp", recipient: "1650",
+                message: [
+                    "text": "Pick one", "quickReplies": [["title": "Yes", "payload": "Y"], ["title": "No", "payload": "N"]],
+                ]))
         #expect(buttons.exitCode == 0)
         let human = try await harness.run("send", Self.input("messenger", recipient: "psid", message: ["text": "A person here"], extra: ["tag": "HUMAN_AGENT"]))
         #expect(human.exitCode == 0)
-        let response = try await harness.run("send", Self.input("messenger", recipient: "psid", message: ["text": "Thanks"], extra: ["messagingType": "RESPONSE"]))
+        let response = try await harness.run(
+            "send", Self.input("messenger", recipient: "psid", message: ["text": "Thanks"], extra: ["messagingType": "RESPONSE"]))
         #expect(response.exitCode == 0)
 
         let sent = await harness.graph.messages
@@ -101,7 +109,10 @@ import TestSupport
         ("TextTooLong", SendTests.input("messenger", message: ["text": String(repeating: "a", count: 2001)])),
         ("TextTooLong", SendTests.input("whatsapp", message: ["text": String(repeating: "a", count: 4097)])),
         ("TooManyQuickReplies", SendTests.input(message: ["text": "x", "quickReplies": (0..<14).map { ["title": "t\($0)", "payload": "p\($0)"] }])),
-        ("TooManyQuickReplies", SendTests.input("whatsapp", message: ["text": "x", "quickReplies": (0..<4).map { ["title": "t\($0)", "payload": "p\($0)"] }])),
+        (
+            "TooManyQuickReplies",
+            SendTests.input("whatsapp", message: ["text": "x", "quickReplies": (0..<4).map { ["title": "t\($0)", "payload": "p\($0)"] }])
+        ),
         ("InvalidAttachment", SendTests.input(message: ["attachment": ["type": "sticker", "url": "https://x"]])),
         ("InvalidAttachment", SendTests.input(message: ["attachment": ["type": "image", "url": "ftp://x"]])),
         ("InvalidQuickReply", SendTests.input(message: ["text": "x", "quickReplies": [["title": "", "payload": "p"]]])),
@@ -126,7 +137,9 @@ import TestSupport
         #expect(try await harness.run("send", Self.input(message: ["text": String(repeating: "é", count: 500)])).exitCode == 0)
         #expect(try await harness.run("send", Self.input("messenger", message: ["text": String(repeating: "é", count: 2000)])).exitCode == 0)
         #expect(try await harness.run("send", Self.input("whatsapp", message: ["text": String(repeating: "a", count: 4096)])).exitCode == 0)
-        #expect(try await harness.run("send", Self.input(message: ["text": "x", "quickReplies": (0..<13).map { ["title": "t\($0)", "payload": "p\($0)"] }])).exitCode == 0)
+        #expect(
+            try await harness.run("send", Self.input(message: ["text": "x", "quickReplies": (0..<13).map { ["title": "t\($0)", "payload": "p\($0)"] }]))
+                .exitCode == 0)
         #expect(await harness.graph.messages.count == 4)
         await harness.shutdown()
     }
@@ -149,10 +162,11 @@ import TestSupport
 
     @Test func transientErrorsAreRetriedThenSucceed() async throws {
         let harness = try await H.make(.file)
-        await harness.graph.script([
-            GraphStandIn.error(status: 500, code: 2, message: "An unexpected error has occurred. Please retry your request later.", transient: true),
-            GraphStandIn.error(status: 400, code: 613, message: "Calls to this api have exceeded the rate limit."),
-        ], pathSuffix: "/messages")
+        await harness.graph.script(
+            [
+                GraphStandIn.error(status: 500, code: 2, message: "An unexpected error has occurred. Please retry your request later.", transient: true),
+                GraphStandIn.error(status: 400, code: 613, message: "Calls to this api have exceeded the rate limit."),
+            ], pathSuffix: "/messages")
         let result = try await harness.run("send", Self.input(message: ["text": "x"]))
         #expect(result.exitCode == 0, "\(result.stdout)")
         #expect(await harness.graph.calls.count == 3)
@@ -179,7 +193,12 @@ import TestSupport
     @Test(arguments: StoreBackend.allCases)
     func expiredTokenMarksTheCredentialsForReconnection(_ backend: StoreBackend) async throws {
         let harness = try await H.make(backend)
-        await harness.graph.script([GraphStandIn.error(code: 190, subcode: 460, message: "Error validating access token: The session has been invalidated because the user changed their password.")], pathSuffix: "/messages")
+        await harness.graph.script(
+            [
+                GraphStandIn.error(
+                    code: 190, subcode: 460, message: "Error validating access token: The session has been invalidated because the user changed their password."
+                )
+            ], pathSuffix: "/messages")
         let result = try await harness.run("send", Self.input(message: ["text": "x"]))
         #expect(result.exitCode == 1)
         #expect(result.json?["errorType"] as? String == "TokenExpired", "\(result.stdout)")
@@ -202,8 +221,9 @@ import TestSupport
         // and the function's start, not the backoff delay plus the whole second a retry needs
         // unless that lag passed 0.6 s. (A 1 s budget made the whole start-up race the clock.)
         let budget = 5.0
-        await graph.script([GraphStandIn.error(status: 503, code: 2, message: "Service temporarily unavailable", transient: true)],
-                           pathSuffix: "/messages", answerAt: .now + .seconds(budget - 0.4))
+        await graph.script(
+            [GraphStandIn.error(status: 503, code: 2, message: "Service temporarily unavailable", transient: true)],
+            pathSuffix: "/messages", answerAt: .now + .seconds(budget - 0.4))
         let result = try await harness.run("send", Self.input(message: ["text": "x"]), extra: ["FUNCTION_TIMEOUT_SECONDS": "\(budget)"])
         #expect(result.exitCode == 1)
         #expect(result.json?["errorType"] as? String == "GraphAPIError", "\(result.stdout)")

@@ -2,8 +2,8 @@ import Foundation
 import HTTPTransport
 import LocalHTTPServer
 import MetaMessaging
-import Testing
 import TestSupport
+import Testing
 
 /// A raw TCP client, to send what no well-behaved HTTP client sends.
 struct RawConnection {
@@ -23,8 +23,9 @@ struct RawConnection {
             close(fd)
             throw POSIXError(.ECONNREFUSED)
         }
-        var timeout = timeval(tv_sec: Int(receiveTimeout.components.seconds),
-                              tv_usec: Int(receiveTimeout.components.attoseconds / 1_000_000_000_000))
+        var timeout = timeval(
+            tv_sec: Int(receiveTimeout.components.seconds),
+            tv_usec: Int(receiveTimeout.components.attoseconds / 1_000_000_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -130,10 +131,12 @@ struct RawConnection {
 
     @Test func tenantRoutesNeedTheServeCredential() async throws {
         let harness = try await FunctionHarness.make(.file)
-        let gateway = try await ServeTests.start(harness, extra: [
-            "META_APP_ID": "100000000000001", "META_REDIRECT_URI": "http://localhost:3003/external/meta/callback",
-            "OAUTH_STATE_SECRET": "local-state-secret",
-        ])
+        let gateway = try await ServeTests.start(
+            harness,
+            extra: [
+                "META_APP_ID": "100000000000001", "META_REDIRECT_URI": "http://localhost:3003/external/meta/callback",
+                "OAUTH_STATE_SECRET": "local-state-secret",
+            ])
         defer { gateway.process.terminate() }
         let url = "\(gateway.base)/external/meta/auth-url?businessId=B0100001&locationId=L0100001"
         let send = "\(gateway.base)/messages"
@@ -156,10 +159,12 @@ struct RawConnection {
 
     @Test func withoutAConfiguredKeyServeMakesOneAndPrintsIt() async throws {
         let harness = try await FunctionHarness.make(.file)
-        let gateway = try await ServeTests.start(harness, extra: [
-            "SERVE_API_KEY": "", "META_APP_ID": "100000000000001",
-            "META_REDIRECT_URI": "http://localhost:3003/external/meta/callback", "OAUTH_STATE_SECRET": "local-state-secret",
-        ])
+        let gateway = try await ServeTests.start(
+            harness,
+            extra: [
+                "SERVE_API_KEY": "", "META_APP_ID": "100000000000001",
+                "META_REDIRECT_URI": "http://localhost:3003/external/meta/callback", "OAUTH_STATE_SECRET": "local-state-secret",
+            ])
         defer { gateway.process.terminate() }
         let log = gateway.logText()
         let line = try #require(log.split(separator: "\n").first { $0.contains("export SERVE_API_KEY=") })

@@ -2,8 +2,8 @@ import AsyncHTTPTransport
 import Foundation
 import HTTPTransport
 import MetaMessaging
-import Testing
 import TestSupport
+import Testing
 
 /// The local gateway as a process, with a real HTTP client.
 @Suite struct ServeTests {
@@ -54,26 +54,30 @@ import TestSupport
 
     @Test func everyRouteAnswersThroughTheSameHandlers() async throws {
         let harness = try await H.make(.file)
-        let gateway = try await Self.start(harness, extra: [
-            "META_APP_ID": "100000000000001", "META_REDIRECT_URI": "http://localhost:3003/external/meta/callback",
-            "OAUTH_STATE_SECRET": "local-state-secret",
-        ])
+        let gateway = try await Self.start(
+            harness,
+            extra: [
+                "META_APP_ID": "100000000000001", "META_REDIRECT_URI": "http://localhost:3003/external/meta/callback",
+                "OAUTH_STATE_SECRET": "local-state-secret",
+            ])
         defer { gateway.process.terminate() }
         let verify = try await Self.request("GET", "\(gateway.base)/webhooks/meta?hub.mode=subscribe&hub.verify_token=local-verify-token&hub.challenge=8675309")
         #expect(verify.status == 200)
         #expect(String(decoding: verify.body, as: UTF8.self) == "8675309")
         #expect(verify.header("Content-Type") == "text/plain")
 
-        let authURL = try await Self.request("GET", "\(gateway.base)/external/meta/auth-url?businessId=B0100001&locationId=L0100001",
-                                             headers: [Self.authorization])
+        let authURL = try await Self.request(
+            "GET", "\(gateway.base)/external/meta/auth-url?businessId=B0100001&locationId=L0100001",
+            headers: [Self.authorization])
         #expect(authURL.status == 200)
         #expect(String(decoding: authURL.body, as: UTF8.self).contains("dialog/oauth"))
 
         let denied = try await Self.request("GET", "\(gateway.base)/external/meta/callback?error=access_denied&state=bogus")
         #expect(denied.status == 400)
 
-        let send = try await Self.request("POST", "\(gateway.base)/messages", headers: [("Content-Type", "application/json"), Self.authorization],
-                                          body: Array(#"{"businessId":"B0100001","platform":"whatsapp","recipientId":"1650","message":{"text":"hi"}}"#.utf8))
+        let send = try await Self.request(
+            "POST", "\(gateway.base)/messages", headers: [("Content-Type", "application/json"), Self.authorization],
+            body: Array(#"{"businessId":"B0100001","platform":"whatsapp","recipientId":"1650","message":{"text":"hi"}}"#.utf8))
         #expect(send.status == 200)
         #expect(await harness.graph.messages.count == 1)
 
@@ -91,13 +95,15 @@ import TestSupport
         // Meta's escaping: `\/` and `\uXXXX`; a re-serialised body would not match the signature.
         let body = Array(H.messaging(events: [H.textEvent(mid: "m_serve", text: "caf\\u00e9 https:\\/\\/example.com")]).utf8)
         let signature = WebhookSignature(appSecret: H.appSecret).header(for: body)
-        let response = try await Self.request("POST", "\(gateway.base)/webhooks/meta",
-                                              headers: [("Content-Type", "application/json"), ("X-Hub-Signature-256", signature)], body: body)
+        let response = try await Self.request(
+            "POST", "\(gateway.base)/webhooks/meta",
+            headers: [("Content-Type", "application/json"), ("X-Hub-Signature-256", signature)], body: body)
         #expect(response.status == 200)
         let texts = await harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
         #expect(texts == ["Echo: café https://example.com"])
-        let forged = try await Self.request("POST", "\(gateway.base)/webhooks/meta",
-                                            headers: [("X-Hub-Signature-256", signature)], body: body + [0x20])
+        let forged = try await Self.request(
+            "POST", "\(gateway.base)/webhooks/meta",
+            headers: [("X-Hub-Signature-256", signature)], body: body + [0x20])
         #expect(forged.status == 401)
         await harness.shutdown()
     }
@@ -111,7 +117,8 @@ import TestSupport
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
             for index in 0..<24 {
                 group.addTask {
-                    try await Self.request("GET", "\(gateway.base)/webhooks/meta?hub.mode=subscribe&hub.verify_token=local-verify-token&hub.challenge=\(index)").status
+                    try await Self.request("GET", "\(gateway.base)/webhooks/meta?hub.mode=subscribe&hub.verify_token=local-verify-token&hub.challenge=\(index)")
+                        .status
                 }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -163,8 +170,9 @@ import TestSupport
         let harness = try await H.make(.file)
         let gateway = try await Self.start(harness)
         defer { gateway.process.terminate() }
-        let response = try await Self.request("GET", "\(gateway.base)/external/meta/auth-url?businessId=B1&locationId=L1",
-                                              headers: [Self.authorization])
+        let response = try await Self.request(
+            "GET", "\(gateway.base)/external/meta/auth-url?businessId=B1&locationId=L1",
+            headers: [Self.authorization])
         #expect(response.status == 503)
         #expect(String(decoding: response.body, as: UTF8.self).contains("META_APP_ID"))
         await harness.shutdown()

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `verify` as a user runs it: an event on stdin (or a file), one JSON document on stdout, an exit code.
 @Suite struct VerifyExecutableTests {
@@ -27,9 +27,11 @@ import TestSupport
     }
 
     @Test func wrongTokenIsForbiddenAndNeverEchoed() async throws {
-        let event = TestEvents.restGET(path: "/webhooks/meta", query: [
-            "hub.mode": "subscribe", "hub.verify_token": "guess-\(token)", "hub.challenge": "42",
-        ])
+        let event = TestEvents.restGET(
+            path: "/webhooks/meta",
+            query: [
+                "hub.mode": "subscribe", "hub.verify_token": "guess-\(token)", "hub.challenge": "42",
+            ])
         let result = try await Executables.run("verify", environment: environment, stdin: event)
         #expect(result.exitCode == 0)
         #expect(result.statusCode == 403)
@@ -60,7 +62,8 @@ import TestSupport
     }
 
     @Test func invalidLogLevelIsAConfigurationError() async throws {
-        let result = try await Executables.run("verify", environment: ["META_WEBHOOK_VERIFY_TOKEN": token, "LOG_LEVEL": "loud"], stdin: TestEvents.load("verify.json"))
+        let result = try await Executables.run(
+            "verify", environment: ["META_WEBHOOK_VERIFY_TOKEN": token, "LOG_LEVEL": "loud"], stdin: TestEvents.load("verify.json"))
         #expect(result.exitCode == 2)
         #expect(result.stderr.contains("LOG_LEVEL"))
     }

@@ -125,7 +125,8 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
                 let id = served
                 lock.unlock()
                 let deadline = UInt64(Date().timeIntervalSince1970 * 1000) + 30_000
-                var reply = Array("""
+                var reply = Array(
+                    """
                     HTTP/1.1 200 OK\r
                     Content-Type: application/json\r
                     Lambda-Runtime-Aws-Request-Id: bench-\(id)\r
@@ -218,7 +219,9 @@ public enum BareRuntimeClient {
         while true {
             guard send(fd, next, next.count, 0) == next.count, readResponse(fd, &buffer) else { return }
             invocation += 1
-            let post = Array("POST /2018-06-01/runtime/invocation/bench-\(invocation)/response HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+            let post = Array(
+                "POST /2018-06-01/runtime/invocation/bench-\(invocation)/response HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                    .utf8)
             guard send(fd, post, post.count, 0) == post.count, readResponse(fd, &buffer) else { return }
         }
     }

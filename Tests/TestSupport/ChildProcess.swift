@@ -30,8 +30,10 @@ public final class ChildProcess: @unchecked Sendable {
     public let stdoutReader: Int32
     public let stderrReader: Int32
 
-    public init(_ executable: String, arguments: [String] = [], environment: [String: String],
-                stdin: Stdio = .null, stdout: Stdio = .null, stderr: Stdio = .null) throws {
+    public init(
+        _ executable: String, arguments: [String] = [], environment: [String: String],
+        stdin: Stdio = .null, stdout: Stdio = .null, stderr: Stdio = .null
+    ) throws {
         _ = Self.ignoreSIGPIPE
         var parentEnds: [Int32] = [-1, -1, -1]
         var childEnds: [Int32] = [-1, -1, -1]
@@ -217,7 +219,9 @@ public final class ChildProcess: @unchecked Sendable {
         return ProcessResult(
             exitCode: child.terminationStatus,
             stdout: String(decoding: output, as: UTF8.self),
-            stderr: timedOut ? stderr + "\n[\((executable as NSString).lastPathComponent) was still running after \(String(format: "%g", timeout)) s and was stopped]\n" : stderr,
+            stderr: timedOut
+                ? stderr + "\n[\((executable as NSString).lastPathComponent) was still running after \(String(format: "%g", timeout)) s and was stopped]\n"
+                : stderr,
             signalled: child.wasSignalled && !timedOut, timedOut: timedOut)
     }
 

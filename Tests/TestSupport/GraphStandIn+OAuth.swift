@@ -60,7 +60,11 @@ extension GraphStandIn {
                     return .json(200, #"{"access_token":"\#(grant.long)","token_type":"bearer","expires_in":5183944}"#)
                 }
                 guard query["redirect_uri"] == world.redirectURI else {
-                    return GraphStandIn.error(code: 100, subcode: 36008, message: "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request")
+                    return GraphStandIn.error(
+                        code: 100, subcode: 36008,
+                        message:
+                            "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request"
+                    )
                 }
                 guard let code = query["code"], let grant = world.codes[code] else {
                     return GraphStandIn.error(code: 100, subcode: 36009, message: "Invalid verification code format.")
@@ -73,7 +77,9 @@ extension GraphStandIn {
                 }
                 let start = Int(query["after"] ?? "0") ?? 0
                 let slice = Array(grant.pages.dropFirst(start).prefix(world.pageSize))
-                let data = slice.map { #"{"id":"\#($0.id)","name":"\#($0.name)","access_token":"\#($0.token)","category":"Restaurant","tasks":["ADVERTISE","ANALYZE","CREATE_CONTENT","MESSAGING","MODERATE","MANAGE"]}"# }
+                let data = slice.map {
+                    #"{"id":"\#($0.id)","name":"\#($0.name)","access_token":"\#($0.token)","category":"Restaurant","tasks":["ADVERTISE","ANALYZE","CREATE_CONTENT","MESSAGING","MODERATE","MANAGE"]}"#
+                }
                 var paging = #""cursors":{"before":"\#(start)","after":"\#(start + slice.count)"}"#
                 if start + slice.count < grant.pages.count {
                     paging += #","next":"\#(base)/\#(version)/me/accounts?access_token=\#(grant.long)&limit=\#(world.pageSize)&after=\#(start + slice.count)""#
@@ -91,7 +97,8 @@ extension GraphStandIn {
                 return .json(200, #"{"id":"\#(page.id)"}"#)
             }
             if parts.count == 3, parts[0] == version, parts[2] == "subscribed_apps", request.method == "POST",
-               known.contains(where: { $0.id == parts[1] }) {
+                known.contains(where: { $0.id == parts[1] })
+            {
                 guard known.contains(where: { $0.id == parts[1] && $0.token == token }) else {
                     return GraphStandIn.error(code: 210, message: "(#210) A page access token is required to request this resource.")
                 }

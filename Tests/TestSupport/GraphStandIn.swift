@@ -62,7 +62,9 @@ public final class GraphStandIn: Sendable {
     public func shutdown() async { await server.shutdown() }
 
     /// Meta's error object (Graph API "Handling Errors").
-    public static func error(status: Int = 400, code: Int, subcode: Int? = nil, message: String, type: String = "OAuthException", transient: Bool = false) -> LoopbackServer.Response {
+    public static func error(
+        status: Int = 400, code: Int, subcode: Int? = nil, message: String, type: String = "OAuthException", transient: Bool = false
+    ) -> LoopbackServer.Response {
         var error: [String: Any] = ["message": message, "type": type, "code": code, "fbtrace_id": "AbCdEfGh123"]
         if let subcode { error["error_subcode"] = subcode }
         if transient { error["is_transient"] = true }
@@ -128,7 +130,8 @@ actor GraphState {
             counter += 1
             if body?["messaging_product"] as? String == "whatsapp" {
                 let to = body?["to"] as? String ?? ""
-                return .json(200, #"{"messaging_product":"whatsapp","contacts":[{"input":"\#(to)","wa_id":"\#(to)"}],"messages":[{"id":"wamid.SENT\#(counter)"}]}"#)
+                return .json(
+                    200, #"{"messaging_product":"whatsapp","contacts":[{"input":"\#(to)","wa_id":"\#(to)"}],"messages":[{"id":"wamid.SENT\#(counter)"}]}"#)
             }
             guard let recipient = (body?["recipient"] as? [String: Any])?["id"] as? String, body?["message"] is [String: Any] else {
                 return GraphStandIn.error(code: 100, message: "(#100) The parameter recipient is required", type: "OAuthException")

@@ -43,11 +43,14 @@ public actor MotoServer {
         // up after two minutes (a first start of moto on a slow machine takes a few seconds).
         let line = await Executables.offPool { Self.readLine(harness.stdoutReader, timeout: 120) }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: String],
-              let endpoint = object["endpoint"], let key = object["accessKeyId"],
-              let secret = object["secretAccessKey"], let token = object["sessionToken"]
+            let endpoint = object["endpoint"], let key = object["accessKeyId"],
+            let secret = object["secretAccessKey"], let token = object["sessionToken"]
         else {
             let stderr = (try? String(contentsOf: errorLog, encoding: .utf8)) ?? ""
-            throw MotoError(message: "moto_harness.py did not start (is moto[server] installed? scripts/test installs it): \(String(decoding: line, as: UTF8.self)) \(stderr.suffix(2000))")
+            throw MotoError(
+                message:
+                    "moto_harness.py did not start (is moto[server] installed? scripts/test installs it): \(String(decoding: line, as: UTF8.self)) \(stderr.suffix(2000))"
+            )
         }
         let connection = Connection(
             endpoint: endpoint, region: object["region"] ?? "eu-west-1",

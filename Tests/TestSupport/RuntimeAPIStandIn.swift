@@ -35,10 +35,14 @@ public final class RuntimeAPIStandIn: Sendable {
 
     /// Queues an event; returns its request id.
     @discardableResult
-    public func enqueue(_ event: [UInt8], requestID: String = UUID().uuidString.lowercased(),
-                        traceID: String? = nil, deadlineIn seconds: Double = 30) async -> String {
+    public func enqueue(
+        _ event: [UInt8], requestID: String = UUID().uuidString.lowercased(),
+        traceID: String? = nil, deadlineIn seconds: Double = 30
+    ) async -> String {
         let deadline = Int64((Date().timeIntervalSince1970 + seconds) * 1000)
-        let trace = traceID ?? "Root=1-\(String(Int(Date().timeIntervalSince1970), radix: 16))-\(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(24).lowercased());Sampled=0"
+        let trace =
+            traceID
+            ?? "Root=1-\(String(Int(Date().timeIntervalSince1970), radix: 16))-\(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(24).lowercased());Sampled=0"
         await state.enqueue(Invocation(requestID: requestID, event: event, traceID: trace, deadlineMs: deadline))
         return requestID
     }
@@ -86,17 +90,20 @@ private actor State {
         if request.method == "GET", rest == "invocation/next" {
             nextCalls += 1
             let invocation = await nextInvocation()
-            return LoopbackServer.Response(status: 200, headers: [
-                ("Content-Type", "application/json"),
-                ("Lambda-Runtime-Aws-Request-Id", invocation.requestID),
-                ("Lambda-Runtime-Deadline-Ms", String(invocation.deadlineMs)),
-                ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:test"),
-                ("Lambda-Runtime-Trace-Id", invocation.traceID),
-            ], body: invocation.event)
+            return LoopbackServer.Response(
+                status: 200,
+                headers: [
+                    ("Content-Type", "application/json"),
+                    ("Lambda-Runtime-Aws-Request-Id", invocation.requestID),
+                    ("Lambda-Runtime-Deadline-Ms", String(invocation.deadlineMs)),
+                    ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:test"),
+                    ("Lambda-Runtime-Trace-Id", invocation.traceID),
+                ], body: invocation.event)
         }
         if request.method == "POST", rest == "init/error" {
-            initErrorValue = .init(errorType: request.header("Lambda-Runtime-Function-Error-Type") ?? "",
-                                   body: request.bodyText, nextCallsBefore: nextCalls)
+            initErrorValue = .init(
+                errorType: request.header("Lambda-Runtime-Function-Error-Type") ?? "",
+                body: request.bodyText, nextCallsBefore: nextCalls)
             return .json(202, #"{"status":"OK"}"#)
         }
         let parts = rest.split(separator: "/")

@@ -7,7 +7,6 @@ public enum StoreBackend: String, CaseIterable, Sendable {
     case file, dynamodb
 }
 
-
 public enum Stores {
     public static func temporaryDirectory() -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("kv-\(UUID().uuidString)").path

@@ -5,8 +5,8 @@ import AWSSigning
 import AsyncHTTPTransport
 import Foundation
 import FunctionRuntime
-import Logging
 import KeyValueStore
+import Logging
 import MetaMessaging
 import TestSupport
 
@@ -84,7 +84,6 @@ func childCPUSeconds() -> Double {
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
-
 /// Microseconds per call of a handler, called from a nonisolated context (no actor hops).
 func timeHandler(_ function: some FunctionHandler, event: [UInt8], count: Int) async throws -> Double {
     var quiet = Logger(label: "bench")
@@ -112,11 +111,15 @@ do {
     for _ in 0..<200 { baseline.append(try timeProcess("/bin/true", environment: env, stdinFile: event)) }
     print("## verify")
     line("local mode, whole process, median of 200", "\(fmt(median(times))) ms (p90 \(fmt(percentile(times, 0.9))) ms)")
-    line("  the same for /bin/true (spawn cost), and the ratio", "\(fmt(median(baseline))) ms, verify = \(fmt(median(times) / max(median(baseline), 0.001), 1))x")
+    line(
+        "  the same for /bin/true (spawn cost), and the ratio", "\(fmt(median(baseline))) ms, verify = \(fmt(median(times) / max(median(baseline), 0.001), 1))x"
+    )
     line("peak RSS of a verify process", "\(fmt(Double(verifyPeakRSSKB) / 1024, 1)) MB")
     line("binary size (unstripped / stripped)", "\(fmt(Double(fileSize(verify)) / mb, 1)) MB / \(fmt(Double(strippedSize(verify)) / mb, 1)) MB")
     if FileManager.default.fileExists(atPath: "\(binDir)/receive") {
-        line("receive binary size (unstripped / stripped)", "\(fmt(Double(fileSize("\(binDir)/receive")) / mb, 1)) MB / \(fmt(Double(strippedSize("\(binDir)/receive")) / mb, 1)) MB")
+        line(
+            "receive binary size (unstripped / stripped)",
+            "\(fmt(Double(fileSize("\(binDir)/receive")) / mb, 1)) MB / \(fmt(Double(strippedSize("\(binDir)/receive")) / mb, 1)) MB")
     }
 }
 
@@ -240,7 +243,8 @@ do {
     try process.run()
     let signature = WebhookSignature(appSecret: "local-app-secret")
     func event(_ index: Int) -> [UInt8] {
-        let body = #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"1234567890123456"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_bench_\#(index)_\#(UUID().uuidString)","text":"hello \#(index)"}}]}]}"#
+        let body =
+            #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"1234567890123456"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_bench_\#(index)_\#(UUID().uuidString)","text":"hello \#(index)"}}]}]}"#
         let object: [String: Any] = [
             "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
             "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
@@ -258,7 +262,9 @@ do {
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
     let sent = await graph.messages.count
-    line("webhooks/s, Lambda loop, file store, echo agent, reply sent", "\(fmt(Double(count) / seconds, 0)) /s (median \(fmt(median(latencies))) ms, p99 \(fmt(percentile(latencies, 0.99))) ms, \(sent) replies)")
+    line(
+        "webhooks/s, Lambda loop, file store, echo agent, reply sent",
+        "\(fmt(Double(count) / seconds, 0)) /s (median \(fmt(median(latencies))) ms, p99 \(fmt(percentile(latencies, 0.99))) ms, \(sent) replies)")
     process.terminate()
     process.waitUntilExit()
     await api.shutdown()
@@ -272,14 +278,18 @@ do {
     let tables = Tables(credentials: "bench-credentials-\(suffix)", identifiers: "bench-identifiers-\(suffix)", processedMessages: "bench-processed-\(suffix)")
     let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
     for table in tables.all { try await store.createTable(table) }
-    try await store.put(tables.identifiers, item: [
-        "identifierId": .s("17841400000000001"), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
-        "businessId": .s("B0100001"), "locationId": .s("L0100001"), "businessLocationId": .s("B0100001#L0100001"),
-    ])
-    try await store.put(tables.credentials, item: [
-        "businessId": .s("B0100001"), "serviceType": .s("meta"), "isActive": .bool(true),
-        "credentials": .m(["accessToken": .s("local-page-token"), "pageId": .s("102030405060708")]),
-    ])
+    try await store.put(
+        tables.identifiers,
+        item: [
+            "identifierId": .s("17841400000000001"), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
+            "businessId": .s("B0100001"), "locationId": .s("L0100001"), "businessLocationId": .s("B0100001#L0100001"),
+        ])
+    try await store.put(
+        tables.credentials,
+        item: [
+            "businessId": .s("B0100001"), "serviceType": .s("meta"), "isActive": .bool(true),
+            "credentials": .m(["accessToken": .s("local-page-token"), "pageId": .s("102030405060708")]),
+        ])
     let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
     let queueURL = try await admin.createFIFOQueue(name: "bench-\(suffix).fifo")
     let api = try await RuntimeAPIStandIn()
@@ -295,7 +305,8 @@ do {
     try process.run()
     let signature = WebhookSignature(appSecret: "local-app-secret")
     func event(_ index: Int) -> [UInt8] {
-        let body = #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"c\#(index % 7)"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_sqs_\#(index)_\#(suffix)","text":"hello \#(index)"}}]}]}"#
+        let body =
+            #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"c\#(index % 7)"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_sqs_\#(index)_\#(suffix)","text":"hello \#(index)"}}]}]}"#
         let object: [String: Any] = [
             "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
             "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
@@ -310,11 +321,14 @@ do {
         let outcome = await api.outcome(of: await api.enqueue(event(100 + index)), timeout: .seconds(10))
         latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
         if case .response(let body)? = outcome,
-           let status = (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["statusCode"] as? Int {
+            let status = (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["statusCode"] as? Int
+        {
             statuses[status, default: 0] += 1
         }
     }
-    line("receive answering Meta, sqs dispatch, moto: median / p99", "\(fmt(median(latencies))) ms / \(fmt(percentile(latencies, 0.99))) ms (statuses \(statuses))")
+    line(
+        "receive answering Meta, sqs dispatch, moto: median / p99",
+        "\(fmt(median(latencies))) ms / \(fmt(percentile(latencies, 0.99))) ms (statuses \(statuses))")
     process.terminate()
     process.waitUntilExit()
     await api.shutdown()

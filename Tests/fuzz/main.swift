@@ -45,11 +45,17 @@ let secrets = [appSecret, verifyToken, stateSecret, pageToken, bedrockSecretKey,
 
 let graph = try await GraphStandIn(appSecret: appSecret)
 await graph.allow(token: pageToken, accounts: ["102030405060708", "106540352242922"])
-await graph.configure(OAuthWorld(appId: "100000000000001", redirectURI: "http://localhost:3003/external/meta/callback", codes: [
-    "local-oauth-code": (short: "local-short-user-token", long: "local-long-user-token", pages: [
-        .init(id: "102030405060708", name: "Demo Bistro", token: pageToken, instagramAccountId: "17841400000000001"),
-    ]),
-]))
+await graph.configure(
+    OAuthWorld(
+        appId: "100000000000001", redirectURI: "http://localhost:3003/external/meta/callback",
+        codes: [
+            "local-oauth-code": (
+                short: "local-short-user-token", long: "local-long-user-token",
+                pages: [
+                    .init(id: "102030405060708", name: "Demo Bistro", token: pageToken, instagramAccountId: "17841400000000001")
+                ]
+            )
+        ]))
 
 /// The answer the agent and Bedrock stand-ins give to the current case.
 actor Answers {
@@ -101,7 +107,9 @@ func signedWebhook(_ body: [UInt8], base64: Bool) -> [UInt8] {
         .map { String(format: "%02x", $0) }.joined()
     var out: [UInt8] = []
     JSONText.string(base64 ? Data(body).base64EncodedString() : String(decoding: body, as: UTF8.self), into: &out)
-    return Array(#"{"version":"2.0","rawPath":"/webhooks/meta","requestContext":{"http":{"method":"POST","path":"/webhooks/meta"}},"headers":{"content-type":"application/json","x-hub-signature-256":"sha256=\#(signature)"},"isBase64Encoded":\#(base64),"body":"#.utf8)
+    return Array(
+        #"{"version":"2.0","rawPath":"/webhooks/meta","requestContext":{"http":{"method":"POST","path":"/webhooks/meta"}},"headers":{"content-type":"application/json","x-hub-signature-256":"sha256=\#(signature)"},"isBase64Encoded":\#(base64),"body":"#
+            .utf8)
         + out + Array("}".utf8)
 }
 
@@ -159,32 +167,43 @@ struct Target: Sendable {
 
 let messengerWebhook = webhookBody("messenger-text.json")
 let targets: [Target] = [
-    Target(name: "webhook", function: "receive", kind: .webhook, seeds: [
-        "instagram-text.json", "instagram-attachment.json", "messenger-text.json", "whatsapp-text.json", "whatsapp-status.json",
-    ].compactMap(webhookBody)),
+    Target(
+        name: "webhook", function: "receive", kind: .webhook,
+        seeds: [
+            "instagram-text.json", "instagram-attachment.json", "messenger-text.json", "whatsapp-text.json", "whatsapp-status.json",
+        ].compactMap(webhookBody)),
     Target(name: "api-gateway", function: "verify", kind: .event, seeds: ["verify.json", "verify-http-api.json"].compactMap(event)),
     Target(name: "auth-url", function: "auth-url", kind: .event, seeds: ["auth-url.json"].compactMap(event)),
-    Target(name: "oauth-callback", function: "oauth-callback", kind: .event,
-           seeds: ["oauth-callback.json", "oauth-callback-denied.json"].compactMap(event)),
-    Target(name: "send", function: "send", kind: .event,
-           seeds: ["send-instagram.json", "send-whatsapp.json", "send-api-gateway.json"].compactMap(event)),
+    Target(
+        name: "oauth-callback", function: "oauth-callback", kind: .event,
+        seeds: ["oauth-callback.json", "oauth-callback-denied.json"].compactMap(event)),
+    Target(
+        name: "send", function: "send", kind: .event,
+        seeds: ["send-instagram.json", "send-whatsapp.json", "send-api-gateway.json"].compactMap(event)),
     Target(name: "sqs", function: "process", kind: .event, seeds: ["process-sqs.json"].compactMap(event)),
-    Target(name: "graph-answers", function: "send", kind: .graphAnswer, seeds: [
-        #"{"recipient_id":"1234567890123456","message_id":"m_1"}"#,
-        #"{"messaging_product":"whatsapp","contacts":[{"input":"1","wa_id":"1"}],"messages":[{"id":"wamid.1"}]}"#,
-        #"{"error":{"message":"(#100) No matching user found","type":"OAuthException","code":100,"error_subcode":2018001,"fbtrace_id":"AbC"}}"#,
-        #"{"error":{"message":"Please reduce the amount of calls","type":"OAuthException","code":32,"is_transient":true,"fbtrace_id":"AbC"}}"#,
-    ].compactMap { try? JSONReader.read(Array($0.utf8)) }),
-    Target(name: "agent-answers", function: "receive", kind: .agentAnswer, seeds: [
-        #"{"reply":"Sure, a table for two at 8?"}"#, #"{"reply":null}"#, #"{"message":"throttled"}"#,
-    ].compactMap { try? JSONReader.read(Array($0.utf8)) }, environment: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL]),
-    Target(name: "bedrock-answers", function: "receive", kind: .bedrockAnswer, seeds: [
-        #"{"bytes":"U3VyZSwgYSB0YWJsZSBmb3IgdHdvIGF0IDg/"}"#, #"{"bytes":"","attribution":{"citations":[]}}"#,
-    ].compactMap { try? JSONReader.read(Array($0.utf8)) }, environment: [
-        "AGENT_BACKEND": "bedrock-agent", "BEDROCK_AGENT_ID": "AGENT12345", "BEDROCK_AGENT_ALIAS_ID": "ALIAS12345",
-        "BEDROCK_AGENT_ENDPOINT": bedrock.baseURL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAFUZZ0000EXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": bedrockSecretKey,
-    ]),
+    Target(
+        name: "graph-answers", function: "send", kind: .graphAnswer,
+        seeds: [
+            #"{"recipient_id":"1234567890123456","message_id":"m_1"}"#,
+            #"{"messaging_product":"whatsapp","contacts":[{"input":"1","wa_id":"1"}],"messages":[{"id":"wamid.1"}]}"#,
+            #"{"error":{"message":"(#100) No matching user found","type":"OAuthException","code":100,"error_subcode":2018001,"fbtrace_id":"AbC"}}"#,
+            #"{"error":{"message":"Please reduce the amount of calls","type":"OAuthException","code":32,"is_transient":true,"fbtrace_id":"AbC"}}"#,
+        ].compactMap { try? JSONReader.read(Array($0.utf8)) }),
+    Target(
+        name: "agent-answers", function: "receive", kind: .agentAnswer,
+        seeds: [
+            #"{"reply":"Sure, a table for two at 8?"}"#, #"{"reply":null}"#, #"{"message":"throttled"}"#,
+        ].compactMap { try? JSONReader.read(Array($0.utf8)) }, environment: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL]),
+    Target(
+        name: "bedrock-answers", function: "receive", kind: .bedrockAnswer,
+        seeds: [
+            #"{"bytes":"U3VyZSwgYSB0YWJsZSBmb3IgdHdvIGF0IDg/"}"#, #"{"bytes":"","attribution":{"citations":[]}}"#,
+        ].compactMap { try? JSONReader.read(Array($0.utf8)) },
+        environment: [
+            "AGENT_BACKEND": "bedrock-agent", "BEDROCK_AGENT_ID": "AGENT12345", "BEDROCK_AGENT_ALIAS_ID": "ALIAS12345",
+            "BEDROCK_AGENT_ENDPOINT": bedrock.baseURL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAFUZZ0000EXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": bedrockSecretKey,
+        ]),
 ]
 
 // MARK: Running one case
@@ -207,8 +226,9 @@ var caseCounter = 0
     case .webhook:
         stdin = signedWebhook(mutated, base64: flip)
     case .graphAnswer:
-        await graph.script([LoopbackServer.Response(status: flip ? 500 : 200, headers: [("Content-Type", "application/json")], body: mutated)],
-                           pathSuffix: "/messages")
+        await graph.script(
+            [LoopbackServer.Response(status: flip ? 500 : 200, headers: [("Content-Type", "application/json")], body: mutated)],
+            pathSuffix: "/messages")
         stdin = Array(#"{"businessId":"B0100001","platform":"instagram","recipientId":"1234567890123456","message":{"text":"hi"}}"#.utf8)
     case .agentAnswer, .bedrockAnswer:
         if case .agentAnswer = target.kind {
@@ -219,7 +239,8 @@ var caseCounter = 0
             await answers.set(bedrock: LoopbackServer.Response(status: 200, headers: [("Content-Type", "application/vnd.amazon.eventstream")], body: body))
         }
         // A new message each time, so the ledger never answers "duplicate" instead.
-        let body = #"{"object":"page","entry":[{"id":"102030405060708","time":1795687200000,"messaging":[{"sender":{"id":"42"},"recipient":{"id":"102030405060708"},"timestamp":1795687200000,"message":{"mid":"m_fuzz_\#(caseCounter)_\#(UInt32.random(in: 0...UInt32.max))","text":"hi"}}]}]}"#
+        let body =
+            #"{"object":"page","entry":[{"id":"102030405060708","time":1795687200000,"messaging":[{"sender":{"id":"42"},"recipient":{"id":"102030405060708"},"timestamp":1795687200000,"message":{"mid":"m_fuzz_\#(caseCounter)_\#(UInt32.random(in: 0...UInt32.max))","text":"hi"}}]}]}"#
         stdin = signedWebhook(Array(body.utf8), base64: false)
     }
     let result: ProcessResult
@@ -263,9 +284,9 @@ var store = try freshStore()
 let fixtures = ((try? FileManager.default.contentsOfDirectory(atPath: crashesFolder.path)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
 for name in fixtures {
     guard let data = FileManager.default.contents(atPath: crashesFolder.appendingPathComponent(name).path),
-          let fixture = try? JSONDecoder().decode(Fixture.self, from: data),
-          let target = targets.first(where: { $0.name == fixture.target }),
-          let input = Data(base64Encoded: fixture.input)
+        let fixture = try? JSONDecoder().decode(Fixture.self, from: data),
+        let target = targets.first(where: { $0.name == fixture.target }),
+        let input = Data(base64Encoded: fixture.input)
     else {
         log("fuzz: \(name) is not a readable fixture")
         exit(1)

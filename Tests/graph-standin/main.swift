@@ -12,12 +12,18 @@ for argument in CommandLine.arguments.dropFirst() {
     guard parts.count == 2 else { continue }
     await graph.allow(token: String(parts[0]), accounts: parts[1].split(separator: ",").map(String.init))
 }
-await graph.configure(OAuthWorld(
-    appId: ProcessInfo.processInfo.environment["META_APP_ID"] ?? "100000000000001",
-    redirectURI: ProcessInfo.processInfo.environment["META_REDIRECT_URI"] ?? "http://localhost:3003/external/meta/callback",
-    codes: ["local-oauth-code": (short: "local-short-user-token", long: "local-long-user-token", pages: [
-        .init(id: "102030405060708", name: "Demo Bistro", token: "local-page-token", instagramAccountId: "17841400000000001"),
-    ])]))
+await graph.configure(
+    OAuthWorld(
+        appId: ProcessInfo.processInfo.environment["META_APP_ID"] ?? "100000000000001",
+        redirectURI: ProcessInfo.processInfo.environment["META_REDIRECT_URI"] ?? "http://localhost:3003/external/meta/callback",
+        codes: [
+            "local-oauth-code": (
+                short: "local-short-user-token", long: "local-long-user-token",
+                pages: [
+                    .init(id: "102030405060708", name: "Demo Bistro", token: "local-page-token", instagramAccountId: "17841400000000001")
+                ]
+            )
+        ]))
 
 func emit(_ line: String) {
     try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))

@@ -1,9 +1,10 @@
+import HTTPTransport
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import HTTPTransport
 
 /// What the agent is asked (SPEC section 6; the body the HTTP agent receives).
 public struct AgentRequest: Sendable, Codable, Equatable {
@@ -77,8 +78,9 @@ public struct HTTPAgent: Agent {
         let response: OutboundResponse
         do {
             response = try await transport.send(
-                OutboundRequest(method: "POST", url: url, headers: [("Content-Type", "application/json"), ("Accept", "application/json")],
-                                body: Array(body)),
+                OutboundRequest(
+                    method: "POST", url: url, headers: [("Content-Type", "application/json"), ("Accept", "application/json")],
+                    body: Array(body)),
                 timeout: timeout)
         } catch {
             throw AgentError(error.kind == .timeout ? .timeout : .unavailable, error.message)

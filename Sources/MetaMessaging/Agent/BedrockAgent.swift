@@ -1,11 +1,12 @@
+import AWSSigning
+import Crypto
+import HTTPTransport
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import AWSSigning
-import Crypto
-import HTTPTransport
 
 /// Amazon Bedrock Agents: `InvokeAgent` of the agents runtime
 /// (`POST /agents/{agentId}/agentAliases/{agentAliasId}/sessions/{sessionId}/text` on
@@ -21,9 +22,11 @@ public struct BedrockAgent: Agent {
     private let signer: SigV4Signer
     private let backoff: Backoff
 
-    public init(agentId: String, agentAliasId: String, region: String, endpoint: String? = nil,
-                credentials: AWSCredentials, transport: any HTTPTransport,
-                backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2))) {
+    public init(
+        agentId: String, agentAliasId: String, region: String, endpoint: String? = nil,
+        credentials: AWSCredentials, transport: any HTTPTransport,
+        backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2))
+    ) {
         self.agentId = agentId
         self.agentAliasId = agentAliasId
         let base = endpoint ?? "https://bedrock-agent-runtime.\(region).amazonaws.com"
@@ -41,14 +44,17 @@ public struct BedrockAgent: Agent {
 
     public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> String? {
         let deadline = ContinuousClock.now + timeout
-        let url = "\(endpoint)/agents/\(SigV4Signer.uriEncode(agentId))/agentAliases/\(SigV4Signer.uriEncode(agentAliasId))"
+        let url =
+            "\(endpoint)/agents/\(SigV4Signer.uriEncode(agentId))/agentAliases/\(SigV4Signer.uriEncode(agentAliasId))"
             + "/sessions/\(Self.sessionId(for: request))/text"
         let body = JSON.object([
             "inputText": .string(request.text),
-            "sessionState": ["sessionAttributes": [
-                "businessId": .string(request.businessId), "locationId": .string(request.locationId),
-                "platform": .string(request.platform), "senderId": .string(request.senderId),
-            ]],
+            "sessionState": [
+                "sessionAttributes": [
+                    "businessId": .string(request.businessId), "locationId": .string(request.locationId),
+                    "platform": .string(request.platform), "senderId": .string(request.senderId),
+                ]
+            ],
         ]).encoded()
         var attempt = 0
         while true {
@@ -117,8 +123,8 @@ public struct BedrockAgent: Agent {
         switch type.lowercased() {
         case let name where name.contains("throttling"): return AgentError(.throttled, detail)
         case let name where name.contains("accessdenied"), let name where name.contains("validation"),
-             let name where name.contains("resourcenotfound"), let name where name.contains("unrecognizedclient"),
-             let name where name.contains("signature"):
+            let name where name.contains("resourcenotfound"), let name where name.contains("unrecognizedclient"),
+            let name where name.contains("signature"):
             return AgentError(.refused, detail)
         default:
             return AgentError(.unavailable, detail)

@@ -64,8 +64,9 @@ public struct Services: Sendable {
             guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
                 throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for AGENT_BACKEND=bedrock-agent")
             }
-            return BedrockAgent(agentId: agentId, agentAliasId: aliasId, region: region,
-                                endpoint: environment["BEDROCK_AGENT_ENDPOINT"], credentials: credentials, transport: transport)
+            return BedrockAgent(
+                agentId: agentId, agentAliasId: aliasId, region: region,
+                endpoint: environment["BEDROCK_AGENT_ENDPOINT"], credentials: credentials, transport: transport)
         default:
             return EchoAgent(template: environment.value("AGENT_ECHO_TEMPLATE", default: "Echo: {text}"))
         }
@@ -102,8 +103,9 @@ public struct Services: Sendable {
         case "sqs": dispatch = .queue(try queue())
         default: dispatch = .inline
         }
-        return ReceiveHandler(signature: WebhookSignature(appSecret: try appSecret()), directory: directory, ledger: ledger,
-                              responder: responder, dispatch: dispatch)
+        return ReceiveHandler(
+            signature: WebhookSignature(appSecret: try appSecret()), directory: directory, ledger: ledger,
+            responder: responder, dispatch: dispatch)
     }
 
     /// The FIFO queue of `RECEIVE_DISPATCH=sqs`: `PROCESS_QUEUE_URL`, `SQS_ENDPOINT`, AWS signing.
@@ -123,8 +125,9 @@ public struct Services: Sendable {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)
         let ledger = MessageLedger(store: store, table: tables.processedMessages)
-        let responder = MessageResponder(agent: try agent(), sender: MessageSender(graph: try graph(), directory: directory),
-                                         ledger: ledger, agentTimeout: try agentTimeout(default: .seconds(25)))
+        let responder = MessageResponder(
+            agent: try agent(), sender: MessageSender(graph: try graph(), directory: directory),
+            ledger: ledger, agentTimeout: try agentTimeout(default: .seconds(25)))
         return ProcessHandler(directory: directory, ledger: ledger, responder: responder)
     }
 }

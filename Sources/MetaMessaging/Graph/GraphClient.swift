@@ -1,9 +1,10 @@
+import HTTPTransport
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import HTTPTransport
 
 /// A Graph API failure, kept whole as Meta reports it (Graph API "Handling Errors":
 /// `{"error": {"message", "type", "code", "error_subcode", "is_transient", "fbtrace_id"}}`).
@@ -29,8 +30,10 @@ public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible {
     /// For transport failures: whether the request surely never reached Meta.
     public let notSent: Bool
 
-    public init(kind: Kind, httpStatus: Int? = nil, code: Int? = nil, subcode: Int? = nil, type: String? = nil,
-                message: String, fbtraceId: String? = nil, isTransient: Bool = false, notSent: Bool = false) {
+    public init(
+        kind: Kind, httpStatus: Int? = nil, code: Int? = nil, subcode: Int? = nil, type: String? = nil,
+        message: String, fbtraceId: String? = nil, isTransient: Bool = false, notSent: Bool = false
+    ) {
         self.kind = kind
         self.httpStatus = httpStatus
         self.code = code
@@ -118,7 +121,8 @@ public struct GraphClient: Sendable {
             // A link from an answer (`paging.next`) is followed only to the Graph API we are
             // configured for: the token must never go to another host.
             guard path.hasPrefix(origin + "/") else {
-                throw GraphError(kind: .invalidResponse, message: "the Graph API answered a link to another host (\(Self.origin(of: path))); it was not followed")
+                throw GraphError(
+                    kind: .invalidResponse, message: "the Graph API answered a link to another host (\(Self.origin(of: path))); it was not followed")
             }
             url = path
         } else {
@@ -144,8 +148,9 @@ public struct GraphClient: Sendable {
                 isTransient: error["is_transient"]?.bool ?? false)
         }
         guard (200..<300).contains(response.status), let document else {
-            throw GraphError(kind: .invalidResponse, httpStatus: response.status,
-                             message: "the Graph API answered HTTP \(response.status) without a Graph response")
+            throw GraphError(
+                kind: .invalidResponse, httpStatus: response.status,
+                message: "the Graph API answered HTTP \(response.status) without a Graph response")
         }
         return document
     }

@@ -21,9 +21,11 @@ public struct MessageSender: Sendable {
     public let backoff: Backoff
     public let requestTimeout: Duration
 
-    public init(graph: GraphClient, directory: TenantDirectory,
-                backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)),
-                requestTimeout: Duration = .seconds(10)) {
+    public init(
+        graph: GraphClient, directory: TenantDirectory,
+        backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)),
+        requestTimeout: Duration = .seconds(10)
+    ) {
         self.graph = graph
         self.directory = directory
         self.backoff = backoff
@@ -35,8 +37,9 @@ public struct MessageSender: Sendable {
         messagingType: MessagingType = .response, deadline: ContinuousClock.Instant, logger: Logger
     ) async throws(SendError) -> SentMessage {
         guard credentials.isActive else {
-            throw SendError.inactiveCredentials("the credentials of business \(credentials.businessId) need reconnection"
-                + (credentials.inactiveReason.map { " (\($0))" } ?? ""))
+            throw SendError.inactiveCredentials(
+                "the credentials of business \(credentials.businessId) need reconnection"
+                    + (credentials.inactiveReason.map { " (\($0))" } ?? ""))
         }
         guard let account = credentials.sendingAccount(for: platform) else {
             throw SendError.missingAccount("business \(credentials.businessId) has no \(platform == .whatsapp ? "WhatsApp phone number" : "Page") connected")
@@ -77,13 +80,15 @@ public struct MessageSender: Sendable {
                 let delay = backoff.delay(afterAttempt: attempt)
                 // A retry needs the backoff delay plus room for a whole Graph call.
                 guard error.isTransient, attempt < backoff.maxAttempts,
-                      deadline - ContinuousClock.now > delay + .seconds(1)
+                    deadline - ContinuousClock.now > delay + .seconds(1)
                 else {
                     throw error.kind == .transport ? SendError.graphUnreachable(error) : SendError.graphAPIError(error)
                 }
-                logger.warning("transient Graph error, retrying", metadata: [
-                    "code": "\(error.code ?? 0)", "httpStatus": "\(error.httpStatus ?? 0)", "attempt": "\(attempt)",
-                ])
+                logger.warning(
+                    "transient Graph error, retrying",
+                    metadata: [
+                        "code": "\(error.code ?? 0)", "httpStatus": "\(error.httpStatus ?? 0)", "attempt": "\(attempt)",
+                    ])
                 try? await Task.sleep(for: delay)
             } catch {
                 throw SendError.graphAPIError(GraphError(kind: .invalidResponse, message: "\(error)"))

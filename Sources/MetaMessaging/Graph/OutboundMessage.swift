@@ -76,11 +76,12 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
         } else {
             guard !trimmed.isEmpty else { throw SendError.emptyMessage("the message has no text and no attachment") }
             guard Self.fitsTextLimit(text ?? "", platform) else {
-                let limit = switch platform {
-                case .instagram: "1000 bytes of UTF-8"
-                case .messenger: "2000 characters"
-                case .whatsapp: "4096 characters"
-                }
+                let limit =
+                    switch platform {
+                    case .instagram: "1000 bytes of UTF-8"
+                    case .messenger: "2000 characters"
+                    case .whatsapp: "4096 characters"
+                    }
                 throw SendError.textTooLong("the text is longer than \(platform.rawValue)'s limit of \(limit)")
             }
         }
@@ -113,9 +114,10 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
                 message["attachment"] = ["type": .string(attachment.type), "payload": ["url": .string(attachment.url)]]
             }
             if let quickReplies, !quickReplies.isEmpty {
-                message["quick_replies"] = .array(quickReplies.map {
-                    ["content_type": "text", "title": .string($0.title), "payload": .string($0.payload)]
-                })
+                message["quick_replies"] = .array(
+                    quickReplies.map {
+                        ["content_type": "text", "title": .string($0.title), "payload": .string($0.payload)]
+                    })
             }
             var body: [String: JSON] = ["recipient": ["id": .string(recipientId)], "message": .object(message)]
             switch messagingType {
@@ -139,9 +141,12 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
                 body["interactive"] = [
                     "type": "button",
                     "body": ["text": .string(text ?? "")],
-                    "action": ["buttons": .array(quickReplies.map {
-                        ["type": "reply", "reply": ["id": .string($0.payload), "title": .string($0.title)]]
-                    })],
+                    "action": [
+                        "buttons": .array(
+                            quickReplies.map {
+                                ["type": "reply", "reply": ["id": .string($0.payload), "title": .string($0.title)]]
+                            })
+                    ],
                 ]
             } else {
                 body["type"] = "text"
@@ -215,9 +220,9 @@ public enum SendError: HTTPResponseError, Equatable {
     public var errorMessage: String {
         switch self {
         case .invalidInput(let text), .missingBusinessId(let text), .unknownPlatform(let text), .missingRecipient(let text),
-             .emptyMessage(let text), .textTooLong(let text), .tooManyQuickReplies(let text), .invalidQuickReply(let text),
-             .invalidAttachment(let text), .invalidMessage(let text), .unknownTenant(let text), .inactiveCredentials(let text),
-             .missingAccount(let text), .storeUnavailable(let text), .invalidGraphResponse(let text), .deadlineExceeded(let text, _):
+            .emptyMessage(let text), .textTooLong(let text), .tooManyQuickReplies(let text), .invalidQuickReply(let text),
+            .invalidAttachment(let text), .invalidMessage(let text), .unknownTenant(let text), .inactiveCredentials(let text),
+            .missingAccount(let text), .storeUnavailable(let text), .invalidGraphResponse(let text), .deadlineExceeded(let text, _):
             text
         case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error):
             error.description

@@ -43,8 +43,11 @@ public struct AuthURLHandler: Sendable {
             ("response_type", "code"), ("state", state.signed(secret: config.stateSecret)),
         ])
         logger.info("auth URL issued", metadata: ["businessId": "\(businessId)", "locationId": "\(locationId)"])
-        return .json(200, Answer(url: "\(config.dialogBaseURL)/\(config.graphVersion)/dialog/oauth?\(query)",
-                                 clientId: config.appId, redirectUri: redirectURI))
+        return .json(
+            200,
+            Answer(
+                url: "\(config.dialogBaseURL)/\(config.graphVersion)/dialog/oauth?\(query)",
+                clientId: config.appId, redirectUri: redirectURI))
     }
 
     public var function: HTTPFunction {

@@ -21,8 +21,10 @@ public struct MessageResponder: Sendable {
     /// Time kept back for sending the reply after the agent answers.
     public let sendReserve: Duration
 
-    public init(agent: any Agent, sender: MessageSender, ledger: MessageLedger,
-                agentTimeout: Duration = .seconds(20), sendReserve: Duration = .milliseconds(1500)) {
+    public init(
+        agent: any Agent, sender: MessageSender, ledger: MessageLedger,
+        agentTimeout: Duration = .seconds(20), sendReserve: Duration = .milliseconds(1500)
+    ) {
         self.agent = agent
         self.sender = sender
         self.ledger = ledger
@@ -57,8 +59,9 @@ public struct MessageResponder: Sendable {
         } catch {
             let transient = error.code != .invalidResponse && error.code != .refused
             let outOfTime = error.code == .timeout && budgetCut
-            return await giveUp(message, owner: owner, reason: error.description, transient: transient || outOfTime,
-                                retry: retryTransient || outOfTime, logger: logger)
+            return await giveUp(
+                message, owner: owner, reason: error.description, transient: transient || outOfTime,
+                retry: retryTransient || outOfTime, logger: logger)
         }
         guard let reply, !reply.isEmpty else {
             logger.info("the agent chose not to reply")
@@ -75,8 +78,9 @@ public struct MessageResponder: Sendable {
         } catch {
             let outOfTime = error.isOutOfTime
             let transient = error.graph?.isTransient ?? outOfTime
-            return await giveUp(message, owner: owner, reason: "\(error.errorType): \(error.errorMessage)",
-                                transient: transient, retry: retryTransient || outOfTime, logger: logger)
+            return await giveUp(
+                message, owner: owner, reason: "\(error.errorType): \(error.errorMessage)",
+                transient: transient, retry: retryTransient || outOfTime, logger: logger)
         }
     }
 

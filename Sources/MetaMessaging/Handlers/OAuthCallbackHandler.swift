@@ -20,8 +20,10 @@ public struct OAuthCallbackHandler: Sendable {
     /// The webhook fields a connected Page is subscribed to.
     public static let subscribedFields = "messages,messaging_postbacks,message_echoes,message_reactions"
 
-    public init(config: OAuthConfig, appSecret: String, graph: GraphClient, directory: TenantDirectory, ledger: MessageLedger,
-                clock: WallClock = .system, timeout: Duration = .seconds(8)) {
+    public init(
+        config: OAuthConfig, appSecret: String, graph: GraphClient, directory: TenantDirectory, ledger: MessageLedger,
+        clock: WallClock = .system, timeout: Duration = .seconds(8)
+    ) {
         self.config = config
         self.appSecret = appSecret
         self.graph = graph
@@ -97,7 +99,9 @@ public struct OAuthCallbackHandler: Sendable {
 
         var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
         if let declined = request.queryValue("error") {
-            logger.info("the person declined the dialog", metadata: ["businessId": "\(state.businessId)", "reason": "\(request.queryValue("error_reason") ?? declined)"])
+            logger.info(
+                "the person declined the dialog",
+                metadata: ["businessId": "\(state.businessId)", "reason": "\(request.queryValue("error_reason") ?? declined)"])
             outcome.status = "denied"
             outcome.error = declined == "access_denied" ? "access_denied" : "oauth_error"
             outcome.message = "the person did not grant the permissions"
@@ -118,8 +122,9 @@ public struct OAuthCallbackHandler: Sendable {
                 chosen = page
             } else {
                 guard let page = pages.first(where: { $0.instagramAccountId != nil }) else {
-                    throw Failure(status: 400, code: "no_instagram_account",
-                                  message: "none of the person's Pages has an Instagram professional account connected")
+                    throw Failure(
+                        status: 400, code: "no_instagram_account",
+                        message: "none of the person's Pages has an Instagram professional account connected")
                 }
                 chosen = page
             }
@@ -136,9 +141,11 @@ public struct OAuthCallbackHandler: Sendable {
                 }
             }
             try await subscribe(page: chosen)
-            logger.info("business connected", metadata: [
-                "businessId": "\(state.businessId)", "pageId": "\(chosen.id)", "instagramAccountId": "\(chosen.instagramAccountId ?? "-")",
-            ])
+            logger.info(
+                "business connected",
+                metadata: [
+                    "businessId": "\(state.businessId)", "pageId": "\(chosen.id)", "instagramAccountId": "\(chosen.instagramAccountId ?? "-")",
+                ])
             outcome.status = "connected"
             outcome.pageId = chosen.id
             outcome.pageName = chosen.name
@@ -148,9 +155,11 @@ public struct OAuthCallbackHandler: Sendable {
             }
             return answer(outcome, httpStatus: 200)
         } catch let failure as Failure {
-            logger.warning("connection failed: \(failure.code)", metadata: [
-                "businessId": "\(state.businessId)", "detail": "\(failure.detail ?? failure.message)",
-            ])
+            logger.warning(
+                "connection failed: \(failure.code)",
+                metadata: [
+                    "businessId": "\(state.businessId)", "detail": "\(failure.detail ?? failure.message)",
+                ])
             outcome.error = failure.code
             outcome.message = failure.message
             return answer(outcome, httpStatus: failure.status)
@@ -165,11 +174,13 @@ public struct OAuthCallbackHandler: Sendable {
     /// A state is good for one callback: its nonce is recorded until it expires.
     private func useOnce(_ state: OAuthState) async throws {
         do {
-            try await ledger.store.put(ledger.table, item: [
-                "messageId": .s("oauth-state:\(state.nonce)"), "status": .s("used"), "businessId": .s(state.businessId),
-                "expiresAt": .number(state.expiresAt),
-            ], condition: .itemAbsent)
-        } catch where error.code == .conditionFailed {
+            try await ledger.store.put(
+                ledger.table,
+                item: [
+                    "messageId": .s("oauth-state:\(state.nonce)"), "status": .s("used"), "businessId": .s(state.businessId),
+                    "expiresAt": .number(state.expiresAt),
+                ], condition: .itemAbsent)
+        } catch  where error.code == .conditionFailed {
             throw Failure(status: 400, code: "state_already_used", message: "this connection link was already used; start the connection again")
         } catch {
             throw Failure(status: 503, code: "store_unavailable", message: "the state could not be recorded: \(error.code.rawValue)")
@@ -180,20 +191,25 @@ public struct OAuthCallbackHandler: Sendable {
     private func exchange(code: String, redirectURI: String) async throws -> String {
         let short: JSON
         do {
-            short = try await graph.call("GET", "oauth/access_token", query: [
-                ("client_id", config.appId), ("client_secret", appSecret), ("redirect_uri", redirectURI), ("code", code),
-            ], token: nil, timeout: timeout)
+            short = try await graph.call(
+                "GET", "oauth/access_token",
+                query: [
+                    ("client_id", config.appId), ("client_secret", appSecret), ("redirect_uri", redirectURI), ("code", code),
+                ], token: nil, timeout: timeout)
         } catch {
-            throw Failure.graph(error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed",
-                                what: "exchange the code")
+            throw Failure.graph(
+                error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed",
+                what: "exchange the code")
         }
         guard let shortToken = short["access_token"]?.string else {
             throw Failure(status: 502, code: "code_exchange_failed", message: "the Graph API returned no access token")
         }
-        let long = try await graphCall("GET", "oauth/access_token", query: [
-            ("grant_type", "fb_exchange_token"), ("client_id", config.appId), ("client_secret", appSecret),
-            ("fb_exchange_token", shortToken),
-        ], token: shortToken, what: "issue a long-lived token")
+        let long = try await graphCall(
+            "GET", "oauth/access_token",
+            query: [
+                ("grant_type", "fb_exchange_token"), ("client_id", config.appId), ("client_secret", appSecret),
+                ("fb_exchange_token", shortToken),
+            ], token: shortToken, what: "issue a long-lived token")
         guard let longToken = long["access_token"]?.string else {
             throw Failure(status: 502, code: "graph_error", message: "the Graph API returned no long-lived token")
         }
@@ -217,16 +233,18 @@ public struct OAuthCallbackHandler: Sendable {
             query = []
         }
         for index in pages.indices {
-            let answer = try await graphCall("GET", pages[index].id, query: [("fields", "instagram_business_account")],
-                                             token: pages[index].accessToken, what: "read a Page's Instagram account")
+            let answer = try await graphCall(
+                "GET", pages[index].id, query: [("fields", "instagram_business_account")],
+                token: pages[index].accessToken, what: "read a Page's Instagram account")
             pages[index].instagramAccountId = answer["instagram_business_account"]?["id"]?.id
         }
         return pages
     }
 
     private func subscribe(page: Page) async throws {
-        let answer = try await graphCall("POST", "\(page.id)/subscribed_apps", query: [("subscribed_fields", Self.subscribedFields)],
-                                         token: page.accessToken, what: "subscribe the Page to webhooks")
+        let answer = try await graphCall(
+            "POST", "\(page.id)/subscribed_apps", query: [("subscribed_fields", Self.subscribedFields)],
+            token: page.accessToken, what: "subscribe the Page to webhooks")
         guard answer["success"]?.bool == true else {
             throw Failure(status: 502, code: "subscription_failed", message: "the Graph API did not confirm the webhook subscription")
         }
@@ -245,8 +263,10 @@ public struct OAuthCallbackHandler: Sendable {
     private func answer(_ outcome: Outcome, httpStatus: Int) -> HTTPResponse {
         guard let target = config.postConnectRedirectURI else { return .json(httpStatus, outcome) }
         var query: [(String, String)] = [("status", outcome.status)]
-        for (name, value) in [("error", outcome.error), ("businessId", outcome.businessId), ("locationId", outcome.locationId),
-                              ("pageId", outcome.pageId), ("instagramAccountId", outcome.instagramAccountId)] {
+        for (name, value) in [
+            ("error", outcome.error), ("businessId", outcome.businessId), ("locationId", outcome.locationId),
+            ("pageId", outcome.pageId), ("instagramAccountId", outcome.instagramAccountId),
+        ] {
             if let value { query.append((name, value)) }
         }
         let location = target + (target.contains("?") ? "&" : "?") + FormEncoding.query(query)

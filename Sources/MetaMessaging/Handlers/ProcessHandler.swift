@@ -1,12 +1,13 @@
+import FunctionRuntime
+import KeyValueStore
+import Logging
+import SafeJSON
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SafeJSON
-import FunctionRuntime
-import KeyValueStore
-import Logging
 
 /// `process`: answers the messages `receive` queued on the SQS FIFO queue (SPEC section 3 and
 /// section 4, receive step 8). Takes an SQS event (`Records[]`), claims each message in the
@@ -46,7 +47,7 @@ public struct ProcessHandler: Sendable {
                 continue
             }
             guard let body = record["body"]?.string,
-                  let accepted = try? SafeJSON.decode(AcceptedMessage.self, from: Array(body.utf8))
+                let accepted = try? SafeJSON.decode(AcceptedMessage.self, from: Array(body.utf8))
             else {
                 // Never answerable: after the queue's maxReceiveCount it lands in the dead-letter queue.
                 context.logger.error("an SQS record is not an accepted message", metadata: ["recordId": "\(recordId)"])
@@ -73,8 +74,9 @@ public struct ProcessHandler: Sendable {
         let message = accepted.message
         let owner = "\(context.requestID):\(recordId)"
         do {
-            let claim = try await ledger.claim(message.messageId, businessId: accepted.tenant.businessId, owner: owner,
-                                               as: .answering, claimable: [.queued])
+            let claim = try await ledger.claim(
+                message.messageId, businessId: accepted.tenant.businessId, owner: owner,
+                as: .answering, claimable: [.queued])
             switch claim {
             case .claimed: break
             case .taken(.answering):
@@ -113,10 +115,12 @@ public struct ProcessHandler: Sendable {
                 throw ProcessEventError(errorMessage: "the event is not an SQS event (no Records array)")
             }
             let report = await handler.handle(records: records, context: context)
-            context.logger.info("batch processed", metadata: [
-                "records": "\(records.count)", "answered": "\(report.answered)", "skipped": "\(report.skipped)",
-                "failures": "\(report.failures.count)",
-            ])
+            context.logger.info(
+                "batch processed",
+                metadata: [
+                    "records": "\(records.count)", "answered": "\(report.answered)", "skipped": "\(report.skipped)",
+                    "failures": "\(report.failures.count)",
+                ])
             return JSON.object(["batchItemFailures": .array(report.failures.map { ["itemIdentifier": .string($0)] })]).encoded()
         }
     }

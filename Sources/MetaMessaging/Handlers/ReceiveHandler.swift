@@ -42,8 +42,10 @@ public struct ReceiveHandler: Sendable {
     /// Meta wants its 200 within 5 seconds: inline work stops claiming new messages after this.
     public let inlineBudget: Duration
 
-    public init(signature: WebhookSignature, directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder,
-                dispatch: Dispatch = .inline, maxBodyBytes: Int = 4 * 1024 * 1024, inlineBudget: Duration = .milliseconds(4500)) {
+    public init(
+        signature: WebhookSignature, directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder,
+        dispatch: Dispatch = .inline, maxBodyBytes: Int = 4 * 1024 * 1024, inlineBudget: Duration = .milliseconds(4500)
+    ) {
         self.signature = signature
         self.directory = directory
         self.ledger = ledger
@@ -107,17 +109,23 @@ public struct ReceiveHandler: Sendable {
             case .message(let message):
                 do {
                     let route: TenantRoute?
-                    if let cached = routes[message.accountId] { route = cached } else {
+                    if let cached = routes[message.accountId] {
+                        route = cached
+                    } else {
                         route = try await directory.route(identifier: message.accountId)
                         routes[message.accountId] = route
                     }
                     guard let tenant = route?.tenant else {
                         summary.unknownTenant += 1
-                        logger.info("no tenant for this account: acknowledged", metadata: ["accountId": "\(message.accountId)", "platform": "\(message.platform.rawValue)"])
+                        logger.info(
+                            "no tenant for this account: acknowledged",
+                            metadata: ["accountId": "\(message.accountId)", "platform": "\(message.platform.rawValue)"])
                         continue
                     }
                     let credentials: TenantCredentials?
-                    if let cached = credentialsCache[tenant.businessId] { credentials = cached } else {
+                    if let cached = credentialsCache[tenant.businessId] {
+                        credentials = cached
+                    } else {
                         credentials = try await directory.credentials(businessId: tenant.businessId)
                         credentialsCache[tenant.businessId] = credentials
                     }
@@ -195,11 +203,13 @@ public struct ReceiveHandler: Sendable {
             }
         }
 
-        logger.info("webhook handled", metadata: [
-            "events": "\(summary.events)", "answered": "\(summary.answered)", "queued": "\(summary.queued)",
-            "duplicates": "\(summary.duplicates)", "unknownTenant": "\(summary.unknownTenant)", "failed": "\(summary.failed)",
-            "retry": "\(retry)",
-        ])
+        logger.info(
+            "webhook handled",
+            metadata: [
+                "events": "\(summary.events)", "answered": "\(summary.answered)", "queued": "\(summary.queued)",
+                "duplicates": "\(summary.duplicates)", "unknownTenant": "\(summary.unknownTenant)", "failed": "\(summary.failed)",
+                "retry": "\(retry)",
+            ])
         return .json(retry ? 500 : 200, summary)
     }
 }

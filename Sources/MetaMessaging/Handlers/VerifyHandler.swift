@@ -17,8 +17,8 @@ public struct VerifyHandler: Sendable {
 
     public func handle(_ request: HTTPRequest, logger: Logger) throws(RequestRefused) -> HTTPResponse {
         guard let mode = request.queryValue("hub.mode"),
-              let token = request.queryValue("hub.verify_token"),
-              let challenge = request.queryValue("hub.challenge")
+            let token = request.queryValue("hub.verify_token"),
+            let challenge = request.queryValue("hub.challenge")
         else {
             logger.info("verification refused: missing parameter")
             throw RequestRefused(400, code: "missing_parameter", "hub.mode, hub.verify_token and hub.challenge are required")

@@ -1,10 +1,11 @@
+import HTTPTransport
+import SafeJSON
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import SafeJSON
-import HTTPTransport
 
 /// The OAuth `state`: what the callback needs to know, signed so it cannot be altered.
 /// Format: `base64url(JSON payload) "." base64url(HMAC-SHA256(first part, OAUTH_STATE_SECRET))`.
@@ -57,7 +58,7 @@ public struct OAuthState: Sendable, Equatable, Codable {
         let expected = HMACSHA256.sign(Array(parts[0].utf8), key: Array(secret.utf8))
         guard constantTimeEquals(given, expected) else { throw .forged }
         guard let payload = Base64URL.decode(String(parts[0])),
-              let state = try? SafeJSON.decode(OAuthState.self, from: payload, limits: JSONLimits(maxBytes: 4096, maxDepth: 4))
+            let state = try? SafeJSON.decode(OAuthState.self, from: payload, limits: JSONLimits(maxBytes: 4096, maxDepth: 4))
         else { throw .malformed }
         guard state.expiresAt > now else { throw .expired }
         return state
@@ -67,14 +68,15 @@ public struct OAuthState: Sendable, Equatable, Codable {
 /// RFC 4648 section 5: `-` and `_` for `+` and `/`, no padding.
 enum Base64URL {
     static func encode(_ bytes: [UInt8]) -> String {
-        String(Data(bytes).base64EncodedString().compactMap { character -> Character? in
-            switch character {
-            case "+": "-"
-            case "/": "_"
-            case "=": nil
-            default: character
-            }
-        })
+        String(
+            Data(bytes).base64EncodedString().compactMap { character -> Character? in
+                switch character {
+                case "+": "-"
+                case "/": "_"
+                case "=": nil
+                default: character
+                }
+            })
     }
 
     static func decode(_ text: String) -> [UInt8]? {

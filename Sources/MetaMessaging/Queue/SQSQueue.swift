@@ -1,11 +1,12 @@
+import AWSSigning
+import Crypto
+import HTTPTransport
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import AWSSigning
-import Crypto
-import HTTPTransport
 
 /// Amazon SQS over its JSON protocol (`POST /`, `X-Amz-Target: AmazonSQS.<Action>`,
 /// `Content-Type: application/x-amz-json-1.0`), SigV4-signed for service `sqs`.
@@ -17,8 +18,10 @@ public struct SQSQueue: MessageQueue {
 
     public var endpoint: String { client.endpoint }
 
-    public init(transport: any HTTPTransport, queueURL: String, region: String, endpoint: String? = nil,
-                credentials: AWSCredentials, timeout: Duration = .seconds(2), backoff: Backoff = Backoff(maxAttempts: 3)) {
+    public init(
+        transport: any HTTPTransport, queueURL: String, region: String, endpoint: String? = nil,
+        credentials: AWSCredentials, timeout: Duration = .seconds(2), backoff: Backoff = Backoff(maxAttempts: 3)
+    ) {
         self.queueURL = queueURL
         client = AWSJSONClient(
             transport: transport, signer: SigV4Signer(credentials: credentials, region: region, service: "sqs"),
@@ -66,20 +69,24 @@ public struct SQSQueue: MessageQueue {
 
     /// Creates a FIFO queue (the name must end in `.fifo`) and returns its URL.
     public func createFIFOQueue(name: String, visibilityTimeout: Int = 30) async throws(QueueError) -> String {
-        let answer = try await call("CreateQueue", [
-            "QueueName": .string(name),
-            "Attributes": ["FifoQueue": "true", "VisibilityTimeout": .string(String(visibilityTimeout))],
-        ])
+        let answer = try await call(
+            "CreateQueue",
+            [
+                "QueueName": .string(name),
+                "Attributes": ["FifoQueue": "true", "VisibilityTimeout": .string(String(visibilityTimeout))],
+            ])
         guard let url = answer["QueueUrl"]?.string else { throw QueueError("CreateQueue returned no QueueUrl") }
         return url
     }
 
     /// Up to 10 messages as SQS hands them to Lambda: `(messageId, body, attributes)`.
     public func receive(max: Int = 10, waitSeconds: Int = 0) async throws(QueueError) -> [JSON] {
-        let answer = try await call("ReceiveMessage", [
-            "QueueUrl": .string(queueURL), "MaxNumberOfMessages": .number(Double(max)),
-            "WaitTimeSeconds": .number(Double(waitSeconds)), "MessageSystemAttributeNames": ["All"],
-        ])
+        let answer = try await call(
+            "ReceiveMessage",
+            [
+                "QueueUrl": .string(queueURL), "MaxNumberOfMessages": .number(Double(max)),
+                "WaitTimeSeconds": .number(Double(waitSeconds)), "MessageSystemAttributeNames": ["All"],
+            ])
         return answer["Messages"]?.array ?? []
     }
 

@@ -1,3 +1,5 @@
+import HTTPTransport
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import HTTPTransport
 
 /// ISO 8601 timestamps (UTC, seconds) without Foundation's formatters.
 public enum ISO8601 {

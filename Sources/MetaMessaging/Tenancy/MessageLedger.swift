@@ -32,8 +32,10 @@ public struct MessageLedger: Sendable {
     /// How long a claimer may hold a message before another may take it over.
     public let leaseSeconds: Int64
 
-    public init(store: any KeyValueStore, table: TableSchema, clock: WallClock = .system,
-                retentionSeconds: Int64 = 7 * 24 * 3600, leaseSeconds: Int64 = 60) {
+    public init(
+        store: any KeyValueStore, table: TableSchema, clock: WallClock = .system,
+        retentionSeconds: Int64 = 7 * 24 * 3600, leaseSeconds: Int64 = 60
+    ) {
         self.store = store
         self.table = table
         self.clock = clock
@@ -47,8 +49,10 @@ public struct MessageLedger: Sendable {
         _ messageId: String, businessId: String, owner: String, as status: Status, claimable: [Status] = []
     ) async throws(KeyValueError) -> Claim {
         let now = clock.epochSeconds()
-        var condition: Condition = .or(.itemAbsent, .and(
-            .equals("status", .s(Status.answering.rawValue)), .lessThan("leaseUntil", .number(now))))
+        var condition: Condition = .or(
+            .itemAbsent,
+            .and(
+                .equals("status", .s(Status.answering.rawValue)), .lessThan("leaseUntil", .number(now))))
         for other in claimable { condition = .or(condition, .equals("status", .s(other.rawValue))) }
         let item: Item = [
             "messageId": .s(messageId), "status": .s(status.rawValue), "businessId": .s(businessId),
@@ -58,7 +62,7 @@ public struct MessageLedger: Sendable {
         do {
             try await store.put(table, item: item, condition: condition)
             return .claimed
-        } catch where error.code == .conditionFailed {
+        } catch  where error.code == .conditionFailed {
             // Our own earlier attempt may have landed before a retried request: read it back.
             let current = try await store.get(table, key: ["messageId": .s(messageId)])
             if current?["owner"]?.string == owner, current?["status"]?.string == status.rawValue { return .claimed }
@@ -73,10 +77,11 @@ public struct MessageLedger: Sendable {
         var set: Item = ["status": .s(status.rawValue), "updatedAt": .s(ISO8601.format(epochSeconds: clock.epochSeconds()))]
         if let detail { set["detail"] = .s(detail) }
         do {
-            try await store.update(table, key: ["messageId": .s(messageId)], set: set, remove: ["leaseUntil"],
-                                   condition: .equals("owner", .s(owner)))
+            try await store.update(
+                table, key: ["messageId": .s(messageId)], set: set, remove: ["leaseUntil"],
+                condition: .equals("owner", .s(owner)))
             return true
-        } catch where error.code == .conditionFailed {
+        } catch  where error.code == .conditionFailed {
             return false
         }
     }
@@ -89,7 +94,7 @@ public struct MessageLedger: Sendable {
                 table, key: ["messageId": .s(messageId)],
                 set: ["status": .s(Status.answering.rawValue), "leaseUntil": .number(0)], remove: [],
                 condition: .equals("owner", .s(owner)))
-        } catch where error.code == .conditionFailed {
+        } catch  where error.code == .conditionFailed {
             return
         }
     }

@@ -71,7 +71,7 @@ public struct TenantDirectory: Sendable {
 
     public func route(identifier: String) async throws(KeyValueError) -> TenantRoute? {
         guard let item = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)]),
-              let businessId = item["businessId"]?.string
+            let businessId = item["businessId"]?.string
         else { return nil }
         return TenantRoute(
             tenant: Tenant(businessId: businessId, locationId: item["locationId"]?.string ?? ""),
@@ -80,8 +80,8 @@ public struct TenantDirectory: Sendable {
 
     public func credentials(businessId: String) async throws(KeyValueError) -> TenantCredentials? {
         guard let item = try await store.get(tables.credentials, key: credentialsKey(businessId)),
-              let credentials = item["credentials"]?.map,
-              let token = credentials["accessToken"]?.string
+            let credentials = item["credentials"]?.map,
+            let token = credentials["accessToken"]?.string
         else { return nil }
         return TenantCredentials(
             businessId: businessId, accessToken: token, pageId: credentials["pageId"]?.string,
@@ -128,7 +128,8 @@ extension TenantDirectory {
     ) async throws(ConnectError) {
         let mine: Condition = .or(.itemAbsent, .equals("businessId", .s(tenant.businessId)))
         var claimed: [String] = []
-        let accounts: [(String, String, String)] = [(pageId, "page", "messenger")]
+        let accounts: [(String, String, String)] =
+            [(pageId, "page", "messenger")]
             + (instagramAccountId.map { [($0, "instagram_account", "instagram")] } ?? [])
         do {
             for (identifier, type, platform) in accounts {
@@ -150,10 +151,12 @@ extension TenantDirectory {
             if let instagramAccountId { credentials["instagramAccountId"] = .s(instagramAccountId) }
             let existing = try await store.get(tables.credentials, key: key)?["credentials"]?.map
             if let phone = existing?["phoneNumberId"] { credentials["phoneNumberId"] = phone }
-            try await store.put(tables.credentials, item: key.merging([
-                "credentials": .m(credentials), "isActive": .bool(true), "createdAt": createdAt, "updatedAt": .s(now),
-                "locationId": .s(tenant.locationId),
-            ]) { $1 })
+            try await store.put(
+                tables.credentials,
+                item: key.merging([
+                    "credentials": .m(credentials), "isActive": .bool(true), "createdAt": createdAt, "updatedAt": .s(now),
+                    "locationId": .s(tenant.locationId),
+                ]) { $1 })
         } catch let error as ConnectError {
             throw error
         } catch let error as KeyValueError {
@@ -168,7 +171,7 @@ extension TenantDirectory {
         do {
             try await store.put(table, item: item, condition: condition)
             return true
-        } catch where error.code == .conditionFailed {
+        } catch  where error.code == .conditionFailed {
             return false
         }
     }

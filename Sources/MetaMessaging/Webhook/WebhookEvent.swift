@@ -54,8 +54,9 @@ extension MessageContent: Codable {
         switch try container.decode(String.self, forKey: .kind) {
         case "text": self = .text(try container.decode(String.self, forKey: .text))
         case "attachments":
-            self = .attachments(try container.decode([Attachment].self, forKey: .attachments),
-                                caption: try container.decodeIfPresent(String.self, forKey: .caption))
+            self = .attachments(
+                try container.decode([Attachment].self, forKey: .attachments),
+                caption: try container.decodeIfPresent(String.self, forKey: .caption))
         case "quick_reply":
             self = .quickReply(text: try container.decode(String.self, forKey: .text), payload: try container.decode(String.self, forKey: .payload))
         case "postback":

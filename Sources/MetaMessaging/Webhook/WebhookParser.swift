@@ -76,9 +76,10 @@ public enum WebhookParser {
             let payload = postback["payload"]?.string ?? ""
             guard !title.isEmpty || !payload.isEmpty else { return .invalid("a postback has neither title nor payload") }
             let id = postback["mid"]?.id ?? "postback:\(accountId):\(senderId):\(timestamp)"
-            return .message(InboundMessage(
-                platform: platform, messageId: id, accountId: accountId, senderId: senderId, timestamp: timestamp,
-                content: .postback(title: title.isEmpty ? payload : title, payload: payload)))
+            return .message(
+                InboundMessage(
+                    platform: platform, messageId: id, accountId: accountId, senderId: senderId, timestamp: timestamp,
+                    content: .postback(title: title.isEmpty ? payload : title, payload: payload)))
         }
 
         guard let message = event["message"] else { return .skipped(.other, accountId: accountId, timestamp: timestamp) }
@@ -107,8 +108,9 @@ public enum WebhookParser {
         } else {
             return .skipped(.unsupported, accountId: accountId, timestamp: timestamp)
         }
-        return .message(InboundMessage(
-            platform: platform, messageId: mid, accountId: accountId, senderId: senderId, timestamp: timestamp, content: content))
+        return .message(
+            InboundMessage(
+                platform: platform, messageId: mid, accountId: accountId, senderId: senderId, timestamp: timestamp, content: content))
     }
 
     /// Attachment types we answer: media, files, shared posts and reels, story mentions.
@@ -162,7 +164,8 @@ public enum WebhookParser {
         case "interactive":
             let interactive = message["interactive"]
             guard let reply = interactive?["button_reply"] ?? interactive?["list_reply"],
-                  let replyId = reply["id"]?.string else {
+                let replyId = reply["id"]?.string
+            else {
                 return .skipped(.unsupported, accountId: phoneNumberId, timestamp: timestamp)
             }
             content = .quickReply(text: reply["title"]?.string ?? replyId, payload: replyId)
@@ -176,7 +179,8 @@ public enum WebhookParser {
         default:
             return .skipped(.unsupported, accountId: phoneNumberId, timestamp: timestamp)
         }
-        return .message(InboundMessage(
-            platform: .whatsapp, messageId: id, accountId: phoneNumberId, senderId: from, timestamp: timestamp, content: content))
+        return .message(
+            InboundMessage(
+                platform: .whatsapp, messageId: id, accountId: phoneNumberId, senderId: from, timestamp: timestamp, content: content))
     }
 }

@@ -22,7 +22,7 @@ public struct WebhookSignature: Sendable {
         guard let header else { return .missing }
         let trimmed = header.trimmingSpaces()
         guard trimmed.lowercased().hasPrefix("sha256="),
-              let given = Hex.decode(String(trimmed.dropFirst(7))), given.count == 32
+            let given = Hex.decode(String(trimmed.dropFirst(7))), given.count == 32
         else { return .malformed }
         return constantTimeEquals(given, HMACSHA256.sign(body, key: key)) ? nil : .mismatch
     }

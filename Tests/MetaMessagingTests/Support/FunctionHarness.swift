@@ -1,8 +1,8 @@
 import Foundation
 import KeyValueStore
 import MetaMessaging
-import Testing
 import TestSupport
+import Testing
 
 /// Everything a function needs to run as a process in a test: a store of either backend
 /// (fresh tables), a demo tenant, a Graph API stand-in, and the environment that ties them.
@@ -21,8 +21,9 @@ struct FunctionHarness {
     var environment: [String: String]
 
     static func make(_ backend: StoreBackend, seedTenant: Bool = true) async throws -> FunctionHarness {
-        let tables = Tables(credentials: Stores.unique("credentials"), identifiers: Stores.unique("identifiers"),
-                            processedMessages: Stores.unique("processed"))
+        let tables = Tables(
+            credentials: Stores.unique("credentials"), identifiers: Stores.unique("identifiers"),
+            processedMessages: Stores.unique("processed"))
         var environment = [
             "META_APP_SECRET": appSecret, "LOG_LEVEL": "debug",
             "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name,
@@ -52,22 +53,28 @@ struct FunctionHarness {
     }
 
     func seedTenant(active: Bool = true) async throws {
-        for (id, type, platform) in [(Self.pageId, "page", "messenger"), (Self.instagramId, "instagram_account", "instagram"),
-                                     (Self.phoneNumberId, "whatsapp_phone_number", "whatsapp")] {
-            try await store.put(tables.identifiers, item: [
-                "identifierId": .s(id), "identifierType": .s(type), "platform": .s(platform),
-                "businessId": .s(Self.tenant.businessId), "locationId": .s(Self.tenant.locationId),
-                "businessLocationId": .s("\(Self.tenant.businessId)#\(Self.tenant.locationId)"),
-            ])
+        for (id, type, platform) in [
+            (Self.pageId, "page", "messenger"), (Self.instagramId, "instagram_account", "instagram"),
+            (Self.phoneNumberId, "whatsapp_phone_number", "whatsapp"),
+        ] {
+            try await store.put(
+                tables.identifiers,
+                item: [
+                    "identifierId": .s(id), "identifierType": .s(type), "platform": .s(platform),
+                    "businessId": .s(Self.tenant.businessId), "locationId": .s(Self.tenant.locationId),
+                    "businessLocationId": .s("\(Self.tenant.businessId)#\(Self.tenant.locationId)"),
+                ])
         }
-        try await store.put(tables.credentials, item: [
-            "businessId": .s(Self.tenant.businessId), "serviceType": .s("meta"), "isActive": .bool(active),
-            "createdAt": .s("2026-11-26T00:00:00Z"), "updatedAt": .s("2026-11-26T00:00:00Z"),
-            "credentials": .m([
-                "accessToken": .s(Self.token), "pageId": .s(Self.pageId), "instagramAccountId": .s(Self.instagramId),
-                "phoneNumberId": .s(Self.phoneNumberId),
-            ]),
-        ])
+        try await store.put(
+            tables.credentials,
+            item: [
+                "businessId": .s(Self.tenant.businessId), "serviceType": .s("meta"), "isActive": .bool(active),
+                "createdAt": .s("2026-11-26T00:00:00Z"), "updatedAt": .s("2026-11-26T00:00:00Z"),
+                "credentials": .m([
+                    "accessToken": .s(Self.token), "pageId": .s(Self.pageId), "instagramAccountId": .s(Self.instagramId),
+                    "phoneNumberId": .s(Self.phoneNumberId),
+                ]),
+            ])
     }
 
     func run(_ function: String, _ event: [UInt8], extra: [String: String] = [:]) async throws -> ProcessResult {
@@ -112,7 +119,9 @@ struct FunctionHarness {
         #"{"object":"\#(object)","entry":[{"id":"\#(account)","time":1795687200000,"messaging":[\#(events.joined(separator: ","))]}]}"#
     }
 
-    static func textEvent(mid: String, text: String, sender: String = "1234567890123456", timestamp: Int = 1795687200000, recipient: String = instagramId) -> String {
+    static func textEvent(
+        mid: String, text: String, sender: String = "1234567890123456", timestamp: Int = 1795687200000, recipient: String = instagramId
+    ) -> String {
         #"{"sender":{"id":"\#(sender)"},"recipient":{"id":"\#(recipient)"},"timestamp":\#(timestamp),"message":{"mid":"\#(mid)","text":"\#(text)"}}"#
     }
 }
