@@ -5,8 +5,9 @@ import PackageDescription
 //   FunctionRuntime   event in, response out, local mode and the Lambda Runtime API loop; knows nothing of Meta
 //   SafeJSON          the strict JSON reader (limits, no repeated names) and a Decoder over its tree:
 //                     the one way a JSON document from outside is read
-//   HTTPTransport     the outbound HTTP port (a protocol and its values), no implementation; hex, percent
-//                     and UTC text encodings that every module, the runtime too, shares
+//   Essentials        hex, percent and UTC text encodings, the wall clock, header names, the retry pause:
+//                     what every module, the runtime too, shares
+//   HTTPTransport     the outbound HTTP port (a protocol and its values), no implementation
 //   AWSSigning        AWS Signature Version 4, shared by DynamoDB, SQS and Bedrock
 //   KeyValueStore     the key-value port, DynamoDB's AttributeValue, the file and DynamoDB backends
 //   MetaMessaging     the core: config, webhook, tenancy, Graph client, OAuth, agents, handlers
@@ -36,8 +37,10 @@ let package = Package(
         .target(name: "GlibcCompat"),
         // The guarded entry point for every JSON document from outside (no Foundation).
         .target(name: "SafeJSON"),
-        .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", "HTTPTransport", "SafeJSON", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "HTTPTransport"),
+        // Text encodings, the wall clock, header names, the retry pause: what every module shares.
+        .target(name: "Essentials"),
+        .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", "Essentials", "SafeJSON", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "HTTPTransport", dependencies: ["Essentials"]),
         .target(name: "AWSSigning", dependencies: ["HTTPTransport", .product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "KeyValueStore",
@@ -48,7 +51,7 @@ let package = Package(
         .target(
             name: "MetaMessaging",
             dependencies: [
-                "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON",
+                "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

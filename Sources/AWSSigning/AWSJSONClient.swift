@@ -60,7 +60,7 @@ public struct AWSJSONClient: Sendable {
             }
             attempt += 1
             guard failure.transient, attempt < backoff.maxAttempts else { throw failure.error }
-            try? await Task.sleep(for: backoff.delay(afterAttempt: attempt))
+            guard await Backoff.pause(backoff.delay(afterAttempt: attempt)) else { throw failure.error }
         }
     }
 }

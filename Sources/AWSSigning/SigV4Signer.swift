@@ -54,11 +54,11 @@ public struct SigV4Signer: Sendable {
         let parsed = ParsedURL(url)
         let amzDate = Self.amzDate(date)
         var all = headers
-        if !all.contains(where: { $0.0.lowercased() == "host" }) { all.append(("Host", parsed.hostHeader)) }
-        all.removeAll { $0.0.lowercased() == "x-amz-date" || $0.0.lowercased() == "authorization" }
+        if !all.contains(where: { HeaderName.equal($0.0, "host") }) { all.append(("Host", parsed.hostHeader)) }
+        all.removeAll { HeaderName.equal($0.0, "x-amz-date") || HeaderName.equal($0.0, "authorization") }
         all.append(("X-Amz-Date", amzDate))
         if let token = credentials.sessionToken {
-            all.removeAll { $0.0.lowercased() == "x-amz-security-token" }
+            all.removeAll { HeaderName.equal($0.0, "x-amz-security-token") }
             all.append(("X-Amz-Security-Token", token))
         }
         let parts = canonicalParts(method: method, url: parsed, headers: all, body: body, amzDate: amzDate)
@@ -76,7 +76,7 @@ public struct SigV4Signer: Sendable {
     }
 
     public func canonicalParts(method: String, url: String, headers: [(String, String)], body: [UInt8]) -> Parts {
-        let amzDate = headers.first { $0.0.lowercased() == "x-amz-date" }?.1 ?? ""
+        let amzDate = headers.first { HeaderName.equal($0.0, "x-amz-date") }?.1 ?? ""
         return canonicalParts(method: method, url: ParsedURL(url), headers: headers, body: body, amzDate: amzDate)
     }
 
@@ -149,11 +149,7 @@ public struct SigV4Signer: Sendable {
     }
 
     /// Seconds since 1970, now.
-    public static func now() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec)
-    }
+    public static func now() -> Int64 { WallClock.epochSeconds() }
 }
 
 /// Just enough of a URL for signing: host (with a non-default port), path, raw query.

@@ -65,3 +65,89 @@ public struct UTCFields: Sendable {
         second = pad(parts.tm_sec, 2)
     }
 }
+
+/// Percent-encoding for query strings and form bodies (RFC 3986 unreserved characters kept).
+public enum FormEncoding {
+    public static func encode(_ text: String) -> String {
+        var result = ""
+        let hex = Array("0123456789ABCDEF".utf8)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"),
+                UInt8(ascii: "."), UInt8(ascii: "~"):
+                result.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                result += "%" + String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]], as: UTF8.self)
+            }
+        }
+        return result
+    }
+
+    /// `a=1&b=2` from ordered pairs.
+    public static func query(_ pairs: [(String, String)]) -> String {
+        pairs.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
+    }
+
+    /// Percent-decodes; with `plusIsSpace`, `+` is a space (form encoding, query strings).
+    /// Never fails: a malformed escape is kept as it is, invalid UTF-8 becomes U+FFFD.
+    public static func decode(_ text: some StringProtocol, plusIsSpace: Bool) -> String {
+        let utf8 = Array(text.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        var index = 0
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "%"), index + 2 < utf8.count,
+                let high = Hex.digitValue(utf8[index + 1]), let low = Hex.digitValue(utf8[index + 2])
+            {
+                bytes.append(high << 4 | low)
+                index += 3
+            } else {
+                bytes.append(plusIsSpace && byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
+                index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Header field names compared as HTTP compares them: ASCII case ignored (RFC 9110 section
+/// 5.1), without building lowercased copies. The one header lookup of the product.
+public enum HeaderName {
+    public static func equal(_ lhs: String, _ rhs: String) -> Bool {
+        var lhs = lhs
+        var rhs = rhs
+        return lhs.withUTF8 { left in
+            rhs.withUTF8 { right in
+                guard left.count == right.count else { return false }
+                for index in 0..<left.count where left[index] != right[index] {
+                    guard left[index] | 0x20 == right[index] | 0x20, (left[index] | 0x20) &- 0x61 < 26 else { return false }
+                }
+                return true
+            }
+        }
+    }
+}
+
+/// Wall-clock time, read in one place and injected into whatever needs it, so tests can set it.
+public struct WallClock: Sendable {
+    public let epochSeconds: @Sendable () -> Int64
+
+    public init(epochSeconds: @escaping @Sendable () -> Int64 = WallClock.epochSeconds) {
+        self.epochSeconds = epochSeconds
+    }
+
+    public static let system = WallClock()
+
+    @Sendable public static func epochSeconds() -> Int64 {
+        epochMilliseconds() / 1000
+    }
+
+    /// The one reading of the system's real-time clock.
+    @Sendable public static func epochMilliseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec / 1_000_000)
+    }
+}

@@ -1,3 +1,5 @@
+import Essentials
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -29,17 +31,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
     /// Whether two field names are equal ignoring ASCII case (RFC 9110 section 5.1), without
     /// building lowercased copies: header lookups sit on every invocation's path.
     static func sameName(_ lhs: String, _ rhs: String) -> Bool {
-        var lhs = lhs
-        var rhs = rhs
-        return lhs.withUTF8 { left in
-            rhs.withUTF8 { right in
-                guard left.count == right.count else { return false }
-                for index in 0..<left.count where left[index] != right[index] {
-                    guard left[index] | 0x20 == right[index] | 0x20, (left[index] | 0x20) &- 0x61 < 26 else { return false }
-                }
-                return true
-            }
-        }
+        HeaderName.equal(lhs, rhs)
     }
 
     public mutating func add(_ name: String, _ value: String) {

@@ -1,4 +1,4 @@
-import HTTPTransport
+import Essentials
 import Logging
 
 #if canImport(Glibc)
@@ -46,10 +46,9 @@ public struct JSONLogHandler: LogHandler {
 
     /// ISO 8601 in UTC with milliseconds, without Foundation's date formatting.
     static func timestamp() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        let utc = UTCFields(epochSeconds: Int64(spec.tv_sec))
-        let milliseconds = String(spec.tv_nsec / 1_000_000 + 1000).dropFirst()  // three digits, zero-padded
+        let now = WallClock.epochMilliseconds()
+        let utc = UTCFields(epochSeconds: now / 1000)
+        let milliseconds = String(now % 1000 + 1000).dropFirst()  // three digits, zero-padded
         return "\(utc.year)-\(utc.month)-\(utc.day)T\(utc.hour):\(utc.minute):\(utc.second).\(milliseconds)Z"
     }
 

@@ -1,4 +1,4 @@
-import HTTPTransport
+import Essentials
 
 /// Writes the few JSON documents the runtime produces on every invocation (the proxy response,
 /// the log lines) straight into bytes: keys in the order given (callers pass them sorted, so

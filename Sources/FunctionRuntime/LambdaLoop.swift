@@ -1,3 +1,4 @@
+import Essentials
 import Logging
 
 #if canImport(Glibc)
@@ -51,7 +52,7 @@ public enum LambdaLoop {
 
     public static func run<API: LambdaRuntimeAPI>(
         _ api: API, environment: Environment, logger: Logger,
-        wallClockMilliseconds: () -> Int64 = LambdaLoop.wallClockMilliseconds,
+        wallClockMilliseconds: () -> Int64 = WallClock.epochMilliseconds,
         makeHandler: @Sendable (Environment, Logger) async throws -> any FunctionHandler
     ) async -> End {
         let handler: any FunctionHandler
@@ -108,12 +109,6 @@ public enum LambdaLoop {
         guard let text = epochMilliseconds, let deadline = Int64(text) else { return now + .seconds(30) }
         let (remaining, overflow) = deadline.subtractingReportingOverflow(wallNow)
         return now + .milliseconds(overflow ? 0 : min(max(remaining, 0), 900_000))
-    }
-
-    public static func wallClockMilliseconds() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec / 1_000_000)
     }
 }
 

@@ -1,4 +1,4 @@
-import HTTPTransport
+import Essentials
 
 /// Decoding of `application/x-www-form-urlencoded` query strings, as API Gateway's
 /// `rawQueryString` carries them. Never fails: a malformed escape is kept as it is.

@@ -1,3 +1,4 @@
+import Essentials
 import SafeJSON
 import Synchronization
 
@@ -42,11 +43,7 @@ public struct FileStore: KeyValueStore {
         try Self.makeDirectory(directory)
     }
 
-    public static func epochSeconds() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec)
-    }
+    public static func epochSeconds() -> Int64 { WallClock.epochSeconds() }
 
     public func path(of table: TableSchema) -> String { "\(directory)/\(table.name).jsonl" }
 

@@ -1,3 +1,4 @@
+import Essentials
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -34,8 +35,7 @@ public final class HTTPServer: Sendable {
             return parts.count > 1 ? String(parts[1]) : ""
         }
         public func header(_ name: String) -> String? {
-            let wanted = name.lowercased()
-            return headers.first { $0.0.lowercased() == wanted }?.1
+            headers.first { HeaderName.equal($0.0, name) }?.1
         }
     }
 

@@ -68,7 +68,7 @@ public struct BedrockAgent: Agent {
                 guard error.code == .throttled, attempt < backoff.maxAttempts, deadline - ContinuousClock.now > delay + .seconds(1) else {
                     throw error
                 }
-                try? await Task.sleep(for: delay)
+                guard await Backoff.pause(delay) else { throw error }
             }
         }
     }

@@ -89,7 +89,9 @@ public struct MessageSender: Sendable {
                     metadata: [
                         "code": "\(error.code ?? 0)", "httpStatus": "\(error.httpStatus ?? 0)", "attempt": "\(attempt)",
                     ])
-                try? await Task.sleep(for: delay)
+                guard await Backoff.pause(delay) else {
+                    throw SendError.deadlineExceeded("cancelled while waiting to retry", graph: error)
+                }
             } catch {
                 throw SendError.graphAPIError(GraphError(kind: .invalidResponse, message: "\(error)"))
             }

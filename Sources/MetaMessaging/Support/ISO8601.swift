@@ -17,20 +17,3 @@ public enum ISO8601 {
         return "\(utc.year)-\(utc.month)-\(utc.day)T\(utc.hour):\(utc.minute):\(utc.second)Z"
     }
 }
-
-/// Wall-clock time, injected into whatever needs it so tests can set it.
-public struct WallClock: Sendable {
-    public let epochSeconds: @Sendable () -> Int64
-
-    public init(epochSeconds: @escaping @Sendable () -> Int64 = WallClock.epochSeconds) {
-        self.epochSeconds = epochSeconds
-    }
-
-    @Sendable public static func epochSeconds() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec)
-    }
-
-    public static let system = WallClock()
-}

@@ -1,3 +1,4 @@
+import Essentials
 import KeyValueStore
 
 /// The exactly-once ledger (`meta-processed-messages`): one record per inbound message id,
