@@ -1,5 +1,6 @@
 import Essentials
 import Logging
+import SafeJSON
 
 #if canImport(Glibc)
 import Glibc
@@ -29,19 +30,26 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var fields: [String: JSONValue] = [
+        var fields: [String: JSONNode] = [
             "timestamp": .string(Self.timestamp()),
             "level": .string(event.level.rawValue.uppercased()),
             "message": .string(redaction.scrub(event.message.description)),
             "logger": .string(label),
         ]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) where fields[key] == nil {
-            fields[key] = JSONValue(value, redaction: redaction)
+            fields[key] = Self.node(value, redaction: redaction)
         }
-        var line = JSONWriter()
-        line.value(.object(fields))
-        line.raw("\n")
-        Output.write(line.bytes, to: STDERR_FILENO)
+        Output.write(JSONNode.dictionary(fields).encoded() + [UInt8(ascii: "\n")], to: STDERR_FILENO)
+    }
+
+    /// A metadata value as the product's JSON value, every string through the redaction.
+    static func node(_ value: Logger.MetadataValue, redaction: Redaction) -> JSONNode {
+        switch value {
+        case .string(let text): .string(redaction.scrub(text))
+        case .stringConvertible(let convertible): .string(redaction.scrub(convertible.description))
+        case .array(let values): .array(values.map { node($0, redaction: redaction) })
+        case .dictionary(let values): .dictionary(values.mapValues { node($0, redaction: redaction) })
+        }
     }
 
     /// ISO 8601 in UTC with milliseconds, without Foundation's date formatting.
@@ -59,46 +67,5 @@ public struct JSONLogHandler: LogHandler {
         let level = Logger.Level(rawValue: name) ?? .info
         let redaction = Redaction(environment: environment)
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level, redaction: redaction) }
-    }
-}
-
-enum JSONValue {
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(_ value: Logger.MetadataValue, redaction: Redaction) {
-        switch value {
-        case .string(let text): self = .string(redaction.scrub(text))
-        case .stringConvertible(let convertible): self = .string(redaction.scrub(convertible.description))
-        case .array(let values): self = .array(values.map { JSONValue($0, redaction: redaction) })
-        case .dictionary(let values): self = .object(values.mapValues { JSONValue($0, redaction: redaction) })
-        }
-    }
-}
-
-extension JSONWriter {
-    /// A log value; object keys sorted.
-    mutating func value(_ value: JSONValue) {
-        switch value {
-        case .string(let text):
-            string(text)
-        case .array(let values):
-            raw("[")
-            for (offset, element) in values.enumerated() {
-                if offset > 0 { raw(",") }
-                self.value(element)
-            }
-            raw("]")
-        case .object(let members):
-            raw("{")
-            for (offset, key) in members.keys.sorted().enumerated() {
-                if offset > 0 { raw(",") }
-                string(key)
-                raw(":")
-                self.value(members[key] ?? .string(""))
-            }
-            raw("}")
-        }
     }
 }

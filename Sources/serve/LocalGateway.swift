@@ -124,7 +124,7 @@ struct LocalGateway: Sendable {
         for (name, values) in QueryString.parse(request.queryString) { query[name] = .string(values.joined(separator: ",")) }
         var event: [String: JSON] = [
             "version": "2.0", "routeKey": .string(routeKey), "rawPath": .string(request.path),
-            "rawQueryString": .string(request.queryString), "headers": .object(headers),
+            "rawQueryString": .string(request.queryString), "headers": .dictionary(headers),
             "requestContext": [
                 "http": [
                     "method": .string(request.method), "path": .string(request.path), "protocol": "HTTP/1.1",
@@ -134,10 +134,10 @@ struct LocalGateway: Sendable {
             ],
             "isBase64Encoded": .bool(!request.body.isEmpty),
         ]
-        if !query.isEmpty { event["queryStringParameters"] = .object(query) }
+        if !query.isEmpty { event["queryStringParameters"] = .dictionary(query) }
         if !cookies.isEmpty { event["cookies"] = .array(cookies) }
         if !request.body.isEmpty { event["body"] = .string(Data(request.body).base64EncodedString()) }
-        return JSON.object(event).encoded()
+        return JSON.dictionary(event).encoded()
     }
 
     static func response(fromProxy output: [UInt8]) -> HTTPServer.Response {
@@ -156,6 +156,6 @@ struct LocalGateway: Sendable {
     static func json(_ status: Int, _ object: [String: String]) -> HTTPServer.Response {
         HTTPServer.Response(
             status: status, headers: [("Content-Type", "application/json")],
-            body: JSON.object(object.mapValues { .string($0) }).encoded())
+            body: JSON.dictionary(object.mapValues { .string($0) }).encoded())
     }
 }

@@ -132,9 +132,8 @@ import Testing
     }
 
     @Test func logValuesAreJSONWithSortedKeys() {
-        var writer = JSONWriter()
-        writer.value(.object(["b": .array([.string("x\"y"), .object(["z": .string("1"), "a": .string("2")])]), "a": .string("\n")]))
-        #expect(String(decoding: writer.bytes, as: UTF8.self) == #"{"a":"\n","b":["x\"y",{"a":"2","z":"1"}]}"#)
+        let value: JSONNode = ["b": .array([.string("x\"y"), ["z": .string("1"), "a": .string("2")]]), "a": .string("\n")]
+        #expect(String(decoding: value.encoded(), as: UTF8.self) == #"{"a":"\n","b":["x\"y",{"a":"2","z":"1"}]}"#)
     }
 
     @Test func logTimestampIsUTCWithMilliseconds() throws {

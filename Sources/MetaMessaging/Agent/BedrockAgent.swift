@@ -47,7 +47,7 @@ public struct BedrockAgent: Agent {
         let url =
             "\(endpoint)/agents/\(SigV4Signer.uriEncode(agentId))/agentAliases/\(SigV4Signer.uriEncode(agentAliasId))"
             + "/sessions/\(Self.sessionId(for: request))/text"
-        let body = JSON.object([
+        let body = JSON.dictionary([
             "inputText": .string(request.text),
             "sessionState": [
                 "sessionAttributes": [

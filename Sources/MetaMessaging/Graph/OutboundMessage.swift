@@ -119,7 +119,7 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
                         ["content_type": "text", "title": .string($0.title), "payload": .string($0.payload)]
                     })
             }
-            var body: [String: JSON] = ["recipient": ["id": .string(recipientId)], "message": .object(message)]
+            var body: [String: JSON] = ["recipient": ["id": .string(recipientId)], "message": .dictionary(message)]
             switch messagingType {
             case .response: if platform == .messenger { body["messaging_type"] = "RESPONSE" }
             case .update: if platform == .messenger { body["messaging_type"] = "UPDATE" }
@@ -127,7 +127,7 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
                 body["messaging_type"] = "MESSAGE_TAG"
                 body["tag"] = "HUMAN_AGENT"
             }
-            return .object(body)
+            return .dictionary(body)
         case .whatsapp:
             var body: [String: JSON] = [
                 "messaging_product": "whatsapp", "recipient_type": "individual", "to": .string(recipientId),
@@ -152,7 +152,7 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
                 body["type"] = "text"
                 body["text"] = ["preview_url": false, "body": .string(text ?? "")]
             }
-            return .object(body)
+            return .dictionary(body)
         }
     }
 }

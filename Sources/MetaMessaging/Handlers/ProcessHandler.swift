@@ -121,7 +121,7 @@ public struct ProcessHandler: Sendable {
                     "records": "\(records.count)", "answered": "\(report.answered)", "skipped": "\(report.skipped)",
                     "failures": "\(report.failures.count)",
                 ])
-            return JSON.object(["batchItemFailures": .array(report.failures.map { ["itemIdentifier": .string($0)] })]).encoded()
+            return JSON.dictionary(["batchItemFailures": .array(report.failures.map { ["itemIdentifier": .string($0)] })]).encoded()
         }
     }
 }

@@ -117,7 +117,7 @@ public struct SendHandler: Sendable {
             let isGateway = document["requestContext"] != nil || document["httpMethod"] != nil || document["rawPath"] != nil
             guard isGateway else {
                 let sent = try await handler.send(try SendHandler.parse(document), context: context)
-                return JSON.object(["recipientId": .string(sent.recipientId), "messageId": .string(sent.messageId)]).encoded()
+                return JSON.dictionary(["recipientId": .string(sent.recipientId), "messageId": .string(sent.messageId)]).encoded()
             }
             return try await HTTPFunction { request, context in
                 let body: JSON

@@ -84,8 +84,8 @@ public struct SQSQueue: MessageQueue {
         let answer = try await call(
             "ReceiveMessage",
             [
-                "QueueUrl": .string(queueURL), "MaxNumberOfMessages": .number(Double(max)),
-                "WaitTimeSeconds": .number(Double(waitSeconds)), "MessageSystemAttributeNames": ["All"],
+                "QueueUrl": .string(queueURL), "MaxNumberOfMessages": .integer(max),
+                "WaitTimeSeconds": .integer(waitSeconds), "MessageSystemAttributeNames": ["All"],
             ])
         return answer["Messages"]?.array ?? []
     }
