@@ -1,3 +1,5 @@
+import Essentials
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -12,7 +14,7 @@ public enum Output {
     public static func write(_ bytes: [UInt8], to fd: Int32) {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { raw in Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset) }
+            let written = bytes.withUnsafeBytes { raw in System.write(fd, raw, from: offset) }
             if written < 0 {
                 if errno == EINTR { continue }
                 return

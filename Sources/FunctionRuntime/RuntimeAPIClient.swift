@@ -1,3 +1,5 @@
+import Essentials
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -74,11 +76,7 @@ final class RuntimeAPIClient {
         guard socket < 0 else { return }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
-        #if canImport(Glibc)
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        #else
-        hints.ai_socktype = SOCK_STREAM
-        #endif
+        hints.ai_socktype = System.streamSocket
         var list: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, port, &hints, &list) == 0, let first = list else {
             throw TransportError(description: "cannot resolve the Runtime API at \(host):\(port)")
@@ -86,9 +84,10 @@ final class RuntimeAPIClient {
         defer { freeaddrinfo(list) }
         var candidate: UnsafeMutablePointer<addrinfo>? = first
         while let info = candidate {
-            let fd = Glibc.socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+            let fd = System.socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
             if fd >= 0 {
-                if Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 {
+                System.noSignalPipe(fd)
+                if System.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 {
                     var one: Int32 = 1
                     setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
                     socket = fd
@@ -96,7 +95,7 @@ final class RuntimeAPIClient {
                     endIndex = 0
                     return
                 }
-                Glibc.close(fd)
+                System.close(fd)
             }
             candidate = info.pointee.ai_next
         }
@@ -104,7 +103,7 @@ final class RuntimeAPIClient {
     }
 
     private func close() {
-        if socket >= 0 { Glibc.close(socket) }
+        if socket >= 0 { System.close(socket) }
         socket = -1
         readIndex = 0
         endIndex = 0
@@ -113,9 +112,7 @@ final class RuntimeAPIClient {
     private func writeAll(_ bytes: [UInt8]) throws(TransportError) {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { raw in
-                Glibc.send(socket, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-            }
+            let written = bytes.withUnsafeBytes { raw in System.write(socket, raw, from: offset, socket: true) }
             if written < 0 {
                 if errno == EINTR { continue }
                 throw TransportError(description: "write to the Runtime API failed: \(String(cString: strerror(errno)))")
@@ -134,11 +131,12 @@ final class RuntimeAPIClient {
         if storage.count - endIndex < 16 * 1024 {
             let pending = endIndex - readIndex
             if readIndex > 0 {
-                storage.baseAddress!.copyMemory(from: storage.baseAddress! + readIndex, byteCount: pending)
+                UnsafeMutableRawBufferPointer(rebasing: storage[0..<pending])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: storage[readIndex..<endIndex]))
             }
             if storage.count - pending < 16 * 1024 {
                 let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: storage.count * 2, alignment: 1)
-                larger.baseAddress!.copyMemory(from: storage.baseAddress!, byteCount: pending)
+                UnsafeMutableRawBufferPointer(rebasing: larger[0..<pending]).copyMemory(from: UnsafeRawBufferPointer(rebasing: storage[0..<pending]))
                 storage.deallocate()
                 storage = larger
             }
@@ -146,7 +144,7 @@ final class RuntimeAPIClient {
             endIndex = pending
         }
         while true {
-            let count = Glibc.recv(socket, storage.baseAddress! + endIndex, storage.count - endIndex, 0)
+            let count = System.read(socket, into: storage, at: endIndex, socket: true)
             if count < 0 {
                 if errno == EINTR { continue }
                 throw TransportError(description: "read from the Runtime API failed: \(String(cString: strerror(errno)))")

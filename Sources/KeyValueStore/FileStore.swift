@@ -175,7 +175,7 @@ public struct FileStore: KeyValueStore {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            let count = chunk.withUnsafeMutableBytes { System.read(fd, into: $0, at: 0) }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw Self.ioError("cannot read \(path)")
@@ -212,9 +212,7 @@ public struct FileStore: KeyValueStore {
         guard fd >= 0 else { throw Self.ioError("cannot create \(temporary)") }
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { buffer in
-                Glibc.write(fd, UnsafeRawBufferPointer(rebasing: buffer[offset...]).baseAddress, buffer.count - offset)
-            }
+            let written = bytes.withUnsafeBytes { System.write(fd, $0, from: offset) }
             if written < 0 {
                 if errno == EINTR { continue }
                 let error = Self.ioError("cannot write \(temporary)")
@@ -269,8 +267,8 @@ private struct FileSignature: Equatable, Sendable {
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
         size = Int64(info.st_size)
-        seconds = Int64(info.st_mtim.tv_sec)
-        nanoseconds = Int64(info.st_mtim.tv_nsec)
+        seconds = Int64(info.modificationTime.tv_sec)
+        nanoseconds = Int64(info.modificationTime.tv_nsec)
     }
 }
 
