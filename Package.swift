@@ -103,7 +103,7 @@ let package = Package(
             name: "MetaMessagingTests",
             dependencies: [
                 "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
-                "AsyncHTTPTransport", "SafeJSON", "LocalHTTPServer",
+                "AsyncHTTPTransport", "SafeJSON", "LocalHTTPServer", "Essentials",
             ], resources: [.copy("Fixtures")]),
     ]
 )

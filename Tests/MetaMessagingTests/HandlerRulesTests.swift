@@ -1,0 +1,182 @@
+import AsyncHTTPTransport
+import Essentials
+import Foundation
+import FunctionRuntime
+import KeyValueStore
+import Logging
+import MetaMessaging
+import Synchronization
+import TestSupport
+import Testing
+
+/// The handlers' rules in process: each handler built from a file store in a temporary
+/// folder, the Graph stand-in and a clock the test sets, then called directly. No child
+/// process; the process-level suites keep the contract (stdin/stdout/exit codes, the Lambda
+/// loop, races between processes).
+@Suite struct HandlerRulesTests {
+    typealias H = FunctionHarness
+
+    /// A wall clock the test moves.
+    final class TestClock: Sendable {
+        let seconds = Mutex<Int64>(1_795_687_200)
+        var clock: WallClock { WallClock { [self] in seconds.withLock { $0 } } }
+        func advance(_ delta: Int64) { seconds.withLock { $0 += delta } }
+    }
+
+    struct World {
+        let harness: H
+        let directory: TenantDirectory
+        let ledger: MessageLedger
+        let clock: TestClock
+        let receive: ReceiveHandler
+        let send: SendHandler
+        let process: ProcessHandler
+    }
+
+    static func world(agent: any Agent = EchoAgent()) async throws -> World {
+        let harness = try await H.make(.file)
+        let clock = TestClock()
+        let directory = TenantDirectory(store: harness.store, tables: harness.tables)
+        let ledger = MessageLedger(store: harness.store, table: harness.tables.processedMessages, clock: clock.clock)
+        let graph = GraphClient(transport: AsyncHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
+        let sender = MessageSender(graph: graph, directory: directory)
+        let responder = MessageResponder(agent: agent, sender: sender, ledger: ledger, agentTimeout: .seconds(3))
+        return World(
+            harness: harness, directory: directory, ledger: ledger, clock: clock,
+            receive: ReceiveHandler(signature: WebhookSignature(appSecret: H.appSecret), directory: directory, ledger: ledger, responder: responder),
+            send: SendHandler(directory: directory, sender: sender),
+            process: ProcessHandler(directory: directory, ledger: ledger, responder: responder))
+    }
+
+    static func context(seconds: Int64 = 10) -> InvocationContext {
+        InvocationContext(requestID: UUID().uuidString, deadline: .now + .seconds(seconds), logger: Logger(label: "test"))
+    }
+
+    static func webhook(_ body: String, signature: String? = nil) -> HTTPRequest {
+        let bytes = Array(body.utf8)
+        return HTTPRequest(
+            method: "POST", path: "/webhooks/meta",
+            headers: HTTPHeaders([("X-Hub-Signature-256", signature ?? WebhookSignature(appSecret: H.appSecret).header(for: bytes))]), body: bytes)
+    }
+
+    static func summary(_ response: HTTPResponse) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(response.body.utf8))) as? [String: Any] ?? [:]
+    }
+
+    @Test func receiveAnswersOnceAndRefusesWhatIsNotMetas() async throws {
+        let world = try await Self.world()
+        let body = H.messaging(events: [H.textEvent(mid: "m_rule_1", text: "hello")])
+        let first = try await world.receive.handle(Self.webhook(body), context: Self.context())
+        #expect(first.status == 200)
+        #expect(Self.summary(first)["answered"] as? Int == 1)
+        #expect(try await world.ledger.status(of: "m_rule_1") == .answered)
+        let sent = await world.harness.graph.messages
+        #expect(sent.count == 1)
+        #expect(sent.first?.token == H.token)
+
+        let again = try await world.receive.handle(Self.webhook(body), context: Self.context())
+        #expect(Self.summary(again)["duplicates"] as? Int == 1)
+        #expect(await world.harness.graph.messages.count == 1)
+
+        await #expect(throws: RequestRefused(401, code: "invalid_signature", "the X-Hub-Signature-256 header does not sign this body with the app secret")) {
+            _ = try await world.receive.handle(Self.webhook(body, signature: "sha256=" + String(repeating: "0", count: 64)), context: Self.context())
+        }
+        do {
+            _ = try await world.receive.handle(Self.webhook(#"{"object":"instagram","object":"page","entry":[]}"#), context: Self.context())
+            Issue.record("a repeated key was accepted")
+        } catch {
+            #expect(error.status == 400)
+            #expect(error.code == "invalid_payload")
+        }
+        await world.harness.shutdown()
+    }
+
+    @Test func aLeaseThatRunsOutLetsAnotherClaimerFinish() async throws {
+        let world = try await Self.world()
+        #expect(try await world.ledger.claim("m_lease", businessId: "B", owner: "first", as: .answering) == .claimed)
+        #expect(try await world.ledger.claim("m_lease", businessId: "B", owner: "second", as: .answering) == .taken(.answering))
+        world.clock.advance(61)
+        #expect(try await world.ledger.claim("m_lease", businessId: "B", owner: "second", as: .answering) == .claimed)
+        #expect(try await world.ledger.finish("m_lease", owner: "first", status: .answered) == false)
+        #expect(try await world.ledger.finish("m_lease", owner: "second", status: .answered))
+        await world.harness.shutdown()
+    }
+
+    @Test func sendValidatesBeforeAnyCallAndMapsEveryFailure() async throws {
+        let world = try await Self.world()
+        let cases: [(JSON, SendError)] = [
+            (["platform": "instagram"], .missingBusinessId("businessId is required")),
+            (["businessId": "B0100001", "platform": "fax"], .unknownPlatform("platform must be one of instagram, messenger, whatsapp")),
+            (
+                ["businessId": "B0100001", "platform": "instagram", "recipientId": "1"],
+                .emptyMessage("message must be an object with text or an attachment")
+            ),
+            (["businessId": .integer(5), "platform": "instagram"], .invalidInput("businessId must be a string")),
+        ]
+        for (input, expected) in cases {
+            #expect(throws: expected) { try SendHandler.parse(input) }
+        }
+        let unknown = try SendHandler.parse(["businessId": "B0999999", "platform": "instagram", "recipientId": "1", "message": ["text": "hi"]])
+        await #expect(throws: SendError.unknownTenant("no Meta credentials for business B0999999")) {
+            _ = try await world.send.send(unknown, context: Self.context())
+        }
+        #expect(SendError.unknownTenant("").status == 404)
+        #expect(SendError.tokenExpired(GraphError(kind: .graph, code: 190, message: "")).status == 409)
+        #expect(await world.harness.graph.calls.isEmpty)
+
+        let good = try SendHandler.parse(["businessId": "B0100001", "platform": "whatsapp", "recipientId": "16505551234", "message": ["text": "hi"]])
+        let sent = try await world.send.send(good, context: Self.context())
+        #expect(sent.messageId.hasPrefix("wamid."))
+        await world.harness.graph.script([GraphStandIn.error(code: 190, message: "Error validating access token")], pathSuffix: "/messages")
+        do {
+            _ = try await world.send.send(good, context: Self.context())
+            Issue.record("an expired token was not reported")
+        } catch {
+            #expect(error.errorType == "TokenExpired")
+            #expect(error.graph?.code == 190)
+        }
+        #expect(try await world.directory.credentials(businessId: "B0100001")?.isActive == false)
+        await world.harness.shutdown()
+    }
+
+    @Test func processAnswersQueuedMessagesAndReportsWhatToRetry() async throws {
+        let world = try await Self.world()
+        let message = InboundMessage(platform: .instagram, messageId: "m_queued", accountId: H.instagramId, senderId: "42", timestamp: 1, content: .text("hi"))
+        _ = try await world.ledger.claim("m_queued", businessId: H.tenant.businessId, owner: "receive", as: .queued)
+        let body = String(decoding: try JSONEncoder().encode(AcceptedMessage(tenant: H.tenant, message: message)), as: UTF8.self)
+        let records: [JSON] = [
+            ["messageId": "r1", "body": .string(body), "attributes": ["MessageGroupId": "g1"]],
+            ["messageId": "r2", "body": .string(body), "attributes": ["MessageGroupId": "g1"]],
+            ["messageId": "r3", "body": "not an accepted message", "attributes": ["MessageGroupId": "g2"]],
+        ]
+        let report = await world.process.handle(records: records, context: Self.context())
+        #expect(report.answered == 1)
+        #expect(report.skipped == 1)  // r2: the same message, already answered
+        #expect(report.failures == ["r3"])
+        #expect(try await world.ledger.status(of: "m_queued") == .answered)
+        #expect(await world.harness.graph.messages.count == 1)
+        await world.harness.shutdown()
+    }
+
+    @Test func verifyAndAuthURLRefuseInTheirOwnWords() throws {
+        let verify = VerifyHandler(verifyToken: "local-verify-token")
+        let logger = Logger(label: "test")
+        let good = HTTPRequest(
+            method: "GET", path: "/webhooks/meta", query: ["hub.mode": ["subscribe"], "hub.verify_token": ["local-verify-token"], "hub.challenge": ["42"]])
+        #expect(try verify.handle(good, logger: logger).body == "42")
+        var wrong = good
+        wrong.query["hub.verify_token"] = ["nope"]
+        #expect(throws: RequestRefused(403, code: "forbidden", "the verify token does not match")) { try verify.handle(wrong, logger: logger) }
+
+        let config = OAuthConfig(
+            appId: "100000000000001", redirectURI: "https://example.com/cb", allowedRedirectURIs: [], scopes: "pages_messaging",
+            stateSecret: "local-state-secret-0123456789abcdef", dialogBaseURL: "https://www.facebook.com", graphVersion: "v25.0",
+            postConnectRedirectURI: nil)
+        let authURL = AuthURLHandler(config: config, clock: WallClock { 1_795_687_200 })
+        let request = HTTPRequest(method: "GET", path: "/external/meta/auth-url", query: ["businessId": ["B1"], "locationId": ["L1"]])
+        #expect(try authURL.handle(request, logger: logger).status == 200)
+        var foreign = request
+        foreign.query["redirectUri"] = ["https://evil.example/cb"]
+        #expect(throws: RequestRefused.self) { try authURL.handle(foreign, logger: logger) }
+    }
+}
