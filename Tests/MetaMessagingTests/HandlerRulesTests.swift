@@ -33,8 +33,8 @@ import Testing
         let process: ProcessHandler
     }
 
-    static func world(agent: any Agent = EchoAgent()) async throws -> World {
-        let harness = try await H.make(.file)
+    static func world(backend: StoreBackend = .file, agent: any Agent = EchoAgent()) async throws -> World {
+        let harness = try await H.make(backend)
         let clock = TestClock()
         let directory = TenantDirectory(store: harness.store, tables: harness.tables)
         let ledger = MessageLedger(store: harness.store, table: harness.tables.processedMessages, clock: clock.clock)

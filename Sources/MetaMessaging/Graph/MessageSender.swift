@@ -67,7 +67,7 @@ public struct MessageSender: Sendable {
                 if error.isExpiredToken {
                     do {
                         try await directory.markNeedsReconnection(
-                            businessId: credentials.businessId, reason: "Graph API code 190\(error.subcode.map { " subcode \($0)" } ?? "")")
+                            credentials, reason: "Graph API code 190\(error.subcode.map { " subcode \($0)" } ?? "")")
                     } catch {
                         logger.error("could not mark credentials for reconnection", metadata: ["error": "\(error)"])
                     }

@@ -183,6 +183,8 @@ public enum SendError: HTTPResponseError, Equatable {
     case invalidAttachment(String)
     case invalidMessage(String)
     case unknownTenant(String)
+    /// The business has several connections and the request named none of them.
+    case ambiguousConnection(String)
     case inactiveCredentials(String)
     case missingAccount(String)
     case storeUnavailable(String)
@@ -206,6 +208,7 @@ public enum SendError: HTTPResponseError, Equatable {
         case .invalidAttachment: "InvalidAttachment"
         case .invalidMessage: "InvalidMessage"
         case .unknownTenant: "UnknownTenant"
+        case .ambiguousConnection: "AmbiguousConnection"
         case .inactiveCredentials: "InactiveCredentials"
         case .missingAccount: "MissingAccount"
         case .storeUnavailable: "StoreUnavailable"
@@ -221,7 +224,8 @@ public enum SendError: HTTPResponseError, Equatable {
         switch self {
         case .invalidInput(let text), .missingBusinessId(let text), .unknownPlatform(let text), .missingRecipient(let text),
             .emptyMessage(let text), .textTooLong(let text), .tooManyQuickReplies(let text), .invalidQuickReply(let text),
-            .invalidAttachment(let text), .invalidMessage(let text), .unknownTenant(let text), .inactiveCredentials(let text),
+            .invalidAttachment(let text), .invalidMessage(let text), .unknownTenant(let text), .ambiguousConnection(let text),
+            .inactiveCredentials(let text),
             .missingAccount(let text), .storeUnavailable(let text), .invalidGraphResponse(let text), .deadlineExceeded(let text, _):
             text
         case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error):

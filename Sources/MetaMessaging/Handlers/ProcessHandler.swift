@@ -86,7 +86,7 @@ public struct ProcessHandler: Sendable {
                 logger.info("already handled: skipped", metadata: ["status": "\(status?.rawValue ?? "unknown")"])
                 return .skipped
             }
-            guard let credentials = try await directory.credentials(businessId: accepted.tenant.businessId), credentials.isActive else {
+            guard let credentials = try await directory.credentials(tenant: accepted.tenant), credentials.isActive else {
                 logger.warning("tenant has no active credentials: not answered")
                 try await ledger.finish(message.messageId, owner: owner, status: .failed, detail: "no active credentials")
                 return .skipped

@@ -123,11 +123,13 @@ public struct ReceiveHandler: Sendable {
                         continue
                     }
                     let credentials: TenantCredentials?
-                    if let cached = credentialsCache[tenant.businessId] {
+                    // Per location: each location's connection has its own token.
+                    let connectionKey = "\(tenant.businessId)#\(tenant.locationId)"
+                    if let cached = credentialsCache[connectionKey] {
                         credentials = cached
                     } else {
-                        credentials = try await directory.credentials(businessId: tenant.businessId)
-                        credentialsCache[tenant.businessId] = credentials
+                        credentials = try await directory.credentials(tenant: tenant)
+                        credentialsCache[connectionKey] = credentials
                     }
                     guard let credentials, credentials.isActive else {
                         summary.inactiveTenant += 1

@@ -8,6 +8,10 @@ import Logging
 public struct SendHandler: Sendable {
     public struct Request: Sendable, Equatable {
         public let businessId: String
+        /// The location whose connection sends (optional for a business with one connection).
+        public var locationId: String? = nil
+        /// Or the platform account that sends (a Page id, an Instagram account id, a phone number id).
+        public var accountId: String? = nil
         public let platform: Platform
         public let recipientId: String
         public let message: OutboundMessage
@@ -76,25 +80,56 @@ public struct SendHandler: Sendable {
         case "UPDATE"?: if messagingType != .humanAgent { messagingType = .update }
         default: throw SendError.invalidInput("messagingType must be RESPONSE or UPDATE")
         }
-        return Request(businessId: businessId, platform: platform, recipientId: recipientId, message: outbound, messagingType: messagingType)
+        var request = Request(businessId: businessId, platform: platform, recipientId: recipientId, message: outbound, messagingType: messagingType)
+        request.locationId = try string("locationId", in: document).flatMap { $0.isEmpty ? nil : $0 }
+        request.accountId = try string("accountId", in: document).flatMap { $0.isEmpty ? nil : $0 }
+        return request
     }
 
     public func send(_ request: Request, context: InvocationContext) async throws(SendError) -> SentMessage {
         var logger = context.logger
         logger[metadataKey: "businessId"] = "\(request.businessId)"
         logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
-        let credentials: TenantCredentials?
-        do {
-            credentials = try await directory.credentials(businessId: request.businessId)
-        } catch {
-            throw SendError.storeUnavailable("the credentials could not be read: \(error)")
-        }
-        guard let credentials else { throw SendError.unknownTenant("no Meta credentials for business \(request.businessId)") }
+        let credentials = try await connection(for: request)
         let sent = try await sender.send(
             request.message, platform: request.platform, recipientId: request.recipientId, credentials: credentials,
             messagingType: request.messagingType, deadline: context.deadline - .milliseconds(200), logger: logger)
         logger.info("message sent", metadata: ["messageId": "\(sent.messageId)"])
         return sent
+    }
+
+    /// The connection that sends: the named location's, the one owning the named account, or
+    /// the business's only one. A business with several connections must name one.
+    func connection(for request: Request) async throws(SendError) -> TenantCredentials {
+        do {
+            if let locationId = request.locationId {
+                guard let credentials = try await directory.credentials(tenant: Tenant(businessId: request.businessId, locationId: locationId)) else {
+                    throw SendError.unknownTenant("no Meta connection for business \(request.businessId) at location \(locationId)")
+                }
+                return credentials
+            }
+            if let accountId = request.accountId {
+                guard let route = try await directory.route(identifier: accountId), route.tenant.businessId == request.businessId,
+                    let credentials = try await directory.credentials(tenant: route.tenant)
+                else {
+                    throw SendError.unknownTenant("account \(accountId) is not connected to business \(request.businessId)")
+                }
+                return credentials
+            }
+            let connections = try await directory.connections(businessId: request.businessId)
+            guard let only = connections.first else {
+                throw SendError.unknownTenant("no Meta credentials for business \(request.businessId)")
+            }
+            guard connections.count == 1 else {
+                throw SendError.ambiguousConnection(
+                    "business \(request.businessId) has \(connections.count) connections: name locationId or accountId")
+            }
+            return only
+        } catch let error as SendError {
+            throw error
+        } catch {
+            throw SendError.storeUnavailable("the credentials could not be read: \(error)")
+        }
     }
 
     /// Direct invocation: the output or a function error. Through API Gateway: a proxy

@@ -18,9 +18,14 @@ public struct TenantRoute: Sendable, Equatable {
     public let identifierType: String?
 }
 
-/// A tenant's Meta credentials. The token is never logged nor put in an error message.
+/// One connection's Meta credentials: a business location's Page (and Instagram account, and
+/// WhatsApp number) with its token. The token is never logged nor put in an error message.
 public struct TenantCredentials: Sendable, Equatable {
     public let businessId: String
+    /// The location whose connection this is; nil for an item of the single-connection shape.
+    public var locationId: String? = nil
+    /// The `serviceType` of its item: `meta#<locationId>`, or `meta` (the seed's shape).
+    public var serviceType: String = TenantDirectory.serviceType
     public let accessToken: String
     public let pageId: String?
     public let instagramAccountId: String?
@@ -54,8 +59,12 @@ public struct TenantCredentials: Sendable, Equatable {
 }
 
 /// The tenant directory on top of the key-value store: identifier → tenant
-/// (`meta-platform-identifiers`) and tenant → credentials (`business-external-credentials`,
-/// `serviceType = "meta"`).
+/// (`meta-platform-identifiers`) and tenant → connection (`business-external-credentials`).
+///
+/// Each business location has its own connection, `serviceType = "meta#<locationId>"`, so
+/// connecting a second location never touches the first's token. An item of the seed's
+/// single-connection shape (`serviceType = "meta"`, one per business) keeps working with no
+/// migration step: a location without a connection of its own uses it.
 public struct TenantDirectory: Sendable {
     public let store: any KeyValueStore
     public let tables: Tables
@@ -78,29 +87,59 @@ public struct TenantDirectory: Sendable {
             platform: item["platform"]?.string, identifierType: item["identifierType"]?.string)
     }
 
+    /// The connection of a business location: its own, or else the business's item of the
+    /// single-connection shape.
+    public func credentials(tenant: Tenant) async throws(KeyValueError) -> TenantCredentials? {
+        if let own = try await store.get(tables.credentials, key: credentialsKey(tenant.businessId, location: tenant.locationId)),
+            let credentials = Self.credentials(from: own)
+        {
+            return credentials
+        }
+        return try await store.get(tables.credentials, key: credentialsKey(tenant.businessId)).flatMap(Self.credentials(from:))
+    }
+
+    /// Every connection of a business, per location first, the single-connection item last.
+    public func connections(businessId: String) async throws(KeyValueError) -> [TenantCredentials] {
+        let items = try await store.query(tables.credentials, partitionKey: .s(businessId))
+        let connections = items.compactMap { item -> TenantCredentials? in
+            guard let type = item["serviceType"]?.string, type == Self.serviceType || type.hasPrefix(Self.serviceType + "#") else { return nil }
+            return Self.credentials(from: item)
+        }
+        return connections.filter { $0.serviceType != Self.serviceType } + connections.filter { $0.serviceType == Self.serviceType }
+    }
+
+    /// The business's only connection, for callers that name no location (`send`).
     public func credentials(businessId: String) async throws(KeyValueError) -> TenantCredentials? {
-        guard let item = try await store.get(tables.credentials, key: credentialsKey(businessId)),
-            let credentials = item["credentials"]?.map,
-            let token = credentials["accessToken"]?.string
+        try await connections(businessId: businessId).first
+    }
+
+    static func credentials(from item: Item) -> TenantCredentials? {
+        guard let businessId = item["businessId"]?.string, let type = item["serviceType"]?.string,
+            let credentials = item["credentials"]?.map, let token = credentials["accessToken"]?.string
         else { return nil }
-        return TenantCredentials(
+        let location = type.hasPrefix(serviceType + "#") ? String(type.dropFirst(serviceType.count + 1)) : item["locationId"]?.string
+        var result = TenantCredentials(
             businessId: businessId, accessToken: token, pageId: credentials["pageId"]?.string,
             instagramAccountId: credentials["instagramAccountId"]?.string,
             phoneNumberId: credentials["phoneNumberId"]?.string,
             isActive: item["isActive"]?.bool ?? true, inactiveReason: item["inactiveReason"]?.string)
+        result.locationId = location
+        result.serviceType = type
+        return result
     }
 
-    /// Marks a tenant's credentials as needing reconnection (an expired or revoked token):
-    /// `receive` and `send` stop using them until the business connects again.
-    public func markNeedsReconnection(businessId: String, reason: String) async throws(KeyValueError) {
+    /// Marks a connection as needing reconnection (an expired or revoked token): `receive` and
+    /// `send` stop using it until the business connects that location again.
+    public func markNeedsReconnection(_ credentials: TenantCredentials, reason: String) async throws(KeyValueError) {
         try await store.update(
-            tables.credentials, key: credentialsKey(businessId),
+            tables.credentials, key: ["businessId": .s(credentials.businessId), "serviceType": .s(credentials.serviceType)],
             set: ["isActive": .bool(false), "inactiveReason": .s(reason), "updatedAt": .s(now())],
             remove: [], condition: .itemPresent)
     }
 
-    func credentialsKey(_ businessId: String) -> Item {
-        ["businessId": .s(businessId), "serviceType": .s(Self.serviceType)]
+    /// The key of a location's connection, or (no location) of the single-connection item.
+    func credentialsKey(_ businessId: String, location: String? = nil) -> Item {
+        ["businessId": .s(businessId), "serviceType": .s(location.map { "\(Self.serviceType)#\($0)" } ?? Self.serviceType)]
     }
 
     /// The identifiers item for one account of a tenant.
@@ -144,12 +183,21 @@ extension TenantDirectory {
                 }
                 if !existed { claimed.append(identifier) }
             }
-            let key = credentialsKey(tenant.businessId)
+            let key = credentialsKey(tenant.businessId, location: tenant.locationId)
             let now = self.now()
-            let createdAt = try await store.get(tables.credentials, key: key)?["createdAt"] ?? .s(now)
+            let current = try await store.get(tables.credentials, key: key)
+            // A single-connection item for the same Page or location is this connection's
+            // past: its WhatsApp number carries over, and it is removed once the new item is in.
+            let legacyKey = credentialsKey(tenant.businessId)
+            let legacy = try await store.get(tables.credentials, key: legacyKey)
+            let legacyIsThis =
+                legacy.map { item in
+                    item["credentials"]?.map?["pageId"]?.string == pageId || item["locationId"]?.string == tenant.locationId
+                } ?? false
+            let createdAt = current?["createdAt"] ?? (legacyIsThis ? legacy?["createdAt"] : nil) ?? .s(now)
             var credentials: [String: AttributeValue] = ["accessToken": .s(pageAccessToken), "pageId": .s(pageId)]
             if let instagramAccountId { credentials["instagramAccountId"] = .s(instagramAccountId) }
-            let existing = try await store.get(tables.credentials, key: key)?["credentials"]?.map
+            let existing = current?["credentials"]?.map ?? (legacyIsThis ? legacy?["credentials"]?.map : nil)
             if let phone = existing?["phoneNumberId"] { credentials["phoneNumberId"] = phone }
             try await store.put(
                 tables.credentials,
@@ -157,6 +205,7 @@ extension TenantDirectory {
                     "credentials": .m(credentials), "isActive": .bool(true), "createdAt": createdAt, "updatedAt": .s(now),
                     "locationId": .s(tenant.locationId),
                 ]) { $1 })
+            if legacyIsThis { try await store.delete(tables.credentials, key: legacyKey) }
         } catch let error as ConnectError {
             throw error
         } catch let error as KeyValueError {
