@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "auth-url", targets: ["auth-url"]),
         .executable(name: "oauth-callback", targets: ["oauth-callback"]),
         .executable(name: "process", targets: ["process"]),
+        .executable(name: "connections", targets: ["connections"]),
         .executable(name: "serve", targets: ["serve"]),
     ],
     dependencies: [
@@ -67,6 +68,7 @@ let package = Package(
         .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
+        .executableTarget(name: "connections", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         // The local gateway: every function behind one HTTP server on a developer's machine.
         .target(
             name: "LocalHTTPServer",

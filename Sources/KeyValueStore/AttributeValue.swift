@@ -22,6 +22,7 @@ public indirect enum AttributeValue: Sendable, Hashable, Codable {
     public var string: String? { if case .s(let value) = self { value } else { nil } }
     public var bool: Bool? { if case .bool(let value) = self { value } else { nil } }
     public var map: [String: AttributeValue]? { if case .m(let value) = self { value } else { nil } }
+    public var list: [AttributeValue]? { if case .l(let value) = self { value } else { nil } }
     public var int: Int64? { if case .n(let value) = self { Int64(value) } else { nil } }
 
     private enum Key: String, CodingKey { case S, N, B, BOOL, NULL, M, L, SS, NS, BS }

@@ -19,7 +19,7 @@ import Foundation
 struct LocalGateway: Sendable {
     static let maxBodyBytes = 6 * 1024 * 1024
     /// Every route that acts for a tenant; a new admin route belongs here.
-    static let protectedRoutes: Set<String> = ["POST /messages", "GET /external/meta/auth-url"]
+    static let protectedRoutes: Set<String> = ["POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections"]
 
     enum Route: Sendable {
         case ready(any FunctionHandler)
@@ -46,6 +46,10 @@ struct LocalGateway: Sendable {
             "GET /external/meta/auth-url": route { try AuthURLHandler(config: OAuthConfig(environment: environment)).function },
             "GET /external/meta/callback": route { try services.get().oauthCallbackHandler().function },
             "POST /messages": route { try services.get().sendHandler().function },
+            "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
+            "POST /external/meta/deauthorize": route { try services.get().connectionsHandler().function },
+            "POST /external/meta/data-deletion": route { try services.get().connectionsHandler().function },
+            "GET /external/meta/data-deletion/status": route { try services.get().connectionsHandler().function },
         ]
         self.logger = logger
     }
@@ -72,7 +76,9 @@ struct LocalGateway: Sendable {
     }
 
     private func dispatch(_ request: HTTPServer.Request, requestID: String, logger: Logger) async -> HTTPServer.Response {
-        let key = "\(request.method) \(request.path)"
+        // A route with path parameters is matched on its fixed prefix.
+        var key = "\(request.method) \(request.path)"
+        if request.path.hasPrefix(ConnectionsHandler.connectionsPrefix) { key = "\(request.method) /external/meta/connections" }
         if Self.protectedRoutes.contains(key), !authorized(request) {
             logger.warning("refused: no valid credential for a tenant route")
             var response = Self.json(401, ["message": "this route needs Authorization: Bearer <SERVE_API_KEY>"])

@@ -91,7 +91,7 @@ import Testing
         #expect(connections.first?.serviceType == "meta#L0100001")
         #expect(connections.first?.accessToken == "renewed-token")
         #expect(connections.first?.phoneNumberId == H.phoneNumberId)
-        #expect(try await world.harness.credentialsItem() == nil)
+        #expect(try await world.harness.store.get(world.harness.tables.credentials, key: ["businessId": .s("B0100001"), "serviceType": .s("meta")]) == nil)
         await world.harness.shutdown()
     }
 }

@@ -151,6 +151,9 @@ struct RawConnection {
         #expect(await harness.graph.messages.isEmpty)
         #expect(try await ServeTests.request("POST", send, headers: [ServeTests.authorization], body: body).status == 200)
         #expect(await harness.graph.messages.count == 1)
+        let disconnect = "\(gateway.base)/external/meta/connections/B0100001/L0100001"
+        #expect(try await ServeTests.request("DELETE", disconnect).status == 401)
+        #expect(try await ServeTests.request("DELETE", disconnect, headers: [ServeTests.authorization]).status == 200)
         // Meta's routes stay open.
         let verify = try await ServeTests.request("GET", "\(gateway.base)/webhooks/meta?hub.mode=subscribe&hub.verify_token=local-verify-token&hub.challenge=7")
         #expect(verify.status == 200)

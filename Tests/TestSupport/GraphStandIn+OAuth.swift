@@ -25,6 +25,8 @@ public struct OAuthWorld: Sendable {
 
     public let appId: String
     public let redirectURI: String
+    /// Permissions the person declined in the dialog (`GET /me/permissions` says so).
+    public var declined: [String] = []
     /// code → (short-lived user token, long-lived user token, the person's Pages)
     public var codes: [String: (short: String, long: String, pages: [Page])]
     public var pageSize: Int
@@ -34,6 +36,13 @@ public struct OAuthWorld: Sendable {
         self.redirectURI = redirectURI
         self.codes = codes
         self.pageSize = pageSize
+    }
+}
+
+extension OAuthWorld {
+    /// The app-scoped id of the person a long-lived token belongs to (stable per token).
+    public static func userId(for token: String) -> String {
+        "1" + String(token.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 } % 100_000_000_000_000)
     }
 }
 
@@ -71,6 +80,19 @@ extension GraphStandIn {
                 }
                 return .json(200, #"{"access_token":"\#(grant.short)","token_type":"bearer","expires_in":5183}"#)
             }
+            if request.method == "GET", parts == [version, "me"] || parts == [version, "me", "permissions"] {
+                // The app-scoped user id Meta gives a person (Graph API "User"), and the
+                // permissions they granted or declined (`{"data": [{"permission", "status"}]}`).
+                guard let grant = world.codes.values.first(where: { $0.long == token }) else {
+                    return GraphStandIn.error(code: 190, message: "Invalid OAuth access token - Cannot parse access token")
+                }
+                if parts.count == 2 {
+                    return .json(200, #"{"id":"\#(OAuthWorld.userId(for: grant.long))","name":"Test Person"}"#)
+                }
+                let all = ["pages_show_list", "pages_messaging", "pages_manage_metadata", "instagram_basic", "instagram_manage_messages"]
+                let data = all.map { #"{"permission":"\#($0)","status":"\#(world.declined.contains($0) ? "declined" : "granted")"}"# }
+                return .json(200, #"{"data":[\#(data.joined(separator: ","))]}"#)
+            }
             if request.method == "GET", parts == [version, "me", "accounts"] {
                 guard let grant = world.codes.values.first(where: { $0.long == token }) else {
                     return GraphStandIn.error(code: 190, message: "Invalid OAuth access token - Cannot parse access token")
@@ -95,6 +117,11 @@ extension GraphStandIn {
                     return .json(200, #"{"instagram_business_account":{"id":"\#(instagram)"},"id":"\#(page.id)"}"#)
                 }
                 return .json(200, #"{"id":"\#(page.id)"}"#)
+            }
+            if parts.count == 3, parts[0] == version, parts[2] == "subscribed_apps", request.method == "DELETE",
+                known.contains(where: { $0.id == parts[1] && $0.token == token })
+            {
+                return .json(200, #"{"success":true}"#)
             }
             if parts.count == 3, parts[0] == version, parts[2] == "subscribed_apps", request.method == "POST",
                 known.contains(where: { $0.id == parts[1] })

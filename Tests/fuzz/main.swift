@@ -178,6 +178,9 @@ let targets: [Target] = [
         name: "oauth-callback", function: "oauth-callback", kind: .event,
         seeds: ["oauth-callback.json", "oauth-callback-denied.json"].compactMap(event)),
     Target(
+        name: "connections", function: "connections", kind: .event,
+        seeds: ["connections-disconnect.json", "connections-data-deletion.json", "connections-deletion-status.json"].compactMap(event)),
+    Target(
         name: "send", function: "send", kind: .event,
         seeds: ["send-instagram.json", "send-whatsapp.json", "send-api-gateway.json"].compactMap(event)),
     Target(name: "sqs", function: "process", kind: .event, seeds: ["process-sqs.json"].compactMap(event)),

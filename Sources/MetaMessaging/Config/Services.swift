@@ -87,6 +87,14 @@ public struct Services: Sendable {
             ledger: MessageLedger(store: store, table: tables.processedMessages))
     }
 
+    /// Disconnect, Meta's deauthorize and data-deletion callbacks, the deletion status page.
+    public func connectionsHandler() throws(ConfigurationError) -> ConnectionsHandler {
+        let store = try store()
+        return ConnectionsHandler(
+            directory: TenantDirectory(store: store, tables: tables), ledger: MessageLedger(store: store, table: tables.processedMessages),
+            graph: try graph(), appSecret: try appSecret(), publicBaseURL: environment["PUBLIC_BASE_URL"])
+    }
+
     public func sendHandler() throws(ConfigurationError) -> SendHandler {
         let directory = TenantDirectory(store: try store(), tables: tables)
         return SendHandler(directory: directory, sender: MessageSender(graph: try graph(), directory: directory))

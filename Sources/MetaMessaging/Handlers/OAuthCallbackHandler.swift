@@ -113,6 +113,19 @@ public struct OAuthCallbackHandler: Sendable {
             }
             try await useOnce(state)
             let userToken = try await exchange(code: code, redirectURI: state.redirectUri)
+            // Who connected (Meta's deauthorize and data-deletion callbacks name this id), and
+            // what they granted: a declined messaging permission is said now, not discovered
+            // when the first reply fails.
+            let person = try await graphCall("GET", "me", query: [("fields", "id")], token: userToken, what: "identify the person")
+            guard let userId = person["id"]?.id else {
+                throw Failure(status: 502, code: "graph_error", message: "the Graph API did not say who logged in")
+            }
+            let permissions = try await graphCall("GET", "me/permissions", query: [], token: userToken, what: "read the granted permissions")
+            let declined = Set(
+                (permissions["data"]?.array ?? []).compactMap { entry -> String? in
+                    guard let name = entry["permission"]?.string, entry["status"]?.string != "granted" else { return nil }
+                    return name
+                })
             let pages = try await pagesWithInstagram(userToken: userToken)
             let chosen: Page
             if let wanted = state.pageId {
@@ -128,10 +141,17 @@ public struct OAuthCallbackHandler: Sendable {
                 }
                 chosen = page
             }
+            let needed = ["pages_messaging"] + (chosen.instagramAccountId != nil ? ["instagram_manage_messages"] : [])
+            let missing = needed.filter { declined.contains($0) }
+            guard missing.isEmpty else {
+                throw Failure(
+                    status: 400, code: "permissions_declined",
+                    message: "the person declined \(missing.joined(separator: " and ")), without which no reply can be sent; connect again and allow it")
+            }
             do {
                 try await directory.connect(
                     tenant: Tenant(businessId: state.businessId, locationId: state.locationId), pageId: chosen.id,
-                    instagramAccountId: chosen.instagramAccountId, pageAccessToken: chosen.accessToken)
+                    instagramAccountId: chosen.instagramAccountId, pageAccessToken: chosen.accessToken, connectedBy: userId)
             } catch {
                 switch error {
                 case .ownedByAnotherBusiness:
@@ -139,6 +159,11 @@ public struct OAuthCallbackHandler: Sendable {
                 case .store(let error):
                     throw Failure(status: 503, code: "store_unavailable", message: "the connection could not be stored: \(error.code.rawValue)")
                 }
+            }
+            do {
+                try await directory.recordConnector(userId: userId, tenant: Tenant(businessId: state.businessId, locationId: state.locationId))
+            } catch {
+                throw Failure(status: 503, code: "store_unavailable", message: "the connection could not be stored: \(error.code.rawValue)")
             }
             try await subscribe(page: chosen)
             logger.info(

@@ -163,7 +163,7 @@ extension TenantDirectory {
     /// identifier that belongs to another business is refused and left as it is), then stores
     /// the Page token. Reconnecting the same business refreshes its token.
     public func connect(
-        tenant: Tenant, pageId: String, instagramAccountId: String?, pageAccessToken: String
+        tenant: Tenant, pageId: String, instagramAccountId: String?, pageAccessToken: String, connectedBy: String? = nil
     ) async throws(ConnectError) {
         let mine: Condition = .or(.itemAbsent, .equals("businessId", .s(tenant.businessId)))
         var claimed: [String] = []
@@ -199,12 +199,15 @@ extension TenantDirectory {
             if let instagramAccountId { credentials["instagramAccountId"] = .s(instagramAccountId) }
             let existing = current?["credentials"]?.map ?? (legacyIsThis ? legacy?["credentials"]?.map : nil)
             if let phone = existing?["phoneNumberId"] { credentials["phoneNumberId"] = phone }
-            try await store.put(
-                tables.credentials,
-                item: key.merging([
-                    "credentials": .m(credentials), "isActive": .bool(true), "createdAt": createdAt, "updatedAt": .s(now),
-                    "locationId": .s(tenant.locationId),
-                ]) { $1 })
+            var item = key.merging([
+                "credentials": .m(credentials), "isActive": .bool(true), "createdAt": createdAt, "updatedAt": .s(now),
+                "locationId": .s(tenant.locationId),
+            ]) { $1 }
+            if let connectedBy {
+                item["connectedBy"] = .s(connectedBy)
+                item["connectedAt"] = .s(now)
+            }
+            try await store.put(tables.credentials, item: item)
             if legacyIsThis { try await store.delete(tables.credentials, key: legacyKey) }
         } catch let error as ConnectError {
             throw error
@@ -223,5 +226,108 @@ extension TenantDirectory {
         } catch  where error.code == .conditionFailed {
             return false
         }
+    }
+}
+
+// MARK: A tenant's life: who connected, disconnecting, deauthorization, deletion
+
+extension TenantDirectory {
+    /// The identifiers-table item that lists the connections a person made (their app-scoped
+    /// id, from `GET /me` at the OAuth callback): what Meta's deauthorize and data-deletion
+    /// callbacks name.
+    static func connectorKey(_ userId: String) -> Item { ["identifierId": .s("meta-user:\(userId)")] }
+
+    /// Records that `userId` connected `tenant` (a conditional read-modify-write: two callbacks
+    /// of one person at once both land).
+    public func recordConnector(userId: String, tenant: Tenant) async throws(KeyValueError) {
+        let entry = "\(tenant.businessId)#\(tenant.locationId)"
+        for _ in 0..<5 {
+            let current = try await store.get(tables.identifiers, key: Self.connectorKey(userId))
+            var entries = current?["connections"]?.list?.compactMap(\.string) ?? []
+            if entries.contains(entry) { return }
+            entries.append(entry)
+            let version = current?["version"]?.int ?? 0
+            var item = Self.connectorKey(userId)
+            item["identifierType"] = .s("meta_user")
+            item["connections"] = .l(entries.map { .s($0) })
+            item["version"] = .number(version + 1)
+            do {
+                try await store.put(tables.identifiers, item: item, condition: current == nil ? .itemAbsent : .equals("version", .number(version)))
+                return
+            } catch  where error.code == .conditionFailed {
+                continue
+            }
+        }
+        throw KeyValueError(.conditionFailed, "the connections of a person changed five times while recording one")
+    }
+
+    /// The locations a person connected.
+    public func connectionsMade(by userId: String) async throws(KeyValueError) -> [Tenant] {
+        let entries = try await store.get(tables.identifiers, key: Self.connectorKey(userId))?["connections"]?.list?.compactMap(\.string) ?? []
+        return entries.compactMap { entry in
+            let parts = entry.split(separator: "#", maxSplits: 1)
+            return parts.count == 2 ? Tenant(businessId: String(parts[0]), locationId: String(parts[1])) : nil
+        }
+    }
+
+    public func forgetConnector(_ userId: String) async throws(KeyValueError) {
+        try await store.delete(tables.identifiers, key: Self.connectorKey(userId))
+    }
+
+    /// The item of a location's connection: its own, or the single-connection item when it
+    /// belongs to that location (or names none and is the business's only one).
+    func connectionItemKey(_ tenant: Tenant) async throws(KeyValueError) -> Item? {
+        let own = credentialsKey(tenant.businessId, location: tenant.locationId)
+        if try await store.get(tables.credentials, key: own) != nil { return own }
+        let legacy = credentialsKey(tenant.businessId)
+        guard let item = try await store.get(tables.credentials, key: legacy) else { return nil }
+        let location = item["locationId"]?.string
+        return location == nil || location == tenant.locationId ? legacy : nil
+    }
+
+    /// Releases a connection's identifiers that still point at this business: another business
+    /// may connect them afterwards. Returns the ids released.
+    func release(_ credentials: TenantCredentials) async throws(KeyValueError) -> [String] {
+        var released: [String] = []
+        for identifier in [credentials.pageId, credentials.instagramAccountId, credentials.phoneNumberId].compactMap({ $0 }) {
+            let key: Item = ["identifierId": .s(identifier)]
+            guard try await store.get(tables.identifiers, key: key)?["businessId"]?.string == credentials.businessId else { continue }
+            try await store.delete(tables.identifiers, key: key)
+            released.append(identifier)
+        }
+        return released
+    }
+
+    /// What disconnecting removed.
+    public struct Removal: Sendable, Equatable {
+        /// The connection as it was (its token included, for the caller's unsubscribe call).
+        public let connection: TenantCredentials
+        public let releasedIdentifiers: [String]
+    }
+
+    /// Removes a location's connection: its identifiers are released and its token deleted.
+    /// nil when there was none (disconnecting twice is not an error).
+    public func disconnect(_ tenant: Tenant) async throws(KeyValueError) -> Removal? {
+        guard let key = try await connectionItemKey(tenant), let item = try await store.get(tables.credentials, key: key),
+            let credentials = Self.credentials(from: item)
+        else { return nil }
+        let released = try await release(credentials)
+        try await store.delete(tables.credentials, key: key)
+        return Removal(connection: credentials, releasedIdentifiers: released)
+    }
+
+    /// Makes a location's connection inactive with `reason`, deletes its token and releases its
+    /// identifiers (Meta's deauthorize callback). The item stays, so the status shows why.
+    public func deactivate(_ tenant: Tenant, reason: String) async throws(KeyValueError) -> [String] {
+        guard let key = try await connectionItemKey(tenant), let item = try await store.get(tables.credentials, key: key) else { return [] }
+        var released: [String] = []
+        if let credentials = Self.credentials(from: item) { released = try await release(credentials) }
+        var map = item["credentials"]?.map ?? [:]
+        map["accessToken"] = nil
+        try await store.update(
+            tables.credentials, key: key,
+            set: ["isActive": .bool(false), "inactiveReason": .s(reason), "updatedAt": .s(now()), "credentials": .m(map)],
+            remove: [], condition: .itemPresent)
+        return released
     }
 }

@@ -81,8 +81,13 @@ struct FunctionHarness {
         try await Executables.run(function, environment: environment.merging(extra) { $1 }, stdin: event)
     }
 
+    /// The demo location's connection: its own item, or the seed's single-connection item.
     func credentialsItem() async throws -> Item? {
-        try await store.get(tables.credentials, key: ["businessId": .s(Self.tenant.businessId), "serviceType": .s("meta")])
+        let business: AttributeValue = .s(Self.tenant.businessId)
+        if let own = try await store.get(tables.credentials, key: ["businessId": business, "serviceType": .s("meta#\(Self.tenant.locationId)")]) {
+            return own
+        }
+        return try await store.get(tables.credentials, key: ["businessId": business, "serviceType": .s("meta")])
     }
 
     func ledgerStatus(_ messageId: String) async throws -> String? {
