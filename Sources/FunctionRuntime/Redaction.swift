@@ -13,6 +13,9 @@ public struct Redaction: Sendable {
         "access_token", "client_secret", "code", "fb_exchange_token", "appsecret_proof", "verify_token",
         "hub.verify_token", "pin", "signed_request", "password", "token",
     ]
+    private static let credentialParameterBytes: [[UInt8]] = credentialParameters.map { Array($0.utf8) }
+    private static let bearerBytes = Array("Bearer ".utf8)
+    private static let tokenPrefixes: [[UInt8]] = [Array("EAA".utf8), Array("IGAA".utf8), Array("IGQV".utf8)]
 
     /// Secret values of this process (shorter ones are not searched for: they would match
     /// ordinary text and are not secrets worth the name).
@@ -32,12 +35,30 @@ public struct Redaction: Sendable {
     }
 
     public func scrub(_ text: String) -> String {
-        let mayMatch = text.utf8.contains { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "B") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "I") }
-        var text = mayMatch ? Self.scrubPatterns(text) : text
-        for secret in secrets where text.contains(secret) {
+        // The usual log line holds nothing to redact: one pass over its bytes says so.
+        var text = Self.mayHoldCredential(text) ? Self.scrubPatterns(text) : text
+        for secret in secrets where text.utf8.count >= secret.utf8.count && text.contains(secret) {
             text = text.replacing(secret, with: Self.marker)
         }
         return text
+    }
+
+    /// Whether `text` has a `=`, a `Bearer ` or the start of a Meta token (`EAA`, `IGAA`,
+    /// `IGQV`): only then can a pattern match.
+    static func mayHoldCredential(_ text: String) -> Bool {
+        var previous: (UInt8, UInt8) = (0, 0)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "="): return true
+            case UInt8(ascii: "A") where previous.1 == UInt8(ascii: "A") && previous.0 == UInt8(ascii: "E"): return true
+            case UInt8(ascii: "A") where previous.1 == UInt8(ascii: "G") && previous.0 == UInt8(ascii: "I"): return true
+            case UInt8(ascii: "Q") where previous.1 == UInt8(ascii: "G") && previous.0 == UInt8(ascii: "I"): return true
+            case UInt8(ascii: "r") where previous.1 == UInt8(ascii: "e") && previous.0 == UInt8(ascii: "a"): return true
+            default: break
+            }
+            previous = (previous.1, byte)
+        }
+        return false
     }
 
     private static func isTokenByte(_ byte: UInt8) -> Bool {
@@ -68,8 +89,7 @@ public struct Redaction: Sendable {
             if atWordStart {
                 // name=value for a credential parameter
                 var matched = false
-                for name in credentialParameters {
-                    let nameBytes = Array(name.utf8)
+                for nameBytes in credentialParameterBytes {
                     let end = index + nameBytes.count
                     guard end < bytes.count, bytes[end] == UInt8(ascii: "="),
                         bytes[index..<end].elementsEqual(nameBytes, by: { $0 | 0x20 == $1 | 0x20 })
@@ -84,7 +104,7 @@ public struct Redaction: Sendable {
                 }
                 if matched { continue }
                 // Bearer <credential>
-                let bearer = Array("Bearer ".utf8)
+                let bearer = bearerBytes
                 if bytes.count - index > bearer.count, bytes[index..<(index + bearer.count)].elementsEqual(bearer) {
                     out += bearer
                     var valueEnd = index + bearer.count
@@ -98,7 +118,7 @@ public struct Redaction: Sendable {
                 while wordEnd < bytes.count, isTokenByte(bytes[wordEnd]) { wordEnd += 1 }
                 if wordEnd - index >= 32 {
                     let word = bytes[index..<wordEnd]
-                    if word.starts(with: Array("EAA".utf8)) || word.starts(with: Array("IGAA".utf8)) || word.starts(with: Array("IGQV".utf8)) {
+                    if tokenPrefixes.contains(where: { word.starts(with: $0) }) {
                         out += marker
                         index = wordEnd
                         continue

@@ -95,7 +95,9 @@ extension JSONNode: ExpressibleByStringLiteral, ExpressibleByDictionaryLiteral, 
             out.append(UInt8(ascii: "]"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
-            for (offset, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
+            // Members built by `dictionary` are sorted already; others are sorted here.
+            let ordered = zip(members, members.dropFirst()).allSatisfy { $0.key < $1.key } ? members : members.sorted { $0.key < $1.key }
+            for (offset, member) in ordered.enumerated() {
                 if offset > 0 { out.append(UInt8(ascii: ",")) }
                 writeString(member.key, into: &out)
                 out.append(UInt8(ascii: ":"))

@@ -158,7 +158,7 @@ public struct JSONReader {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
             let keyOffset = index
             let key = try readString()
-            if seen == nil, members.count >= 16 { seen = Set(members.map(\.key)) }
+            if seen == nil, members.count >= 48 { seen = Set(members.map(\.key)) }
             if seen != nil {
                 guard seen?.insert(key).inserted == true else { throw JSONReadError(reason: "repeated member name", offset: keyOffset) }
             } else if members.contains(where: { $0.key == key }) {
