@@ -1,21 +1,7 @@
 import SafeJSON
+import TestSupport
 
-/// A small, seeded random source (SplitMix64): a run is repeated exactly with `--seed`.
-struct FuzzRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &self) < percent }
-}
+typealias FuzzRandom = SeededGenerator
 
 /// Structure-aware mutations of JSON documents: the seed is read into a tree, one to three
 /// values are replaced by hostile ones (numbers at and past every range, deep nesting, wrong
@@ -175,20 +161,5 @@ enum JSONText {
         }
     }
 
-    static func string(_ text: String, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out += #"\""#.utf8
-            case UInt8(ascii: "\\"): out += #"\\"#.utf8
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out += #"\u00"#.utf8
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0x0F)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
+    static func string(_ text: String, into out: inout [UInt8]) { JSONNode.writeString(text, into: &out) }
 }
