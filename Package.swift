@@ -37,7 +37,7 @@ let package = Package(
     targets: [
         .target(name: "GlibcCompat"),
         // The guarded entry point for every JSON document from outside (no Foundation).
-        .target(name: "SafeJSON"),
+        .target(name: "SafeJSON", dependencies: ["Essentials"]),
         // Text encodings, the wall clock, header names, the retry pause: what every module shares.
         .target(name: "Essentials"),
         .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", "Essentials", "SafeJSON", .product(name: "Logging", package: "swift-log")]),

@@ -1,3 +1,5 @@
+import Essentials
+
 /// A JSON value as `JSONReader` reads it: objects keep their members in document order (a
 /// member name appears once: the reader refuses a repeated one), and numbers keep their text,
 /// so a caller converts them with its own range check.
@@ -303,19 +305,10 @@ public struct JSONReader {
         guard bytes.count - index >= 4 else { throw error("invalid escape in a string") }
         var value: UInt32 = 0
         for _ in 0..<4 {
-            guard let digit = Self.hexDigit(bytes[index]) else { throw error("invalid escape in a string") }
+            guard let digit = Hex.digitValue(bytes[index]) else { throw error("invalid escape in a string") }
             value = value << 4 | UInt32(digit)
             index += 1
         }
         return value
-    }
-
-    private static func hexDigit(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

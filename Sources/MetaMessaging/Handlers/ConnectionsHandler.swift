@@ -55,15 +55,10 @@ public struct ConnectionsHandler: Sendable {
         }
     }
 
-    /// 1 to 128 letters, digits or `-_.:#@`, percent-decoded (as auth-url accepts them).
+    /// A percent-decoded path segment, if it is an id as auth-url accepts them.
     static func identifier(_ part: Substring) -> String? {
         let text = FormEncoding.decode(part, plusIsSpace: false)
-        guard (1...128).contains(text.utf8.count),
-            text.utf8.allSatisfy({ byte in
-                (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || "-_.:#@".utf8.contains(byte)
-            })
-        else { return nil }
-        return text
+        return isValidIdentifier(text) ? text : nil
     }
 
     // MARK: Disconnect
