@@ -121,6 +121,9 @@ public indirect enum Condition: Sendable, Hashable {
     /// An item has this key.
     case itemPresent
     case equals(String, AttributeValue)
+    /// The item has no attribute of this name (DynamoDB `attribute_not_exists(<name>)`); also
+    /// true when there is no item.
+    case attributeAbsent(String)
     /// Numbers compare as numbers, strings as strings.
     case lessThan(String, AttributeValue)
     case and(Condition, Condition)
@@ -132,6 +135,7 @@ public indirect enum Condition: Sendable, Hashable {
         case .itemAbsent: return item == nil
         case .itemPresent: return item != nil
         case .equals(let name, let value): return item?[name] == value
+        case .attributeAbsent(let name): return item?[name] == nil
         case .lessThan(let name, let value):
             switch (item?[name], value) {
             case (.n(let a)?, .n(let b)): return (Double(a) ?? .nan) < (Double(b) ?? .nan)

@@ -192,6 +192,7 @@ struct Expression {
         case .itemPresent: return "attribute_exists(\(name(table.partitionKey)))"
         case .equals(let attribute, let value): return "\(name(attribute)) = \(self.value(value))"
         case .lessThan(let attribute, let value): return "\(name(attribute)) < \(self.value(value))"
+        case .attributeAbsent(let attribute): return "attribute_not_exists(\(name(attribute)))"
         case .and(let a, let b): return "(\(render(a, table: table)) AND \(render(b, table: table)))"
         case .or(let a, let b): return "(\(render(a, table: table)) OR \(render(b, table: table)))"
         }
