@@ -53,16 +53,17 @@ public struct UTCFields: Sendable {
         var time = time_t(epochSeconds)
         var parts = tm()
         gmtime_r(&time, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
+        func pad(_ value: Int64, _ width: Int) -> String {
             let text = String(value)
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
-        year = pad(parts.tm_year + 1900, 4)
-        month = pad(parts.tm_mon + 1, 2)
-        day = pad(parts.tm_mday, 2)
-        hour = pad(parts.tm_hour, 2)
-        minute = pad(parts.tm_min, 2)
-        second = pad(parts.tm_sec, 2)
+        // In Int64: a time from outside (a token's expiry) can put tm_year near Int32.max.
+        year = pad(Int64(parts.tm_year) + 1900, 4)
+        month = pad(Int64(parts.tm_mon) + 1, 2)
+        day = pad(Int64(parts.tm_mday), 2)
+        hour = pad(Int64(parts.tm_hour), 2)
+        minute = pad(Int64(parts.tm_min), 2)
+        second = pad(Int64(parts.tm_sec), 2)
     }
 }
 
