@@ -133,9 +133,11 @@ public enum FunctionRuntime {
         do {
             let output = try await handler.handle(event: input, context: context)
             writeStdout(output)
+            await context.afterResponse.run(before: context.deadline)
             exit(0)
         } catch {
             printError(ErrorDocument(error))
+            await context.afterResponse.run(before: context.deadline)
             exit(1)
         }
     }

@@ -9,16 +9,19 @@ public struct InvocationContext: Sendable {
     public let traceID: String?
     public let invokedFunctionARN: String?
     public let logger: Logger
+    /// Work to run once the answer is out (see `AfterResponse`).
+    public let afterResponse: AfterResponse
 
     public init(
         requestID: String, deadline: ContinuousClock.Instant, traceID: String? = nil,
-        invokedFunctionARN: String? = nil, logger: Logger
+        invokedFunctionARN: String? = nil, logger: Logger, afterResponse: AfterResponse = AfterResponse()
     ) {
         self.requestID = requestID
         self.deadline = deadline
         self.traceID = traceID
         self.invokedFunctionARN = invokedFunctionARN
         self.logger = logger
+        self.afterResponse = afterResponse
     }
 
     /// Time left before the deadline (zero once it has passed).

@@ -40,7 +40,8 @@ public protocol LambdaRuntimeAPI {
 /// The rules of the Lambda loop, apart from any process: a configuration or init error is
 /// reported on `/runtime/init/error` before the first `next`; every invocation gets its
 /// request id, monotonic deadline and trace id (also exported as `_X_AMZN_TRACE_ID`); a
-/// function error is reported on `/runtime/invocation/{id}/error` and the loop goes on. The
+/// function error is reported on `/runtime/invocation/{id}/error` and the loop goes on; work
+/// a handler left for after its answer runs once the answer is posted, before the next `next`. The
 /// loop ends only when the Runtime API fails; the executable's edge turns that into an exit.
 public enum LambdaLoop {
     public enum End: Sendable, Equatable {
@@ -89,9 +90,13 @@ public enum LambdaLoop {
                     let document = ErrorDocument(error)
                     invocationLogger.error("function error", metadata: ["errorType": "\(document.errorType)"])
                     try api.reportError(requestID: invocation.requestID, errorType: document.errorType, document: FunctionRuntime.encode(document))
+                    await context.afterResponse.run(before: context.deadline)
                     continue
                 }
                 try api.respond(requestID: invocation.requestID, body: output)
+                // The invoker has its answer; what the handler left for later runs now, before
+                // the next invocation is asked for (and the environment may be frozen).
+                await context.afterResponse.run(before: context.deadline)
             } catch {
                 // The Runtime API itself is gone: nothing more can be served; Lambda restarts us.
                 logger.critical("Runtime API unreachable: \(error)")

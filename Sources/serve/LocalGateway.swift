@@ -19,7 +19,9 @@ import Foundation
 struct LocalGateway: Sendable {
     static let maxBodyBytes = 6 * 1024 * 1024
     /// Every route that acts for a tenant; a new admin route belongs here.
-    static let protectedRoutes: Set<String> = ["POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections"]
+    static let protectedRoutes: Set<String> = [
+        "POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections", "GET /external/meta/connections",
+    ]
 
     enum Route: Sendable {
         case ready(any FunctionHandler)
@@ -47,6 +49,7 @@ struct LocalGateway: Sendable {
             "GET /external/meta/callback": route { try services.get().oauthCallbackHandler().function },
             "POST /messages": route { try services.get().sendHandler().function },
             "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
+            "GET /external/meta/connections": route { try services.get().connectionsHandler().function },
             "POST /external/meta/deauthorize": route { try services.get().connectionsHandler().function },
             "POST /external/meta/data-deletion": route { try services.get().connectionsHandler().function },
             "GET /external/meta/data-deletion/status": route { try services.get().connectionsHandler().function },
@@ -97,6 +100,10 @@ struct LocalGateway: Sendable {
         let context = InvocationContext(requestID: requestID, deadline: .now + .seconds(30), logger: logger)
         do {
             let output = try await handler.handle(event: event, context: context)
+            if !context.afterResponse.isEmpty {
+                // As in Lambda: the answer does not wait for the handler's later work.
+                Task { await context.afterResponse.run(before: context.deadline) }
+            }
             return Self.response(fromProxy: output)
         } catch {
             // What API Gateway answers when the function fails.

@@ -135,4 +135,36 @@ struct InvocationContextSnapshot: Sendable {
         #expect(seen[2].remaining == .zero)
         #expect(seen[3].remaining > .seconds(899) && seen[3].remaining <= .seconds(900))
     }
+
+    /// A handler that leaves work for after its answer, noting when it runs.
+    final class LaterHandler: FunctionHandler, Sendable {
+        let api: ScriptedRuntimeAPI
+        let ranAfter: Mutex<[[ScriptedRuntimeAPI.Call]]> = Mutex([])
+        init(api: ScriptedRuntimeAPI) { self.api = api }
+
+        func handle(event: [UInt8], context: InvocationContext) async throws -> [UInt8] {
+            context.afterResponse.add { [self] in ranAfter.withLock { $0.append(api.calls) } }
+            // Work that would outlive the invocation is cut at its deadline, not waited for.
+            context.afterResponse.add { try? await Task.sleep(for: .seconds(600)) }
+            return Array("done".utf8)
+        }
+    }
+
+    @Test func workLeftForLaterRunsOnceTheAnswerIsPostedAndBeforeTheNextNext() async {
+        let now: Int64 = 1_795_687_200_000
+        let api = ScriptedRuntimeAPI([
+            LambdaInvocation(requestID: "r1", deadlineMilliseconds: String(now + 300), event: []),
+            LambdaInvocation(requestID: "r2", deadlineMilliseconds: String(now + 300), event: []),
+        ])
+        let handler = LaterHandler(api: api)
+        let start = ContinuousClock.now
+        _ = await LambdaLoop.run(api, environment: Environment([:]), logger: Self.logger, wallClockMilliseconds: { now }) { _, _ in handler }
+        // Each time, the answer was already posted and the next invocation not yet asked for.
+        #expect(
+            handler.ranAfter.withLock { $0 } == [
+                [.next, .response("r1", "done")],
+                [.next, .response("r1", "done"), .next, .response("r2", "done")],
+            ])
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
 }
