@@ -43,7 +43,9 @@ import Testing
         let responder = MessageResponder(agent: agent, sender: sender, ledger: ledger, agentTimeout: .seconds(3))
         return World(
             harness: harness, directory: directory, ledger: ledger, clock: clock,
-            receive: ReceiveHandler(signature: WebhookSignature(appSecret: H.appSecret), directory: directory, ledger: ledger, responder: responder),
+            receive: ReceiveHandler(
+                signature: WebhookSignature(appSecret: H.appSecret), directory: directory, ledger: ledger, responder: responder,
+                clock: clock.clock),
             send: SendHandler(directory: directory, sender: sender),
             process: ProcessHandler(directory: directory, ledger: ledger, responder: responder))
     }

@@ -7,7 +7,12 @@ import Foundation
 ///   `{"recipient_id", "message_id"}`;
 /// - `POST /{version}/{phone-number-id}/messages` (WhatsApp Cloud API):
 ///   `{"messaging_product", "contacts": [{"input", "wa_id"}], "messages": [{"id"}]}`;
-/// - the OAuth and Page endpoints used by `oauth-callback`.
+/// - the OAuth and Page endpoints used by `oauth-callback`;
+/// - `GET /{version}/debug_token?input_token=` with the app access token (`<app id>|<app
+///   secret>`): `{"data": {"app_id", "type", "application", "expires_at", "is_valid",
+///   "issued_at", "scopes", "data_access_expires_at", "error"?}}` (Graph API "Debug-Token");
+/// - `GET /{version}/{page-id}/subscribed_apps`: `{"data": [{"category", "link", "name", "id",
+///   "subscribed_fields"}]}`, kept up to date by the POST and DELETE on the same edge.
 /// Every call must carry a known token (`Authorization: Bearer`) and the matching
 /// `appsecret_proof`, or it gets Meta's error object (code 190, or 100 for a bad proof).
 /// Failures can be scripted per path.
@@ -53,6 +58,14 @@ public final class GraphStandIn: Sendable {
         await state.script(responses, pathSuffix: pathSuffix, answerAt: answerAt)
     }
 
+    /// What `debug_token` says about `token` (a token never described is valid and never expires).
+    public func describe(token: String, _ info: TokenInfo) async { await state.describe(token: token, info) }
+
+    /// The fields this app is subscribed to on a Page (empty: not subscribed), as if a POST on
+    /// `subscribed_apps` had been made.
+    public func subscription(of page: String) async -> [String]? { await state.subscriptions[page] }
+    public func subscribe(page: String, fields: [String]) async { await state.subscribe(page: page, fields: fields) }
+
     /// Every call received, in order.
     public var calls: [Sent] { get async { await state.calls } }
 
@@ -73,8 +86,37 @@ public final class GraphStandIn: Sendable {
     }
 }
 
+/// A token as Meta's token debugger describes it.
+public struct TokenInfo: Sendable {
+    public var isValid: Bool
+    /// Epoch seconds; 0 means it never expires (a Page token from a long-lived user token).
+    public var expiresAt: Int64
+    public var scopes: [String]
+    public var type: String
+
+    public init(isValid: Bool = true, expiresAt: Int64 = 0, scopes: [String] = TokenInfo.messagingScopes, type: String = "PAGE") {
+        self.isValid = isValid
+        self.expiresAt = expiresAt
+        self.scopes = scopes
+        self.type = type
+    }
+
+    public static let messagingScopes = ["pages_show_list", "pages_messaging", "pages_manage_metadata", "instagram_basic", "instagram_manage_messages"]
+
+    /// Expired at `epochSeconds`: what Meta answers for a token whose session has ended.
+    public static func expired(at epochSeconds: Int64) -> TokenInfo {
+        TokenInfo(isValid: false, expiresAt: epochSeconds)
+    }
+}
+
 actor GraphState {
     var tokens: [String: Set<String>] = [:]
+    var tokenInfo: [String: TokenInfo] = [:]
+    var subscriptions: [String: [String]] = [:]
+    let appId = "100000000000001"
+
+    func describe(token: String, _ info: TokenInfo) { tokenInfo[token] = info }
+    func subscribe(page: String, fields: [String]) { subscriptions[page] = fields }
     var scripted: [(suffix: String, responses: [LoopbackServer.Response], answerAt: ContinuousClock.Instant?)] = []
     var calls: [GraphStandIn.Sent] = []
     var counter = 0
@@ -104,6 +146,31 @@ actor GraphState {
         return (answer(request, token: token, appSecret: appSecret, version: version), nil)
     }
 
+    /// Graph API "Debug-Token": the caller must use the app access token; an unknown input
+    /// token is described as invalid (code 190) rather than refused.
+    private func debugToken(_ request: LoopbackServer.Request, token: String?, appSecret: String) -> LoopbackServer.Response {
+        guard let token, token == "\(appId)|\(appSecret)" else {
+            return GraphStandIn.error(
+                code: 100, message: "(#100) You must provide an app access token, or a user access token that is an owner or developer of the app")
+        }
+        guard let input = request.query["input_token"], !input.isEmpty else {
+            return GraphStandIn.error(code: 100, message: "(#100) The parameter input_token is required")
+        }
+        guard tokens[input] != nil else {
+            return .json(
+                200, #"{"data":{"error":{"code":190,"message":"Invalid OAuth access token - Cannot parse access token"},"is_valid":false,"scopes":[]}}"#)
+        }
+        let info = tokenInfo[input] ?? TokenInfo()
+        let scopes = info.scopes.map { #""\#($0)""# }.joined(separator: ",")
+        let error =
+            info.isValid
+            ? "" : #","error":{"code":190,"message":"Error validating access token: Session has expired on Thursday, 01-Jan-2026 00:00:00 PST.","subcode":463}"#
+        return .json(
+            200,
+            #"{"data":{"app_id":"\#(appId)","type":"\#(info.type)","application":"Meta Messaging","data_access_expires_at":1798761600,"expires_at":\#(info.expiresAt),"is_valid":\#(info.isValid),"issued_at":1764547200,"scopes":[\#(scopes)],"user_id":"1234567890"\#(error)}}"#
+        )
+    }
+
     private func answer(_ request: LoopbackServer.Request, token: String?, appSecret: String, version: String) -> LoopbackServer.Response {
         let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
         guard request.path.hasPrefix("/\(version)/") else {
@@ -116,10 +183,37 @@ actor GraphState {
                 return GraphStandIn.error(code: 100, message: "Invalid appsecret_proof provided in the API argument", type: "GraphMethodException")
             }
         }
-        for route in routes {
-            if let response = route(request, token) { return response }
-        }
         let parts = request.path.split(separator: "/").map(String.init)
+        if let info = token.flatMap({ tokenInfo[$0] }), !info.isValid {
+            return GraphStandIn.error(
+                code: 190, subcode: 463, message: "Error validating access token: Session has expired on Thursday, 01-Jan-2026 00:00:00 PST.")
+        }
+        for route in routes {
+            if let response = route(request, token) {
+                if parts.count == 3, parts[2] == "subscribed_apps", response.status == 200 {
+                    if request.method == "POST" {
+                        subscriptions[parts[1]] = (request.query["subscribed_fields"] ?? "").split(separator: ",").map(String.init)
+                    } else if request.method == "DELETE" {
+                        subscriptions[parts[1]] = nil
+                    }
+                }
+                return response
+            }
+        }
+        if request.method == "GET", parts == [version, "debug_token"] {
+            return debugToken(request, token: token, appSecret: appSecret)
+        }
+        if request.method == "GET", parts.count == 3, parts[2] == "subscribed_apps" {
+            guard let token, tokens[token]?.contains(parts[1]) == true else {
+                return GraphStandIn.error(code: 190, message: "Invalid OAuth access token - Cannot parse access token")
+            }
+            let apps = subscriptions[parts[1]].map { fields in
+                let list = fields.map { #""\#($0)""# }.joined(separator: ",")
+                return
+                    #"{"category":"Business","link":"https://example.com/","name":"Meta Messaging","id":"\#(appId)","subscribed_fields":[\#(list)]}"#
+            }
+            return .json(200, #"{"data":[\#(apps ?? "")]}"#)
+        }
         if request.method == "POST", parts.count == 3, parts[2] == "messages" {
             guard let token, tokens[token] != nil else {
                 return GraphStandIn.error(code: 190, message: "Invalid OAuth access token - Cannot parse access token")

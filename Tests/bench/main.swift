@@ -271,6 +271,43 @@ do {
     await graph.shutdown()
 }
 
+// MARK: receive's record of when a webhook last arrived (issue 15)
+do {
+    // What every webhook pays: the per-process check of which accounts are due.
+    let sightings = WebhookSightings()
+    let rounds = 1_000_000
+    var due = 0
+    let start = DispatchTime.now()
+    for index in 0..<rounds { due += sightings.due(CollectionOfOne("17841400000000001"), now: Int64(1_795_687_200 + index / 100_000)).count }
+    let perCheck = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / Double(rounds)
+    line("last-webhook check per webhook (one account, in process)", "\(fmt(perCheck, 0)) ns (\(due) writes due in \(rounds / 100_000) s of webhooks)")
+
+    // What a due account costs once a minute, after the answer: one conditional update.
+    let folder = NSTemporaryDirectory() + "bench-seen-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
+        try FileManager.default.copyItem(atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(folder)/\(name)")
+    }
+    let tables = Tables()
+    let fileDirectory = TenantDirectory(store: try FileStore(directory: folder, tables: tables.all), tables: tables)
+    let moto = try await MotoServer.shared.start()
+    let suffix = UUID().uuidString.prefix(8).lowercased()
+    let motoTables = Tables(credentials: "seen-credentials-\(suffix)", identifiers: "seen-identifiers-\(suffix)", processedMessages: "seen-processed-\(suffix)")
+    let motoStore = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    for table in motoTables.all { try await motoStore.createTable(table) }
+    try await motoStore.put(motoTables.identifiers, item: ["identifierId": .s("17841400000000001"), "businessId": .s("B0100001")])
+    let motoDirectory = TenantDirectory(store: motoStore, tables: motoTables)
+    for (name, directory) in [("file store", fileDirectory), ("DynamoDB (moto)", motoDirectory)] {
+        var latencies: [Double] = []
+        for index in 0..<100 {
+            let begin = DispatchTime.now()
+            _ = try await directory.recordWebhookSeen("17841400000000001", epochSeconds: Int64(1_795_687_200 + 60 * index))
+            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
+        }
+        line("last-webhook write, once a minute per account, \(name)", "\(fmt(median(latencies))) ms median (after the answer)")
+    }
+}
+
 // MARK: receive with RECEIVE_DISPATCH=sqs against moto (DynamoDB and SQS)
 do {
     let moto = try await MotoServer.shared.start()

@@ -179,7 +179,8 @@ let targets: [Target] = [
         seeds: ["oauth-callback.json", "oauth-callback-denied.json"].compactMap(event)),
     Target(
         name: "connections", function: "connections", kind: .event,
-        seeds: ["connections-disconnect.json", "connections-data-deletion.json", "connections-deletion-status.json"].compactMap(event)),
+        seeds: ["connections-disconnect.json", "connections-data-deletion.json", "connections-deletion-status.json", "connections-status.json"]
+            .compactMap(event)),
     Target(
         name: "send", function: "send", kind: .event,
         seeds: ["send-instagram.json", "send-whatsapp.json", "send-api-gateway.json"].compactMap(event)),

@@ -92,7 +92,7 @@ public struct Services: Sendable {
         let store = try store()
         return ConnectionsHandler(
             directory: TenantDirectory(store: store, tables: tables), ledger: MessageLedger(store: store, table: tables.processedMessages),
-            graph: try graph(), appSecret: try appSecret(), publicBaseURL: environment["PUBLIC_BASE_URL"])
+            graph: try graph(), appSecret: try appSecret(), appId: environment["META_APP_ID"], publicBaseURL: environment["PUBLIC_BASE_URL"])
     }
 
     public func sendHandler() throws(ConfigurationError) -> SendHandler {

@@ -14,11 +14,17 @@ import Logging
 /// - `POST /external/meta/data-deletion` (Meta's Data Deletion Request Callback): everything
 ///   held about the person is deleted; the answer is `{"url", "confirmation_code"}`.
 /// - `GET /external/meta/data-deletion/status?code=`: a small page saying what was done.
+/// - `GET /external/meta/connections?businessId=` (IAM-authorised): each connection's state as
+///   we hold it and as Meta sees it (`debug_token`, the Page's `subscribed_apps`), and when a
+///   webhook last arrived for each of its accounts.
 public struct ConnectionsHandler: Sendable {
     public let directory: TenantDirectory
     public let ledger: MessageLedger
     public let graph: GraphClient
     public let appSecret: String
+    /// For the app access token (`<app id>|<app secret>`) `debug_token` needs; without it the
+    /// status says the token could not be checked.
+    public let appId: String?
     /// Where the status page is reached (`PUBLIC_BASE_URL`); else the request's own host.
     public let publicBaseURL: String?
     public let clock: WallClock
@@ -26,9 +32,10 @@ public struct ConnectionsHandler: Sendable {
     public let deletionRecordSeconds: Int64 = 90 * 24 * 3600
 
     public init(
-        directory: TenantDirectory, ledger: MessageLedger, graph: GraphClient, appSecret: String, publicBaseURL: String? = nil,
-        clock: WallClock = .system
+        directory: TenantDirectory, ledger: MessageLedger, graph: GraphClient, appSecret: String, appId: String? = nil,
+        publicBaseURL: String? = nil, clock: WallClock = .system
     ) {
+        self.appId = appId
         self.directory = directory
         self.ledger = ledger
         self.graph = graph
@@ -44,6 +51,11 @@ public struct ConnectionsHandler: Sendable {
         case ("POST", "/external/meta/deauthorize"): return try await deauthorize(request, logger: logger)
         case ("POST", "/external/meta/data-deletion"): return try await deleteData(request, logger: logger)
         case ("GET", "/external/meta/data-deletion/status"): return try await deletionStatus(request)
+        case ("GET", "/external/meta/connections"):
+            guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId) else {
+                throw RequestRefused(400, code: "invalid_business_id", "businessId is required (letters, digits, '-', '_', '.', at most 128)")
+            }
+            return try await status(businessId: businessId, logger: logger)
         case ("DELETE", let path) where path.hasPrefix(Self.connectionsPrefix):
             let parts = path.dropFirst(Self.connectionsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
             guard parts.count == 2, let businessId = Self.identifier(parts[0]), let locationId = Self.identifier(parts[1]) else {
@@ -99,6 +111,177 @@ public struct ConnectionsHandler: Sendable {
         }
         logger.info("connection removed", metadata: ["businessId": "\(tenant.businessId)", "locationId": "\(tenant.locationId)"])
         return .json(200, answer)
+    }
+
+    // MARK: Connection status
+
+    struct Status: Encodable {
+        let businessId: String
+        let connections: [ConnectionStatus]
+    }
+
+    struct ConnectionStatus: Encodable {
+        /// nil for an item of the single-connection shape that names no location.
+        let locationId: String?
+        let active: Bool
+        let inactiveReason: String?
+        let connectedAt: String?
+        /// The app-scoped id of the person who connected it (`GET /me` at the callback).
+        let connectedBy: String?
+        let createdAt: String?
+        let updatedAt: String?
+        let accounts: [Account]
+        let token: TokenStatus
+        /// nil when the connection has no Page (a WhatsApp number alone).
+        let webhooks: SubscriptionStatus?
+        /// What to do about it, in a sentence; nil when nothing is wrong.
+        let problem: String?
+    }
+
+    struct Account: Encodable {
+        let id: String
+        let type: String
+        /// When a webhook last arrived for it (ISO 8601, UTC); nil: none since tracking began.
+        let lastWebhookAt: String?
+    }
+
+    struct TokenStatus: Encodable {
+        /// Whether Meta could be asked (`debug_token`); when false, `detail` says why.
+        var checked = false
+        var valid: Bool? = nil
+        /// ISO 8601, or "never" (a Page token from a long-lived user token does not expire).
+        var expiresAt: String? = nil
+        var dataAccessExpiresAt: String? = nil
+        var scopes: [String]? = nil
+        /// Messaging permissions the token lacks.
+        var missingScopes: [String]? = nil
+        var detail: String? = nil
+    }
+
+    struct SubscriptionStatus: Encodable {
+        var checked = false
+        /// Whether the Page's `subscribed_apps` lists this app with the `messages` field.
+        var subscribed: Bool? = nil
+        var fields: [String]? = nil
+        var detail: String? = nil
+    }
+
+    /// What a connection's token needs to answer on Messenger and Instagram.
+    static let messagingScopes = ["pages_messaging", "instagram_manage_messages"]
+
+    func status(businessId: String, logger: Logger) async throws(RequestRefused) -> HTTPResponse {
+        let records: [ConnectionRecord]
+        let seen: [String: Int64?]
+        do {
+            records = try await directory.connectionRecords(businessId: businessId)
+            seen = try await directory.lastWebhook(for: records.flatMap(\.identifiers))
+        } catch {
+            throw RequestRefused(503, code: "store_unavailable", "the connections could not be read: \(error.code.rawValue)")
+        }
+        var connections: [ConnectionStatus] = []
+        for record in records {
+            connections.append(await status(of: record, seen: seen, logger: logger))
+        }
+        return .json(200, Status(businessId: businessId, connections: connections))
+    }
+
+    func status(of record: ConnectionRecord, seen: [String: Int64?], logger: Logger) async -> ConnectionStatus {
+        func account(_ id: String?, _ type: String) -> Account? {
+            id.map { Account(id: $0, type: type, lastWebhookAt: (seen[$0] ?? nil).map { ISO8601.format(epochSeconds: $0) }) }
+        }
+        let accounts = [
+            account(record.pageId, "page"), account(record.instagramAccountId, "instagram_account"),
+            account(record.phoneNumberId, "whatsapp_phone_number"),
+        ].compactMap { $0 }
+        var token = TokenStatus()
+        var webhooks: SubscriptionStatus? = record.pageId == nil ? nil : SubscriptionStatus()
+        if let accessToken = record.accessToken {
+            token = await inspect(accessToken, logger: logger)
+            if let page = record.pageId { webhooks = await subscription(of: page, token: accessToken, logger: logger) }
+        } else {
+            token.detail = "no token is held for this connection"
+            webhooks?.detail = "not checked: no token is held for this connection"
+        }
+        var problem: String? = nil
+        if !record.isActive {
+            problem = "inactive (\(record.inactiveReason ?? "no reason recorded")): the business must connect this location again"
+        } else if token.valid == false {
+            problem = "the token is no longer valid: the business must connect this location again"
+        } else if let missing = token.missingScopes, !missing.isEmpty {
+            problem = "the token lacks \(missing.joined(separator: ", ")): connect again and grant every permission asked"
+        } else if webhooks?.subscribed == false {
+            problem = "the Page is not subscribed to this app's messages webhooks: connect this location again"
+        }
+        return ConnectionStatus(
+            locationId: record.locationId, active: record.isActive, inactiveReason: record.inactiveReason, connectedAt: record.connectedAt,
+            connectedBy: record.connectedBy, createdAt: record.createdAt, updatedAt: record.updatedAt, accounts: accounts, token: token,
+            webhooks: webhooks, problem: problem)
+    }
+
+    /// `GET /debug_token?input_token=` with the app access token.
+    func inspect(_ accessToken: String, logger: Logger) async -> TokenStatus {
+        var status = TokenStatus()
+        guard let appId else {
+            status.detail = "not checked: META_APP_ID is not configured"
+            return status
+        }
+        let answer: JSON
+        do {
+            answer = try await graph.call(
+                "GET", "debug_token", query: [("input_token", accessToken)], token: "\(appId)|\(appSecret)", timeout: .seconds(5))
+        } catch {
+            logger.warning("debug_token failed", metadata: ["detail": "\(error)"])
+            status.detail =
+                "not checked: the Graph API refused (\(error.code.map { "code \($0)" } ?? error.kind.rawValue), fbtrace_id \(error.fbtraceId ?? "none"))"
+            return status
+        }
+        guard let data = answer["data"], data.object != nil else {
+            status.detail = "not checked: the Graph API answered without data"
+            return status
+        }
+        status.checked = true
+        status.valid = data["is_valid"]?.bool ?? false
+        if let expires = data["expires_at"]?.int64 {
+            status.expiresAt = expires == 0 ? "never" : ISO8601.format(epochSeconds: expires)
+        }
+        if let expires = data["data_access_expires_at"]?.int64, expires > 0 {
+            status.dataAccessExpiresAt = ISO8601.format(epochSeconds: expires)
+        }
+        let scopes = data["scopes"]?.array?.compactMap(\.string) ?? []
+        status.scopes = scopes
+        status.missingScopes = Self.messagingScopes.filter { !scopes.contains($0) }
+        if let error = data["error"], let message = error["message"]?.string {
+            status.detail = "Meta says: \(message)"
+        }
+        return status
+    }
+
+    /// `GET /{page-id}/subscribed_apps` with the Page token: is our app there with `messages`?
+    func subscription(of page: String, token: String, logger: Logger) async -> SubscriptionStatus {
+        var status = SubscriptionStatus()
+        guard let appId else {
+            status.detail = "not checked: META_APP_ID is not configured"
+            return status
+        }
+        let answer: JSON
+        do {
+            answer = try await graph.call("GET", "\(page)/subscribed_apps", token: token, timeout: .seconds(5))
+        } catch {
+            logger.warning("subscribed_apps failed", metadata: ["pageId": "\(page)", "detail": "\(error)"])
+            status.detail =
+                "not checked: the Graph API refused (\(error.code.map { "code \($0)" } ?? error.kind.rawValue), fbtrace_id \(error.fbtraceId ?? "none"))"
+            return status
+        }
+        guard let apps = answer["data"]?.array else {
+            status.detail = "not checked: the Graph API answered without data"
+            return status
+        }
+        status.checked = true
+        let ours = apps.first { $0["id"]?.string == appId }
+        let fields = ours?["subscribed_fields"]?.array?.compactMap(\.string) ?? []
+        status.fields = fields
+        status.subscribed = fields.contains("messages")
+        return status
     }
 
     // MARK: Meta's callbacks

@@ -1,3 +1,4 @@
+import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
@@ -41,10 +42,15 @@ public struct ReceiveHandler: Sendable {
     public let maxBodyBytes: Int
     /// Meta wants its 200 within 5 seconds: inline work stops claiming new messages after this.
     public let inlineBudget: Duration
+    /// When a webhook last arrived per account, for the connection status (written after the
+    /// answer, at most once a minute per account).
+    public let sightings: WebhookSightings
+    public let clock: WallClock
 
     public init(
         signature: WebhookSignature, directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder,
-        dispatch: Dispatch = .inline, maxBodyBytes: Int = 4 * 1024 * 1024, inlineBudget: Duration = .milliseconds(4500)
+        dispatch: Dispatch = .inline, maxBodyBytes: Int = 4 * 1024 * 1024, inlineBudget: Duration = .milliseconds(4500),
+        sightings: WebhookSightings = WebhookSightings(), clock: WallClock = .system
     ) {
         self.signature = signature
         self.directory = directory
@@ -53,6 +59,8 @@ public struct ReceiveHandler: Sendable {
         self.dispatch = dispatch
         self.maxBodyBytes = maxBodyBytes
         self.inlineBudget = inlineBudget
+        self.sightings = sightings
+        self.clock = clock
     }
 
     /// Counts for the response body and the log (no identifiers, no text).
@@ -188,6 +196,8 @@ public struct ReceiveHandler: Sendable {
             }
         }
 
+        recordSightings(of: events, routes: routes, context: context)
+
         if case .queue(let queue) = dispatch, !toQueue.isEmpty {
             do {
                 try await queue.enqueue(toQueue.map(\.0))
@@ -217,6 +227,29 @@ public struct ReceiveHandler: Sendable {
 }
 
 extension ReceiveHandler {
+    /// Leaves the record of when a webhook last arrived for each account of this delivery
+    /// (not those known to route nowhere) for after the answer.
+    func recordSightings(of events: [WebhookEvent], routes: [String: TenantRoute?], context: InvocationContext) {
+        var accounts: Set<String> = []
+        for event in events {
+            switch event {
+            case .message(let message): accounts.insert(message.accountId)
+            case .skipped(_, let accountId, _): accounts.insert(accountId)
+            case .invalid: continue
+            }
+        }
+        accounts = accounts.filter { id in
+            if let route = routes[id] { return route != nil }
+            return true
+        }
+        guard !accounts.isEmpty else { return }
+        let now = clock.epochSeconds()
+        let due = sightings.due(accounts.sorted(), now: now)
+        guard !due.isEmpty else { return }
+        let (sightings, directory, logger) = (self.sightings, self.directory, context.logger)
+        context.afterResponse.add { await sightings.record(due, at: now, in: directory, logger: logger) }
+    }
+
     public var function: HTTPFunction {
         HTTPFunction { request, context in try await self.handle(request, context: context) }
     }

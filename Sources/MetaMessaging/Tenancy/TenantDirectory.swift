@@ -1,4 +1,6 @@
 import KeyValueStore
+import Logging
+import Synchronization
 
 /// A business location that connected its Meta accounts.
 public struct Tenant: Sendable, Equatable, Codable {
@@ -172,8 +174,11 @@ extension TenantDirectory {
             + (instagramAccountId.map { [($0, "instagram_account", "instagram")] } ?? [])
         do {
             for (identifier, type, platform) in accounts {
-                let existed = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)]) != nil
-                let item = Self.identifierItem(identifier, type: type, platform: platform, tenant: tenant)
+                let current = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)])
+                let existed = current != nil
+                var item = Self.identifierItem(identifier, type: type, platform: platform, tenant: tenant)
+                // Reconnecting keeps when a webhook last arrived for the account.
+                if current?["businessId"]?.string == tenant.businessId, let seen = current?["lastWebhookAt"] { item["lastWebhookAt"] = seen }
                 guard try await putUnlessTaken(tables.identifiers, item: item, condition: mine) else {
                     // Undo what this attempt newly claimed, so a refused connection leaves nothing behind.
                     for identifier in claimed {
@@ -329,5 +334,119 @@ extension TenantDirectory {
             set: ["isActive": .bool(false), "inactiveReason": .s(reason), "updatedAt": .s(now()), "credentials": .m(map)],
             remove: [], condition: .itemPresent)
         return released
+    }
+}
+
+// MARK: When a webhook last arrived
+
+extension TenantDirectory {
+    /// Records on an identifier's item (`lastWebhookAt`, epoch seconds) that a webhook arrived
+    /// for it, unless one was recorded less than `interval` seconds before (a conditional
+    /// update: however many processes see the same account, the item is written at most once
+    /// per interval) or the identifier is not connected (no item is created). Returns whether
+    /// it wrote.
+    public func recordWebhookSeen(_ identifier: String, epochSeconds: Int64, interval: Int64 = 60) async throws(KeyValueError) -> Bool {
+        let (earliest, overflow) = epochSeconds.subtractingReportingOverflow(interval - 1)
+        guard !overflow else { return false }
+        do {
+            _ = try await store.update(
+                tables.identifiers, key: ["identifierId": .s(identifier)], set: ["lastWebhookAt": .number(epochSeconds)],
+                condition: .and(.itemPresent, .or(.attributeAbsent("lastWebhookAt"), .lessThan("lastWebhookAt", .number(earliest)))))
+            return true
+        } catch  where error.code == .conditionFailed {
+            return false
+        }
+    }
+
+    /// When a webhook last arrived for each identifier (epoch seconds; nil: never, or not ours).
+    public func lastWebhook(for identifiers: [String]) async throws(KeyValueError) -> [String: Int64?] {
+        var seen: [String: Int64?] = [:]
+        for identifier in identifiers {
+            let item = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)])
+            seen[identifier] = item?["lastWebhookAt"]?.int
+        }
+        return seen
+    }
+}
+
+/// Keeps `receive`'s record of when a webhook last arrived cheap: a process writes for an
+/// identifier at most once per interval (the store's conditional update bounds it across
+/// processes), and the write happens after the answer to Meta is out.
+public final class WebhookSightings: Sendable {
+    private let lastWritten = Mutex<[String: Int64]>([:])
+    public let interval: Int64
+    /// Bounds the memory a flood of distinct (forged ids cannot pass the signature, but many
+    /// real accounts can) identifiers may take: the map is cleared when it grows past this.
+    public let capacity: Int
+
+    public init(interval: Int64 = 60, capacity: Int = 10_000) {
+        self.interval = interval
+        self.capacity = capacity
+    }
+
+    /// The identifiers of `candidates` this process should record now, marked as recorded.
+    public func due(_ candidates: some Sequence<String>, now: Int64) -> [String] {
+        lastWritten.withLock { written in
+            if written.count > capacity { written.removeAll(keepingCapacity: true) }
+            var due: [String] = []
+            for identifier in candidates {
+                if let last = written[identifier], now >= last, now - last < interval { continue }
+                written[identifier] = now
+                due.append(identifier)
+            }
+            return due
+        }
+    }
+
+    /// Records them in the directory; failures are logged, never raised (it is bookkeeping).
+    public func record(_ identifiers: [String], at now: Int64, in directory: TenantDirectory, logger: Logger) async {
+        for identifier in identifiers {
+            if Task.isCancelled { return }
+            do {
+                _ = try await directory.recordWebhookSeen(identifier, epochSeconds: now, interval: interval)
+            } catch {
+                logger.debug("could not record when a webhook arrived", metadata: ["error": "\(error.code.rawValue)"])
+            }
+        }
+    }
+}
+
+// MARK: What the connection status reads
+
+/// A connection as stored, active or not (an inactive one may have no token left).
+public struct ConnectionRecord: Sendable, Equatable {
+    public let businessId: String
+    public let locationId: String?
+    public let serviceType: String
+    public let pageId: String?
+    public let instagramAccountId: String?
+    public let phoneNumberId: String?
+    public let isActive: Bool
+    public let inactiveReason: String?
+    public let connectedBy: String?
+    public let connectedAt: String?
+    public let createdAt: String?
+    public let updatedAt: String?
+    /// Never shown; used to ask Meta about the token and the Page.
+    public let accessToken: String?
+
+    public var identifiers: [String] { [pageId, instagramAccountId, phoneNumberId].compactMap { $0 } }
+}
+
+extension TenantDirectory {
+    /// Every connection of a business as stored, the inactive ones too.
+    public func connectionRecords(businessId: String) async throws(KeyValueError) -> [ConnectionRecord] {
+        let items = try await store.query(tables.credentials, partitionKey: .s(businessId))
+        return items.compactMap { item -> ConnectionRecord? in
+            guard let type = item["serviceType"]?.string, type == Self.serviceType || type.hasPrefix(Self.serviceType + "#") else { return nil }
+            let credentials = item["credentials"]?.map ?? [:]
+            return ConnectionRecord(
+                businessId: businessId,
+                locationId: type.hasPrefix(Self.serviceType + "#") ? String(type.dropFirst(Self.serviceType.count + 1)) : item["locationId"]?.string,
+                serviceType: type, pageId: credentials["pageId"]?.string, instagramAccountId: credentials["instagramAccountId"]?.string,
+                phoneNumberId: credentials["phoneNumberId"]?.string, isActive: item["isActive"]?.bool ?? true,
+                inactiveReason: item["inactiveReason"]?.string, connectedBy: item["connectedBy"]?.string, connectedAt: item["connectedAt"]?.string,
+                createdAt: item["createdAt"]?.string, updatedAt: item["updatedAt"]?.string, accessToken: credentials["accessToken"]?.string)
+        }
     }
 }
