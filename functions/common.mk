@@ -10,8 +10,10 @@ ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 # --no-export-dynamic undoes the -export-dynamic of the static stdlib's link arguments: a
 # bootstrap has no plugins to serve symbols to, and 6 500 fewer dynamic symbols make every cold
 # start cheaper (about 10 % of a local verify run; scripts/bench verify). The binary stays PIE.
+# The bootstraps have a build folder of their own (.build/lambda): a debug build (the tests)
+# can run at the same time, SwiftPM's lock being per build folder (.ci/run overlaps them).
 STATIC_LIBS := $(ROOT)/.build/static-libs
-SWIFT_BUILD := swift build --package-path $(ROOT) -c release --static-swift-stdlib \
+SWIFT_BUILD := swift build --package-path $(ROOT) --scratch-path $(ROOT)/.build/lambda -c release --static-swift-stdlib \
 	-Xlinker -L$(STATIC_LIBS) -Xlinker --wrap=hypot -Xlinker --wrap=hypotf -Xlinker --wrap=arc4random \
 	-Xlinker --no-export-dynamic
 
