@@ -49,6 +49,10 @@ import Testing
         await world.harness.graph.allow(token: "token-south", accounts: ["302"])
         try await world.directory.connect(tenant: Self.salonA, pageId: "301", instagramAccountId: nil, pageAccessToken: "token-north")
         try await world.directory.connect(tenant: Self.salonB, pageId: "302", instagramAccountId: nil, pageAccessToken: "token-south")
+        // Customer 42 wrote to both salons' Pages.
+        for page in ["301", "302"] {
+            try await world.harness.openWindows(at: world.clock.seconds.withLock { $0 }, customers: [(.messenger, "42")]) { _ in page }
+        }
         let base: [String: JSON] = ["businessId": "B0200002", "platform": "messenger", "recipientId": "42", "message": ["text": "hi"]]
 
         await #expect(throws: SendError.self) { _ = try await world.send.send(try SendHandler.parse(.dictionary(base)), context: W.context()) }
@@ -91,6 +95,9 @@ import Testing
         #expect(connections.first?.serviceType == "meta#L0100001")
         #expect(connections.first?.accessToken == "renewed-token")
         #expect(connections.first?.phoneNumberId == H.phoneNumberId)
+        // The seed's one token served WhatsApp: it stays the number's token, the new Page token never sends there.
+        #expect(connections.first?.token(for: .whatsapp) == H.token)
+        #expect(connections.first?.token(for: .instagram) == "renewed-token")
         #expect(try await world.harness.store.get(world.harness.tables.credentials, key: ["businessId": .s("B0100001"), "serviceType": .s("meta")]) == nil)
         await world.harness.shutdown()
     }

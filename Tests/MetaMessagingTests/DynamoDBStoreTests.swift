@@ -141,8 +141,9 @@ import Testing
         } catch {
             #expect(error.code == .timeout)
         }
-        // Two attempts of 200 ms and a short backoff, far from the server's 10 s.
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // Two attempts of 200 ms and a short backoff end long before the server's 10 s (the
+        // bound is loose on purpose: it tells a timeout from a wait, not how fast it is).
+        #expect(ContinuousClock.now - start < .seconds(9))
         await server.shutdown()
     }
 

@@ -41,12 +41,15 @@ import Testing
         let graph = GraphClient(transport: AsyncHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
         let sender = MessageSender(graph: graph, directory: directory)
         let responder = MessageResponder(agent: agent, sender: sender, ledger: ledger, agentTimeout: .seconds(3))
+        let conversations = Conversations(store: harness.store, table: harness.tables.conversations, clock: clock.clock)
+        // The demo customers' windows, open at the test clock's time.
+        try await harness.openWindows(at: clock.seconds.withLock { $0 })
         return World(
             harness: harness, directory: directory, ledger: ledger, clock: clock,
             receive: ReceiveHandler(
                 signature: WebhookSignature(appSecret: H.appSecret), directory: directory, ledger: ledger, responder: responder,
-                clock: clock.clock),
-            send: SendHandler(directory: directory, sender: sender),
+                clock: clock.clock, conversations: conversations),
+            send: SendHandler(directory: directory, sender: sender, ledger: ledger, conversations: conversations),
             process: ProcessHandler(directory: directory, ledger: ledger, responder: responder))
     }
 
@@ -59,6 +62,15 @@ import Testing
         return HTTPRequest(
             method: "POST", path: "/webhooks/meta",
             headers: HTTPHeaders([("X-Hub-Signature-256", signature ?? WebhookSignature(appSecret: H.appSecret).header(for: bytes))]), body: bytes)
+    }
+
+    /// A webhook handled as the runtime handles it: the answer, then what the handler left for
+    /// after the answer.
+    static func deliver(_ world: World, _ body: String) async throws -> HTTPResponse {
+        let context = context()
+        let response = try await world.receive.handle(webhook(body), context: context)
+        await context.afterResponse.run(before: .now + .seconds(5))
+        return response
     }
 
     static func summary(_ response: HTTPResponse) -> [String: Any] {
@@ -101,6 +113,31 @@ import Testing
         #expect(try await world.ledger.claim("m_lease", businessId: "B", owner: "second", as: .answering) == .claimed)
         #expect(try await world.ledger.finish("m_lease", owner: "first", status: .answered) == false)
         #expect(try await world.ledger.finish("m_lease", owner: "second", status: .answered))
+        await world.harness.shutdown()
+    }
+
+    /// In process, the deadline is the test's own: a 503 that comes back with less time left
+    /// than a backoff and a whole call need is reported, not retried (it was once a process
+    /// test, whose budget raced the process's start-up).
+    /// In process, the deadline is the test's own: a 503 that comes back with less time left
+    /// than a backoff and a whole call need is reported, not retried (it was once a process
+    /// test, whose budget raced the process's start-up). send keeps 200 ms of its deadline
+    /// back, so the answer leaves it about 400 ms.
+    @Test func aDeadlineThatLeavesNoTimeForARetry() async throws {
+        let world = try await Self.world()
+        let context = Self.context(seconds: 3)
+        await world.harness.graph.script(
+            [GraphStandIn.error(status: 503, code: 2, message: "Service temporarily unavailable", transient: true)],
+            pathSuffix: "/messages", answerAt: context.deadline - .milliseconds(600))
+        let request = try SendHandler.parse(["businessId": "B0100001", "platform": "instagram", "recipientId": "1234567890123456", "message": ["text": "x"]])
+        do {
+            _ = try await world.send.send(request, context: context)
+            Issue.record("a 503 was retried into success or ignored")
+        } catch {
+            #expect(error.errorType == "GraphAPIError")
+            #expect(error.graph?.code == 2)
+        }
+        #expect(await world.harness.graph.calls.filter { $0.path.hasSuffix("/messages") }.count == 1)
         await world.harness.shutdown()
     }
 

@@ -20,7 +20,7 @@ import Testing
         #expect(sent.token == H.token)
         #expect(sent.body?["recipient"] as? [String: String] == ["id": "1234567890123456"])
         #expect((sent.body?["message"] as? [String: Any])?["text"] as? String == "Echo: Bună ziua! Aveți loc mâine la 10?")
-        #expect(sent.body?["messaging_type"] == nil)
+        #expect(sent.body?["messaging_type"] as? String == "RESPONSE")
         #expect(!result.stderr.contains(H.token))
         #expect(!result.stderr.contains(H.appSecret))
         let mid =
@@ -166,7 +166,7 @@ import Testing
             ]}
             """#
         let result = try await harness.run("receive", H.webhookEvent(body))
-        #expect(result.statusCode == 200)
+        #expect(result.statusCode == 200, "\(result.stdout) \(result.stderr)")
         #expect(result.bodyJSON?["answered"] as? Int == 4)
         #expect(result.bodyJSON?["invalid"] as? Int == 2)
         let texts = await harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }

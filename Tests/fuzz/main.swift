@@ -171,6 +171,7 @@ let targets: [Target] = [
         name: "webhook", function: "receive", kind: .webhook,
         seeds: [
             "instagram-text.json", "instagram-attachment.json", "messenger-text.json", "whatsapp-text.json", "whatsapp-status.json",
+            "whatsapp-status-failed.json",
         ].compactMap(webhookBody)),
     Target(name: "api-gateway", function: "verify", kind: .event, seeds: ["verify.json", "verify-http-api.json"].compactMap(event)),
     Target(name: "auth-url", function: "auth-url", kind: .event, seeds: ["auth-url.json"].compactMap(event)),

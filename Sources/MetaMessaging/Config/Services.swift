@@ -96,8 +96,12 @@ public struct Services: Sendable {
     }
 
     public func sendHandler() throws(ConfigurationError) -> SendHandler {
-        let directory = TenantDirectory(store: try store(), tables: tables)
-        return SendHandler(directory: directory, sender: MessageSender(graph: try graph(), directory: directory))
+        let store = try store()
+        let directory = TenantDirectory(store: store, tables: tables)
+        return SendHandler(
+            directory: directory, sender: MessageSender(graph: try graph(), directory: directory),
+            ledger: MessageLedger(store: store, table: tables.processedMessages),
+            conversations: Conversations(store: store, table: tables.conversations))
     }
 
     public func receiveHandler() throws(ConfigurationError) -> ReceiveHandler {
@@ -113,7 +117,7 @@ public struct Services: Sendable {
         }
         return ReceiveHandler(
             signature: WebhookSignature(appSecret: try appSecret()), directory: directory, ledger: ledger,
-            responder: responder, dispatch: dispatch)
+            responder: responder, dispatch: dispatch, conversations: Conversations(store: store, table: tables.conversations))
     }
 
     /// The FIFO queue of `RECEIVE_DISPATCH=sqs`: `PROCESS_QUEUE_URL`, `SQS_ENDPOINT`, AWS signing.

@@ -44,6 +44,12 @@ public struct MessageSender: Sendable {
         guard let account = credentials.sendingAccount(for: platform) else {
             throw SendError.missingAccount("business \(credentials.businessId) has no \(platform == .whatsapp ? "WhatsApp phone number" : "Page") connected")
         }
+        guard let token = credentials.token(for: platform) else {
+            throw SendError.missingAccount(
+                platform == .whatsapp
+                    ? "business \(credentials.businessId) has no WhatsApp token for its number: connect WhatsApp (the Page token never sends on WhatsApp)"
+                    : "business \(credentials.businessId) has no Page token: connect its Facebook Page")
+        }
         let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType).encoded()
         var attempt = 0
         while true {
@@ -53,7 +59,7 @@ public struct MessageSender: Sendable {
             }
             do {
                 let answer = try await graph.call(
-                    "POST", "\(account)/messages", token: credentials.accessToken, json: body,
+                    "POST", "\(account)/messages", token: token, json: body,
                     timeout: min(requestTimeout, remaining))
                 guard let messageId = answer["message_id"]?.id ?? answer["messages"]?.array?.first?["id"]?.id else {
                     throw SendError.invalidGraphResponse("the Graph API accepted the message but returned no message id")
@@ -73,6 +79,7 @@ public struct MessageSender: Sendable {
                     }
                     throw SendError.tokenExpired(error)
                 }
+                if let refusal = Self.refusal(error) { throw refusal }
                 if error.kind == .transport, deadline - ContinuousClock.now <= .milliseconds(100) {
                     // The call was cut short by the deadline, not refused: out of time.
                     throw SendError.deadlineExceeded("the Graph API did not answer before the invocation's deadline", graph: error)
@@ -95,6 +102,23 @@ public struct MessageSender: Sendable {
             } catch {
                 throw SendError.graphAPIError(GraphError(kind: .invalidResponse, message: "\(error)"))
             }
+        }
+    }
+
+    /// Meta's refusals that have an error type of their own: templates (WhatsApp 132xxx) and
+    /// the customer service window (WhatsApp 131047, Messenger and Instagram 10 / 2018278).
+    static func refusal(_ error: GraphError) -> SendError? {
+        guard error.kind == .graph, let code = error.code else { return nil }
+        switch code {
+        case 132001: return .templateNotFound(error)
+        case 132000, 132012: return .templateParameterMismatch(error)
+        case 132015, 132016: return .templateUnavailable(error)
+        case 132002...132999: return .templateRejected(error)
+        case 131047:
+            return .outsideWindow("Meta refused: more than 24 hours have passed since the customer last wrote; send a template (\(error))", closedAt: nil)
+        case 10 where error.subcode == 2018278:
+            return .outsideWindow("Meta refused: the message is outside the allowed window (\(error))", closedAt: nil)
+        default: return nil
         }
     }
 }

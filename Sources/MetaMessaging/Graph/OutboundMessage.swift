@@ -1,8 +1,24 @@
 import FunctionRuntime
 
-/// A message to send: text, or one attachment by URL, optionally with quick replies.
-public struct OutboundMessage: Sendable, Codable, Equatable {
-    public struct OutboundAttachment: Sendable, Codable, Equatable {
+/// A message to send: text, or one attachment by URL, optionally with quick replies; or, on
+/// WhatsApp, an approved template.
+public struct OutboundMessage: Sendable, Equatable {
+    /// A WhatsApp message template (Cloud API "Send message templates"): its name, its
+    /// language code, and the parameters of its header, body and buttons as Meta documents
+    /// them (`{"type": "body", "parameters": [{"type": "text", "text": "..."}]}`).
+    public struct Template: Sendable, Equatable {
+        public let name: String
+        public let language: String
+        public let components: [JSON]
+
+        public init(name: String, language: String, components: [JSON] = []) {
+            self.name = name
+            self.language = language
+            self.components = components
+        }
+    }
+
+    public struct OutboundAttachment: Sendable, Equatable {
         public let type: String
         public let url: String
 
@@ -12,7 +28,7 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
         }
     }
 
-    public struct QuickReply: Sendable, Codable, Equatable {
+    public struct QuickReply: Sendable, Equatable {
         public let title: String
         public let payload: String
 
@@ -25,11 +41,69 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
     public var text: String?
     public var attachment: OutboundAttachment?
     public var quickReplies: [QuickReply]?
+    public var template: Template?
 
-    public init(text: String? = nil, attachment: OutboundAttachment? = nil, quickReplies: [QuickReply]? = nil) {
+    public init(text: String? = nil, attachment: OutboundAttachment? = nil, quickReplies: [QuickReply]? = nil, template: Template? = nil) {
         self.text = text
         self.attachment = attachment
         self.quickReplies = quickReplies
+        self.template = template
+    }
+
+    /// The component and parameter types WhatsApp's template messages take.
+    static let templateComponentTypes: Set<String> = ["header", "body", "button"]
+    static let templateParameterTypes: Set<String> = [
+        "text", "currency", "date_time", "image", "document", "video", "location", "payload", "coupon_code", "action",
+    ]
+    static let templateButtonSubTypes: Set<String> = ["quick_reply", "url", "copy_code", "flow", "catalog", "mpm", "voice_call"]
+
+    /// A template's shape, checked before any call (Meta checks it against the approved
+    /// template itself and answers 132000 and the like when the parameters do not fit).
+    func validateTemplate(_ template: Template, for platform: Platform) throws(SendError) {
+        guard platform == .whatsapp else {
+            throw SendError.invalidTemplate("templates are sent on WhatsApp only; Messenger and Instagram take free-form messages in the window")
+        }
+        guard text == nil, attachment == nil, quickReplies == nil else {
+            throw SendError.invalidTemplate("a template message carries no text, attachment or quick replies of its own")
+        }
+        guard (1...512).contains(template.name.utf8.count),
+            template.name.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F })
+        else {
+            throw SendError.invalidTemplate("template.name must be the template's name: 1 to 512 of a-z, 0-9 and _")
+        }
+        guard (2...15).contains(template.language.utf8.count),
+            template.language.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x41...0x5A).contains($0) || $0 == 0x5F })
+        else {
+            throw SendError.invalidTemplate("template.language must be a language code such as en_US or ro")
+        }
+        guard template.components.count <= 10 else { throw SendError.invalidTemplate("a template has at most 10 components") }
+        for component in template.components {
+            guard let type = component["type"]?.string, Self.templateComponentTypes.contains(type) else {
+                throw SendError.invalidTemplate("each template component needs a type: header, body or button")
+            }
+            if type == "button" {
+                guard let subType = component["sub_type"]?.string, Self.templateButtonSubTypes.contains(subType) else {
+                    throw SendError.invalidTemplate("a button component needs a sub_type such as quick_reply or url")
+                }
+                let index = component["index"]?.int64 ?? component["index"]?.string.flatMap { Int64($0) }
+                guard let index, (0...9).contains(index) else {
+                    throw SendError.invalidTemplate("a button component needs an index from 0 to 9")
+                }
+            }
+            guard let parameters = component["parameters"]?.array ?? (component["parameters"] == nil ? [] : nil), parameters.count <= 100 else {
+                throw SendError.invalidTemplate("a component's parameters must be an array")
+            }
+            for parameter in parameters {
+                guard let kind = parameter["type"]?.string, Self.templateParameterTypes.contains(kind) else {
+                    throw SendError.invalidTemplate("each parameter needs a type: text, currency, date_time, image, document, video, location or payload")
+                }
+                if kind == "text" {
+                    guard let text = parameter["text"]?.string, !text.trimmingSpaces().isEmpty, text.count <= 32_768 else {
+                        throw SendError.invalidTemplate("a text parameter needs a non-empty text")
+                    }
+                }
+            }
+        }
     }
 
     /// Limits Meta documents: Instagram text 1000 bytes of UTF-8, Messenger 2000 characters,
@@ -62,6 +136,10 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
 
     /// Checks the message against the platform's rules before anything is sent.
     public func validate(for platform: Platform) throws(SendError) {
+        if let template {
+            try validateTemplate(template, for: platform)
+            return
+        }
         let trimmed = text?.trimmingSpaces() ?? ""
         if let attachment {
             guard text == nil else {
@@ -121,8 +199,8 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
             }
             var body: [String: JSON] = ["recipient": ["id": .string(recipientId)], "message": .dictionary(message)]
             switch messagingType {
-            case .response: if platform == .messenger { body["messaging_type"] = "RESPONSE" }
-            case .update: if platform == .messenger { body["messaging_type"] = "UPDATE" }
+            case .response: body["messaging_type"] = "RESPONSE"
+            case .update: body["messaging_type"] = "UPDATE"
             case .humanAgent:
                 body["messaging_type"] = "MESSAGE_TAG"
                 body["tag"] = "HUMAN_AGENT"
@@ -132,7 +210,12 @@ public struct OutboundMessage: Sendable, Codable, Equatable {
             var body: [String: JSON] = [
                 "messaging_product": "whatsapp", "recipient_type": "individual", "to": .string(recipientId),
             ]
-            if let attachment {
+            if let template {
+                body["type"] = "template"
+                var object: [String: JSON] = ["name": .string(template.name), "language": ["code": .string(template.language)]]
+                if !template.components.isEmpty { object["components"] = .array(template.components) }
+                body["template"] = .dictionary(object)
+            } else if let attachment {
                 let type = attachment.type == "file" ? "document" : attachment.type
                 body["type"] = .string(type)
                 body[type] = ["link": .string(attachment.url)]
@@ -194,6 +277,17 @@ public enum SendError: HTTPResponseError, Equatable {
     case invalidGraphResponse(String)
     /// No time left before the invocation's deadline (the Graph call, if one was cut short).
     case deadlineExceeded(String, graph: GraphError?)
+    /// A free-form message outside the customer service window (refused before any call, or
+    /// by Meta: WhatsApp 131047, Messenger 10/2018278).
+    case outsideWindow(String, closedAt: String?)
+    /// `message.template` is not one WhatsApp would take (checked before any call).
+    case invalidTemplate(String)
+    /// Meta refused the template: 132001 not found (in that language), 132000/132012 wrong
+    /// parameters, 132015/132016 paused or disabled, other 132xxx.
+    case templateNotFound(GraphError)
+    case templateParameterMismatch(GraphError)
+    case templateUnavailable(GraphError)
+    case templateRejected(GraphError)
 
     public var errorType: String {
         switch self {
@@ -217,6 +311,12 @@ public enum SendError: HTTPResponseError, Equatable {
         case .graphUnreachable: "GraphUnreachable"
         case .invalidGraphResponse: "InvalidGraphResponse"
         case .deadlineExceeded: "DeadlineExceeded"
+        case .outsideWindow: "OutsideWindow"
+        case .invalidTemplate: "InvalidTemplate"
+        case .templateNotFound: "TemplateNotFound"
+        case .templateParameterMismatch: "TemplateParameterMismatch"
+        case .templateUnavailable: "TemplateUnavailable"
+        case .templateRejected: "TemplateRejected"
         }
     }
 
@@ -226,9 +326,11 @@ public enum SendError: HTTPResponseError, Equatable {
             .emptyMessage(let text), .textTooLong(let text), .tooManyQuickReplies(let text), .invalidQuickReply(let text),
             .invalidAttachment(let text), .invalidMessage(let text), .unknownTenant(let text), .ambiguousConnection(let text),
             .inactiveCredentials(let text),
-            .missingAccount(let text), .storeUnavailable(let text), .invalidGraphResponse(let text), .deadlineExceeded(let text, _):
+            .missingAccount(let text), .storeUnavailable(let text), .invalidGraphResponse(let text), .deadlineExceeded(let text, _),
+            .outsideWindow(let text, _), .invalidTemplate(let text):
             text
-        case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error):
+        case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error), .templateNotFound(let error),
+            .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error):
             error.description
         }
     }
@@ -237,6 +339,7 @@ public enum SendError: HTTPResponseError, Equatable {
         switch self {
         case .unknownTenant: 404
         case .inactiveCredentials, .missingAccount, .tokenExpired: 409
+        case .outsideWindow, .templateNotFound, .templateParameterMismatch, .templateUnavailable, .templateRejected: 422
         case .storeUnavailable: 503
         case .graphAPIError, .graphUnreachable, .invalidGraphResponse, .deadlineExceeded: 502
         default: 400
@@ -246,7 +349,9 @@ public enum SendError: HTTPResponseError, Equatable {
     /// Meta's error, when Meta answered one (or a call to it failed).
     public var graph: GraphError? {
         switch self {
-        case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error): error
+        case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error), .templateNotFound(let error),
+            .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error):
+            error
         case .deadlineExceeded(_, let graph): graph
         default: nil
         }

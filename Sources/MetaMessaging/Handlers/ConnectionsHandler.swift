@@ -132,6 +132,9 @@ public struct ConnectionsHandler: Sendable {
         let updatedAt: String?
         let accounts: [Account]
         let token: TokenStatus
+        /// The WhatsApp number's own token, when it has one.
+        let whatsappToken: TokenStatus?
+        let wabaId: String?
         /// nil when the connection has no Page (a WhatsApp number alone).
         let webhooks: SubscriptionStatus?
         /// What to do about it, in a sentence; nil when nothing is wrong.
@@ -143,6 +146,8 @@ public struct ConnectionsHandler: Sendable {
         let type: String
         /// When a webhook last arrived for it (ISO 8601, UTC); nil: none since tracking began.
         let lastWebhookAt: String?
+        /// The last message Meta said it could not deliver from it (WhatsApp statuses).
+        let lastDeliveryFailure: TenantDirectory.DeliveryFailure?
     }
 
     struct TokenStatus: Encodable {
@@ -171,10 +176,10 @@ public struct ConnectionsHandler: Sendable {
 
     func status(businessId: String, logger: Logger) async throws(RequestRefused) -> HTTPResponse {
         let records: [ConnectionRecord]
-        let seen: [String: Int64?]
+        let seen: [String: TenantDirectory.AccountActivity]
         do {
             records = try await directory.connectionRecords(businessId: businessId)
-            seen = try await directory.lastWebhook(for: records.flatMap(\.identifiers))
+            seen = try await directory.activity(of: records.flatMap(\.identifiers))
         } catch {
             throw RequestRefused(503, code: "store_unavailable", "the connections could not be read: \(error.code.rawValue)")
         }
@@ -185,9 +190,13 @@ public struct ConnectionsHandler: Sendable {
         return .json(200, Status(businessId: businessId, connections: connections))
     }
 
-    func status(of record: ConnectionRecord, seen: [String: Int64?], logger: Logger) async -> ConnectionStatus {
+    func status(of record: ConnectionRecord, seen: [String: TenantDirectory.AccountActivity], logger: Logger) async -> ConnectionStatus {
         func account(_ id: String?, _ type: String) -> Account? {
-            id.map { Account(id: $0, type: type, lastWebhookAt: (seen[$0] ?? nil).map { ISO8601.format(epochSeconds: $0) }) }
+            id.map {
+                Account(
+                    id: $0, type: type, lastWebhookAt: seen[$0]?.lastWebhookAt.map { ISO8601.format(epochSeconds: $0) },
+                    lastDeliveryFailure: seen[$0]?.lastDeliveryFailure)
+            }
         }
         let accounts = [
             account(record.pageId, "page"), account(record.instagramAccountId, "instagram_account"),
@@ -195,9 +204,15 @@ public struct ConnectionsHandler: Sendable {
         ].compactMap { $0 }
         var token = TokenStatus()
         var webhooks: SubscriptionStatus? = record.pageId == nil ? nil : SubscriptionStatus()
-        if let accessToken = record.accessToken {
+        var whatsappToken: TokenStatus? = nil
+        if let whatsapp = record.whatsappAccessToken, !whatsapp.isEmpty {
+            whatsappToken = await inspect(whatsapp, logger: logger)
+        }
+        if let accessToken = record.accessToken, !accessToken.isEmpty {
             token = await inspect(accessToken, logger: logger)
             if let page = record.pageId { webhooks = await subscription(of: page, token: accessToken, logger: logger) }
+        } else if whatsappToken != nil {
+            token.detail = "no Page token: this connection has a WhatsApp number only"
         } else {
             token.detail = "no token is held for this connection"
             webhooks?.detail = "not checked: no token is held for this connection"
@@ -207,7 +222,9 @@ public struct ConnectionsHandler: Sendable {
             problem = "inactive (\(record.inactiveReason ?? "no reason recorded")): the business must connect this location again"
         } else if token.valid == false {
             problem = "the token is no longer valid: the business must connect this location again"
-        } else if let missing = token.missingScopes, !missing.isEmpty {
+        } else if whatsappToken?.valid == false {
+            problem = "the WhatsApp token is no longer valid: the business must connect WhatsApp again"
+        } else if record.pageId != nil, let missing = token.missingScopes, !missing.isEmpty {
             problem = "the token lacks \(missing.joined(separator: ", ")): connect again and grant every permission asked"
         } else if webhooks?.subscribed == false {
             problem = "the Page is not subscribed to this app's messages webhooks: connect this location again"
@@ -215,7 +232,7 @@ public struct ConnectionsHandler: Sendable {
         return ConnectionStatus(
             locationId: record.locationId, active: record.isActive, inactiveReason: record.inactiveReason, connectedAt: record.connectedAt,
             connectedBy: record.connectedBy, createdAt: record.createdAt, updatedAt: record.updatedAt, accounts: accounts, token: token,
-            webhooks: webhooks, problem: problem)
+            whatsappToken: whatsappToken, wabaId: record.wabaId, webhooks: webhooks, problem: problem)
     }
 
     /// `GET /debug_token?input_token=` with the app access token.

@@ -1,3 +1,4 @@
+import FunctionRuntime
 import Logging
 
 /// The answer step, the same whether it runs inside `receive` (inline dispatch) or in
@@ -38,9 +39,11 @@ public struct MessageResponder: Sendable {
     /// when the deadline leaves the agent no time, or cuts the agent's or Graph's call short,
     /// the claim is released whatever `retryTransient` says, and the caller hands the message
     /// back for redelivery (`retryLater`).
+    /// With `later`, the sent message's id is recorded after the invocation's answer (it is
+    /// bookkeeping for delivery statuses, which arrive seconds later); without it, at once.
     public func answer(
         _ message: InboundMessage, tenant: Tenant, credentials: TenantCredentials, owner: String,
-        deadline: ContinuousClock.Instant, retryTransient: Bool, logger: Logger
+        deadline: ContinuousClock.Instant, retryTransient: Bool, later: AfterResponse? = nil, logger: Logger
     ) async -> Outcome {
         var logger = logger
         logger[metadataKey: "messageId"] = "\(message.messageId)"
@@ -73,6 +76,16 @@ public struct MessageResponder: Sendable {
                 .reply(reply, for: message.platform), platform: message.platform, recipientId: message.senderId,
                 credentials: credentials, messagingType: .response, deadline: deadline, logger: logger)
             logger.info("reply sent", metadata: ["replyId": "\(sent.messageId)"])
+            // Ids only: a later delivery status (WhatsApp) finds the message it answered.
+            let (ledger, inbound, businessId, log) = (self.ledger, message.messageId, tenant.businessId, logger)
+            let recordSent: @Sendable () async -> Void = {
+                do {
+                    try await ledger.recordSent(sent.messageId, answering: inbound, businessId: businessId)
+                } catch {
+                    log.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
+                }
+            }
+            if let later { later.add(recordSent) } else { await recordSent() }
             await record(message, owner: owner, status: .answered, detail: nil, logger: logger)
             return .answered(sent)
         } catch {

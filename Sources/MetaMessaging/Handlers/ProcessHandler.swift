@@ -93,7 +93,7 @@ public struct ProcessHandler: Sendable {
             }
             let outcome = await responder.answer(
                 message, tenant: accepted.tenant, credentials: credentials, owner: owner,
-                deadline: context.deadline - .milliseconds(300), retryTransient: true, logger: logger)
+                deadline: context.deadline - .milliseconds(300), retryTransient: true, later: context.afterResponse, logger: logger)
             switch outcome {
             case .answered, .noReply: return .done
             case .failed: return .skipped

@@ -46,11 +46,13 @@ public struct ReceiveHandler: Sendable {
     /// answer, at most once a minute per account).
     public let sightings: WebhookSightings
     public let clock: WallClock
+    /// Where each customer's last message is recorded, for `send`'s customer service window.
+    public let conversations: Conversations?
 
     public init(
         signature: WebhookSignature, directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder,
         dispatch: Dispatch = .inline, maxBodyBytes: Int = 4 * 1024 * 1024, inlineBudget: Duration = .milliseconds(4500),
-        sightings: WebhookSightings = WebhookSightings(), clock: WallClock = .system
+        sightings: WebhookSightings = WebhookSightings(), clock: WallClock = .system, conversations: Conversations? = nil
     ) {
         self.signature = signature
         self.directory = directory
@@ -61,6 +63,7 @@ public struct ReceiveHandler: Sendable {
         self.inlineBudget = inlineBudget
         self.sightings = sightings
         self.clock = clock
+        self.conversations = conversations
     }
 
     /// Counts for the response body and the log (no identifiers, no text).
@@ -76,6 +79,10 @@ public struct ReceiveHandler: Sendable {
         var invalid = 0
         var failed = 0
         var deferred = 0
+        /// Delivery statuses of messages we sent, recorded (WhatsApp).
+        var statuses = 0
+        /// Of those, messages Meta could not deliver.
+        var deliveryFailures = 0
     }
 
     public func handle(_ request: HTTPRequest, context: InvocationContext) async throws(RequestRefused) -> HTTPResponse {
@@ -114,6 +121,14 @@ public struct ReceiveHandler: Sendable {
             case .skipped(let reason, _, _):
                 summary.skipped += 1
                 logger.debug("event not answered", metadata: ["kind": "\(reason.rawValue)"])
+            case .delivery(let status):
+                do {
+                    try await record(status, summary: &summary, routes: &routes, logger: logger)
+                } catch {
+                    retry = true
+                    summary.failed += 1
+                    logger.error("store failure while recording a delivery status", metadata: ["error": "\(error)"])
+                }
             case .message(let message):
                 do {
                     let route: TenantRoute?
@@ -148,6 +163,19 @@ public struct ReceiveHandler: Sendable {
                         summary.skipped += 1
                         continue
                     }
+                    if let conversations, let account = credentials.sendingAccount(for: message.platform) {
+                        // The customer wrote: their service window is open. Recorded after the
+                        // answer to Meta (a failed write only makes a later `send` more
+                        // cautious, so it stops nothing here).
+                        let (platform, customer, businessId) = (message.platform, message.senderId, tenant.businessId)
+                        context.afterResponse.add {
+                            do {
+                                try await conversations.customerWrote(platform: platform, account: account, customer: customer, businessId: businessId)
+                            } catch {
+                                logger.warning("could not record the customer's message time", metadata: ["error": "\(error)"])
+                            }
+                        }
+                    }
                     if case .inline = dispatch, ContinuousClock.now > budgetEnd - .seconds(1) {
                         // Not claimed: Meta redelivers, and what was answered is skipped then.
                         summary.deferred += 1
@@ -173,7 +201,7 @@ public struct ReceiveHandler: Sendable {
                     case .inline:
                         let outcome = await responder.answer(
                             message, tenant: tenant, credentials: credentials, owner: owner, deadline: budgetEnd,
-                            retryTransient: false, logger: logger)
+                            retryTransient: false, later: context.afterResponse, logger: logger)
                         switch outcome {
                         case .answered: summary.answered += 1
                         case .noReply: summary.noReply += 1
@@ -227,6 +255,39 @@ public struct ReceiveHandler: Sendable {
 }
 
 extension ReceiveHandler {
+    /// A delivery status of a message we sent: on its record and the record of the message it
+    /// answered; a failure also on the sending number's identifiers item, for the connection
+    /// status. A status for an account nobody connected, or a message we did not record, is
+    /// acknowledged and left.
+    func record(_ status: DeliveryStatus, summary: inout Summary, routes: inout [String: TenantRoute?], logger: Logger) async throws(KeyValueError) {
+        let route: TenantRoute?
+        if let cached = routes[status.accountId] {
+            route = cached
+        } else {
+            route = try await directory.route(identifier: status.accountId)
+            routes[status.accountId] = route
+        }
+        guard route != nil else {
+            summary.unknownTenant += 1
+            return
+        }
+        switch try await ledger.recordDelivery(status) {
+        case .recorded(let inReplyTo):
+            summary.statuses += 1
+            guard status.status == "failed" else { return }
+            summary.deliveryFailures += 1
+            logger.warning(
+                "a message we sent was not delivered",
+                metadata: [
+                    "sentId": "\(status.messageId)", "inReplyTo": "\(inReplyTo ?? "none")", "errorCode": "\(status.errorCode ?? 0)",
+                    "errorTitle": "\(status.errorTitle ?? "none")",
+                ])
+            try await directory.recordDeliveryFailure(status, epochSeconds: clock.epochSeconds())
+        case .unknown, .stale:
+            summary.skipped += 1
+        }
+    }
+
     /// Leaves the record of when a webhook last arrived for each account of this delivery
     /// (not those known to route nowhere) for after the answer.
     func recordSightings(of events: [WebhookEvent], routes: [String: TenantRoute?], context: InvocationContext) {
@@ -235,6 +296,7 @@ extension ReceiveHandler {
             switch event {
             case .message(let message): accounts.insert(message.accountId)
             case .skipped(_, let accountId, _): accounts.insert(accountId)
+            case .delivery(let status): accounts.insert(status.accountId)
             case .invalid: continue
             }
         }

@@ -16,14 +16,25 @@ public struct SendHandler: Sendable {
         public let recipientId: String
         public let message: OutboundMessage
         public let messagingType: MessagingType
+        /// The caller states a person wrote this message (not the agent): on Messenger and
+        /// Instagram it may then go with the `HUMAN_AGENT` tag up to 7 days after the
+        /// customer's last message.
+        public var humanAgent = false
     }
 
     public let directory: TenantDirectory
     public let sender: MessageSender
+    /// Where the sent message's id is recorded, for its delivery statuses (WhatsApp).
+    public let ledger: MessageLedger?
+    /// The customer service window: a free-form message outside it is refused before any
+    /// call (nil: not checked, Meta's refusal is reported as it comes).
+    public let conversations: Conversations?
 
-    public init(directory: TenantDirectory, sender: MessageSender) {
+    public init(directory: TenantDirectory, sender: MessageSender, ledger: MessageLedger? = nil, conversations: Conversations? = nil) {
         self.directory = directory
         self.sender = sender
+        self.ledger = ledger
+        self.conversations = conversations
     }
 
     /// Reads and validates the input. Every problem is a `SendError` with its own type.
@@ -49,6 +60,26 @@ public struct SendHandler: Sendable {
             throw SendError.emptyMessage("message must be an object with text or an attachment")
         }
         var outbound = OutboundMessage(text: try string("text", in: message))
+        if let template = message["template"] {
+            guard template.object != nil, let name = try string("name", in: template) else {
+                throw SendError.invalidTemplate("template must be {\"name\", \"language\", \"components\"}")
+            }
+            let language: String
+            switch template["language"] {
+            case .string(let code)?: language = code
+            case let object? where object.object != nil:
+                guard let code = try string("code", in: object) else { throw SendError.invalidTemplate("template.language needs a code") }
+                language = code
+            default: throw SendError.invalidTemplate("template.language is required (a code such as en_US)")
+            }
+            let components: [JSON]
+            switch template["components"] {
+            case nil, .null?: components = []
+            case .array(let list)?: components = list
+            default: throw SendError.invalidTemplate("template.components must be an array")
+            }
+            outbound.template = .init(name: name, language: language, components: components)
+        }
         if let attachment = message["attachment"] {
             guard attachment.object != nil, let type = try string("type", in: attachment), let url = try string("url", in: attachment) else {
                 throw SendError.invalidAttachment("attachment must be {\"type\": image|video|audio|file, \"url\": ...}")
@@ -68,10 +99,20 @@ public struct SendHandler: Sendable {
         }
         try outbound.validate(for: platform)
 
+        var humanAgent = false
+        switch document["humanAgent"] {
+        case nil, .null?: break
+        case .bool(let flag)?: humanAgent = flag
+        default: throw SendError.invalidInput("humanAgent must be true or false")
+        }
         var messagingType: MessagingType = .update
         switch try string("tag", in: document)?.uppercased() {
         case nil: break
-        case "HUMAN_AGENT"?: messagingType = .humanAgent
+        case "HUMAN_AGENT"?:
+            guard humanAgent else {
+                throw SendError.invalidInput("the HUMAN_AGENT tag is for a person's message: state it with \"humanAgent\": true")
+            }
+            messagingType = .humanAgent
         default: throw SendError.invalidInput("tag must be HUMAN_AGENT when given")
         }
         switch try string("messagingType", in: document)?.uppercased() {
@@ -83,6 +124,7 @@ public struct SendHandler: Sendable {
         var request = Request(businessId: businessId, platform: platform, recipientId: recipientId, message: outbound, messagingType: messagingType)
         request.locationId = try string("locationId", in: document).flatMap { $0.isEmpty ? nil : $0 }
         request.accountId = try string("accountId", in: document).flatMap { $0.isEmpty ? nil : $0 }
+        request.humanAgent = humanAgent
         return request
     }
 
@@ -91,11 +133,53 @@ public struct SendHandler: Sendable {
         logger[metadataKey: "businessId"] = "\(request.businessId)"
         logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
         let credentials = try await connection(for: request)
+        let messagingType = try await window(for: request, credentials: credentials)
         let sent = try await sender.send(
             request.message, platform: request.platform, recipientId: request.recipientId, credentials: credentials,
-            messagingType: request.messagingType, deadline: context.deadline - .milliseconds(200), logger: logger)
+            messagingType: messagingType, deadline: context.deadline - .milliseconds(200), logger: logger)
         logger.info("message sent", metadata: ["messageId": "\(sent.messageId)"])
+        if let ledger {
+            do {
+                try await ledger.recordSent(sent.messageId, answering: nil, businessId: request.businessId)
+            } catch {
+                // The message is out: its id is only for statuses, not worth failing the call.
+                logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
+            }
+        }
         return sent
+    }
+
+    /// How the message may go under the customer service window, or `OutsideWindow` before
+    /// any call. A template (WhatsApp) may go at any time.
+    func window(for request: Request, credentials: TenantCredentials) async throws(SendError) -> MessagingType {
+        // A connection that cannot send at all says so first (InactiveCredentials, MissingAccount).
+        guard let conversations, request.message.template == nil, credentials.isActive, credentials.token(for: request.platform) != nil,
+            let account = credentials.sendingAccount(for: request.platform)
+        else { return request.messagingType }
+        let last: Int64?
+        do {
+            last = try await conversations.lastCustomerMessage(platform: request.platform, account: account, customer: request.recipientId)
+        } catch {
+            throw SendError.storeUnavailable("the conversation could not be read: \(error.code.rawValue)")
+        }
+        let now = conversations.clock.epochSeconds()
+        switch Conversations.permission(lastCustomerMessage: last, now: now, platform: request.platform, humanAgent: request.humanAgent) {
+        case .response: return .response
+        case .humanAgent: return .humanAgent
+        case .outside(let closedAt):
+            let remedy =
+                request.platform == .whatsapp
+                ? "send an approved template (message.template)"
+                : (request.humanAgent
+                    ? "a person's reply may go up to 7 days after the customer's last message"
+                    : "a person's reply may go with \"humanAgent\": true up to 7 days after the customer's last message")
+            guard let closedAt else {
+                throw SendError.outsideWindow(
+                    "this customer has not written to this account within the window, so a free-form message cannot go: \(remedy)", closedAt: nil)
+            }
+            let closed = ISO8601.format(epochSeconds: closedAt)
+            throw SendError.outsideWindow("the customer service window closed at \(closed): \(remedy)", closedAt: closed)
+        }
     }
 
     /// The connection that sends: the named location's, the one owning the named account, or

@@ -103,4 +103,71 @@ public struct MessageLedger: Sendable {
     public func status(of messageId: String) async throws(KeyValueError) -> Status? {
         try await store.get(table, key: ["messageId": .s(messageId)])?["status"]?.string.flatMap(Status.init(rawValue:))
     }
+
+    // MARK: What became of what we sent
+
+    static func sentKey(_ sentId: String) -> Item { ["messageId": .s("sent:\(sentId)")] }
+
+    /// Records a message we sent (ids only): the id the Send API gave it and the inbound
+    /// message it answered (nil for a business's own `send`), so a later delivery status can
+    /// be put on the right record.
+    public func recordSent(_ sentId: String, answering inboundId: String?, businessId: String) async throws(KeyValueError) {
+        let now = clock.epochSeconds()
+        var item = Self.sentKey(sentId)
+        item["status"] = .s("sent")
+        item["businessId"] = .s(businessId)
+        item["expiresAt"] = .number(now + retentionSeconds)
+        item["updatedAt"] = .s(ISO8601.format(epochSeconds: now))
+        if let inboundId { item["inReplyTo"] = .s(inboundId) }
+        try await store.put(table, item: item)
+    }
+
+    public enum DeliveryOutcome: Sendable, Equatable {
+        /// Recorded on the sent message's record (and on the inbound message it answered).
+        case recorded(inReplyTo: String?)
+        /// Not a message we recorded sending (or its record has expired).
+        case unknown
+        /// Older news than what is recorded (statuses can arrive out of order): kept as it was.
+        case stale
+    }
+
+    /// `sent` < `delivered` < `read`; `failed` is final.
+    static func rank(_ status: String) -> Int {
+        switch status {
+        case "sent": 1
+        case "delivered": 2
+        case "read": 3
+        case "failed": 4
+        default: 0
+        }
+    }
+
+    /// Records a delivery status on the sent message's record, and on the record of the
+    /// inbound message it answered (`deliveryStatus`, and for `failed` Meta's error code and
+    /// title), never going back from `read` to `delivered` nor from `failed`.
+    public func recordDelivery(_ status: DeliveryStatus) async throws(KeyValueError) -> DeliveryOutcome {
+        guard let sent = try await store.get(table, key: Self.sentKey(status.messageId)) else { return .unknown }
+        let current = sent["status"]?.string ?? "sent"
+        guard Self.rank(status.status) > Self.rank(current) else { return .stale }
+        var set: Item = ["status": .s(status.status), "updatedAt": .s(ISO8601.format(epochSeconds: clock.epochSeconds()))]
+        if let code = status.errorCode { set["errorCode"] = .number(code) }
+        if let title = status.errorTitle { set["errorTitle"] = .s(title) }
+        do {
+            _ = try await store.update(table, key: Self.sentKey(status.messageId), set: set, condition: .itemPresent)
+        } catch  where error.code == .conditionFailed {
+            return .unknown
+        }
+        let inReplyTo = sent["inReplyTo"]?.string
+        if let inReplyTo {
+            var delivery: Item = ["deliveryStatus": .s(status.status)]
+            if let code = status.errorCode { delivery["deliveryErrorCode"] = .number(code) }
+            if let title = status.errorTitle { delivery["deliveryErrorTitle"] = .s(title) }
+            do {
+                _ = try await store.update(table, key: ["messageId": .s(inReplyTo)], set: delivery, condition: .itemPresent)
+            } catch  where error.code == .conditionFailed {
+                // The inbound record has expired: the sent record keeps the status.
+            }
+        }
+        return .recorded(inReplyTo: inReplyTo)
+    }
 }

@@ -6,15 +6,19 @@ public struct Tables: Sendable {
     public let credentials: TableSchema
     public let identifiers: TableSchema
     public let processedMessages: TableSchema
+    /// When each customer last wrote (the customer service window).
+    public let conversations: TableSchema
 
     public init(
         credentials: String = "business-external-credentials",
         identifiers: String = "meta-platform-identifiers",
-        processedMessages: String = "meta-processed-messages"
+        processedMessages: String = "meta-processed-messages",
+        conversations: String = "meta-conversations"
     ) {
         self.credentials = TableSchema(name: credentials, partitionKey: "businessId", sortKey: "serviceType")
         self.identifiers = TableSchema(name: identifiers, partitionKey: "identifierId")
         self.processedMessages = TableSchema(name: processedMessages, partitionKey: "messageId", ttlAttribute: "expiresAt")
+        self.conversations = TableSchema(name: conversations, partitionKey: "conversationId", ttlAttribute: "expiresAt")
     }
 
     /// Table names from the environment, each checked against DynamoDB's naming rule (3 to
@@ -31,8 +35,9 @@ public struct Tables: Sendable {
         self.init(
             credentials: try name("DYNAMODB_EXTERNAL_CREDENTIALS_TABLE", "business-external-credentials"),
             identifiers: try name("DYNAMODB_PLATFORM_IDENTIFIERS_TABLE", "meta-platform-identifiers"),
-            processedMessages: try name("DYNAMODB_PROCESSED_MESSAGES_TABLE", "meta-processed-messages"))
+            processedMessages: try name("DYNAMODB_PROCESSED_MESSAGES_TABLE", "meta-processed-messages"),
+            conversations: try name("DYNAMODB_CONVERSATIONS_TABLE", "meta-conversations"))
     }
 
-    public var all: [TableSchema] { [credentials, identifiers, processedMessages] }
+    public var all: [TableSchema] { [credentials, identifiers, processedMessages, conversations] }
 }

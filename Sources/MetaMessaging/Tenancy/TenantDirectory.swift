@@ -28,7 +28,13 @@ public struct TenantCredentials: Sendable, Equatable {
     public var locationId: String? = nil
     /// The `serviceType` of its item: `meta#<locationId>`, or `meta` (the seed's shape).
     public var serviceType: String = TenantDirectory.serviceType
+    /// The Page token (Instagram and Messenger); empty for a WhatsApp-only connection.
     public let accessToken: String
+    /// The WhatsApp connection's own token (Embedded Signup's business token): WhatsApp never
+    /// goes out with a Page token.
+    public var whatsappAccessToken: String? = nil
+    /// The WhatsApp Business Account of the number, when connected through Embedded Signup.
+    public var wabaId: String? = nil
     public let pageId: String?
     public let instagramAccountId: String?
     public let phoneNumberId: String?
@@ -52,6 +58,19 @@ public struct TenantCredentials: Sendable, Equatable {
     /// token speaks for both), the phone number for WhatsApp.
     public func sendingAccount(for platform: Platform) -> String? {
         platform == .whatsapp ? phoneNumberId : pageId
+    }
+
+    /// The token that speaks for `platform`: the Page token for Instagram and Messenger; for
+    /// WhatsApp the WhatsApp connection's token, or, in an item of the seed's single-connection
+    /// shape (one token for every channel, written by hand), that one token.
+    public func token(for platform: Platform) -> String? {
+        switch platform {
+        case .instagram, .messenger:
+            return accessToken.isEmpty ? nil : accessToken
+        case .whatsapp:
+            if let whatsappAccessToken, !whatsappAccessToken.isEmpty { return whatsappAccessToken }
+            return serviceType == TenantDirectory.serviceType && !accessToken.isEmpty ? accessToken : nil
+        }
     }
 
     /// Whether `id` is one of the business's own accounts (a message from it is an echo).
@@ -117,8 +136,11 @@ public struct TenantDirectory: Sendable {
 
     static func credentials(from item: Item) -> TenantCredentials? {
         guard let businessId = item["businessId"]?.string, let type = item["serviceType"]?.string,
-            let credentials = item["credentials"]?.map, let token = credentials["accessToken"]?.string
+            let credentials = item["credentials"]?.map
         else { return nil }
+        let whatsappToken = credentials["whatsappAccessToken"]?.string
+        // A connection needs a token for some channel: a Page token, or a WhatsApp one.
+        guard let token = credentials["accessToken"]?.string ?? (whatsappToken != nil ? "" : nil) else { return nil }
         let location = type.hasPrefix(serviceType + "#") ? String(type.dropFirst(serviceType.count + 1)) : item["locationId"]?.string
         var result = TenantCredentials(
             businessId: businessId, accessToken: token, pageId: credentials["pageId"]?.string,
@@ -127,6 +149,8 @@ public struct TenantDirectory: Sendable {
             isActive: item["isActive"]?.bool ?? true, inactiveReason: item["inactiveReason"]?.string)
         result.locationId = location
         result.serviceType = type
+        result.whatsappAccessToken = whatsappToken
+        result.wabaId = credentials["wabaId"]?.string
         return result
     }
 
@@ -203,7 +227,17 @@ extension TenantDirectory {
             var credentials: [String: AttributeValue] = ["accessToken": .s(pageAccessToken), "pageId": .s(pageId)]
             if let instagramAccountId { credentials["instagramAccountId"] = .s(instagramAccountId) }
             let existing = current?["credentials"]?.map ?? (legacyIsThis ? legacy?["credentials"]?.map : nil)
-            if let phone = existing?["phoneNumberId"] { credentials["phoneNumberId"] = phone }
+            // The location's WhatsApp number stays connected with its own token. From an item
+            // of the seed's shape, whose one token served WhatsApp too, that token becomes the
+            // number's WhatsApp token: the new Page token never sends on WhatsApp.
+            for name in Self.whatsappFields {
+                if let value = existing?[name] { credentials[name] = value }
+            }
+            if existing?["phoneNumberId"] != nil, existing?["whatsappAccessToken"] == nil, current == nil, legacyIsThis,
+                let legacyToken = legacy?["credentials"]?.map?["accessToken"]
+            {
+                credentials["whatsappAccessToken"] = legacyToken
+            }
             var item = key.merging([
                 "credentials": .m(credentials), "isActive": .bool(true), "createdAt": createdAt, "updatedAt": .s(now),
                 "locationId": .s(tenant.locationId),
@@ -214,6 +248,56 @@ extension TenantDirectory {
             }
             try await store.put(tables.credentials, item: item)
             if legacyIsThis { try await store.delete(tables.credentials, key: legacyKey) }
+        } catch let error as ConnectError {
+            throw error
+        } catch let error as KeyValueError {
+            throw .store(error)
+        } catch {
+            throw .store(KeyValueError(.unavailable, "\(error)"))
+        }
+    }
+
+    /// What a WhatsApp connection keeps in the credentials map, carried over when the Page of
+    /// the same location is (re)connected.
+    static let whatsappFields = ["phoneNumberId", "whatsappAccessToken", "wabaId", "displayPhoneNumber", "registrationPin"]
+
+    /// Claims the WhatsApp phone number id for `tenant` (refused, nothing changed, when another
+    /// business has it) and stores the number with its own token in the location's connection,
+    /// beside its Page if it has one. Reconnecting refreshes the token.
+    public func connectWhatsApp(
+        tenant: Tenant, phoneNumberId: String, wabaId: String?, displayPhoneNumber: String?, token: String, registrationPin: String? = nil,
+        connectedBy: String? = nil
+    ) async throws(ConnectError) {
+        let mine: Condition = .or(.itemAbsent, .equals("businessId", .s(tenant.businessId)))
+        do {
+            let key: Item = ["identifierId": .s(phoneNumberId)]
+            let currentIdentifier = try await store.get(tables.identifiers, key: key)
+            var identifier = Self.identifierItem(phoneNumberId, type: "whatsapp_phone_number", platform: "whatsapp", tenant: tenant)
+            if currentIdentifier?["businessId"]?.string == tenant.businessId, let seen = currentIdentifier?["lastWebhookAt"] {
+                identifier["lastWebhookAt"] = seen
+            }
+            guard try await putUnlessTaken(tables.identifiers, item: identifier, condition: mine) else {
+                throw ConnectError.ownedByAnotherBusiness(identifier: phoneNumberId)
+            }
+            let itemKey = credentialsKey(tenant.businessId, location: tenant.locationId)
+            let now = self.now()
+            let current = try await store.get(tables.credentials, key: itemKey)
+            var credentials = current?["credentials"]?.map ?? [:]
+            credentials["phoneNumberId"] = .s(phoneNumberId)
+            credentials["whatsappAccessToken"] = .s(token)
+            credentials["wabaId"] = wabaId.map { .s($0) }
+            credentials["displayPhoneNumber"] = displayPhoneNumber.map { .s($0) }
+            credentials["registrationPin"] = registrationPin.map { .s($0) } ?? credentials["registrationPin"]
+            var item = current ?? itemKey.merging(["createdAt": .s(now), "locationId": .s(tenant.locationId)]) { $1 }
+            item["credentials"] = .m(credentials)
+            item["isActive"] = .bool(true)
+            item["inactiveReason"] = nil
+            item["updatedAt"] = .s(now)
+            if let connectedBy {
+                item["whatsappConnectedBy"] = .s(connectedBy)
+                item["whatsappConnectedAt"] = .s(now)
+            }
+            try await store.put(tables.credentials, item: item)
         } catch let error as ConnectError {
             throw error
         } catch let error as KeyValueError {
@@ -358,14 +442,47 @@ extension TenantDirectory {
         }
     }
 
-    /// When a webhook last arrived for each identifier (epoch seconds; nil: never, or not ours).
-    public func lastWebhook(for identifiers: [String]) async throws(KeyValueError) -> [String: Int64?] {
-        var seen: [String: Int64?] = [:]
+    /// The last message Meta could not deliver from an account, on its identifiers item
+    /// (`lastDeliveryFailure`: code, title, message id, when), for the connection status.
+    public func recordDeliveryFailure(_ status: DeliveryStatus, epochSeconds: Int64) async throws(KeyValueError) {
+        var failure: [String: AttributeValue] = ["messageId": .s(status.messageId), "at": .number(epochSeconds)]
+        if let code = status.errorCode { failure["code"] = .number(code) }
+        if let title = status.errorTitle { failure["title"] = .s(title) }
+        do {
+            _ = try await store.update(
+                tables.identifiers, key: ["identifierId": .s(status.accountId)], set: ["lastDeliveryFailure": .m(failure)], condition: .itemPresent)
+        } catch  where error.code == .conditionFailed {
+            return
+        }
+    }
+
+    /// What the connection status shows per identifier.
+    public struct AccountActivity: Sendable, Equatable {
+        /// When a webhook last arrived for it (epoch seconds).
+        public var lastWebhookAt: Int64?
+        public var lastDeliveryFailure: DeliveryFailure?
+    }
+
+    public struct DeliveryFailure: Sendable, Equatable, Encodable {
+        public let messageId: String
+        public let code: Int64?
+        public let title: String?
+        /// ISO 8601.
+        public let at: String
+    }
+
+    /// When a webhook last arrived for each identifier, and the last delivery failure.
+    public func activity(of identifiers: [String]) async throws(KeyValueError) -> [String: AccountActivity] {
+        var activity: [String: AccountActivity] = [:]
         for identifier in identifiers {
             let item = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)])
-            seen[identifier] = item?["lastWebhookAt"]?.int
+            let failure = item?["lastDeliveryFailure"]?.map.flatMap { map -> DeliveryFailure? in
+                guard let id = map["messageId"]?.string, let at = map["at"]?.int else { return nil }
+                return DeliveryFailure(messageId: id, code: map["code"]?.int, title: map["title"]?.string, at: ISO8601.format(epochSeconds: at))
+            }
+            activity[identifier] = AccountActivity(lastWebhookAt: item?["lastWebhookAt"]?.int, lastDeliveryFailure: failure)
         }
-        return seen
+        return activity
     }
 }
 
@@ -429,6 +546,9 @@ public struct ConnectionRecord: Sendable, Equatable {
     public let updatedAt: String?
     /// Never shown; used to ask Meta about the token and the Page.
     public let accessToken: String?
+    /// Never shown; the WhatsApp number's own token.
+    public var whatsappAccessToken: String? = nil
+    public var wabaId: String? = nil
 
     public var identifiers: [String] { [pageId, instagramAccountId, phoneNumberId].compactMap { $0 } }
 }
@@ -440,13 +560,16 @@ extension TenantDirectory {
         return items.compactMap { item -> ConnectionRecord? in
             guard let type = item["serviceType"]?.string, type == Self.serviceType || type.hasPrefix(Self.serviceType + "#") else { return nil }
             let credentials = item["credentials"]?.map ?? [:]
-            return ConnectionRecord(
+            var record = ConnectionRecord(
                 businessId: businessId,
                 locationId: type.hasPrefix(Self.serviceType + "#") ? String(type.dropFirst(Self.serviceType.count + 1)) : item["locationId"]?.string,
                 serviceType: type, pageId: credentials["pageId"]?.string, instagramAccountId: credentials["instagramAccountId"]?.string,
                 phoneNumberId: credentials["phoneNumberId"]?.string, isActive: item["isActive"]?.bool ?? true,
                 inactiveReason: item["inactiveReason"]?.string, connectedBy: item["connectedBy"]?.string, connectedAt: item["connectedAt"]?.string,
                 createdAt: item["createdAt"]?.string, updatedAt: item["updatedAt"]?.string, accessToken: credentials["accessToken"]?.string)
+            record.whatsappAccessToken = credentials["whatsappAccessToken"]?.string
+            record.wabaId = credentials["wabaId"]?.string
+            return record
         }
     }
 }

@@ -123,9 +123,39 @@ public enum SkipReason: String, Sendable, Equatable {
     case echo, reaction, read, delivery, status, deleted, unsupported, other
 }
 
+/// What WhatsApp says became of a message we sent (`value.statuses[]` of a `messages` change).
+public struct DeliveryStatus: Sendable, Equatable {
+    /// The phone number id the message was sent from.
+    public let accountId: String
+    /// The id the Send API gave the message (`wamid...`).
+    public let messageId: String
+    /// `sent`, `delivered`, `read` or `failed` (others are kept as Meta names them).
+    public let status: String
+    public let recipientId: String?
+    /// Milliseconds since 1970.
+    public let timestamp: Int64
+    /// For `failed`: Meta's error code and title (`errors[0]`).
+    public let errorCode: Int?
+    public let errorTitle: String?
+
+    public init(
+        accountId: String, messageId: String, status: String, recipientId: String?, timestamp: Int64, errorCode: Int? = nil, errorTitle: String? = nil
+    ) {
+        self.accountId = accountId
+        self.messageId = messageId
+        self.status = status
+        self.recipientId = recipientId
+        self.timestamp = timestamp
+        self.errorCode = errorCode
+        self.errorTitle = errorTitle
+    }
+}
+
 /// One event of a delivery, typed at the edge.
 public enum WebhookEvent: Sendable, Equatable {
     case message(InboundMessage)
+    /// A delivery status of a message we sent (WhatsApp).
+    case delivery(DeliveryStatus)
     case skipped(SkipReason, accountId: String, timestamp: Int64)
     /// An event we could not read; reported, never answered, never stops the others.
     case invalid(String)
@@ -133,6 +163,7 @@ public enum WebhookEvent: Sendable, Equatable {
     public var timestamp: Int64 {
         switch self {
         case .message(let message): message.timestamp
+        case .delivery(let status): status.timestamp
         case .skipped(_, _, let timestamp): timestamp
         case .invalid: 0
         }

@@ -133,7 +133,19 @@ public enum WebhookParser {
                 events.append(.invalid("a WhatsApp status's timestamp is not a time"))
                 continue
             }
-            events.append(.skipped(.status, accountId: phoneNumberId, timestamp: timestamp))
+            guard let id = status["id"]?.string, !id.isEmpty, id.utf8.count <= 256, let state = status["status"]?.string, !state.isEmpty,
+                state.utf8.count <= 32
+            else {
+                events.append(.invalid("a WhatsApp status has no message id or no status"))
+                continue
+            }
+            let error = status["errors"]?.array?.first
+            events.append(
+                .delivery(
+                    DeliveryStatus(
+                        accountId: phoneNumberId, messageId: id, status: state, recipientId: status["recipient_id"]?.string, timestamp: timestamp,
+                        errorCode: error?["code"]?.int64.flatMap { Int(exactly: $0) },
+                        errorTitle: (error?["title"]?.string ?? error?["message"]?.string).map { String($0.prefix(300)) })))
         }
         for message in value["messages"]?.array ?? [] {
             events.append(whatsAppMessage(message, phoneNumberId: phoneNumberId))

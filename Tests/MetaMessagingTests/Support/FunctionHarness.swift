@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import KeyValueStore
 import MetaMessaging
@@ -23,12 +24,13 @@ struct FunctionHarness {
     static func make(_ backend: StoreBackend, seedTenant: Bool = true) async throws -> FunctionHarness {
         let tables = Tables(
             credentials: Stores.unique("credentials"), identifiers: Stores.unique("identifiers"),
-            processedMessages: Stores.unique("processed"))
+            processedMessages: Stores.unique("processed"), conversations: Stores.unique("conversations"))
         var environment = [
             "META_APP_SECRET": appSecret, "LOG_LEVEL": "debug",
             "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name,
             "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name,
             "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
+            "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name,
         ]
         let store: any KeyValueStore
         switch backend {
@@ -48,7 +50,10 @@ struct FunctionHarness {
         await graph.allow(token: token, accounts: [pageId, phoneNumberId])
         environment["META_GRAPH_API_BASE_URL"] = graph.baseURL
         let harness = FunctionHarness(backend: backend, store: store, tables: tables, graph: graph, environment: environment)
-        if seedTenant { try await harness.seedTenant() }
+        if seedTenant {
+            try await harness.seedTenant()
+            try await harness.openWindows()
+        }
         return harness
     }
 
@@ -75,6 +80,29 @@ struct FunctionHarness {
                     "phoneNumberId": .s(Self.phoneNumberId),
                 ]),
             ])
+    }
+
+    /// The customers the tests write to, with their service window open since `at` (epoch
+    /// seconds): each platform's demo customer (the sample events' senders) and a few ids the
+    /// tests use.
+    static let customers: [(Platform, String)] = [
+        (.instagram, "1234567890123456"), (.messenger, "6543210987654321"), (.whatsapp, "16505551234"),
+        (.messenger, "42"), (.instagram, "42"), (.whatsapp, "1650"), (.instagram, "1"), (.messenger, "1"), (.whatsapp, "1"),
+        (.messenger, "1234567890123456"), (.whatsapp, "1234567890123456"), (.messenger, "psid"),
+    ]
+
+    func openWindows(
+        at epochSeconds: Int64 = WallClock.epochSeconds(), customers: [(Platform, String)] = FunctionHarness.customers,
+        account: (Platform) -> String = { $0 == .whatsapp ? FunctionHarness.phoneNumberId : FunctionHarness.pageId }
+    ) async throws {
+        for (platform, customer) in customers {
+            try await store.put(
+                tables.conversations,
+                item: [
+                    "conversationId": .s("\(platform.rawValue)#\(account(platform))#\(customer)"), "businessId": .s(Self.tenant.businessId),
+                    "lastCustomerMessageAt": .number(epochSeconds), "expiresAt": .number(epochSeconds + 8 * 24 * 3600),
+                ])
+        }
     }
 
     func run(_ function: String, _ event: [UInt8], extra: [String: String] = [:]) async throws -> ProcessResult {
