@@ -1,3 +1,4 @@
+import Dispatch
 import Essentials
 import SafeJSON
 import Synchronization
@@ -50,10 +51,26 @@ public struct FileStore: KeyValueStore {
     // MARK: KeyValueStore
 
     public func get(_ table: TableSchema, key: Item) async throws(KeyValueError) -> Item? {
-        try withTable(table, exclusive: false) { items in items.item(for: key) }
+        try await offload { () throws(KeyValueError) in try withTable(table, exclusive: false) { items in items.item(for: key) } }
+    }
+
+    /// Runs blocking file work (flock, read, fsync, rename) on a thread of its own, never on
+    /// Swift's cooperative pool: a process serving several requests (serve, or a test process
+    /// running many suites) keeps answering while a table is written.
+    private func offload<T: Sendable>(_ work: @escaping @Sendable () throws(KeyValueError) -> T) async throws(KeyValueError) -> T {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, KeyValueError>, Never>) in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Result { () throws(KeyValueError) -> T in try work() })
+            }
+        }
+        return try result.get()
     }
 
     public func put(_ table: TableSchema, item: Item, condition: Condition?) async throws(KeyValueError) {
+        try await offload { () throws(KeyValueError) in try putNow(table, item: item, condition: condition) }
+    }
+
+    private func putNow(_ table: TableSchema, item: Item, condition: Condition?) throws(KeyValueError) {
         guard let key = table.key(of: item) else {
             throw KeyValueError(.invalidRequest, "the item lacks the key attributes of \(table.name)")
         }
@@ -66,6 +83,10 @@ public struct FileStore: KeyValueStore {
     }
 
     public func update(_ table: TableSchema, key: Item, set: Item, remove: [String], condition: Condition?) async throws(KeyValueError) -> Item {
+        try await offload { () throws(KeyValueError) in try updateNow(table, key: key, set: set, remove: remove, condition: condition) }
+    }
+
+    private func updateNow(_ table: TableSchema, key: Item, set: Item, remove: [String], condition: Condition?) throws(KeyValueError) -> Item {
         guard table.key(of: key) == key else {
             throw KeyValueError(.invalidRequest, "the key does not match the key schema of \(table.name)")
         }
@@ -83,14 +104,16 @@ public struct FileStore: KeyValueStore {
     }
 
     public func delete(_ table: TableSchema, key: Item) async throws(KeyValueError) {
-        try withTable(table, exclusive: true) { items in items.remove(key: key) }
+        try await offload { () throws(KeyValueError) in try withTable(table, exclusive: true) { items in items.remove(key: key) } }
     }
 
     public func query(_ table: TableSchema, partitionKey value: AttributeValue) async throws(KeyValueError) -> [Item] {
-        try withTable(table, exclusive: false) { items in
-            let matching = items.live.filter { $0[table.partitionKey] == value }
-            guard let sortKey = table.sortKey else { return matching }
-            return matching.sorted { Self.sortsBefore($0[sortKey], $1[sortKey]) }
+        try await offload { () throws(KeyValueError) in
+            try withTable(table, exclusive: false) { items in
+                let matching = items.live.filter { $0[table.partitionKey] == value }
+                guard let sortKey = table.sortKey else { return matching }
+                return matching.sorted { Self.sortsBefore($0[sortKey], $1[sortKey]) }
+            }
         }
     }
 
