@@ -3,5 +3,5 @@ import FunctionRuntime
 import MetaMessaging
 
 await FunctionRuntime.run("oauth-callback") { environment, _ in
-    try Services(environment: environment, transport: AsyncHTTPTransport()).oauthCallbackHandler().function
+    try Services(environment: environment, transport: AsyncHTTPTransport()).connectFunction()
 }

@@ -46,7 +46,9 @@ struct LocalGateway: Sendable {
             "GET /webhooks/meta": route { try VerifyHandler(environment: environment).function },
             "POST /webhooks/meta": route { try services.get().receiveHandler().function },
             "GET /external/meta/auth-url": route { try AuthURLHandler(config: OAuthConfig(environment: environment)).function },
-            "GET /external/meta/callback": route { try services.get().oauthCallbackHandler().function },
+            "GET /external/meta/callback": route { try services.get().connectFunction() },
+            // Open like the callback: the page posting it holds a signed, single-use state.
+            "POST /external/meta/whatsapp/signup": route { try services.get().connectFunction() },
             "POST /messages": route { try services.get().sendHandler().function },
             "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
             "GET /external/meta/connections": route { try services.get().connectionsHandler().function },

@@ -93,12 +93,18 @@ public struct TokenInfo: Sendable {
     public var expiresAt: Int64
     public var scopes: [String]
     public var type: String
+    /// `granular_scopes`: a permission and the assets (WABA ids) it is granted on.
+    public var granularScopes: [(scope: String, targetIds: [String])] = []
 
-    public init(isValid: Bool = true, expiresAt: Int64 = 0, scopes: [String] = TokenInfo.messagingScopes, type: String = "PAGE") {
+    public init(
+        isValid: Bool = true, expiresAt: Int64 = 0, scopes: [String] = TokenInfo.messagingScopes, type: String = "PAGE",
+        granularScopes: [(scope: String, targetIds: [String])] = []
+    ) {
         self.isValid = isValid
         self.expiresAt = expiresAt
         self.scopes = scopes
         self.type = type
+        self.granularScopes = granularScopes
     }
 
     public static let messagingScopes = ["pages_show_list", "pages_messaging", "pages_manage_metadata", "instagram_basic", "instagram_manage_messages"]
@@ -162,12 +168,15 @@ actor GraphState {
         }
         let info = tokenInfo[input] ?? TokenInfo()
         let scopes = info.scopes.map { #""\#($0)""# }.joined(separator: ",")
+        let granular = info.granularScopes.map { entry in
+            #"{"scope":"\#(entry.scope)","target_ids":[\#(entry.targetIds.map { #""\#($0)""# }.joined(separator: ","))]}"#
+        }.joined(separator: ",")
         let error =
             info.isValid
             ? "" : #","error":{"code":190,"message":"Error validating access token: Session has expired on Thursday, 01-Jan-2026 00:00:00 PST.","subcode":463}"#
         return .json(
             200,
-            #"{"data":{"app_id":"\#(appId)","type":"\#(info.type)","application":"Meta Messaging","data_access_expires_at":1798761600,"expires_at":\#(info.expiresAt),"is_valid":\#(info.isValid),"issued_at":1764547200,"scopes":[\#(scopes)],"user_id":"1234567890"\#(error)}}"#
+            #"{"data":{"app_id":"\#(appId)","type":"\#(info.type)","application":"Meta Messaging","data_access_expires_at":1798761600,"expires_at":\#(info.expiresAt),"is_valid":\#(info.isValid),"issued_at":1764547200,"scopes":[\#(scopes)],"granular_scopes":[\#(granular)],"user_id":"1234567890"\#(error)}}"#
         )
     }
 

@@ -25,6 +25,17 @@ await graph.configure(
             )
         ]))
 
+// WhatsApp Embedded Signup for the demo: the code `local-signup-code` grants the demo WABA
+// and its second number.
+await graph.configure(
+    SignupWorld(
+        appId: ProcessInfo.processInfo.environment["META_APP_ID"] ?? "100000000000001",
+        codes: [
+            "local-signup-code": .init(
+                businessToken: "local-business-token", grantedWabas: ["102290129340398"],
+                numbers: ["102290129340398": [("106540352242923", "+1 555-078-3882")]])
+        ]))
+
 func emit(_ line: String) {
     try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
 }

@@ -87,6 +87,25 @@ public struct Services: Sendable {
             ledger: MessageLedger(store: store, table: tables.processedMessages))
     }
 
+    public func whatsAppSignupHandler() throws(ConfigurationError) -> WhatsAppSignupHandler {
+        let store = try store()
+        return WhatsAppSignupHandler(
+            config: try OAuthConfig(environment: environment), appSecret: try appSecret(), graph: try graph(),
+            directory: TenantDirectory(store: store, tables: tables),
+            ledger: MessageLedger(store: store, table: tables.processedMessages))
+    }
+
+    /// The `oauth-callback` function's two routes: the Facebook Login callback and WhatsApp
+    /// Embedded Signup's result (both end a connection and spend an auth-url state).
+    public func connectFunction() throws(ConfigurationError) -> HTTPFunction {
+        let callback = try oauthCallbackHandler()
+        let signup = try whatsAppSignupHandler()
+        return HTTPFunction { request, context in
+            if request.path == WhatsAppSignupHandler.path { return try await signup.handle(request, logger: context.logger) }
+            return await callback.handle(request, logger: context.logger)
+        }
+    }
+
     /// Disconnect, Meta's deauthorize and data-deletion callbacks, the deletion status page.
     public func connectionsHandler() throws(ConfigurationError) -> ConnectionsHandler {
         let store = try store()

@@ -283,6 +283,13 @@ extension TenantDirectory {
             let now = self.now()
             let current = try await store.get(tables.credentials, key: itemKey)
             var credentials = current?["credentials"]?.map ?? [:]
+            // A location has one number: the one it replaces is released.
+            if let previous = credentials["phoneNumberId"]?.string, previous != phoneNumberId {
+                let previousKey: Item = ["identifierId": .s(previous)]
+                if try await store.get(tables.identifiers, key: previousKey)?["businessId"]?.string == tenant.businessId {
+                    try await store.delete(tables.identifiers, key: previousKey)
+                }
+            }
             credentials["phoneNumberId"] = .s(phoneNumberId)
             credentials["whatsappAccessToken"] = .s(token)
             credentials["wabaId"] = wabaId.map { .s($0) }

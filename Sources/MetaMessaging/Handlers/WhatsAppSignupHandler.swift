@@ -1,0 +1,223 @@
+import FunctionRuntime
+import HTTPTransport
+import KeyValueStore
+import Logging
+
+/// `POST /external/meta/whatsapp/signup`: the server side of WhatsApp Embedded Signup (v4),
+/// as a Tech Provider onboards a business customer (Meta for Developers, "Onboarding business
+/// customers as a Tech Provider"). The page posts `{state, code, wabaId, phoneNumberId}` once
+/// Meta's popup has finished; the state is `auth-url`'s (signed, bound to the business and the
+/// location, single use). Then: the code becomes a business token (`GET /oauth/access_token`),
+/// `debug_token` must show `whatsapp_business_messaging` granted on that WABA and the WABA must
+/// list that number, the app is subscribed to the WABA's webhooks, the number is registered
+/// for the Cloud API with a PIN made here, and only then is the connection stored (its phone
+/// number id claimed like a Page). Nothing is stored when a step fails; no token, code or PIN
+/// appears in the answer or the logs.
+public struct WhatsAppSignupHandler: Sendable {
+    public let config: OAuthConfig
+    public let appSecret: String
+    public let graph: GraphClient
+    public let directory: TenantDirectory
+    public let ledger: MessageLedger
+    public let clock: WallClock
+    public let timeout: Duration
+
+    public static let path = "/external/meta/whatsapp/signup"
+
+    public init(
+        config: OAuthConfig, appSecret: String, graph: GraphClient, directory: TenantDirectory, ledger: MessageLedger,
+        clock: WallClock = .system, timeout: Duration = .seconds(8)
+    ) {
+        self.config = config
+        self.appSecret = appSecret
+        self.graph = graph
+        self.directory = directory
+        self.ledger = ledger
+        self.clock = clock
+        self.timeout = timeout
+    }
+
+    struct Connected: Encodable {
+        let status = "connected"
+        let businessId: String
+        let locationId: String
+        let wabaId: String
+        let phoneNumberId: String
+        let displayPhoneNumber: String?
+    }
+
+    /// A WABA or phone number id: digits only, as Meta issues them.
+    static func isMetaId(_ text: String) -> Bool {
+        (1...32).contains(text.utf8.count) && text.utf8.allSatisfy { (0x30...0x39).contains($0) }
+    }
+
+    public func handle(_ request: HTTPRequest, logger: Logger) async throws(RequestRefused) -> HTTPResponse {
+        guard request.method == "POST" else { throw RequestRefused(405, code: "method_not_allowed", "POST the signup's result") }
+        guard request.body.count <= 16 * 1024 else { throw RequestRefused(413, code: "payload_too_large", "the body is larger than 16 KB") }
+        let body: JSON
+        do {
+            body = try JSON.parse(request.body)
+        } catch {
+            throw RequestRefused(400, code: "invalid_json", "the body must be a JSON object")
+        }
+        guard let stateText = body["state"]?.string, !stateText.isEmpty else {
+            throw RequestRefused(400, code: "missing_state", "state is required (from auth-url or the connect page)")
+        }
+        guard let code = body["code"]?.string, !code.isEmpty, code.utf8.count <= 4096 else {
+            throw RequestRefused(400, code: "missing_code", "code is required (Embedded Signup's FB.login response)")
+        }
+        guard let wabaId = body["wabaId"]?.string, Self.isMetaId(wabaId), let phoneNumberId = body["phoneNumberId"]?.string,
+            Self.isMetaId(phoneNumberId)
+        else {
+            throw RequestRefused(400, code: "invalid_ids", "wabaId and phoneNumberId are required, as the signup's session info gives them")
+        }
+        let state: OAuthState
+        do {
+            state = try OAuthState.verify(stateText, secret: config.stateSecret, now: clock.epochSeconds())
+        } catch {
+            throw RequestRefused(400, code: error.rawValue, "the state was altered, has expired or is not ours; start the connection again")
+        }
+        let tenant = Tenant(businessId: state.businessId, locationId: state.locationId)
+        // The number must not belong to another business (checked again, atomically, when stored).
+        do {
+            if let owner = try await directory.route(identifier: phoneNumberId)?.tenant, owner.businessId != tenant.businessId {
+                throw RequestRefused(409, code: "already_connected", "this WhatsApp number is connected to another business")
+            }
+        } catch let refused as RequestRefused {
+            throw refused
+        } catch {
+            throw RequestRefused(503, code: "store_unavailable", "the connection could not be checked")
+        }
+        try await useOnce(state)
+
+        let token = try await exchange(code)
+        try await checkAccess(token: token, wabaId: wabaId)
+        let display = try await phoneNumber(phoneNumberId, of: wabaId, token: token)
+        try await succeed("POST", "\(wabaId)/subscribed_apps", json: nil, token: token, what: "subscribe the app to the WhatsApp account's webhooks")
+        let pin = Self.pin()
+        try await succeed(
+            "POST", "\(phoneNumberId)/register", json: JSON.dictionary(["messaging_product": "whatsapp", "pin": .string(pin)]).encoded(),
+            token: token, what: "register the number for the Cloud API")
+        do {
+            try await directory.connectWhatsApp(
+                tenant: tenant, phoneNumberId: phoneNumberId, wabaId: wabaId, displayPhoneNumber: display, token: token, registrationPin: pin)
+        } catch {
+            switch error {
+            case .ownedByAnotherBusiness:
+                throw RequestRefused(409, code: "already_connected", "this WhatsApp number is connected to another business")
+            case .store(let error):
+                throw RequestRefused(503, code: "store_unavailable", "the connection could not be stored: \(error.code.rawValue)")
+            }
+        }
+        logger.info(
+            "WhatsApp connected", metadata: ["businessId": "\(tenant.businessId)", "wabaId": "\(wabaId)", "phoneNumberId": "\(phoneNumberId)"])
+        return .json(
+            200,
+            Connected(
+                businessId: tenant.businessId, locationId: tenant.locationId, wabaId: wabaId, phoneNumberId: phoneNumberId,
+                displayPhoneNumber: display))
+    }
+
+    /// Six random digits: the number's two-step verification PIN, kept with the connection.
+    static func pin() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(String(UInt32.random(in: 0..<1_000_000, using: &generator) + 1_000_000).dropFirst())
+    }
+
+    // MARK: Steps
+
+    /// A state is good once, whichever flow (Facebook Login or this) spends it.
+    private func useOnce(_ state: OAuthState) async throws(RequestRefused) {
+        do {
+            try await ledger.store.put(
+                ledger.table,
+                item: [
+                    "messageId": .s("oauth-state:\(state.nonce)"), "status": .s("used"), "businessId": .s(state.businessId),
+                    "expiresAt": .number(state.expiresAt),
+                ], condition: .itemAbsent)
+        } catch  where error.code == .conditionFailed {
+            throw RequestRefused(400, code: "state_already_used", "this connection link was already used; start the connection again")
+        } catch {
+            throw RequestRefused(503, code: "store_unavailable", "the state could not be recorded: \(error.code.rawValue)")
+        }
+    }
+
+    /// Embedded Signup's code for a business token (no redirect URI: the popup had none).
+    private func exchange(_ code: String) async throws(RequestRefused) -> String {
+        let answer: JSON
+        do {
+            answer = try await graph.call(
+                "GET", "oauth/access_token", query: [("client_id", config.appId), ("client_secret", appSecret), ("code", code)], token: nil,
+                timeout: timeout)
+        } catch {
+            throw refusal(error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed", what: "exchange the code")
+        }
+        guard let token = answer["access_token"]?.string, !token.isEmpty else {
+            throw RequestRefused(502, code: "code_exchange_failed", "the Graph API returned no business token")
+        }
+        return token
+    }
+
+    /// `debug_token`: the token must grant `whatsapp_business_messaging` on this WABA.
+    private func checkAccess(token: String, wabaId: String) async throws(RequestRefused) {
+        let answer: JSON
+        do {
+            answer = try await graph.call(
+                "GET", "debug_token", query: [("input_token", token)], token: "\(config.appId)|\(appSecret)", timeout: timeout)
+        } catch {
+            throw refusal(error, status: 502, code: "graph_error", what: "check the business token")
+        }
+        guard let data = answer["data"], data["is_valid"]?.bool == true else {
+            throw RequestRefused(400, code: "token_invalid", "Meta says the business token is not valid; start the signup again")
+        }
+        let granted = (data["granular_scopes"]?.array ?? []).contains { entry in
+            guard entry["scope"]?.string == "whatsapp_business_messaging" else { return false }
+            guard let targets = entry["target_ids"]?.array else { return true }  // no targets: every asset
+            return targets.contains { $0.id == wabaId }
+        }
+        guard granted else {
+            throw RequestRefused(
+                403, code: "waba_not_granted", "the signup did not grant whatsapp_business_messaging on WhatsApp account \(wabaId)")
+        }
+    }
+
+    /// The WABA must list the number (`GET /{waba-id}/phone_numbers`); its display number.
+    private func phoneNumber(_ phoneNumberId: String, of wabaId: String, token: String) async throws(RequestRefused) -> String? {
+        let answer: JSON
+        do {
+            answer = try await graph.call(
+                "GET", "\(wabaId)/phone_numbers", query: [("fields", "id,display_phone_number,verified_name")], token: token, timeout: timeout)
+        } catch {
+            throw refusal(error, status: 403, code: "waba_not_reachable", what: "read the WhatsApp account's numbers")
+        }
+        guard let number = (answer["data"]?.array ?? []).first(where: { $0["id"]?.id == phoneNumberId }) else {
+            throw RequestRefused(403, code: "phone_not_in_waba", "WhatsApp account \(wabaId) has no number \(phoneNumberId) this token can reach")
+        }
+        return number["display_phone_number"]?.string
+    }
+
+    private func succeed(_ method: String, _ path: String, json: [UInt8]?, token: String, what: String) async throws(RequestRefused) {
+        let answer: JSON
+        do {
+            answer = try await graph.call(method, path, token: token, json: json, timeout: timeout)
+        } catch {
+            throw refusal(error, status: 502, code: "graph_error", what: what)
+        }
+        guard answer["success"]?.bool == true else {
+            throw RequestRefused(502, code: "graph_error", "the Graph API did not confirm that it could \(what)")
+        }
+    }
+
+    /// A Graph failure in our words with Meta's code and fbtrace_id (never its free text,
+    /// which can quote anything, nor a token).
+    private func refusal(_ error: GraphError, status: Int, code: String, what: String) -> RequestRefused {
+        var message = error.kind == .transport ? "the Graph API could not be reached to \(what)" : "the Graph API refused to \(what)"
+        if let graphCode = error.code { message += " (code \(graphCode)\(error.subcode.map { ", subcode \($0)" } ?? ""))" }
+        if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }
+        return RequestRefused(status, code: code, message)
+    }
+
+    public var function: HTTPFunction {
+        HTTPFunction { request, context in try await self.handle(request, logger: context.logger) }
+    }
+}

@@ -1,0 +1,138 @@
+import AsyncHTTPTransport
+import Essentials
+import Foundation
+import FunctionRuntime
+import KeyValueStore
+import Logging
+import MetaMessaging
+import TestSupport
+import Testing
+
+/// WhatsApp Embedded Signup, server side (issue 22): against the Graph stand-in's Tech
+/// Provider exchanges, on both store backends, checking what is stored after each outcome.
+@Suite struct WhatsAppSignupTests {
+    typealias H = FunctionHarness
+    typealias W = HandlerRulesTests
+
+    static let appId = "100000000000001"
+    static let stateSecret = "signup-state-secret"
+    static let salon = Tenant(businessId: "B0400004", locationId: "L-harbour")
+    static let waba = "1022900000777"
+    static let phone = "1065400000777"
+
+    static func handler(_ world: W.World) -> WhatsAppSignupHandler {
+        WhatsAppSignupHandler(
+            config: OAuthConfig(appId: appId, redirectURI: "https://example.com/external/meta/callback", stateSecret: stateSecret),
+            appSecret: H.appSecret,
+            graph: GraphClient(transport: AsyncHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret),
+            directory: world.directory, ledger: world.ledger, clock: world.clock.clock)
+    }
+
+    static func state(_ world: W.World, tenant: Tenant = salon) -> String {
+        OAuthState(
+            businessId: tenant.businessId, locationId: tenant.locationId, pageId: nil, redirectUri: "https://example.com/external/meta/callback",
+            // Ten minutes past both the test's clock and the file store's (the real one, for its TTL).
+            nonce: OAuthState.randomNonce(), expiresAt: max(world.clock.seconds.withLock { $0 }, WallClock.epochSeconds()) + 600
+        ).signed(secret: stateSecret)
+    }
+
+    static func post(_ world: W.World, _ fields: [String: String]) async -> (Int, [String: Any]) {
+        let body = Array((try? JSONSerialization.data(withJSONObject: fields)) ?? Data())
+        let request = HTTPRequest(method: "POST", path: WhatsAppSignupHandler.path, headers: HTTPHeaders([("Content-Type", "application/json")]), body: body)
+        let response: HTTPResponse
+        do {
+            response = try await handler(world).handle(request, logger: Logger(label: "test"))
+        } catch {
+            response = .error(error.status, code: error.code, message: error.errorMessage)
+        }
+        return (response.status, W.summary(response))
+    }
+
+    static func world(_ backend: StoreBackend) async throws -> W.World {
+        let world = try await W.world(backend: backend)
+        await world.harness.graph.configure(
+            SignupWorld(
+                appId: appId,
+                codes: [
+                    "es-code-ok": .init(
+                        businessToken: "biz-token-777", grantedWabas: [waba], numbers: [waba: [(phone, "+1 555-000-0777")], "1022900000888": []]),
+                    "es-code-other-waba": .init(
+                        businessToken: "biz-token-888", grantedWabas: [], numbers: ["1022900000888": [("1065400000888", "+1 555-000-0888")]]),
+                    "es-code-taken": .init(businessToken: "biz-token-999", grantedWabas: [waba], numbers: [waba: [(H.phoneNumberId, "+1 555-078-3881")]]),
+                ]))
+        return world
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func aFinishedSignupConnectsTheNumberWithItsOwnToken(_ backend: StoreBackend) async throws {
+        let world = try await Self.world(backend)
+        let state = Self.state(world)
+        let (status, answer) = await Self.post(world, ["state": state, "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        #expect(status == 200, "\(answer)")
+        #expect(answer["status"] as? String == "connected")
+        #expect(answer["displayPhoneNumber"] as? String == "+1 555-000-0777")
+        let text = String(decoding: (try? JSONSerialization.data(withJSONObject: answer)) ?? Data(), as: UTF8.self)
+        #expect(!text.contains("biz-token") && !text.contains("es-code"))
+
+        let connection = try #require(try await world.directory.credentials(tenant: Self.salon))
+        #expect(connection.token(for: .whatsapp) == "biz-token-777")
+        #expect(connection.phoneNumberId == Self.phone && connection.wabaId == Self.waba)
+        #expect(try await world.directory.route(identifier: Self.phone)?.tenant == Self.salon)
+        let pin = try await world.harness.store.get(
+            world.harness.tables.credentials, key: ["businessId": .s(Self.salon.businessId), "serviceType": .s("meta#L-harbour")])?["credentials"]?
+            .map?["registrationPin"]?.string
+        #expect(pin?.count == 6 && pin?.allSatisfy(\.isNumber) == true)
+
+        // What Meta was asked: the code exchanged, the token checked with the app token, the
+        // WABA subscribed and the number registered with the kept PIN, all with the business token.
+        let calls = await world.harness.graph.calls
+        #expect(calls.contains { $0.path.hasSuffix("/debug_token") && $0.token == "\(Self.appId)|\(H.appSecret)" })
+        #expect(calls.contains { $0.path.hasSuffix("/\(Self.waba)/subscribed_apps") && $0.method == "POST" && $0.token == "biz-token-777" })
+        let register = try #require(calls.first { $0.path.hasSuffix("/\(Self.phone)/register") })
+        #expect(register.body?["pin"] as? String == pin && register.token == "biz-token-777")
+
+        // The state was spent: the same post again is refused, and nothing changes.
+        let (again, refused) = await Self.post(world, ["state": state, "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        #expect(again == 400 && refused["error"] as? String == "state_already_used", "\(again) \(refused)")
+        await world.harness.shutdown()
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func whatTheTokenCannotReachOrAnotherBusinessOwnsIsRefusedAndNothingIsStored(_ backend: StoreBackend) async throws {
+        let world = try await Self.world(backend)
+        // The token was granted no WABA, or not this one.
+        let (notGranted, answer1) = await Self.post(
+            world, ["state": Self.state(world), "code": "es-code-other-waba", "wabaId": "1022900000888", "phoneNumberId": "1065400000888"])
+        #expect(notGranted == 403 && answer1["error"] as? String == "waba_not_granted")
+        // A number that is not in the WABA.
+        let (notInWaba, answer2) = await Self.post(
+            world, ["state": Self.state(world), "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": "1065400000999"])
+        #expect(notInWaba == 403 && answer2["error"] as? String == "phone_not_in_waba")
+        // The demo business's number.
+        let (taken, answer3) = await Self.post(
+            world, ["state": Self.state(world), "code": "es-code-taken", "wabaId": Self.waba, "phoneNumberId": H.phoneNumberId])
+        #expect(taken == 409 && answer3["error"] as? String == "already_connected")
+        #expect(try await world.directory.route(identifier: H.phoneNumberId)?.tenant == H.tenant)
+        // Forged and missing input.
+        let (forged, _) = await Self.post(world, ["state": Self.state(world) + "x", "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        #expect(forged == 400)
+        let (badIds, _) = await Self.post(world, ["state": Self.state(world), "code": "es-code-ok", "wabaId": "../x", "phoneNumberId": Self.phone])
+        #expect(badIds == 400)
+        #expect(try await world.directory.connections(businessId: Self.salon.businessId).isEmpty)
+        #expect(try await world.directory.route(identifier: "1065400000888") == nil)
+        await world.harness.shutdown()
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func aFailingRegistrationLeavesNothingHalfStored(_ backend: StoreBackend) async throws {
+        let world = try await Self.world(backend)
+        await world.harness.graph.script(
+            [GraphStandIn.error(code: 133005, message: "Two step verification PIN Mismatch", type: "OAuthException")], pathSuffix: "/register")
+        let (status, answer) = await Self.post(world, ["state": Self.state(world), "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        #expect(status == 502 && answer["error"] as? String == "graph_error")
+        #expect((answer["message"] as? String)?.contains("133005") == true)
+        #expect(try await world.directory.connections(businessId: Self.salon.businessId).isEmpty)
+        #expect(try await world.directory.route(identifier: Self.phone) == nil)
+        await world.harness.shutdown()
+    }
+}
