@@ -49,6 +49,8 @@ struct LocalGateway: Sendable {
             "GET /external/meta/callback": route { try services.get().connectFunction() },
             // Open like the callback: the page posting it holds a signed, single-use state.
             "POST /external/meta/whatsapp/signup": route { try services.get().connectFunction() },
+            // Open too: only a connect link's signed token shows anything.
+            "GET /connect": route { try services.get().connectFunction() },
             "POST /messages": route { try services.get().sendHandler().function },
             "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
             "GET /external/meta/connections": route { try services.get().connectionsHandler().function },

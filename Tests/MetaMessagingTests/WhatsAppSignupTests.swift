@@ -136,3 +136,46 @@ import Testing
         await world.harness.shutdown()
     }
 }
+
+/// The connect link's token, in process: it opens one location's page for 30 minutes, and it
+/// is never an OAuth state (nor a state a connect token).
+@Suite struct ConnectLinkTests {
+    static let config = OAuthConfig(appId: "100000000000001", redirectURI: "https://api.example.com/external/meta/callback", stateSecret: "link-secret")
+
+    @Test func aLinkOpensItsLocationForThirtyMinutesAndNothingElse() throws {
+        let now: Int64 = 1_795_687_200
+        let url = Self.config.connectURL(businessId: "B0500005", locationId: "L-shop", now: now)
+        #expect(url.hasPrefix("https://api.example.com/connect?token="))
+        let token = try #require(url.split(separator: "=", maxSplits: 1).last.map { FormEncoding.decode($0, plusIsSpace: false) })
+        #expect(Self.config.connectLink(token, now: now + 1799) == Tenant(businessId: "B0500005", locationId: "L-shop"))
+        #expect(Self.config.connectLink(token, now: now + 1800) == nil)  // expired
+        #expect(Self.config.connectLink(String(token.dropLast()) + (token.hasSuffix("A") ? "B" : "A"), now: now) == nil)  // altered
+        // Another secret's link, and an OAuth state offered as a link, are refused; and a link is no state.
+        let other = OAuthConfig(appId: "1", redirectURI: "https://api.example.com/external/meta/callback", stateSecret: "another-secret")
+        #expect(Self.config.connectLink(String(other.connectURL(businessId: "B", locationId: "L", now: now).split(separator: "=").last ?? ""), now: now) == nil)
+        let state = OAuthState(
+            businessId: "B0500005", locationId: "L-shop", pageId: nil, redirectUri: "connect-page", nonce: OAuthState.randomNonce(), expiresAt: now + 60)
+        #expect(Self.config.connectLink(state.signed(secret: "link-secret"), now: now) == nil)
+        #expect(throws: OAuthState.Failure.self) { try OAuthState.verify(token, secret: "link-secret", now: now) }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func withoutAValidLinkThePageShowsNoBusinessAndIssuesNoState(_ backend: StoreBackend) async throws {
+        let world = try await HandlerRulesTests.world(backend: backend)
+        let page = ConnectPageHandler(config: Self.config, directory: world.directory)
+        for query in [[:], ["token": ["not-a-token"]], ["token": [String(repeating: "a", count: 5000)]]] as [[String: [String]]] {
+            let response = await page.handle(HTTPRequest(method: "GET", path: "/connect", query: query), logger: Logger(label: "test"))
+            #expect(response.status == 403)
+            #expect(!response.body.contains("dialog/oauth") && !response.body.contains("connect-settings"))
+        }
+        let token = String(
+            Self.config.connectURL(businessId: "B0100001", locationId: "L0100001", now: WallClock.epochSeconds()).split(separator: "=").last ?? "")
+        let response = await page.handle(
+            HTTPRequest(method: "GET", path: "/connect", query: ["token": [FormEncoding.decode(token, plusIsSpace: false)]]), logger: Logger(label: "test"))
+        #expect(response.status == 200)
+        #expect(response.body.contains("Facebook Page \(FunctionHarness.pageId)") && response.body.contains("WhatsApp number \(FunctionHarness.phoneNumberId)"))
+        #expect(!response.body.contains(FunctionHarness.token) && !response.body.contains("link-secret"))
+        #expect(response.headers["Content-Security-Policy"]?.contains("default-src 'none'") == true)
+        await world.harness.shutdown()
+    }
+}

@@ -12,6 +12,18 @@ for argument in CommandLine.arguments.dropFirst() {
     guard parts.count == 2 else { continue }
     await graph.allow(token: String(parts[0]), accounts: parts[1].split(separator: ",").map(String.init))
 }
+// WhatsApp Embedded Signup for the demo: the code `local-signup-code` grants the demo WABA
+// and its second number. (Configured first: the Facebook Login side answers every other code
+// exchange, with Meta's errors for codes it does not know.)
+await graph.configure(
+    SignupWorld(
+        appId: ProcessInfo.processInfo.environment["META_APP_ID"] ?? "100000000000001",
+        codes: [
+            "local-signup-code": .init(
+                businessToken: "local-business-token", grantedWabas: ["102290129340398"],
+                numbers: ["102290129340398": [("106540352242923", "+1 555-078-3882")]])
+        ]))
+
 await graph.configure(
     OAuthWorld(
         appId: ProcessInfo.processInfo.environment["META_APP_ID"] ?? "100000000000001",
@@ -23,17 +35,6 @@ await graph.configure(
                     .init(id: "102030405060708", name: "Demo Bistro", token: "local-page-token", instagramAccountId: "17841400000000001")
                 ]
             )
-        ]))
-
-// WhatsApp Embedded Signup for the demo: the code `local-signup-code` grants the demo WABA
-// and its second number.
-await graph.configure(
-    SignupWorld(
-        appId: ProcessInfo.processInfo.environment["META_APP_ID"] ?? "100000000000001",
-        codes: [
-            "local-signup-code": .init(
-                businessToken: "local-business-token", grantedWabas: ["102290129340398"],
-                numbers: ["102290129340398": [("106540352242923", "+1 555-078-3882")]])
         ]))
 
 func emit(_ line: String) {

@@ -95,14 +95,19 @@ public struct Services: Sendable {
             ledger: MessageLedger(store: store, table: tables.processedMessages))
     }
 
-    /// The `oauth-callback` function's two routes: the Facebook Login callback and WhatsApp
-    /// Embedded Signup's result (both end a connection and spend an auth-url state).
+    /// The `oauth-callback` function's three routes: the Facebook Login callback, WhatsApp
+    /// Embedded Signup's result (both end a connection and spend an auth-url state), and the
+    /// connect page that starts both.
     public func connectFunction() throws(ConfigurationError) -> HTTPFunction {
         let callback = try oauthCallbackHandler()
         let signup = try whatsAppSignupHandler()
+        let page = ConnectPageHandler(config: callback.config, directory: callback.directory)
         return HTTPFunction { request, context in
-            if request.path == WhatsAppSignupHandler.path { return try await signup.handle(request, logger: context.logger) }
-            return await callback.handle(request, logger: context.logger)
+            switch request.path {
+            case WhatsAppSignupHandler.path: return try await signup.handle(request, logger: context.logger)
+            case ConnectPageHandler.path: return await page.handle(request, logger: context.logger)
+            default: return await callback.handle(request, logger: context.logger)
+            }
         }
     }
 

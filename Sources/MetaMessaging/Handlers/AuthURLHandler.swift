@@ -17,6 +17,8 @@ public struct AuthURLHandler: Sendable {
         let url: String
         let clientId: String
         let redirectUri: String
+        /// The location's connect page (both buttons), good for 30 minutes.
+        let connectUrl: String
     }
 
     public func handle(_ request: HTTPRequest, logger: Logger) throws(RequestRefused) -> HTTPResponse {
@@ -38,16 +40,12 @@ public struct AuthURLHandler: Sendable {
         let state = OAuthState(
             businessId: businessId, locationId: locationId, pageId: pageId, redirectUri: redirectURI,
             nonce: OAuthState.randomNonce(), expiresAt: clock.epochSeconds() + config.stateLifetimeSeconds)
-        let query = FormEncoding.query([
-            ("client_id", config.appId), ("redirect_uri", redirectURI), ("scope", config.scopes),
-            ("response_type", "code"), ("state", state.signed(secret: config.stateSecret)),
-        ])
         logger.info("auth URL issued", metadata: ["businessId": "\(businessId)", "locationId": "\(locationId)"])
         return .json(
             200,
             Answer(
-                url: "\(config.dialogBaseURL)/\(config.graphVersion)/dialog/oauth?\(query)",
-                clientId: config.appId, redirectUri: redirectURI))
+                url: config.dialogURL(state: state), clientId: config.appId, redirectUri: redirectURI,
+                connectUrl: config.connectURL(businessId: businessId, locationId: locationId, now: clock.epochSeconds())))
     }
 
     public var function: HTTPFunction {

@@ -1,3 +1,4 @@
+import Essentials
 import FunctionRuntime
 
 /// The settings of the Facebook Login flow, read from the environment once.
@@ -12,6 +13,13 @@ public struct OAuthConfig: Sendable {
     public let postConnectRedirectURI: String?
     /// How long a state stays valid.
     public let stateLifetimeSeconds: Int64
+    /// Embedded Signup's Facebook Login for Business configuration (`META_WHATSAPP_CONFIG_ID`);
+    /// without it the connect page offers no WhatsApp button.
+    public var whatsappConfigId: String? = nil
+    /// Meta's JavaScript SDK as the connect page loads it (`META_JS_SDK_URL`; a stand-in in tests).
+    public var javascriptSDKURL = "https://connect.facebook.net/en_US/sdk.js"
+    /// How long a connect link (`connectUrl`) is good for.
+    public var connectLinkLifetimeSeconds: Int64 = 1800
 
     public static let defaultScopes = "pages_show_list,pages_messaging,pages_manage_metadata,instagram_basic,instagram_manage_messages"
 
@@ -42,6 +50,43 @@ public struct OAuthConfig: Sendable {
             dialogBaseURL: environment.value("META_OAUTH_DIALOG_BASE_URL", default: "https://www.facebook.com"),
             graphVersion: environment.value("META_GRAPH_API_VERSION", default: "v25.0"),
             postConnectRedirectURI: environment["META_POST_CONNECT_REDIRECT_URI"])
+        whatsappConfigId = environment["META_WHATSAPP_CONFIG_ID"].flatMap { $0.isEmpty ? nil : $0 }
+        javascriptSDKURL = environment.value("META_JS_SDK_URL", default: javascriptSDKURL)
+    }
+
+    /// The Facebook Login dialog for a state.
+    public func dialogURL(state: OAuthState) -> String {
+        let query = FormEncoding.query([
+            ("client_id", appId), ("redirect_uri", state.redirectUri), ("scope", scopes),
+            ("response_type", "code"), ("state", state.signed(secret: stateSecret)),
+        ])
+        return "\(dialogBaseURL)/\(graphVersion)/dialog/oauth?\(query)"
+    }
+
+    /// A connect link's token is signed under a key of its own: it can never pass for an
+    /// OAuth state, nor a state for it.
+    var connectLinkSecret: String { stateSecret + "\u{0}connect-page" }
+
+    /// `<origin of META_REDIRECT_URI>/connect?token=...`: the page of one business location,
+    /// for `connectLinkLifetimeSeconds`.
+    public func connectURL(businessId: String, locationId: String, now: Int64) -> String {
+        let token = OAuthState(
+            businessId: businessId, locationId: locationId, pageId: nil, redirectUri: "connect-page", nonce: OAuthState.randomNonce(),
+            expiresAt: now + connectLinkLifetimeSeconds
+        ).signed(secret: connectLinkSecret)
+        return "\(Self.origin(of: redirectURI))/connect?\(FormEncoding.query([("token", token)]))"
+    }
+
+    /// The business location a connect link's token names, if it is ours and current.
+    public func connectLink(_ token: String, now: Int64) -> Tenant? {
+        guard let state = try? OAuthState.verify(token, secret: connectLinkSecret, now: now), state.redirectUri == "connect-page" else { return nil }
+        return Tenant(businessId: state.businessId, locationId: state.locationId)
+    }
+
+    static func origin(of url: String) -> String {
+        guard let schemeEnd = url.firstRange(of: "://") else { return "" }
+        let rest = url[schemeEnd.upperBound...]
+        return String(url[..<schemeEnd.upperBound]) + rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
     }
 
     public func isAllowed(redirectURI uri: String) -> Bool {
