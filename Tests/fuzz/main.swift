@@ -177,7 +177,7 @@ let targets: [Target] = [
     Target(name: "auth-url", function: "auth-url", kind: .event, seeds: ["auth-url.json"].compactMap(event)),
     Target(
         name: "oauth-callback", function: "oauth-callback", kind: .event,
-        seeds: ["oauth-callback.json", "oauth-callback-denied.json", "whatsapp-signup.json"].compactMap(event)),
+        seeds: ["oauth-callback.json", "oauth-callback-denied.json", "whatsapp-signup.json", "connect-page.json"].compactMap(event)),
     Target(
         name: "connections", function: "connections", kind: .event,
         seeds: ["connections-disconnect.json", "connections-data-deletion.json", "connections-deletion-status.json", "connections-status.json"]
