@@ -292,7 +292,9 @@ do {
     let fileDirectory = TenantDirectory(store: try FileStore(directory: folder, tables: tables.all), tables: tables)
     let moto = try await MotoServer.shared.start()
     let suffix = UUID().uuidString.prefix(8).lowercased()
-    let motoTables = Tables(credentials: "seen-credentials-\(suffix)", identifiers: "seen-identifiers-\(suffix)", processedMessages: "seen-processed-\(suffix)")
+    let motoTables = Tables(
+        credentials: "seen-credentials-\(suffix)", identifiers: "seen-identifiers-\(suffix)", processedMessages: "seen-processed-\(suffix)",
+        conversations: "seen-conversations-\(suffix)")
     let motoStore = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
     for table in motoTables.all { try await motoStore.createTable(table) }
     try await motoStore.put(motoTables.identifiers, item: ["identifierId": .s("17841400000000001"), "businessId": .s("B0100001")])
@@ -312,7 +314,9 @@ do {
 do {
     let moto = try await MotoServer.shared.start()
     let suffix = UUID().uuidString.prefix(8).lowercased()
-    let tables = Tables(credentials: "bench-credentials-\(suffix)", identifiers: "bench-identifiers-\(suffix)", processedMessages: "bench-processed-\(suffix)")
+    let tables = Tables(
+        credentials: "bench-credentials-\(suffix)", identifiers: "bench-identifiers-\(suffix)", processedMessages: "bench-processed-\(suffix)",
+        conversations: "bench-conversations-\(suffix)")
     let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
     for table in tables.all { try await store.createTable(table) }
     try await store.put(
