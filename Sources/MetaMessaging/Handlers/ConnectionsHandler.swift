@@ -235,6 +235,12 @@ public struct ConnectionsHandler: Sendable {
             whatsappToken: whatsappToken, wabaId: record.wabaId, webhooks: webhooks, problem: problem)
     }
 
+    /// Why a check could not be made: Meta's code (or what failed) and fbtrace_id, never its
+    /// free text.
+    static func notChecked(_ error: GraphError) -> String {
+        "not checked: the Graph API refused (\(error.code.map { "code \($0)" } ?? error.kind.rawValue), fbtrace_id \(error.fbtraceId ?? "none"))"
+    }
+
     /// `GET /debug_token?input_token=` with the app access token.
     func inspect(_ accessToken: String, logger: Logger) async -> TokenStatus {
         var status = TokenStatus()
@@ -248,8 +254,7 @@ public struct ConnectionsHandler: Sendable {
                 "GET", "debug_token", query: [("input_token", accessToken)], token: "\(appId)|\(appSecret)", timeout: .seconds(5))
         } catch {
             logger.warning("debug_token failed", metadata: ["detail": "\(error)"])
-            status.detail =
-                "not checked: the Graph API refused (\(error.code.map { "code \($0)" } ?? error.kind.rawValue), fbtrace_id \(error.fbtraceId ?? "none"))"
+            status.detail = Self.notChecked(error)
             return status
         }
         guard let data = answer["data"], data.object != nil else {
@@ -285,8 +290,7 @@ public struct ConnectionsHandler: Sendable {
             answer = try await graph.call("GET", "\(page)/subscribed_apps", token: token, timeout: .seconds(5))
         } catch {
             logger.warning("subscribed_apps failed", metadata: ["pageId": "\(page)", "detail": "\(error)"])
-            status.detail =
-                "not checked: the Graph API refused (\(error.code.map { "code \($0)" } ?? error.kind.rawValue), fbtrace_id \(error.fbtraceId ?? "none"))"
+            status.detail = Self.notChecked(error)
             return status
         }
         guard let apps = answer["data"]?.array else {

@@ -198,17 +198,14 @@ public struct OAuthCallbackHandler: Sendable {
 
     /// A state is good for one callback: its nonce is recorded until it expires.
     private func useOnce(_ state: OAuthState) async throws {
+        let spent: Bool
         do {
-            try await ledger.store.put(
-                ledger.table,
-                item: [
-                    "messageId": .s("oauth-state:\(state.nonce)"), "status": .s("used"), "businessId": .s(state.businessId),
-                    "expiresAt": .number(state.expiresAt),
-                ], condition: .itemAbsent)
-        } catch  where error.code == .conditionFailed {
-            throw Failure(status: 400, code: "state_already_used", message: "this connection link was already used; start the connection again")
+            spent = try await ledger.spend(state)
         } catch {
             throw Failure(status: 503, code: "store_unavailable", message: "the state could not be recorded: \(error.code.rawValue)")
+        }
+        guard spent else {
+            throw Failure(status: 400, code: "state_already_used", message: "this connection link was already used; start the connection again")
         }
     }
 

@@ -131,13 +131,7 @@ public struct ReceiveHandler: Sendable {
                 }
             case .message(let message):
                 do {
-                    let route: TenantRoute?
-                    if let cached = routes[message.accountId] {
-                        route = cached
-                    } else {
-                        route = try await directory.route(identifier: message.accountId)
-                        routes[message.accountId] = route
-                    }
+                    let route = try await self.route(message.accountId, cache: &routes)
                     guard let tenant = route?.tenant else {
                         summary.unknownTenant += 1
                         logger.info(
@@ -255,19 +249,20 @@ public struct ReceiveHandler: Sendable {
 }
 
 extension ReceiveHandler {
+    /// The tenant an account routes to, read once per delivery.
+    func route(_ account: String, cache: inout [String: TenantRoute?]) async throws(KeyValueError) -> TenantRoute? {
+        if let cached = cache[account] { return cached }
+        let route = try await directory.route(identifier: account)
+        cache[account] = route
+        return route
+    }
+
     /// A delivery status of a message we sent: on its record and the record of the message it
     /// answered; a failure also on the sending number's identifiers item, for the connection
     /// status. A status for an account nobody connected, or a message we did not record, is
     /// acknowledged and left.
     func record(_ status: DeliveryStatus, summary: inout Summary, routes: inout [String: TenantRoute?], logger: Logger) async throws(KeyValueError) {
-        let route: TenantRoute?
-        if let cached = routes[status.accountId] {
-            route = cached
-        } else {
-            route = try await directory.route(identifier: status.accountId)
-            routes[status.accountId] = route
-        }
-        guard route != nil else {
+        guard try await route(status.accountId, cache: &routes) != nil else {
             summary.unknownTenant += 1
             return
         }

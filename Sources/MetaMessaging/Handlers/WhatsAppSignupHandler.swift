@@ -128,17 +128,14 @@ public struct WhatsAppSignupHandler: Sendable {
 
     /// A state is good once, whichever flow (Facebook Login or this) spends it.
     private func useOnce(_ state: OAuthState) async throws(RequestRefused) {
+        let spent: Bool
         do {
-            try await ledger.store.put(
-                ledger.table,
-                item: [
-                    "messageId": .s("oauth-state:\(state.nonce)"), "status": .s("used"), "businessId": .s(state.businessId),
-                    "expiresAt": .number(state.expiresAt),
-                ], condition: .itemAbsent)
-        } catch  where error.code == .conditionFailed {
-            throw RequestRefused(400, code: "state_already_used", "this connection link was already used; start the connection again")
+            spent = try await ledger.spend(state)
         } catch {
             throw RequestRefused(503, code: "store_unavailable", "the state could not be recorded: \(error.code.rawValue)")
+        }
+        guard spent else {
+            throw RequestRefused(400, code: "state_already_used", "this connection link was already used; start the connection again")
         }
     }
 

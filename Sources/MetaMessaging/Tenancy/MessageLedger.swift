@@ -104,6 +104,24 @@ public struct MessageLedger: Sendable {
         try await store.get(table, key: ["messageId": .s(messageId)])?["status"]?.string.flatMap(Status.init(rawValue:))
     }
 
+    // MARK: OAuth states
+
+    /// Spends a signed state: its nonce is recorded until the state expires, so a state serves
+    /// one callback or one signup. False when it was spent before.
+    public func spend(_ state: OAuthState) async throws(KeyValueError) -> Bool {
+        do {
+            try await store.put(
+                table,
+                item: [
+                    "messageId": .s("oauth-state:\(state.nonce)"), "status": .s("used"), "businessId": .s(state.businessId),
+                    "expiresAt": .number(state.expiresAt),
+                ], condition: .itemAbsent)
+            return true
+        } catch  where error.code == .conditionFailed {
+            return false
+        }
+    }
+
     // MARK: What became of what we sent
 
     static func sentKey(_ sentId: String) -> Item { ["messageId": .s("sent:\(sentId)")] }
