@@ -27,24 +27,121 @@ public struct Conversations: Sendable {
 
     /// Records that the customer wrote, at our clock's time of receipt (a few seconds after
     /// Meta's, so the window we keep may close that much later than Meta's; Meta's refusal is
-    /// then reported as it comes). Never moves the time back.
+    /// then reported as it comes). Never moves the time back, and leaves the rest of the
+    /// conversation (a pause, the customer's name) as it is.
     public func customerWrote(platform: Platform, account: String, customer: String, businessId: String) async throws(KeyValueError) {
         let now = clock.epochSeconds()
-        var item = Self.key(platform: platform, account: account, customer: customer)
-        item["businessId"] = .s(businessId)
-        item["lastCustomerMessageAt"] = .number(now)
-        item["expiresAt"] = .number(now + Self.humanAgentWindowSeconds + 3600)
         do {
-            try await store.put(table, item: item, condition: .or(.itemAbsent, .lessThan("lastCustomerMessageAt", .number(now))))
+            _ = try await store.update(
+                table, key: Self.key(platform: platform, account: account, customer: customer),
+                set: ["businessId": .s(businessId), "lastCustomerMessageAt": .number(now), "expiresAt": .number(now + Self.retentionSeconds)],
+                remove: [],
+                condition: .or(.attributeAbsent("lastCustomerMessageAt"), .lessThan("lastCustomerMessageAt", .number(now))))
         } catch  where error.code == .conditionFailed {
             return
         }
     }
 
+    /// How long a conversation is kept after its last change: past the longest window.
+    public static let retentionSeconds: Int64 = humanAgentWindowSeconds + 3600
+
     /// When the customer last wrote (epoch seconds), if we know.
     public func lastCustomerMessage(platform: Platform, account: String, customer: String) async throws(KeyValueError) -> Int64? {
-        try await store.get(table, key: Self.key(platform: platform, account: account, customer: customer))?["lastCustomerMessageAt"]?.int
+        try await state(platform: platform, account: account, customer: customer).lastCustomerMessageAt
     }
+
+    /// Who paused the agent in a conversation.
+    public enum PauseSource: String, Sendable, Equatable {
+        /// A person answered from Meta's apps or another tool (an echo we did not send), or
+        /// through `send` with `humanAgent`.
+        case human
+        /// The agent handed the conversation over.
+        case agent
+        /// `POST /conversations/pause`.
+        case api
+    }
+
+    /// What we keep of one conversation.
+    public struct State: Sendable, Equatable {
+        public var lastCustomerMessageAt: Int64?
+        /// The agent does not answer before this time (epoch seconds).
+        public var pausedUntil: Int64?
+        public var pausedBy: PauseSource?
+        /// The customer's name as Meta gives it (WhatsApp's profile name, the Instagram or
+        /// Messenger user profile), and when we last asked Meta for it.
+        public var customerName: String?
+        public var profileCheckedAt: Int64?
+
+        public init(
+            lastCustomerMessageAt: Int64? = nil, pausedUntil: Int64? = nil, pausedBy: PauseSource? = nil, customerName: String? = nil,
+            profileCheckedAt: Int64? = nil
+        ) {
+            self.lastCustomerMessageAt = lastCustomerMessageAt
+            self.pausedUntil = pausedUntil
+            self.pausedBy = pausedBy
+            self.customerName = customerName
+            self.profileCheckedAt = profileCheckedAt
+        }
+
+        public func isPaused(at now: Int64) -> Bool { (pausedUntil ?? 0) > now }
+    }
+
+    public func state(platform: Platform, account: String, customer: String) async throws(KeyValueError) -> State {
+        guard let item = try await store.get(table, key: Self.key(platform: platform, account: account, customer: customer)) else {
+            return State()
+        }
+        return State(
+            lastCustomerMessageAt: item["lastCustomerMessageAt"]?.int, pausedUntil: item["pausedUntil"]?.int,
+            pausedBy: item["pausedBy"]?.string.flatMap(PauseSource.init(rawValue:)), customerName: item["customerName"]?.string,
+            profileCheckedAt: item["profileCheckedAt"]?.int)
+    }
+
+    /// Pauses the agent in the conversation until `now + seconds` (a later pause replaces an
+    /// earlier one, so every human message extends it). Returns the end of the pause.
+    @discardableResult
+    public func pause(
+        platform: Platform, account: String, customer: String, businessId: String, seconds: Int64, by source: PauseSource
+    ) async throws(KeyValueError) -> Int64 {
+        let now = clock.epochSeconds()
+        let until = now + min(max(seconds, 0), Self.maxPauseSeconds)
+        _ = try await store.update(
+            table, key: Self.key(platform: platform, account: account, customer: customer),
+            set: [
+                "businessId": .s(businessId), "pausedUntil": .number(until), "pausedBy": .s(source.rawValue),
+                "pausedAt": .number(now), "expiresAt": .number(max(until, now) + Self.retentionSeconds),
+            ], remove: [], condition: nil)
+        return until
+    }
+
+    /// The longest pause: the HUMAN_AGENT window, after which nobody may answer freely anyway.
+    public static let maxPauseSeconds: Int64 = humanAgentWindowSeconds
+
+    /// Lets the agent answer again. False when the conversation was not paused.
+    @discardableResult
+    public func resume(platform: Platform, account: String, customer: String) async throws(KeyValueError) -> Bool {
+        let state = try await state(platform: platform, account: account, customer: customer)
+        guard state.pausedUntil != nil else { return false }
+        do {
+            _ = try await store.update(
+                table, key: Self.key(platform: platform, account: account, customer: customer), set: [:],
+                remove: ["pausedUntil", "pausedBy", "pausedAt"], condition: .itemPresent)
+        } catch  where error.code == .conditionFailed {
+            return false
+        }
+        return state.isPaused(at: clock.epochSeconds())
+    }
+
+    /// Keeps what Meta said of the customer's name (nil: Meta gave none; asked again after
+    /// `profileRecheckSeconds`).
+    public func rememberProfile(platform: Platform, account: String, customer: String, businessId: String, name: String?) async throws(KeyValueError) {
+        let now = clock.epochSeconds()
+        var set: Item = ["businessId": .s(businessId), "profileCheckedAt": .number(now), "expiresAt": .number(now + Self.retentionSeconds)]
+        if let name { set["customerName"] = .s(name) }
+        _ = try await store.update(table, key: Self.key(platform: platform, account: account, customer: customer), set: set, remove: [], condition: nil)
+    }
+
+    /// A name is asked of Meta again after a day (a failed lookup too).
+    public static let profileRecheckSeconds: Int64 = 24 * 3600
 
     /// How a free-form message may go now, or why it may not.
     public enum Permission: Sendable, Equatable {
