@@ -135,7 +135,7 @@ import Testing
             ])
         }
         let reply = try await Self.agent(server).reply(to: Self.request, timeout: .seconds(5))
-        #expect(reply == "Da, avem loc la 10.")
+        #expect(reply == AgentReply(text: "Da, avem loc la 10."))
         let sent = try #require(await recorder.all.first)
         #expect(sent.method == "POST")
         let session = BedrockAgent.sessionId(for: Self.request)
@@ -145,7 +145,11 @@ import Testing
         let body = try #require(sent.jsonBody)
         #expect(body["inputText"] as? String == "Aveți loc mâine?")
         let attributes = (body["sessionState"] as? [String: Any])?["sessionAttributes"] as? [String: String]
-        #expect(attributes == ["businessId": "B0100001", "locationId": "L0100001", "platform": "instagram", "senderId": "1234567890123456"])
+        #expect(
+            attributes == [
+                "businessId": "B0100001", "locationId": "L0100001", "platform": "instagram", "senderId": "1234567890123456",
+                "conversationId": "B0100001:L0100001:instagram:1234567890123456", "messageIds": "m_1",
+            ])
         await server.shutdown()
     }
 
@@ -174,7 +178,7 @@ import Testing
                     : Self.stream([EventStreamTests.chunk("ok")])
         }
         let reply = try await Self.agent(server).reply(to: Self.request, timeout: .seconds(10))
-        #expect(reply == "ok")
+        #expect(reply == AgentReply(text: "ok"))
         #expect(await recorder.count == 3)
         await server.shutdown()
     }

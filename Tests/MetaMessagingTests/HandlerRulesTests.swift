@@ -31,26 +31,32 @@ import Testing
         let receive: ReceiveHandler
         let send: SendHandler
         let process: ProcessHandler
+        let conversations: Conversations
     }
 
-    static func world(backend: StoreBackend = .file, agent: any Agent = EchoAgent()) async throws -> World {
+    /// The Graph stand-in's app id: a Messenger echo carrying it is ours.
+    static let appId = "100000000000001"
+
+    static func world(backend: StoreBackend = .file, agent: any Agent = EchoAgent(), senderActions: Bool = true) async throws -> World {
         let harness = try await H.make(backend)
         let clock = TestClock()
         let directory = TenantDirectory(store: harness.store, tables: harness.tables)
         let ledger = MessageLedger(store: harness.store, table: harness.tables.processedMessages, clock: clock.clock)
         let graph = GraphClient(transport: AsyncHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
         let sender = MessageSender(graph: graph, directory: directory)
-        let responder = MessageResponder(agent: agent, sender: sender, ledger: ledger, agentTimeout: .seconds(3))
         let conversations = Conversations(store: harness.store, table: harness.tables.conversations, clock: clock.clock)
+        let responder = MessageResponder(
+            agent: agent, sender: sender, ledger: ledger, agentTimeout: .seconds(3), conversations: conversations,
+            presence: senderActions ? Presence(graph: graph) : nil, profiles: CustomerProfiles(graph: graph))
         // The demo customers' windows, open at the test clock's time.
         try await harness.openWindows(at: clock.seconds.withLock { $0 })
         return World(
             harness: harness, directory: directory, ledger: ledger, clock: clock,
             receive: ReceiveHandler(
                 signature: WebhookSignature(appSecret: H.appSecret), directory: directory, ledger: ledger, responder: responder,
-                clock: clock.clock, conversations: conversations),
+                clock: clock.clock, conversations: conversations, appId: appId, echoRecheckDelay: .milliseconds(50)),
             send: SendHandler(directory: directory, sender: sender, ledger: ledger, conversations: conversations),
-            process: ProcessHandler(directory: directory, ledger: ledger, responder: responder))
+            process: ProcessHandler(directory: directory, ledger: ledger, responder: responder), conversations: conversations)
     }
 
     static func context(seconds: Int64 = 10) -> InvocationContext {
@@ -164,7 +170,7 @@ import Testing
         #expect(await world.harness.graph.calls.isEmpty)
 
         let good = try SendHandler.parse(["businessId": "B0100001", "platform": "whatsapp", "recipientId": "16505551234", "message": ["text": "hi"]])
-        let sent = try await world.send.send(good, context: Self.context())
+        let sent = try #require(await world.send.send(good, context: Self.context()).first)
         #expect(sent.messageId.hasPrefix("wamid."))
         await world.harness.graph.script([GraphStandIn.error(code: 190, message: "Error validating access token")], pathSuffix: "/messages")
         do {

@@ -196,7 +196,10 @@ import Testing
             try? await Task.sleep(for: .milliseconds(1100))
             return .json(200, #"{"reply":"re: \#(request.jsonBody?["text"] as? String ?? "")"}"#)
         }
-        let events = (1...6).map { H.textEvent(mid: "m_busy_\($0)", text: "message \($0)", timestamp: 1_795_687_200_000 + $0) }
+        // Six customers: six turns, more than one delivery's budget holds.
+        let events = (1...6).map {
+            H.textEvent(mid: "m_busy_\($0)", text: "message \($0)", sender: "busy-customer-\($0)", timestamp: 1_795_687_200_000 + $0)
+        }
         let delivery = H.webhookEvent(H.messaging(events: events))
         var statuses: [Int] = []
         // Meta redelivers until it gets its 200.

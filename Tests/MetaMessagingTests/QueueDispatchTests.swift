@@ -80,7 +80,8 @@ import Testing
         let setup = try await Self.setUp()
         let agent = try await LoopbackServer { request in
             let text = request.jsonBody?["text"] as? String ?? ""
-            return text == "broken" ? .json(503, "{}") : .json(200, #"{"reply":"re: \#(text)"}"#)
+            let reply = String(decoding: (try? JSONSerialization.data(withJSONObject: ["reply": "re: \(text)"])) ?? Data(), as: UTF8.self)
+            return text == "broken" ? .json(503, "{}") : .json(200, reply)
         }
         var environment = setup.environment
         environment["AGENT_BACKEND"] = "http"
@@ -99,7 +100,14 @@ import Testing
         let brokenRecord = messages.first { ($0["Body"]?.string ?? "").contains("m_broken") }?["MessageId"]?.string
         #expect(Self.failures(processed) == [brokenRecord].compactMap { $0 })
         let texts = await setup.harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
-        #expect(texts == ["re: one", "re: two", "re: three"])
+        // customer-a's three records of the batch are one turn: one reply, each message answered.
+        #expect(texts == ["re: one\ntwo\nthree"])
+        for index in 0..<3 { #expect(try await setup.harness.ledgerStatus("m_order_\(index)") == "answered") }
+        // SQS delivers customer-a's records again: each is a duplicate, nothing is sent twice.
+        let redelivered = messages.filter { !($0["Body"]?.string ?? "").contains("m_broken") }
+        let again = try await Executables.run("process", environment: environment, stdin: Self.sqsEvent(redelivered))
+        #expect(Self.failures(again).isEmpty)
+        #expect(await setup.harness.graph.messages.count == 1)
         // The failed one was released: its retry answers it once the agent is back.
         #expect(try await setup.harness.ledgerStatus("m_broken") == "answering")
         await agent.shutdown()

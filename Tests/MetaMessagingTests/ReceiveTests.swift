@@ -147,11 +147,12 @@ import Testing
         }
         #expect(answered == 9)
         let texts = await harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
+        // Each delivery's three messages from one customer are one turn.
         #expect(
             texts == [
-                "Echo: [video: https://cdn.example/v.mp4]", "Echo: [share: https://instagram.example/p/1]",
-                "Echo: [story_mention: https://cdn.example/story]", "Echo: love it", "Echo: Tomorrow", "Echo: Book now",
-                "Echo: [audio: https://cdn.example/a.mp4]", "Echo: [file: https://cdn.example/f.pdf]", "Echo: [image: https://cdn.example/i.jpg]",
+                "Echo: [video: https://cdn.example/v.mp4]\n[share: https://instagram.example/p/1]\n[story_mention: https://cdn.example/story]",
+                "Echo: love it\nTomorrow\nBook now",
+                "Echo: [audio: https://cdn.example/a.mp4]\n[file: https://cdn.example/f.pdf]\n[image: https://cdn.example/i.jpg]",
             ])
         await harness.shutdown()
     }
@@ -169,8 +170,14 @@ import Testing
         #expect(result.statusCode == 200, "\(result.stdout) \(result.stderr)")
         #expect(result.bodyJSON?["answered"] as? Int == 4)
         #expect(result.bodyJSON?["invalid"] as? Int == 2)
+        // One customer's four messages of one delivery are one turn: one reply, in order.
         let texts = await harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
-        #expect(texts == ["Echo: first", "Echo: second", "Echo: third", "Echo: fourth"])
+        #expect(texts == ["Echo: first\nsecond\nthird\nfourth"])
+        for mid in ["m_first", "m_second", "m_third", "m_fourth"] { #expect(try await harness.ledgerStatus(mid) == "answered") }
+        // A redelivery of any of them is a duplicate.
+        let again = try await harness.run("receive", H.webhookEvent(H.messaging(events: [H.textEvent(mid: "m_third", text: "third", timestamp: 3000)])))
+        #expect(again.bodyJSON?["duplicates"] as? Int == 1)
+        #expect(await harness.graph.messages.count == 1)
         await harness.shutdown()
     }
 
@@ -271,9 +278,10 @@ import Testing
         // A failure first, then a good message that must still be answered, then a timeout.
         // The agent's own timeout (1 s) leaves 2 s of the 4.5 s budget spare, so the slow one
         // fails by its own timeout, not for lack of time (which would hand it back to Meta).
+        // Four customers, so four turns.
         let events = [
-            H.textEvent(mid: "m_fail", text: "fail", timestamp: 1), H.textEvent(mid: "m_garbage", text: "garbage", timestamp: 2),
-            H.textEvent(mid: "m_fine", text: "fine", timestamp: 3), H.textEvent(mid: "m_slow", text: "slow", timestamp: 4),
+            H.textEvent(mid: "m_fail", text: "fail", sender: "c1", timestamp: 1), H.textEvent(mid: "m_garbage", text: "garbage", sender: "c2", timestamp: 2),
+            H.textEvent(mid: "m_fine", text: "fine", sender: "c3", timestamp: 3), H.textEvent(mid: "m_slow", text: "slow", sender: "c4", timestamp: 4),
         ]
         let result = try await harness.run(
             "receive", H.webhookEvent(H.messaging(events: events)),

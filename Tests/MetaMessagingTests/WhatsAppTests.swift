@@ -150,7 +150,7 @@ import Testing
         try await Self.connectBoth(world)
         let send = SendHandler(directory: world.directory, sender: world.send.sender, ledger: world.ledger)
         let request = try SendHandler.parse(["businessId": "B0300003", "platform": "whatsapp", "recipientId": "16505551234", "message": ["text": "hi"]])
-        let sent = try await send.send(request, context: W.context())
+        let sent = try #require(await send.send(request, context: W.context()).first)
         _ = try await W.deliver(world, Self.status(sent.messageId, "failed", error: (131049, "Meta chose not to deliver")))
         let record = try await world.harness.store.get(world.harness.tables.processedMessages, key: ["messageId": .s("sent:\(sent.messageId)")])
         #expect(record?["status"]?.string == "failed")

@@ -28,6 +28,11 @@ public final class GraphStandIn: Sendable {
         public var body: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(rawBody))) as? [String: Any] }
 
         public var accountId: String { path.split(separator: "/").dropFirst().first.map(String.init) ?? "" }
+
+        /// A POST on `.../messages` that carries a message (not a sender action or read receipt).
+        public var isMessage: Bool {
+            path.hasSuffix("/messages") && method == "POST" && body?["sender_action"] == nil && body?["status"] == nil
+        }
     }
 
     public let server: LoopbackServer
@@ -53,9 +58,13 @@ public final class GraphStandIn: Sendable {
     public func allow(token: String, accounts: [String]) async { await state.allow(token: token, accounts: accounts) }
 
     /// The next calls whose path ends with `suffix` get these answers, in order; with
-    /// `answerAt`, none of them is sent before that instant (a slow Graph API).
-    public func script(_ responses: [LoopbackServer.Response], pathSuffix: String, answerAt: ContinuousClock.Instant? = nil) async {
-        await state.script(responses, pathSuffix: pathSuffix, answerAt: answerAt)
+    /// `answerAt`, none of them is sent before that instant (a slow Graph API). Sender actions
+    /// and read receipts (also on `.../messages`) take scripted answers only when
+    /// `senderActions` says so, and then only they do.
+    public func script(
+        _ responses: [LoopbackServer.Response], pathSuffix: String, answerAt: ContinuousClock.Instant? = nil, senderActions: Bool = false
+    ) async {
+        await state.script(responses, pathSuffix: pathSuffix, answerAt: answerAt, senderActions: senderActions)
     }
 
     /// What `debug_token` says about `token` (a token never described is valid and never expires).
@@ -69,8 +78,21 @@ public final class GraphStandIn: Sendable {
     /// Every call received, in order.
     public var calls: [Sent] { get async { await state.calls } }
 
-    /// The messages sent (calls to `.../messages` that succeeded).
-    public var messages: [Sent] { get async { await state.calls.filter { $0.path.hasSuffix("/messages") && $0.method == "POST" } } }
+    /// The messages sent (calls to `.../messages` that carry a message, not a sender action
+    /// or a WhatsApp read receipt).
+    public var messages: [Sent] { get async { await state.calls.filter { $0.isMessage } } }
+
+    /// The ids the stand-in gave the messages it accepted, in order.
+    public var sentMessageIds: [String] { get async { await state.sentIds } }
+
+    /// Sender actions (`mark_seen`, `typing_on`, `typing_off`) and WhatsApp read receipts, in order.
+    public var senderActions: [Sent] {
+        get async { await state.calls.filter { $0.path.hasSuffix("/messages") && $0.method == "POST" && !$0.isMessage } }
+    }
+
+    /// What `GET /{user-id}?fields=` answers for a customer (Messenger `first_name`,
+    /// `last_name`; Instagram `name`, `username`); a customer never set is not found.
+    public func setProfile(of customer: String, _ fields: [String: String]) async { await state.setProfile(customer, fields) }
 
     public func shutdown() async { await server.shutdown() }
 
@@ -119,11 +141,15 @@ actor GraphState {
     var tokens: [String: Set<String>] = [:]
     var tokenInfo: [String: TokenInfo] = [:]
     var subscriptions: [String: [String]] = [:]
+    var profiles: [String: [String: String]] = [:]
+    var sentIds: [String] = []
     let appId = "100000000000001"
+
+    func setProfile(_ customer: String, _ fields: [String: String]) { profiles[customer] = fields }
 
     func describe(token: String, _ info: TokenInfo) { tokenInfo[token] = info }
     func subscribe(page: String, fields: [String]) { subscriptions[page] = fields }
-    var scripted: [(suffix: String, responses: [LoopbackServer.Response], answerAt: ContinuousClock.Instant?)] = []
+    var scripted: [(suffix: String, responses: [LoopbackServer.Response], answerAt: ContinuousClock.Instant?, senderActions: Bool)] = []
     var calls: [GraphStandIn.Sent] = []
     var counter = 0
     /// Extra routes (OAuth, Pages) installed by the OAuth tests.
@@ -133,8 +159,8 @@ actor GraphState {
         tokens[token, default: []].formUnion(accounts)
     }
 
-    func script(_ responses: [LoopbackServer.Response], pathSuffix: String, answerAt: ContinuousClock.Instant?) {
-        scripted.append((pathSuffix, responses, answerAt))
+    func script(_ responses: [LoopbackServer.Response], pathSuffix: String, answerAt: ContinuousClock.Instant?, senderActions: Bool) {
+        scripted.append((pathSuffix, responses, answerAt, senderActions))
     }
 
     func addRoute(_ route: @escaping @Sendable (LoopbackServer.Request, String?) -> LoopbackServer.Response?) {
@@ -145,8 +171,12 @@ actor GraphState {
     func handle(_ request: LoopbackServer.Request, appSecret: String, version: String) -> (LoopbackServer.Response, ContinuousClock.Instant?) {
         let authorization = request.header("Authorization")
         let token = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? request.query["access_token"]
-        calls.append(.init(method: request.method, path: request.path, query: request.query, token: token, rawBody: request.body))
-        if let index = scripted.firstIndex(where: { request.path.hasSuffix($0.suffix) && !$0.responses.isEmpty }) {
+        let call = GraphStandIn.Sent(method: request.method, path: request.path, query: request.query, token: token, rawBody: request.body)
+        calls.append(call)
+        let isSenderAction = call.path.hasSuffix("/messages") && call.method == "POST" && !call.isMessage
+        if let index = scripted.firstIndex(where: {
+            request.path.hasSuffix($0.suffix) && !$0.responses.isEmpty && $0.senderActions == isSenderAction
+        }) {
             return (scripted[index].responses.removeFirst(), scripted[index].answerAt)
         }
         return (answer(request, token: token, appSecret: appSecret, version: version), nil)
@@ -230,16 +260,48 @@ actor GraphState {
             guard tokens[token]?.contains(parts[1]) == true else {
                 return GraphStandIn.error(code: 10, message: "(#10) Application does not have permission for this action", type: "OAuthException")
             }
+            if body?["messaging_product"] as? String == "whatsapp", body?["status"] != nil {
+                // Cloud API "Mark messages as read" / "Typing indicators".
+                guard body?["status"] as? String == "read", let id = body?["message_id"] as? String, id.hasPrefix("wamid.") else {
+                    return GraphStandIn.error(code: 100, message: "(#100) Invalid parameter", type: "OAuthException")
+                }
+                if let typing = body?["typing_indicator"], (typing as? [String: Any])?["type"] as? String != "text" {
+                    return GraphStandIn.error(code: 100, message: "(#100) Invalid parameter typing_indicator", type: "OAuthException")
+                }
+                return .json(200, #"{"success":true}"#)
+            }
+            if let action = body?["sender_action"] as? String {
+                // Messenger Platform / Instagram Messaging "Sender Actions".
+                guard ["mark_seen", "typing_on", "typing_off"].contains(action),
+                    let recipient = (body?["recipient"] as? [String: Any])?["id"] as? String, body?["message"] == nil
+                else {
+                    return GraphStandIn.error(code: 100, message: "(#100) Invalid sender action", type: "OAuthException")
+                }
+                return .json(200, #"{"recipient_id":"\#(recipient)"}"#)
+            }
             counter += 1
             if body?["messaging_product"] as? String == "whatsapp" {
                 let to = body?["to"] as? String ?? ""
+                sentIds.append("wamid.SENT\(counter)")
                 return .json(
                     200, #"{"messaging_product":"whatsapp","contacts":[{"input":"\#(to)","wa_id":"\#(to)"}],"messages":[{"id":"wamid.SENT\#(counter)"}]}"#)
             }
             guard let recipient = (body?["recipient"] as? [String: Any])?["id"] as? String, body?["message"] is [String: Any] else {
                 return GraphStandIn.error(code: 100, message: "(#100) The parameter recipient is required", type: "OAuthException")
             }
+            sentIds.append("m_SENT\(counter)")
             return .json(200, #"{"recipient_id":"\#(recipient)","message_id":"m_SENT\#(counter)"}"#)
+        }
+        if request.method == "GET", parts.count == 2, let profile = profiles[parts[1]] {
+            guard let token, tokens[token] != nil else {
+                return GraphStandIn.error(code: 190, message: "Invalid OAuth access token - Cannot parse access token")
+            }
+            var answer: [String: Any] = ["id": parts[1]]
+            for field in (request.query["fields"] ?? "").split(separator: ",").map(String.init) {
+                if let value = profile[field] { answer[field] = value }
+            }
+            let data = (try? JSONSerialization.data(withJSONObject: answer)) ?? Data()
+            return LoopbackServer.Response(status: 200, headers: [("Content-Type", "application/json")], body: Array(data))
         }
         return GraphStandIn.error(code: 803, message: "(#803) Some of the aliases you requested do not exist", type: "OAuthException")
     }

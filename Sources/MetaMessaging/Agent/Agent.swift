@@ -6,25 +6,55 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// What the agent is asked (SPEC section 6; the body the HTTP agent receives).
+/// What the agent is asked (SPEC section 6; the body the HTTP agent receives). One request
+/// is one turn: the customer's messages that arrived together, in order.
 public struct AgentRequest: Sendable, Codable, Equatable {
     public let businessId: String
     public let locationId: String
     public let platform: String
     public let senderId: String
+    /// The turn's text: each message's text, in order, one per line.
     public let text: String
+    /// The last message of the turn (the one a reply answers).
     public let messageId: String
+    /// Every message of the turn, in order.
+    public let messageIds: [String]
     /// Stable for one customer of one tenant on one platform.
     public let conversationId: String
+    /// The customer's name when we know it (WhatsApp's profile name, the Instagram or
+    /// Messenger user profile).
+    public let customerName: String?
+    /// What the customer attached: type and URL (Instagram, Messenger) or media id (WhatsApp).
+    public let attachments: [Attachment]
 
-    public init(tenant: Tenant, message: InboundMessage) {
+    public init(tenant: Tenant, turn: [InboundMessage], customerName: String? = nil) {
+        let last = turn.last
         businessId = tenant.businessId
         locationId = tenant.locationId
-        platform = message.platform.rawValue
-        senderId = message.senderId
-        text = message.content.agentText
-        messageId = message.messageId
-        conversationId = "\(tenant.businessId):\(tenant.locationId):\(message.platform.rawValue):\(message.senderId)"
+        platform = last?.platform.rawValue ?? ""
+        senderId = last?.senderId ?? ""
+        text = turn.map(\.content.agentText).filter { !$0.isEmpty }.joined(separator: "\n")
+        messageId = last?.messageId ?? ""
+        messageIds = turn.map(\.messageId)
+        conversationId = "\(tenant.businessId):\(tenant.locationId):\(platform):\(senderId)"
+        self.customerName = customerName
+        attachments = turn.flatMap(\.attachments)
+    }
+
+    public init(tenant: Tenant, message: InboundMessage) {
+        self.init(tenant: tenant, turn: [message], customerName: message.senderName)
+    }
+}
+
+/// What the agent answered: the text to send (nil: nothing), and whether a person should take
+/// the conversation over (the agent pauses itself after sending the text).
+public struct AgentReply: Sendable, Equatable {
+    public var text: String?
+    public var handoff: Bool
+
+    public init(text: String?, handoff: Bool = false) {
+        self.text = text
+        self.handoff = handoff
     }
 }
 
@@ -41,9 +71,9 @@ public struct AgentError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { "agent \(code.rawValue): \(message)" }
 }
 
-/// The agent port: composes the reply to one customer message. nil or empty: send nothing.
+/// The agent port: composes the reply to one turn of the customer. No text: send nothing.
 public protocol Agent: Sendable {
-    func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> String?
+    func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> AgentReply
 }
 
 /// The local default: a fixed reply that quotes the message, so the whole path runs with
@@ -55,13 +85,14 @@ public struct EchoAgent: Agent {
         self.template = template
     }
 
-    public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> String? {
-        template.split(separator: "{text}", omittingEmptySubsequences: false).joined(separator: request.text)
+    public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> AgentReply {
+        AgentReply(text: template.split(separator: "{text}", omittingEmptySubsequences: false).joined(separator: request.text))
     }
 }
 
 /// Any HTTP service: `POST AGENT_HTTP_URL` with the `AgentRequest` as JSON, answering
-/// `{"reply": "..."}`; an empty or absent reply sends nothing.
+/// `{"reply": "...", "handoff": true|false}`; an empty or absent reply sends nothing, and
+/// `handoff: true` pauses the agent in the conversation (after the reply, if any).
 public struct HTTPAgent: Agent {
     public let url: String
     private let transport: any HTTPTransport
@@ -71,7 +102,7 @@ public struct HTTPAgent: Agent {
         self.transport = transport
     }
 
-    public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> String? {
+    public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> AgentReply {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let body = try? encoder.encode(request) else { throw AgentError(.invalidResponse, "the request cannot be encoded") }
@@ -88,13 +119,19 @@ public struct HTTPAgent: Agent {
         guard (200..<300).contains(response.status) else {
             throw AgentError(response.status == 429 ? .throttled : .unavailable, "the agent answered HTTP \(response.status)")
         }
-        if response.body.isEmpty || response.status == 204 { return nil }
+        if response.body.isEmpty || response.status == 204 { return AgentReply(text: nil) }
         guard let document = try? JSON.parse(response.body), document.object != nil else {
             throw AgentError(.invalidResponse, "the agent's answer is not a JSON object")
         }
+        let handoff: Bool
+        switch document["handoff"] {
+        case nil, .null?: handoff = false
+        case .bool(let flag)?: handoff = flag
+        default: throw AgentError(.invalidResponse, "the agent's \"handoff\" is not true or false")
+        }
         switch document["reply"] {
-        case nil, .null?: return nil
-        case .string(let text)?: return text.trimmingSpaces().isEmpty ? nil : text
+        case nil, .null?: return AgentReply(text: nil, handoff: handoff)
+        case .string(let text)?: return AgentReply(text: text.trimmingSpaces().isEmpty ? nil : text, handoff: handoff)
         default: throw AgentError(.invalidResponse, "the agent's \"reply\" is not a string")
         }
     }

@@ -42,19 +42,48 @@ public struct BedrockAgent: Agent {
         Hex.encode(SHA256.hash(data: Array(request.conversationId.utf8)))
     }
 
-    public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> String? {
+    /// What the agent is told besides the text, as session attributes (strings, as Bedrock
+    /// takes them): the tenant, the conversation, the customer's name when known, and the
+    /// attachments as a JSON array of `{"type", "url"?, "mediaId"?}`.
+    static func sessionAttributes(for request: AgentRequest) -> [String: JSON] {
+        var attributes: [String: JSON] = [
+            "businessId": .string(request.businessId), "locationId": .string(request.locationId),
+            "platform": .string(request.platform), "senderId": .string(request.senderId),
+            "conversationId": .string(request.conversationId), "messageIds": .string(request.messageIds.joined(separator: ",")),
+        ]
+        if let name = request.customerName { attributes["customerName"] = .string(name) }
+        if !request.attachments.isEmpty {
+            let list = JSON.array(
+                request.attachments.map { attachment in
+                    var object: [String: JSON] = ["type": .string(attachment.type)]
+                    if let url = attachment.url { object["url"] = .string(url) }
+                    if let mediaId = attachment.mediaId { object["mediaId"] = .string(mediaId) }
+                    return .dictionary(object)
+                })
+            attributes["attachments"] = .string(String(decoding: list.encoded(), as: UTF8.self))
+        }
+        return attributes
+    }
+
+    /// The marker a Bedrock agent writes in its answer to hand the conversation to a person
+    /// (its instructions say when); it is taken out of the text sent to the customer.
+    public static let handoffMarker = "[[handoff]]"
+
+    /// The answer's text without the marker, and whether the marker was there.
+    static func reading(_ text: String) -> AgentReply {
+        guard text.contains(handoffMarker) else { return AgentReply(text: text.trimmingSpaces().isEmpty ? nil : text) }
+        let cleaned = text.split(separator: handoffMarker, omittingEmptySubsequences: false).joined().trimmingSpaces()
+        return AgentReply(text: cleaned.isEmpty ? nil : cleaned, handoff: true)
+    }
+
+    public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> AgentReply {
         let deadline = ContinuousClock.now + timeout
         let url =
             "\(endpoint)/agents/\(SigV4Signer.uriEncode(agentId))/agentAliases/\(SigV4Signer.uriEncode(agentAliasId))"
             + "/sessions/\(Self.sessionId(for: request))/text"
         let body = JSON.dictionary([
             "inputText": .string(request.text),
-            "sessionState": [
-                "sessionAttributes": [
-                    "businessId": .string(request.businessId), "locationId": .string(request.locationId),
-                    "platform": .string(request.platform), "senderId": .string(request.senderId),
-                ]
-            ],
+            "sessionState": ["sessionAttributes": .dictionary(Self.sessionAttributes(for: request))],
         ]).encoded()
         var attempt = 0
         while true {
@@ -73,7 +102,7 @@ public struct BedrockAgent: Agent {
         }
     }
 
-    private func invoke(url: String, body: [UInt8], timeout: Duration) async throws(AgentError) -> String? {
+    private func invoke(url: String, body: [UInt8], timeout: Duration) async throws(AgentError) -> AgentReply {
         let headers = signer.sign(
             method: "POST", url: url,
             headers: [("Content-Type", "application/json"), ("Accept", "application/vnd.amazon.eventstream")],
@@ -113,8 +142,7 @@ public struct BedrockAgent: Agent {
                 reply += bytes
             }
         }
-        let text = String(decoding: reply, as: UTF8.self)
-        return text.trimmingSpaces().isEmpty ? nil : text
+        return Self.reading(String(decoding: reply, as: UTF8.self))
     }
 
     /// Bedrock's error names, from a header or an exception event, as typed agent errors.

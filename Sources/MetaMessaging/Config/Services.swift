@@ -119,21 +119,43 @@ public struct Services: Sendable {
             graph: try graph(), appSecret: try appSecret(), appId: environment["META_APP_ID"], publicBaseURL: environment["PUBLIC_BASE_URL"])
     }
 
+    /// `HANDOFF_PAUSE_MINUTES` (default 60, at most 7 days): how long a person's answer or the
+    /// agent's handoff pauses the agent in a conversation.
+    public func handoffPauseSeconds() throws(ConfigurationError) -> Int64 {
+        try environment.integer("HANDOFF_PAUSE_MINUTES", in: 1...(Conversations.maxPauseSeconds / 60), default: 60) * 60
+    }
+
+    /// The answer step, with `agentTimeout`'s default for this function. `SENDER_ACTIONS=off`
+    /// turns "seen" and "typing" off (on by default).
+    public func responder(
+        store: any KeyValueStore, directory: TenantDirectory, agentTimeout fallback: Duration
+    ) throws(ConfigurationError)
+        -> MessageResponder
+    {
+        let graph = try graph()
+        let showsReading = try environment.choice("SENDER_ACTIONS", of: ["on", "off"], default: "on") == "on"
+        return MessageResponder(
+            agent: try agent(), sender: MessageSender(graph: graph, directory: directory),
+            ledger: MessageLedger(store: store, table: tables.processedMessages), agentTimeout: try agentTimeout(default: fallback),
+            conversations: Conversations(store: store, table: tables.conversations),
+            presence: showsReading ? Presence(graph: graph) : nil, profiles: CustomerProfiles(graph: graph),
+            handoffPauseSeconds: try handoffPauseSeconds())
+    }
+
     public func sendHandler() throws(ConfigurationError) -> SendHandler {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)
         return SendHandler(
             directory: directory, sender: MessageSender(graph: try graph(), directory: directory),
             ledger: MessageLedger(store: store, table: tables.processedMessages),
-            conversations: Conversations(store: store, table: tables.conversations))
+            conversations: Conversations(store: store, table: tables.conversations), pauseSeconds: try handoffPauseSeconds())
     }
 
     public func receiveHandler() throws(ConfigurationError) -> ReceiveHandler {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)
         let ledger = MessageLedger(store: store, table: tables.processedMessages)
-        let sender = MessageSender(graph: try graph(), directory: directory)
-        let responder = MessageResponder(agent: try agent(), sender: sender, ledger: ledger, agentTimeout: try agentTimeout(default: .seconds(3)))
+        let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(3))
         let dispatch: ReceiveHandler.Dispatch
         switch try environment.choice("RECEIVE_DISPATCH", of: ["inline", "sqs"], default: "inline") {
         case "sqs": dispatch = .queue(try queue())
@@ -141,7 +163,8 @@ public struct Services: Sendable {
         }
         return ReceiveHandler(
             signature: WebhookSignature(appSecret: try appSecret()), directory: directory, ledger: ledger,
-            responder: responder, dispatch: dispatch, conversations: Conversations(store: store, table: tables.conversations))
+            responder: responder, dispatch: dispatch, conversations: Conversations(store: store, table: tables.conversations),
+            appId: environment["META_APP_ID"])
     }
 
     /// The FIFO queue of `RECEIVE_DISPATCH=sqs`: `PROCESS_QUEUE_URL`, `SQS_ENDPOINT`, AWS signing.
@@ -161,9 +184,7 @@ public struct Services: Sendable {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)
         let ledger = MessageLedger(store: store, table: tables.processedMessages)
-        let responder = MessageResponder(
-            agent: try agent(), sender: MessageSender(graph: try graph(), directory: directory),
-            ledger: ledger, agentTimeout: try agentTimeout(default: .seconds(25)))
+        let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(25))
         return ProcessHandler(directory: directory, ledger: ledger, responder: responder)
     }
 }

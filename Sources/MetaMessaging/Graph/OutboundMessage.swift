@@ -121,21 +121,102 @@ public struct OutboundMessage: Sendable, Equatable {
         }
     }
 
-    /// A reply composed by the agent, cut to fit the platform's limit (an agent is not told
-    /// the limits; a cut reply beats no reply).
-    public static func reply(_ text: String, for platform: Platform) -> OutboundMessage {
-        guard !fitsTextLimit(text, platform) else { return OutboundMessage(text: text) }
-        var cut = ""
-        for character in text {
-            let candidate = cut + String(character)
-            guard fitsTextLimit(candidate + "…", platform) else { break }
-            cut = candidate
+    /// The most messages one reply becomes.
+    public static let maxParts = 5
+    /// Ends the last part when a reply needs more than `maxParts` messages.
+    public static let cutNotice = " […] (the rest of this reply was cut)"
+
+    /// A text longer than the platform's limit, as the messages that carry it in order: cut at
+    /// a paragraph break, else at the end of a sentence, else between words, else between
+    /// characters, each part within the limit (`breakPoint` says where). Beyond `maxParts`,
+    /// the last part ends with `cutNotice`.
+    public static func parts(of text: String, for platform: Platform, maxParts: Int = maxParts) -> [String] {
+        var parts: [String] = []
+        var rest = Substring(text).trimmingWhitespace()
+        while !rest.isEmpty {
+            if fitsTextLimit(String(rest), platform) {
+                parts.append(String(rest))
+                break
+            }
+            if parts.count == max(maxParts, 1) - 1 {
+                let room = prefixFitting(rest, platform, reserving: cutNotice)
+                let cut = rest[..<breakPoint(in: rest[..<room])].trimmingWhitespace()
+                parts.append(String(cut) + cutNotice)
+                break
+            }
+            let fitting = rest[..<prefixFitting(rest, platform, reserving: "")]
+            guard !fitting.isEmpty else {
+                // One character longer than the limit (a cluster of combining marks): cut
+                // between its Unicode scalars.
+                let scalars = rest.unicodeScalars.prefix(platform == .instagram ? 250 : 1000)
+                parts.append(String(String.UnicodeScalarView(scalars)))
+                rest = Substring(String(String.UnicodeScalarView(rest.unicodeScalars.dropFirst(scalars.count)))).trimmingWhitespace()
+                continue
+            }
+            let end = breakPoint(in: fitting)
+            parts.append(String(rest[..<end].trimmingWhitespace()))
+            rest = rest[end...].trimmingWhitespace()
         }
-        return OutboundMessage(text: cut + "…")
+        return parts.filter { !$0.isEmpty }
+    }
+
+    /// The end of the longest prefix of `text` that fits, with `suffix` after it.
+    static func prefixFitting(_ text: Substring, _ platform: Platform, reserving suffix: String) -> String.Index {
+        var bytes = suffix.utf8.count
+        var characters = suffix.count
+        var end = text.startIndex
+        for index in text.indices {
+            let character = text[index]
+            bytes += character.utf8.count
+            characters += 1
+            let fits =
+                switch platform {
+                case .instagram: bytes <= 1000
+                case .messenger: characters <= 2000
+                case .whatsapp: characters <= 4096
+                }
+            guard fits else { break }
+            end = text.index(after: index)
+        }
+        return end
+    }
+
+    /// Where to cut `fitting` (a prefix of the text): after its last paragraph break in its
+    /// last third, else its last sentence end or space in its second half, else at its end.
+    /// (Parts stay long, so a reply of a few thousand characters fits in five messages.)
+    static func breakPoint(in fitting: Substring) -> String.Index {
+        let characters = Array(fitting.indices)
+        func last(after fraction: (Int, Int), where isBreak: (Int) -> Bool) -> String.Index? {
+            let floor = characters.count * fraction.0 / fraction.1
+            var position = characters.count - 1
+            while position > 0, position > floor {
+                if isBreak(position) { return characters[position] }
+                position -= 1
+            }
+            return nil
+        }
+        // After "\n\n" (a paragraph), after ". " / "! " / "? " / "…" / "\n" (a sentence), at a space.
+        if let end = last(after: (2, 3), where: { fitting[characters[$0 - 1]] == "\n" && fitting[characters[$0]] == "\n" }) {
+            return fitting.index(after: end)
+        }
+        if let end = last(
+            after: (1, 2),
+            where: { position in
+                let previous = fitting[characters[position - 1]]
+                let current = fitting[characters[position]]
+                return (current == " " || current == "\n") && [".", "!", "?", "…", "\n"].contains(previous)
+            })
+        {
+            return end
+        }
+        if let end = last(after: (1, 2), where: { fitting[characters[$0]].isWhitespace }) { return end }
+        return fitting.endIndex
     }
 
     /// Checks the message against the platform's rules before anything is sent.
-    public func validate(for platform: Platform) throws(SendError) {
+    /// With `splitting`, a text longer than the limit is accepted when it fits in `maxParts`
+    /// messages.
+    public func validate(for platform: Platform, splitting: Bool = false) throws(SendError) {
         if let template {
             try validateTemplate(template, for: platform)
             return
@@ -153,14 +234,18 @@ public struct OutboundMessage: Sendable, Equatable {
             }
         } else {
             guard !trimmed.isEmpty else { throw SendError.emptyMessage("the message has no text and no attachment") }
-            guard Self.fitsTextLimit(text ?? "", platform) else {
+            if splitting, let text, !Self.fitsTextLimit(text, platform) {
+                guard attachment == nil, Self.parts(of: text, for: platform, maxParts: Self.maxParts + 1).count <= Self.maxParts else {
+                    throw SendError.textTooLong("the text does not fit in \(Self.maxParts) \(platform.rawValue) messages even split")
+                }
+            } else if !Self.fitsTextLimit(text ?? "", platform) {
                 let limit =
                     switch platform {
                     case .instagram: "1000 bytes of UTF-8"
                     case .messenger: "2000 characters"
                     case .whatsapp: "4096 characters"
                     }
-                throw SendError.textTooLong("the text is longer than \(platform.rawValue)'s limit of \(limit)")
+                throw SendError.textTooLong("the text is longer than \(platform.rawValue)'s limit of \(limit) (\"split\": true sends it as several messages)")
             }
         }
         if let quickReplies {
@@ -288,6 +373,8 @@ public enum SendError: HTTPResponseError, Equatable {
     case templateParameterMismatch(GraphError)
     case templateUnavailable(GraphError)
     case templateRejected(GraphError)
+    /// A split text failed after some of its parts went (their ids in the message).
+    case partiallySent(String, sent: [SentMessage], cause: GraphError?)
 
     public var errorType: String {
         switch self {
@@ -317,6 +404,7 @@ public enum SendError: HTTPResponseError, Equatable {
         case .templateParameterMismatch: "TemplateParameterMismatch"
         case .templateUnavailable: "TemplateUnavailable"
         case .templateRejected: "TemplateRejected"
+        case .partiallySent: "PartiallySent"
         }
     }
 
@@ -327,7 +415,7 @@ public enum SendError: HTTPResponseError, Equatable {
             .invalidAttachment(let text), .invalidMessage(let text), .unknownTenant(let text), .ambiguousConnection(let text),
             .inactiveCredentials(let text),
             .missingAccount(let text), .storeUnavailable(let text), .invalidGraphResponse(let text), .deadlineExceeded(let text, _),
-            .outsideWindow(let text, _), .invalidTemplate(let text):
+            .outsideWindow(let text, _), .invalidTemplate(let text), .partiallySent(let text, _, _):
             text
         case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error), .templateNotFound(let error),
             .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error):
@@ -341,7 +429,7 @@ public enum SendError: HTTPResponseError, Equatable {
         case .inactiveCredentials, .missingAccount, .tokenExpired: 409
         case .outsideWindow, .templateNotFound, .templateParameterMismatch, .templateUnavailable, .templateRejected: 422
         case .storeUnavailable: 503
-        case .graphAPIError, .graphUnreachable, .invalidGraphResponse, .deadlineExceeded: 502
+        case .graphAPIError, .graphUnreachable, .invalidGraphResponse, .deadlineExceeded, .partiallySent: 502
         default: 400
         }
     }
@@ -352,7 +440,7 @@ public enum SendError: HTTPResponseError, Equatable {
         case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error), .templateNotFound(let error),
             .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error):
             error
-        case .deadlineExceeded(_, let graph): graph
+        case .deadlineExceeded(_, let graph), .partiallySent(_, _, let graph): graph
         default: nil
         }
     }
@@ -360,5 +448,13 @@ public enum SendError: HTTPResponseError, Equatable {
     /// Whether the failure is the deadline's, not the message's.
     public var isOutOfTime: Bool {
         if case .deadlineExceeded = self { true } else { false }
+    }
+}
+
+extension Substring {
+    /// Without the whitespace and newlines at either end.
+    func trimmingWhitespace() -> Substring {
+        guard let first = firstIndex(where: { !$0.isWhitespace }), let last = lastIndex(where: { !$0.isWhitespace }) else { return self[endIndex...] }
+        return self[first...last]
     }
 }

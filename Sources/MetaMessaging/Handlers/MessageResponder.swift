@@ -2,17 +2,34 @@ import FunctionRuntime
 import Logging
 
 /// The answer step, the same whether it runs inside `receive` (inline dispatch) or in
-/// `process` (SQS dispatch): the agent composes the reply, the sender sends it with the
-/// tenant's token, the ledger records the outcome.
+/// `process` (SQS dispatch): one turn (the customer's messages that arrived together) is
+/// answered once. Unless a person has the conversation (paused), the customer is shown that
+/// we are reading, the agent composes the reply, the sender sends it with the tenant's token
+/// (in several messages when it is longer than the platform allows), and the ledger records
+/// the outcome of every message of the turn.
 public struct MessageResponder: Sendable {
     public enum Outcome: Sendable, Equatable {
-        case answered(SentMessage)
-        /// The agent chose not to answer.
+        /// The messages that carried the reply, in order.
+        case answered([SentMessage])
+        /// The agent chose not to answer (or only handed the conversation over).
         case noReply
+        /// A person has the conversation: recorded, not answered.
+        case paused
         /// Given up for good (recorded as failed).
         case failed(String)
-        /// Worth another try later: the claim was released.
+        /// Worth another try later: the claims were released.
         case retryLater(String)
+    }
+
+    /// A message whose claim in the ledger `owner` holds.
+    public struct Claimed: Sendable, Equatable {
+        public let message: InboundMessage
+        public let owner: String
+
+        public init(message: InboundMessage, owner: String) {
+            self.message = message
+            self.owner = owner
+        }
     }
 
     public let agent: any Agent
@@ -21,106 +38,250 @@ public struct MessageResponder: Sendable {
     public let agentTimeout: Duration
     /// Time kept back for sending the reply after the agent answers.
     public let sendReserve: Duration
+    /// Pauses and customers' names (nil: the agent always answers and knows no names).
+    public let conversations: Conversations?
+    /// "Seen" and "typing" while the agent works (nil: none).
+    public let presence: Presence?
+    /// Names from Meta's user profile (nil: WhatsApp's webhook name only).
+    public let profiles: CustomerProfiles?
+    /// How long a handoff by the agent pauses it (`HANDOFF_PAUSE_MINUTES`).
+    public let handoffPauseSeconds: Int64
 
     public init(
         agent: any Agent, sender: MessageSender, ledger: MessageLedger,
-        agentTimeout: Duration = .seconds(20), sendReserve: Duration = .milliseconds(1500)
+        agentTimeout: Duration = .seconds(20), sendReserve: Duration = .milliseconds(1500),
+        conversations: Conversations? = nil, presence: Presence? = nil, profiles: CustomerProfiles? = nil,
+        handoffPauseSeconds: Int64 = 3600
     ) {
         self.agent = agent
         self.sender = sender
         self.ledger = ledger
         self.agentTimeout = agentTimeout
         self.sendReserve = sendReserve
+        self.conversations = conversations
+        self.presence = presence
+        self.profiles = profiles
+        self.handoffPauseSeconds = handoffPauseSeconds
     }
 
-    /// Answers a message whose claim `owner` holds. With `retryTransient`, a failure that a
-    /// later attempt may fix (agent throttled or unreachable, Graph 5xx) releases the claim
-    /// instead of recording a failure. Running out of time is never a failure of the message:
-    /// when the deadline leaves the agent no time, or cuts the agent's or Graph's call short,
-    /// the claim is released whatever `retryTransient` says, and the caller hands the message
-    /// back for redelivery (`retryLater`).
-    /// With `later`, the sent message's id is recorded after the invocation's answer (it is
-    /// bookkeeping for delivery statuses, which arrive seconds later); without it, at once.
+    /// Answers one message whose claim `owner` holds.
     public func answer(
         _ message: InboundMessage, tenant: Tenant, credentials: TenantCredentials, owner: String,
         deadline: ContinuousClock.Instant, retryTransient: Bool, later: AfterResponse? = nil, logger: Logger
     ) async -> Outcome {
+        await answer(
+            [Claimed(message: message, owner: owner)], tenant: tenant, credentials: credentials, deadline: deadline,
+            retryTransient: retryTransient, later: later, logger: logger)
+    }
+
+    /// Answers a turn: messages of one customer in one conversation, in order, each claimed.
+    /// With `retryTransient`, a failure that a later attempt may fix (agent throttled or
+    /// unreachable, Graph 5xx) releases the claims instead of recording a failure. Running
+    /// out of time is never a failure of the messages: when the deadline leaves the agent no
+    /// time, or cuts the agent's or Graph's call short, the claims are released whatever
+    /// `retryTransient` says, and the caller hands the messages back for redelivery.
+    /// With `later`, bookkeeping that nothing waits for (a WhatsApp reply's id, the customer's
+    /// name) is written after the invocation's answer; without it, at once.
+    public func answer(
+        _ turn: [Claimed], tenant: Tenant, credentials: TenantCredentials, deadline: ContinuousClock.Instant,
+        retryTransient: Bool, later: AfterResponse? = nil, logger: Logger
+    ) async -> Outcome {
+        guard let last = turn.last?.message else { return .noReply }
+        let platform = last.platform
         var logger = logger
-        logger[metadataKey: "messageId"] = "\(message.messageId)"
+        logger[metadataKey: "messageId"] = "\(last.messageId)"
         logger[metadataKey: "businessId"] = "\(tenant.businessId)"
-        logger[metadataKey: "platform"] = "\(message.platform.rawValue)"
+        logger[metadataKey: "platform"] = "\(platform.rawValue)"
+        if turn.count > 1 { logger[metadataKey: "turnMessages"] = "\(turn.count)" }
+        let account = credentials.sendingAccount(for: platform)
+
+        // A person has the conversation: recorded, not answered.
+        var state = Conversations.State()
+        if let conversations, let account {
+            do {
+                state = try await conversations.state(platform: platform, account: account, customer: last.senderId)
+            } catch {
+                // Answering beats leaving the customer unanswered because of a read.
+                logger.warning("the conversation could not be read: answered as if not paused", metadata: ["error": "\(error)"])
+            }
+            let now = conversations.clock.epochSeconds()
+            if state.isPaused(at: now) {
+                let detail = "paused (\(state.pausedBy?.rawValue ?? "human") until \(ISO8601.format(epochSeconds: state.pausedUntil ?? now)))"
+                logger.info("a person has this conversation: not answered", metadata: ["pausedBy": "\(state.pausedBy?.rawValue ?? "human")"])
+                await record(turn, status: .paused, detail: detail, logger: logger)
+                return .paused
+            }
+        }
 
         let agentBudget = min(agentTimeout, deadline - ContinuousClock.now - sendReserve)
         guard agentBudget > .milliseconds(50) else {
-            return await giveUp(message, owner: owner, reason: "no time left for the agent", transient: true, retry: true, logger: logger)
+            return await giveUp(turn, reason: "no time left for the agent", transient: true, retry: true, logger: logger)
         }
         // The agent's budget was cut by the deadline rather than by its own timeout.
         let budgetCut = agentBudget < agentTimeout
-        let reply: String?
+
+        // Seen and typing, while the name is looked up and the agent works.
+        let presenceLogger = logger
+        let showing: Task<Void, Never>? = presence.map { presence in
+            Task { await presence.showReading(last, credentials: credentials, logger: presenceLogger) }
+        }
+        let name = await customerName(of: last, state: state, tenant: tenant, credentials: credentials, later: later, logger: logger)
+        let reply: AgentReply
         do {
-            reply = try await agent.reply(to: AgentRequest(tenant: tenant, message: message), timeout: agentBudget)
+            reply = try await agent.reply(
+                to: AgentRequest(tenant: tenant, turn: turn.map(\.message), customerName: name), timeout: agentBudget)
         } catch {
+            showing?.cancel()
             let transient = error.code != .invalidResponse && error.code != .refused
             let outOfTime = error.code == .timeout && budgetCut
-            return await giveUp(
-                message, owner: owner, reason: error.description, transient: transient || outOfTime,
-                retry: retryTransient || outOfTime, logger: logger)
+            let retry = retryTransient || outOfTime
+            if !(transient && retry) { stopTyping(last, credentials: credentials, later: later, logger: logger) }
+            return await giveUp(turn, reason: error.description, transient: transient || outOfTime, retry: retry, logger: logger)
         }
-        guard let reply, !reply.isEmpty else {
-            logger.info("the agent chose not to reply")
-            await record(message, owner: owner, status: .answered, detail: "no reply", logger: logger)
+        // The reply comes after the typing indicator, never before it.
+        await showing?.value
+
+        let parts = reply.text.map { OutboundMessage.parts(of: $0, for: platform) } ?? []
+        guard !parts.isEmpty else {
+            stopTyping(last, credentials: credentials, later: later, logger: logger)
+            if reply.handoff { await handOver(last, account: account, tenant: tenant, logger: logger) }
+            logger.info(reply.handoff ? "the agent handed the conversation over without a reply" : "the agent chose not to reply")
+            await record(turn, status: .answered, detail: reply.handoff ? "handed over" : "no reply", logger: logger)
             return .noReply
         }
-        do {
-            let sent = try await sender.send(
-                .reply(reply, for: message.platform), platform: message.platform, recipientId: message.senderId,
-                credentials: credentials, messagingType: .response, deadline: deadline, logger: logger)
-            logger.info("reply sent", metadata: ["replyId": "\(sent.messageId)"])
-            // Ids only: a later delivery status (WhatsApp) finds the message it answered.
-            let (ledger, inbound, businessId, log) = (self.ledger, message.messageId, tenant.businessId, logger)
-            let recordSent: @Sendable () async -> Void = {
+        var sent: [SentMessage] = []
+        for (index, part) in parts.enumerated() {
+            do {
+                let message = try await sender.send(
+                    OutboundMessage(text: part), platform: platform, recipientId: last.senderId,
+                    credentials: credentials, messagingType: .response, deadline: deadline, logger: logger)
+                sent.append(message)
+                await recordSent(message, answering: last.messageId, businessId: tenant.businessId, platform: platform, later: later, logger: logger)
+            } catch {
+                guard index > 0 else {
+                    let outOfTime = error.isOutOfTime
+                    let transient = error.graph?.isTransient ?? outOfTime
+                    let retry = retryTransient || outOfTime
+                    if !(transient && retry) { stopTyping(last, credentials: credentials, later: later, logger: logger) }
+                    return await giveUp(
+                        turn, reason: "\(error.errorType): \(error.errorMessage)", transient: transient, retry: retry, logger: logger)
+                }
+                // Part of the reply is out: sending it all again would repeat it.
+                logger.error(
+                    "the reply was sent in part", metadata: ["sentParts": "\(index)", "parts": "\(parts.count)", "error": "\(error.errorType)"])
+                await record(
+                    turn, status: .answered, detail: "\(index) of \(parts.count) parts sent; then \(error.errorType): \(error.errorMessage)",
+                    logger: logger)
+                return .answered(sent)
+            }
+        }
+        logger.info("reply sent", metadata: ["replyId": "\(sent.last?.messageId ?? "")", "parts": "\(parts.count)"])
+        if reply.handoff { await handOver(last, account: account, tenant: tenant, logger: logger) }
+        await record(turn, status: .answered, detail: reply.handoff ? "handed over" : nil, logger: logger)
+        return .answered(sent)
+    }
+
+    /// The customer's name: the webhook's (WhatsApp), the one kept for the conversation, or
+    /// Meta's user profile, asked at most once a day per conversation and for at most the
+    /// lookup's short timeout.
+    private func customerName(
+        of message: InboundMessage, state: Conversations.State, tenant: Tenant, credentials: TenantCredentials, later: AfterResponse?,
+        logger: Logger
+    ) async -> String? {
+        guard let conversations, let account = credentials.sendingAccount(for: message.platform) else { return message.senderName }
+        let now = conversations.clock.epochSeconds()
+        let remember: (String?) async -> Void = { name in
+            let write: @Sendable () async -> Void = {
                 do {
-                    try await ledger.recordSent(sent.messageId, answering: inbound, businessId: businessId)
+                    try await conversations.rememberProfile(
+                        platform: message.platform, account: account, customer: message.senderId, businessId: tenant.businessId, name: name)
                 } catch {
-                    log.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
+                    logger.warning("could not keep the customer's name", metadata: ["error": "\(error)"])
                 }
             }
-            if let later { later.add(recordSent) } else { await recordSent() }
-            await record(message, owner: owner, status: .answered, detail: nil, logger: logger)
-            return .answered(sent)
-        } catch {
-            let outOfTime = error.isOutOfTime
-            let transient = error.graph?.isTransient ?? outOfTime
-            return await giveUp(
-                message, owner: owner, reason: "\(error.errorType): \(error.errorMessage)",
-                transient: transient, retry: retryTransient || outOfTime, logger: logger)
+            if let later { later.add(write) } else { await write() }
+        }
+        if let name = message.senderName {
+            if name != state.customerName { await remember(name) }
+            return name
+        }
+        if let checked = state.profileCheckedAt, now - checked < Conversations.profileRecheckSeconds { return state.customerName }
+        guard let profiles else { return state.customerName }
+        switch await profiles.name(of: message.senderId, platform: message.platform, credentials: credentials, logger: logger) {
+        case .found(let name):
+            await remember(name ?? state.customerName)
+            return name ?? state.customerName
+        case .unknown:
+            return state.customerName
         }
     }
 
-    private func giveUp(_ message: InboundMessage, owner: String, reason: String, transient: Bool, retry: Bool, logger: Logger) async -> Outcome {
+    /// The agent handed over: it stays quiet in this conversation for the handoff pause.
+    private func handOver(_ message: InboundMessage, account: String?, tenant: Tenant, logger: Logger) async {
+        guard let conversations, let account else {
+            logger.warning("the agent handed over, but conversations are not kept: nothing paused")
+            return
+        }
+        do {
+            try await conversations.pause(
+                platform: message.platform, account: account, customer: message.senderId, businessId: tenant.businessId,
+                seconds: handoffPauseSeconds, by: .agent)
+            logger.info("the agent handed the conversation to a person", metadata: ["pauseSeconds": "\(handoffPauseSeconds)"])
+        } catch {
+            logger.error("the agent handed over, but the pause could not be written", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Ids only. On Messenger and Instagram at once, so the echo of our own reply is known as
+    /// ours when it arrives; on WhatsApp (for its delivery statuses, seconds later) after the
+    /// answer when `later` is given.
+    private func recordSent(
+        _ sent: SentMessage, answering inbound: String, businessId: String, platform: Platform, later: AfterResponse?, logger: Logger
+    ) async {
+        let ledger = self.ledger
+        let write: @Sendable () async -> Void = {
+            do {
+                try await ledger.recordSent(sent.messageId, answering: inbound, businessId: businessId)
+            } catch {
+                logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
+            }
+        }
+        if platform == .whatsapp, let later { later.add(write) } else { await write() }
+    }
+
+    private func stopTyping(_ message: InboundMessage, credentials: TenantCredentials, later: AfterResponse?, logger: Logger) {
+        guard let presence, let later else { return }
+        later.add { await presence.stopTyping(message, credentials: credentials, logger: logger) }
+    }
+
+    private func giveUp(_ turn: [Claimed], reason: String, transient: Bool, retry: Bool, logger: Logger) async -> Outcome {
         if transient, retry {
             logger.warning("answer failed, will be retried", metadata: ["reason": "\(reason)"])
-            do {
-                try await ledger.release(message.messageId, owner: owner)
-            } catch {
-                logger.error("could not release the claim", metadata: ["error": "\(error)"])
+            for claimed in turn {
+                do {
+                    try await ledger.release(claimed.message.messageId, owner: claimed.owner)
+                } catch {
+                    logger.error("could not release the claim", metadata: ["error": "\(error)"])
+                }
             }
             return .retryLater(reason)
         }
         logger.error("answer failed", metadata: ["reason": "\(reason)"])
-        await record(message, owner: owner, status: .failed, detail: reason, logger: logger)
+        await record(turn, status: .failed, detail: reason, logger: logger)
         return .failed(reason)
     }
 
-    private func record(_ message: InboundMessage, owner: String, status: MessageLedger.Status, detail: String?, logger: Logger) async {
-        do {
-            if try await !ledger.finish(message.messageId, owner: owner, status: status, detail: detail) {
-                logger.warning("the claim was taken over before the outcome was recorded")
+    private func record(_ turn: [Claimed], status: MessageLedger.Status, detail: String?, logger: Logger) async {
+        for claimed in turn {
+            do {
+                if try await !ledger.finish(claimed.message.messageId, owner: claimed.owner, status: status, detail: detail) {
+                    logger.warning("the claim was taken over before the outcome was recorded")
+                }
+            } catch {
+                // The reply is out; the record keeps its claim and its lease, which stops a
+                // redelivery within the lease. Logged for the operator.
+                logger.error("could not record the outcome", metadata: ["error": "\(error)"])
             }
-        } catch {
-            // The reply is out; the record keeps its claim and its lease, which stops a
-            // redelivery within the lease. Logged for the operator.
-            logger.error("could not record the outcome", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -31,17 +31,38 @@ public struct ProcessHandler: Sendable {
         public var failures: [String] = []
         public var answered = 0
         public var skipped = 0
+        public var paused = 0
     }
 
+    /// One SQS record read as an accepted message.
+    struct Entry {
+        let recordId: String
+        let group: String
+        let accepted: AcceptedMessage
+    }
+
+    /// Consecutive records of one conversation (one message group, one tenant, one customer)
+    /// are one turn: one agent call, one reply. Each message is still claimed on its own, so
+    /// each is recorded once and a redelivery of any is a duplicate.
     public func handle(records: [JSON], context: InvocationContext) async -> Report {
         var report = Report()
         var failedGroups: Set<String> = []
+        var pending: [Entry] = []
+
+        func flush() async {
+            guard !pending.isEmpty else { return }
+            let turn = pending
+            pending = []
+            await answer(turn, report: &report, failedGroups: &failedGroups, context: context)
+        }
+
         for record in records {
             guard let recordId = record["messageId"]?.string else {
                 context.logger.error("an SQS record without messageId was skipped")
                 continue
             }
             let group = record["attributes"]?["MessageGroupId"]?.string ?? recordId
+            if let previous = pending.last, previous.group != group { await flush() }
             if failedGroups.contains(group) {
                 report.failures.append(recordId)
                 continue
@@ -51,57 +72,105 @@ public struct ProcessHandler: Sendable {
             else {
                 // Never answerable: after the queue's maxReceiveCount it lands in the dead-letter queue.
                 context.logger.error("an SQS record is not an accepted message", metadata: ["recordId": "\(recordId)"])
+                await flush()
                 report.failures.append(recordId)
                 failedGroups.insert(group)
                 continue
             }
-            switch await answer(accepted, recordId: recordId, context: context) {
-            case .done: report.answered += 1
-            case .skipped: report.skipped += 1
-            case .retry:
-                report.failures.append(recordId)
-                failedGroups.insert(group)
+            if let previous = pending.last,
+                previous.accepted.tenant != accepted.tenant || previous.accepted.message.platform != accepted.message.platform
+                    || previous.accepted.message.senderId != accepted.message.senderId
+            {
+                await flush()
             }
+            pending.append(Entry(recordId: recordId, group: group, accepted: accepted))
         }
+        await flush()
         return report
     }
 
-    enum RecordOutcome { case done, skipped, retry }
-
-    func answer(_ accepted: AcceptedMessage, recordId: String, context: InvocationContext) async -> RecordOutcome {
+    /// Claims each message of a turn, then answers the claimed ones together.
+    func answer(_ entries: [Entry], report: inout Report, failedGroups: inout Set<String>, context: InvocationContext) async {
+        guard let first = entries.first else { return }
         var logger = context.logger
-        logger[metadataKey: "messageId"] = "\(accepted.message.messageId)"
-        let message = accepted.message
-        let owner = "\(context.requestID):\(recordId)"
+        logger[metadataKey: "messageId"] = "\(first.accepted.message.messageId)"
+        let tenant = first.accepted.tenant
+        var claimed: [(Entry, MessageResponder.Claimed)] = []
+        var retryFrom: Int? = nil
+        for (index, entry) in entries.enumerated() {
+            let message = entry.accepted.message
+            if claimed.contains(where: { $0.1.message.messageId == message.messageId }) {
+                // The same message twice in the batch: answered with the first.
+                report.skipped += 1
+                continue
+            }
+            let owner = "\(context.requestID):\(entry.recordId)"
+            do {
+                switch try await ledger.claim(message.messageId, businessId: tenant.businessId, owner: owner, as: .answering, claimable: [.queued]) {
+                case .claimed:
+                    claimed.append((entry, MessageResponder.Claimed(message: message, owner: owner)))
+                case .taken(.answering):
+                    logger.info("another invocation is answering this message: retried later")
+                    retryFrom = index
+                case .taken(let status):
+                    logger.info("already handled: skipped", metadata: ["status": "\(status?.rawValue ?? "unknown")"])
+                    report.skipped += 1
+                }
+            } catch {
+                logger.error("store failure: retried later", metadata: ["error": "\(error)"])
+                retryFrom = index
+            }
+            if retryFrom != nil { break }
+        }
+        // This record and the rest of its conversation go back, in order (after the claimed
+        // ones, if those go back too).
+        let notClaimed = retryFrom.map { entries[$0...].map(\.recordId) } ?? []
+        if !notClaimed.isEmpty { failedGroups.insert(first.group) }
+        defer { report.failures += notClaimed }
+        guard !claimed.isEmpty else { return }
+        let turn = claimed.map(\.1)
+        let credentials: TenantCredentials?
         do {
-            let claim = try await ledger.claim(
-                message.messageId, businessId: accepted.tenant.businessId, owner: owner,
-                as: .answering, claimable: [.queued])
-            switch claim {
-            case .claimed: break
-            case .taken(.answering):
-                logger.info("another invocation is answering this message: retried later")
-                return .retry
-            case .taken(let status):
-                logger.info("already handled: skipped", metadata: ["status": "\(status?.rawValue ?? "unknown")"])
-                return .skipped
-            }
-            guard let credentials = try await directory.credentials(tenant: accepted.tenant), credentials.isActive else {
-                logger.warning("tenant has no active credentials: not answered")
-                try await ledger.finish(message.messageId, owner: owner, status: .failed, detail: "no active credentials")
-                return .skipped
-            }
-            let outcome = await responder.answer(
-                message, tenant: accepted.tenant, credentials: credentials, owner: owner,
-                deadline: context.deadline - .milliseconds(300), retryTransient: true, later: context.afterResponse, logger: logger)
-            switch outcome {
-            case .answered, .noReply: return .done
-            case .failed: return .skipped
-            case .retryLater: return .retry
-            }
+            credentials = try await directory.credentials(tenant: tenant)
         } catch {
             logger.error("store failure: retried later", metadata: ["error": "\(error)"])
-            return .retry
+            await release(turn, logger: logger)
+            report.failures += claimed.map(\.0.recordId)
+            failedGroups.insert(first.group)
+            return
+        }
+        guard let credentials, credentials.isActive else {
+            logger.warning("tenant has no active credentials: not answered")
+            for claim in turn {
+                do {
+                    try await ledger.finish(claim.message.messageId, owner: claim.owner, status: .failed, detail: "no active credentials")
+                } catch {
+                    logger.error("could not record the outcome", metadata: ["error": "\(error)"])
+                }
+            }
+            report.skipped += turn.count
+            return
+        }
+        let outcome = await responder.answer(
+            turn, tenant: tenant, credentials: credentials, deadline: context.deadline - .milliseconds(300),
+            retryTransient: true, later: context.afterResponse, logger: logger)
+        switch outcome {
+        case .answered, .noReply: report.answered += turn.count
+        case .paused: report.paused += turn.count
+        case .failed: report.skipped += turn.count
+        case .retryLater:
+            report.failures += claimed.map(\.0.recordId)
+            failedGroups.insert(first.group)
+        }
+    }
+
+    private func release(_ turn: [MessageResponder.Claimed], logger: Logger) async {
+        for claim in turn {
+            do {
+                try await ledger.release(claim.message.messageId, owner: claim.owner)
+            } catch {
+                logger.error("could not release a claim", metadata: ["error": "\(error)"])
+            }
         }
     }
 
@@ -118,7 +187,7 @@ public struct ProcessHandler: Sendable {
             context.logger.info(
                 "batch processed",
                 metadata: [
-                    "records": "\(records.count)", "answered": "\(report.answered)", "skipped": "\(report.skipped)",
+                    "records": "\(records.count)", "answered": "\(report.answered)", "skipped": "\(report.skipped)", "paused": "\(report.paused)",
                     "failures": "\(report.failures.count)",
                 ])
             return JSON.dictionary(["batchItemFailures": .array(report.failures.map { ["itemIdentifier": .string($0)] })]).encoded()

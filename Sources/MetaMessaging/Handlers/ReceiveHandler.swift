@@ -46,13 +46,20 @@ public struct ReceiveHandler: Sendable {
     /// answer, at most once a minute per account).
     public let sightings: WebhookSightings
     public let clock: WallClock
-    /// Where each customer's last message is recorded, for `send`'s customer service window.
+    /// Where each customer's last message is recorded, for `send`'s customer service window,
+    /// and where a person's answer pauses the agent.
     public let conversations: Conversations?
+    /// Our Meta app's id (`META_APP_ID`): a Messenger echo carrying it is ours.
+    public let appId: String?
+    /// An echo we do not know may be our own reply whose id is being recorded right now: it is
+    /// looked up once more after this long before it counts as a person's.
+    public let echoRecheckDelay: Duration
 
     public init(
         signature: WebhookSignature, directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder,
         dispatch: Dispatch = .inline, maxBodyBytes: Int = 4 * 1024 * 1024, inlineBudget: Duration = .milliseconds(4500),
-        sightings: WebhookSightings = WebhookSightings(), clock: WallClock = .system, conversations: Conversations? = nil
+        sightings: WebhookSightings = WebhookSightings(), clock: WallClock = .system, conversations: Conversations? = nil,
+        appId: String? = nil, echoRecheckDelay: Duration = .milliseconds(500)
     ) {
         self.signature = signature
         self.directory = directory
@@ -64,6 +71,8 @@ public struct ReceiveHandler: Sendable {
         self.sightings = sightings
         self.clock = clock
         self.conversations = conversations
+        self.appId = appId
+        self.echoRecheckDelay = echoRecheckDelay
     }
 
     /// Counts for the response body and the log (no identifiers, no text).
@@ -83,6 +92,20 @@ public struct ReceiveHandler: Sendable {
         var statuses = 0
         /// Of those, messages Meta could not deliver.
         var deliveryFailures = 0
+        /// Messages accepted while a person had the conversation: recorded, not answered.
+        var paused = 0
+        /// Echoes of messages a person wrote (not us): each pauses the agent in its conversation.
+        var humanReplies = 0
+    }
+
+    /// One customer's claimed messages of this delivery, answered as one turn.
+    struct Turn {
+        let tenant: Tenant
+        let credentials: TenantCredentials
+        var messages: [MessageResponder.Claimed]
+
+        static func conversation(of message: InboundMessage) -> String { "\(message.platform.rawValue)#\(message.senderId)" }
+        var conversation: String { messages.first.map { Self.conversation(of: $0.message) } ?? "" }
     }
 
     public func handle(_ request: HTTPRequest, context: InvocationContext) async throws(RequestRefused) -> HTTPResponse {
@@ -110,6 +133,9 @@ public struct ReceiveHandler: Sendable {
         var routes: [String: TenantRoute?] = [:]
         var credentialsCache: [String: TenantCredentials?] = [:]
         var toQueue: [(AcceptedMessage, owner: String)] = []
+        var echoes: [Echo] = []
+        /// Inline: the claimed messages of each conversation, in order (one turn each).
+        var turns: [Turn] = []
 
         // Stable sort: events of one delivery in `timestamp` order.
         let events = delivery.events.enumerated().sorted { ($0.element.timestamp, $0.offset) < ($1.element.timestamp, $1.offset) }.map(\.element)
@@ -121,6 +147,8 @@ public struct ReceiveHandler: Sendable {
             case .skipped(let reason, _, _):
                 summary.skipped += 1
                 logger.debug("event not answered", metadata: ["kind": "\(reason.rawValue)"])
+            case .echo(let echo):
+                echoes.append(echo)
             case .delivery(let status):
                 do {
                     try await record(status, summary: &summary, routes: &routes, logger: logger)
@@ -131,28 +159,11 @@ public struct ReceiveHandler: Sendable {
                 }
             case .message(let message):
                 do {
-                    let route = try await self.route(message.accountId, cache: &routes)
-                    guard let tenant = route?.tenant else {
-                        summary.unknownTenant += 1
-                        logger.info(
-                            "no tenant for this account: acknowledged",
-                            metadata: ["accountId": "\(message.accountId)", "platform": "\(message.platform.rawValue)"])
-                        continue
-                    }
-                    let credentials: TenantCredentials?
-                    // Per location: each location's connection has its own token.
-                    let connectionKey = "\(tenant.businessId)#\(tenant.locationId)"
-                    if let cached = credentialsCache[connectionKey] {
-                        credentials = cached
-                    } else {
-                        credentials = try await directory.credentials(tenant: tenant)
-                        credentialsCache[connectionKey] = credentials
-                    }
-                    guard let credentials, credentials.isActive else {
-                        summary.inactiveTenant += 1
-                        logger.warning("tenant has no active credentials: not answered", metadata: ["businessId": "\(tenant.businessId)"])
-                        continue
-                    }
+                    guard
+                        let (tenant, credentials) = try await connection(
+                            for: message.accountId, platform: message.platform, summary: &summary, routes: &routes, cache: &credentialsCache,
+                            logger: logger)
+                    else { continue }
                     if credentials.owns(message.senderId) {
                         summary.skipped += 1
                         continue
@@ -193,18 +204,12 @@ public struct ReceiveHandler: Sendable {
                     }
                     switch dispatch {
                     case .inline:
-                        let outcome = await responder.answer(
-                            message, tenant: tenant, credentials: credentials, owner: owner, deadline: budgetEnd,
-                            retryTransient: false, later: context.afterResponse, logger: logger)
-                        switch outcome {
-                        case .answered: summary.answered += 1
-                        case .noReply: summary.noReply += 1
-                        case .failed: summary.failed += 1
-                        case .retryLater:
-                            // Out of time: the claim was released, and Meta's redelivery
-                            // (asked for by the 500) answers it; what was answered is a duplicate then.
-                            summary.deferred += 1
-                            retry = true
+                        // A customer's messages of one delivery are one turn: one reply.
+                        let claimed = MessageResponder.Claimed(message: message, owner: owner)
+                        if let index = turns.firstIndex(where: { $0.tenant == tenant && $0.conversation == Turn.conversation(of: message) }) {
+                            turns[index].messages.append(claimed)
+                        } else {
+                            turns.append(Turn(tenant: tenant, credentials: credentials, messages: [claimed]))
                         }
                     case .queue:
                         toQueue.append((AcceptedMessage(tenant: tenant, message: message), owner))
@@ -215,6 +220,36 @@ public struct ReceiveHandler: Sendable {
                     summary.failed += 1
                     logger.error("store failure while handling an event", metadata: ["error": "\(error)"])
                 }
+            }
+        }
+
+        // Echoes first: a person's answer in this delivery pauses the agent before it answers.
+        if !echoes.isEmpty {
+            do {
+                try await handle(
+                    echoes, budgetEnd: budgetEnd, summary: &summary, routes: &routes, cache: &credentialsCache, logger: logger)
+            } catch {
+                retry = true
+                summary.failed += 1
+                logger.error("store failure while reading echoes", metadata: ["error": "\(error)"])
+            }
+        }
+
+        for turn in turns {
+            let outcome = await responder.answer(
+                turn.messages, tenant: turn.tenant, credentials: turn.credentials, deadline: budgetEnd,
+                retryTransient: false, later: context.afterResponse, logger: logger)
+            let count = turn.messages.count
+            switch outcome {
+            case .answered: summary.answered += count
+            case .noReply: summary.noReply += count
+            case .paused: summary.paused += count
+            case .failed: summary.failed += count
+            case .retryLater:
+                // Out of time: the claims were released, and Meta's redelivery (asked for by
+                // the 500) answers them; what was answered is a duplicate then.
+                summary.deferred += count
+                retry = true
             }
         }
 
@@ -257,6 +292,93 @@ extension ReceiveHandler {
         return route
     }
 
+    /// The tenant and active credentials an account's event belongs to, read once per
+    /// delivery; nil (counted) when the account routes nowhere or its connection is inactive.
+    func connection(
+        for account: String, platform: Platform, summary: inout Summary, routes: inout [String: TenantRoute?],
+        cache: inout [String: TenantCredentials?], logger: Logger
+    ) async throws(KeyValueError) -> (Tenant, TenantCredentials)? {
+        guard let tenant = try await route(account, cache: &routes)?.tenant else {
+            summary.unknownTenant += 1
+            logger.info("no tenant for this account: acknowledged", metadata: ["accountId": "\(account)", "platform": "\(platform.rawValue)"])
+            return nil
+        }
+        // Per location: each location's connection has its own token.
+        let key = "\(tenant.businessId)#\(tenant.locationId)"
+        let credentials: TenantCredentials?
+        if let cached = cache[key] {
+            credentials = cached
+        } else {
+            credentials = try await directory.credentials(tenant: tenant)
+            cache[key] = credentials
+        }
+        guard let credentials, credentials.isActive else {
+            summary.inactiveTenant += 1
+            logger.warning("tenant has no active credentials: not answered", metadata: ["businessId": "\(tenant.businessId)"])
+            return nil
+        }
+        return (tenant, credentials)
+    }
+
+    /// Echoes of what the business's accounts sent. Ours (a Messenger echo with our app id, or
+    /// a message id we recorded sending) are left; a person's (written in Meta's apps or
+    /// another tool) pauses the agent in that conversation for the handoff pause, each one
+    /// extending it. An echo not known at first is looked up once more after
+    /// `echoRecheckDelay`: Meta's echo of our own reply can overtake the write of its id.
+    func handle(
+        _ echoes: [Echo], budgetEnd: ContinuousClock.Instant, summary: inout Summary, routes: inout [String: TenantRoute?],
+        cache: inout [String: TenantCredentials?], logger: Logger
+    ) async throws(KeyValueError) {
+        var unknown: [(Echo, Tenant, TenantCredentials)] = []
+        for echo in echoes {
+            guard
+                let (tenant, credentials) = try await connection(
+                    for: echo.accountId, platform: echo.platform, summary: &summary, routes: &routes, cache: &cache, logger: logger)
+            else { continue }
+            if echo.platform == .messenger, let appId, echo.appId == appId {
+                summary.skipped += 1
+                continue
+            }
+            if try await ledger.wasSent(echo.messageId) {
+                summary.skipped += 1
+                continue
+            }
+            unknown.append((echo, tenant, credentials))
+        }
+        guard !unknown.isEmpty else { return }
+        if ContinuousClock.now + echoRecheckDelay < budgetEnd - .seconds(1) {
+            try? await Task.sleep(for: echoRecheckDelay)
+            var stillUnknown: [(Echo, Tenant, TenantCredentials)] = []
+            for entry in unknown {
+                if try await ledger.wasSent(entry.0.messageId) {
+                    summary.skipped += 1
+                } else {
+                    stillUnknown.append(entry)
+                }
+            }
+            unknown = stillUnknown
+        }
+        guard let conversations else {
+            summary.skipped += unknown.count
+            return
+        }
+        for (echo, tenant, credentials) in unknown {
+            guard let account = credentials.sendingAccount(for: echo.platform) else {
+                summary.skipped += 1
+                continue
+            }
+            let until = try await conversations.pause(
+                platform: echo.platform, account: account, customer: echo.customerId, businessId: tenant.businessId,
+                seconds: responder.handoffPauseSeconds, by: .human)
+            summary.humanReplies += 1
+            logger.info(
+                "a person answered the customer: the agent steps back",
+                metadata: [
+                    "businessId": "\(tenant.businessId)", "platform": "\(echo.platform.rawValue)", "pausedUntil": "\(ISO8601.format(epochSeconds: until))",
+                ])
+        }
+    }
+
     /// A delivery status of a message we sent: on its record and the record of the message it
     /// answered; a failure also on the sending number's identifiers item, for the connection
     /// status. A status for an account nobody connected, or a message we did not record, is
@@ -292,6 +414,7 @@ extension ReceiveHandler {
             case .message(let message): accounts.insert(message.accountId)
             case .skipped(_, let accountId, _): accounts.insert(accountId)
             case .delivery(let status): accounts.insert(status.accountId)
+            case .echo(let echo): accounts.insert(echo.accountId)
             case .invalid: continue
             }
         }

@@ -18,8 +18,10 @@ public struct SendHandler: Sendable {
         public let messagingType: MessagingType
         /// The caller states a person wrote this message (not the agent): on Messenger and
         /// Instagram it may then go with the `HUMAN_AGENT` tag up to 7 days after the
-        /// customer's last message.
+        /// customer's last message. It also pauses the agent in the conversation.
         public var humanAgent = false
+        /// A text longer than the platform allows goes as several messages (at most 5).
+        public var split = false
     }
 
     public let directory: TenantDirectory
@@ -29,12 +31,18 @@ public struct SendHandler: Sendable {
     /// The customer service window: a free-form message outside it is refused before any
     /// call (nil: not checked, Meta's refusal is reported as it comes).
     public let conversations: Conversations?
+    /// How long a person's message (`humanAgent`) or a pause without `minutes` pauses the agent.
+    public let pauseSeconds: Int64
 
-    public init(directory: TenantDirectory, sender: MessageSender, ledger: MessageLedger? = nil, conversations: Conversations? = nil) {
+    public init(
+        directory: TenantDirectory, sender: MessageSender, ledger: MessageLedger? = nil, conversations: Conversations? = nil,
+        pauseSeconds: Int64 = 3600
+    ) {
         self.directory = directory
         self.sender = sender
         self.ledger = ledger
         self.conversations = conversations
+        self.pauseSeconds = pauseSeconds
     }
 
     /// Reads and validates the input. Every problem is a `SendError` with its own type.
@@ -97,7 +105,13 @@ public struct SendHandler: Sendable {
             }
             outbound.quickReplies = parsed
         }
-        try outbound.validate(for: platform)
+        var split = false
+        switch document["split"] {
+        case nil, .null?: break
+        case .bool(let flag)?: split = flag
+        default: throw SendError.invalidInput("split must be true or false")
+        }
+        try outbound.validate(for: platform, splitting: split)
 
         var humanAgent = false
         switch document["humanAgent"] {
@@ -125,28 +139,69 @@ public struct SendHandler: Sendable {
         request.locationId = try string("locationId", in: document).flatMap { $0.isEmpty ? nil : $0 }
         request.accountId = try string("accountId", in: document).flatMap { $0.isEmpty ? nil : $0 }
         request.humanAgent = humanAgent
+        request.split = split
         return request
     }
 
-    public func send(_ request: Request, context: InvocationContext) async throws(SendError) -> SentMessage {
+    /// Sends the message (in parts when `split` asks for it and the text is too long), and
+    /// returns what Meta answered for each part, in order.
+    public func send(_ request: Request, context: InvocationContext) async throws(SendError) -> [SentMessage] {
         var logger = context.logger
         logger[metadataKey: "businessId"] = "\(request.businessId)"
         logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
         let credentials = try await connection(for: request)
         let messagingType = try await window(for: request, credentials: credentials)
-        let sent = try await sender.send(
-            request.message, platform: request.platform, recipientId: request.recipientId, credentials: credentials,
-            messagingType: messagingType, deadline: context.deadline - .milliseconds(200), logger: logger)
-        logger.info("message sent", metadata: ["messageId": "\(sent.messageId)"])
-        if let ledger {
+        var messages = [request.message]
+        if request.split, let text = request.message.text, !OutboundMessage.fitsTextLimit(text, request.platform) {
+            let parts = OutboundMessage.parts(of: text, for: request.platform)
+            messages = parts.enumerated().map { index, part in
+                // Quick replies go with the last part, where the customer answers.
+                OutboundMessage(text: part, quickReplies: index == parts.count - 1 ? request.message.quickReplies : nil)
+            }
+        }
+        var sent: [SentMessage] = []
+        for message in messages {
             do {
-                try await ledger.recordSent(sent.messageId, answering: nil, businessId: request.businessId)
+                let one = try await sender.send(
+                    message, platform: request.platform, recipientId: request.recipientId, credentials: credentials,
+                    messagingType: messagingType, deadline: context.deadline - .milliseconds(200), logger: logger)
+                sent.append(one)
             } catch {
-                // The message is out: its id is only for statuses, not worth failing the call.
-                logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
+                guard !sent.isEmpty else { throw error }
+                // Part of the text is out; what was sent is reported with the failure.
+                throw SendError.partiallySent(
+                    "\(sent.count) of \(messages.count) parts were sent (\(sent.map(\.messageId).joined(separator: ", "))); then \(error.errorType): \(error.errorMessage)",
+                    sent: sent, cause: error.graph)
+            }
+            logger.info("message sent", metadata: ["messageId": "\(sent.last?.messageId ?? "")"])
+            if let ledger, let id = sent.last?.messageId {
+                do {
+                    try await ledger.recordSent(id, answering: nil, businessId: request.businessId)
+                } catch {
+                    // The message is out: its id is only for statuses and echoes, not worth failing the call.
+                    logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        if request.humanAgent, let conversations, let account = credentials.sendingAccount(for: request.platform) {
+            // A person wrote: the agent steps back in this conversation.
+            do {
+                try await conversations.pause(
+                    platform: request.platform, account: account, customer: request.recipientId, businessId: request.businessId,
+                    seconds: pauseSeconds, by: .human)
+            } catch {
+                logger.warning("the message went, but the agent could not be paused", metadata: ["error": "\(error)"])
             }
         }
         return sent
+    }
+
+    /// `{"recipientId", "messageId", "messageIds"}`: `messageId` is the first part's.
+    public static func output(_ sent: [SentMessage]) -> JSON {
+        .dictionary([
+            "recipientId": .string(sent.first?.recipientId ?? ""), "messageId": .string(sent.first?.messageId ?? ""),
+            "messageIds": .array(sent.map { .string($0.messageId) }),
+        ])
     }
 
     /// How the message may go under the customer service window, or `OutsideWindow` before
@@ -185,28 +240,31 @@ public struct SendHandler: Sendable {
     /// The connection that sends: the named location's, the one owning the named account, or
     /// the business's only one. A business with several connections must name one.
     func connection(for request: Request) async throws(SendError) -> TenantCredentials {
+        try await connection(businessId: request.businessId, locationId: request.locationId, accountId: request.accountId)
+    }
+
+    func connection(businessId: String, locationId: String?, accountId: String?) async throws(SendError) -> TenantCredentials {
         do {
-            if let locationId = request.locationId {
-                guard let credentials = try await directory.credentials(tenant: Tenant(businessId: request.businessId, locationId: locationId)) else {
-                    throw SendError.unknownTenant("no Meta connection for business \(request.businessId) at location \(locationId)")
+            if let locationId {
+                guard let credentials = try await directory.credentials(tenant: Tenant(businessId: businessId, locationId: locationId)) else {
+                    throw SendError.unknownTenant("no Meta connection for business \(businessId) at location \(locationId)")
                 }
                 return credentials
             }
-            if let accountId = request.accountId {
-                guard let route = try await directory.route(identifier: accountId), route.tenant.businessId == request.businessId,
+            if let accountId {
+                guard let route = try await directory.route(identifier: accountId), route.tenant.businessId == businessId,
                     let credentials = try await directory.credentials(tenant: route.tenant)
                 else {
-                    throw SendError.unknownTenant("account \(accountId) is not connected to business \(request.businessId)")
+                    throw SendError.unknownTenant("account \(accountId) is not connected to business \(businessId)")
                 }
                 return credentials
             }
-            let connections = try await directory.connections(businessId: request.businessId)
+            let connections = try await directory.connections(businessId: businessId)
             guard let only = connections.first else {
-                throw SendError.unknownTenant("no Meta credentials for business \(request.businessId)")
+                throw SendError.unknownTenant("no Meta credentials for business \(businessId)")
             }
             guard connections.count == 1 else {
-                throw SendError.ambiguousConnection(
-                    "business \(request.businessId) has \(connections.count) connections: name locationId or accountId")
+                throw SendError.ambiguousConnection("business \(businessId) has \(connections.count) connections: name locationId or accountId")
             }
             return only
         } catch let error as SendError {
@@ -215,6 +273,87 @@ public struct SendHandler: Sendable {
             throw SendError.storeUnavailable("the credentials could not be read: \(error)")
         }
     }
+
+    // MARK: Pause and resume
+
+    /// `POST /conversations/pause` and `/conversations/resume` (or a direct invocation with
+    /// `"action": "pause"|"resume"`): `{businessId, locationId?, accountId?, platform,
+    /// customerId, minutes?}`.
+    public struct ControlRequest: Sendable, Equatable {
+        public enum Action: String, Sendable { case pause, resume }
+        public let action: Action
+        public let businessId: String
+        public var locationId: String?
+        public var accountId: String?
+        public let platform: Platform
+        public let customerId: String
+        /// How long to pause (1 minute to 7 days); nil: `HANDOFF_PAUSE_MINUTES`.
+        public var minutes: Int64?
+    }
+
+    public static func parseControl(_ document: JSON, action: ControlRequest.Action) throws(SendError) -> ControlRequest {
+        guard document.object != nil else { throw SendError.invalidInput("the input must be a JSON object") }
+        func string(_ key: String) throws(SendError) -> String? {
+            switch document[key] {
+            case nil, .null?: return nil
+            case .string(let value)?: return value.isEmpty ? nil : value
+            default: throw SendError.invalidInput("\(key) must be a string")
+            }
+        }
+        guard let businessId = try string("businessId"), !businessId.trimmingSpaces().isEmpty else {
+            throw SendError.missingBusinessId("businessId is required")
+        }
+        guard let name = try string("platform"), let platform = Platform(rawValue: name) else {
+            throw SendError.unknownPlatform("platform must be one of instagram, messenger, whatsapp")
+        }
+        guard let customerId = try string("customerId"), !customerId.trimmingSpaces().isEmpty, customerId.utf8.count <= 256 else {
+            throw SendError.missingRecipient("customerId is required: the customer's IGSID, PSID or WhatsApp id")
+        }
+        var request = ControlRequest(action: action, businessId: businessId, platform: platform, customerId: customerId)
+        request.locationId = try string("locationId")
+        request.accountId = try string("accountId")
+        switch document["minutes"] {
+        case nil, .null?: break
+        case let value?:
+            guard action == .pause, let minutes = value.exactInt64, (1...Conversations.maxPauseSeconds / 60).contains(minutes) else {
+                throw SendError.invalidInput("minutes must be a whole number from 1 to \(Conversations.maxPauseSeconds / 60) (7 days), for a pause")
+            }
+            request.minutes = minutes
+        }
+        return request
+    }
+
+    /// Pauses or resumes the agent in one conversation: `{"paused": true, "pausedUntil"}` or
+    /// `{"paused": false, "wasPaused"}`.
+    public func control(_ request: ControlRequest, context: InvocationContext) async throws(SendError) -> JSON {
+        guard let conversations else { throw SendError.storeUnavailable("conversations are not kept by this function") }
+        let credentials = try await connection(businessId: request.businessId, locationId: request.locationId, accountId: request.accountId)
+        guard let account = credentials.sendingAccount(for: request.platform) else {
+            throw SendError.missingAccount("business \(request.businessId) has no \(request.platform.rawValue) account connected")
+        }
+        var logger = context.logger
+        logger[metadataKey: "businessId"] = "\(request.businessId)"
+        logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
+        do {
+            switch request.action {
+            case .pause:
+                let until = try await conversations.pause(
+                    platform: request.platform, account: account, customer: request.customerId, businessId: request.businessId,
+                    seconds: request.minutes.map { $0 * 60 } ?? pauseSeconds, by: .api)
+                logger.info("the agent was paused in a conversation", metadata: ["pausedUntil": "\(ISO8601.format(epochSeconds: until))"])
+                return ["paused": true, "pausedUntil": .string(ISO8601.format(epochSeconds: until))]
+            case .resume:
+                let wasPaused = try await conversations.resume(platform: request.platform, account: account, customer: request.customerId)
+                logger.info("the agent was resumed in a conversation", metadata: ["wasPaused": "\(wasPaused)"])
+                return ["paused": false, "wasPaused": .bool(wasPaused)]
+            }
+        } catch {
+            throw SendError.storeUnavailable("the conversation could not be written: \(error.code.rawValue)")
+        }
+    }
+
+    public static let pausePath = "/conversations/pause"
+    public static let resumePath = "/conversations/resume"
 
     /// Direct invocation: the output or a function error. Through API Gateway: a proxy
     /// response (400 invalid input, 404 unknown tenant, 409 inactive credentials, 502 Graph
@@ -235,8 +374,17 @@ public struct SendHandler: Sendable {
             }
             let isGateway = document["requestContext"] != nil || document["httpMethod"] != nil || document["rawPath"] != nil
             guard isGateway else {
-                let sent = try await handler.send(try SendHandler.parse(document), context: context)
-                return JSON.dictionary(["recipientId": .string(sent.recipientId), "messageId": .string(sent.messageId)]).encoded()
+                switch document["action"] {
+                case nil, .null?:
+                    return SendHandler.output(try await handler.send(try SendHandler.parse(document), context: context)).encoded()
+                case .string(let name)?:
+                    guard let action = ControlRequest.Action(rawValue: name) else {
+                        throw SendError.invalidInput("action must be pause or resume (or absent, to send)")
+                    }
+                    return try await handler.control(try SendHandler.parseControl(document, action: action), context: context).encoded()
+                default:
+                    throw SendError.invalidInput("action must be pause or resume (or absent, to send)")
+                }
             }
             return try await HTTPFunction { request, context in
                 let body: JSON
@@ -245,8 +393,16 @@ public struct SendHandler: Sendable {
                 } catch {
                     throw SendError.invalidInput("the body is not valid JSON")
                 }
-                let sent = try await handler.send(try SendHandler.parse(body), context: context)
-                return .json(200, ["recipientId": sent.recipientId, "messageId": sent.messageId])
+                let answer: JSON
+                switch request.path {
+                case SendHandler.pausePath:
+                    answer = try await handler.control(try SendHandler.parseControl(body, action: .pause), context: context)
+                case SendHandler.resumePath:
+                    answer = try await handler.control(try SendHandler.parseControl(body, action: .resume), context: context)
+                default:
+                    answer = SendHandler.output(try await handler.send(try SendHandler.parse(body), context: context))
+                }
+                return HTTPResponse(status: 200, headers: ["Content-Type": "application/json"], body: String(decoding: answer.encoded(), as: UTF8.self))
             }.handle(event: event, context: context)
         }
     }

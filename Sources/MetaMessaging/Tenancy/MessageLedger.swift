@@ -15,6 +15,8 @@ public struct MessageLedger: Sendable {
         /// Someone is running the agent and sending the reply (under a lease).
         case answering
         case answered
+        /// Accepted while a person had the conversation: recorded, not answered (final).
+        case paused
         /// The agent or the Graph API failed for good; not retried.
         case failed
     }
@@ -138,6 +140,11 @@ public struct MessageLedger: Sendable {
         item["updatedAt"] = .s(ISO8601.format(epochSeconds: now))
         if let inboundId { item["inReplyTo"] = .s(inboundId) }
         try await store.put(table, item: item)
+    }
+
+    /// Whether we recorded sending the message with this id (the Send API's `message_id`).
+    public func wasSent(_ sentId: String) async throws(KeyValueError) -> Bool {
+        try await store.get(table, key: Self.sentKey(sentId)) != nil
     }
 
     public enum DeliveryOutcome: Sendable, Equatable {

@@ -107,14 +107,50 @@ public struct InboundMessage: Sendable, Codable, Equatable {
     /// Milliseconds since 1970.
     public let timestamp: Int64
     public let content: MessageContent
+    /// The customer's name when the webhook carries it (WhatsApp's `contacts[].profile.name`).
+    public var senderName: String? = nil
 
-    public init(platform: Platform, messageId: String, accountId: String, senderId: String, timestamp: Int64, content: MessageContent) {
+    public init(
+        platform: Platform, messageId: String, accountId: String, senderId: String, timestamp: Int64, content: MessageContent,
+        senderName: String? = nil
+    ) {
         self.platform = platform
         self.messageId = messageId
         self.accountId = accountId
         self.senderId = senderId
         self.timestamp = timestamp
         self.content = content
+        self.senderName = senderName
+    }
+
+    /// The attachments the customer sent.
+    public var attachments: [Attachment] {
+        if case .attachments(let list, _) = content { list } else { [] }
+    }
+}
+
+/// A message the business's account sent, as Meta echoes it back (Messenger
+/// `message_echoes`, Instagram `message` with `is_echo`): ours, or a person's answer from
+/// Meta's apps or another tool.
+public struct Echo: Sendable, Equatable {
+    public let platform: Platform
+    /// The Page or Instagram account id the entry came for.
+    public let accountId: String
+    /// The customer the message went to (`recipient.id`).
+    public let customerId: String
+    /// The sent message's `mid`.
+    public let messageId: String
+    /// The app that sent it (Messenger gives `app_id`; absent when a person wrote from Meta's apps).
+    public let appId: String?
+    public let timestamp: Int64
+
+    public init(platform: Platform, accountId: String, customerId: String, messageId: String, appId: String?, timestamp: Int64) {
+        self.platform = platform
+        self.accountId = accountId
+        self.customerId = customerId
+        self.messageId = messageId
+        self.appId = appId
+        self.timestamp = timestamp
     }
 }
 
@@ -156,6 +192,8 @@ public enum WebhookEvent: Sendable, Equatable {
     case message(InboundMessage)
     /// A delivery status of a message we sent (WhatsApp).
     case delivery(DeliveryStatus)
+    /// A message the business's account sent (ours or a person's).
+    case echo(Echo)
     case skipped(SkipReason, accountId: String, timestamp: Int64)
     /// An event we could not read; reported, never answered, never stops the others.
     case invalid(String)
@@ -164,6 +202,7 @@ public enum WebhookEvent: Sendable, Equatable {
         switch self {
         case .message(let message): message.timestamp
         case .delivery(let status): status.timestamp
+        case .echo(let echo): echo.timestamp
         case .skipped(_, _, let timestamp): timestamp
         case .invalid: 0
         }

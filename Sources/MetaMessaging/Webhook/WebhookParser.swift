@@ -84,7 +84,12 @@ public enum WebhookParser {
 
         guard let message = event["message"] else { return .skipped(.other, accountId: accountId, timestamp: timestamp) }
         if message["is_echo"]?.bool == true || senderId == accountId {
-            return .skipped(.echo, accountId: accountId, timestamp: timestamp)
+            // The business's account wrote to the customer (`recipient`).
+            guard let customer = event["recipient"]?["id"]?.id, customer != accountId, let mid = message["mid"]?.id else {
+                return .skipped(.echo, accountId: accountId, timestamp: timestamp)
+            }
+            return .echo(
+                Echo(platform: platform, accountId: accountId, customerId: customer, messageId: mid, appId: message["app_id"]?.id, timestamp: timestamp))
         }
         if message["is_deleted"]?.bool == true { return .skipped(.deleted, accountId: accountId, timestamp: timestamp) }
         if message["is_unsupported"]?.bool == true { return .skipped(.unsupported, accountId: accountId, timestamp: timestamp) }
@@ -147,8 +152,19 @@ public enum WebhookParser {
                         errorCode: error?["code"]?.int64.flatMap { Int(exactly: $0) },
                         errorTitle: (error?["title"]?.string ?? error?["message"]?.string).map { String($0.prefix(300)) })))
         }
+        // `contacts[]`: the senders' profile names, by WhatsApp id.
+        var names: [String: String] = [:]
+        for contact in value["contacts"]?.array ?? [] {
+            guard let waId = contact["wa_id"]?.id, let name = contact["profile"]?["name"]?.string?.trimmingSpaces(), !name.isEmpty else { continue }
+            names[waId] = String(name.prefix(200))
+        }
         for message in value["messages"]?.array ?? [] {
-            events.append(whatsAppMessage(message, phoneNumberId: phoneNumberId))
+            var event = whatsAppMessage(message, phoneNumberId: phoneNumberId)
+            if case .message(var inbound) = event, let name = names[inbound.senderId] {
+                inbound.senderName = name
+                event = .message(inbound)
+            }
+            events.append(event)
         }
         return events
     }
