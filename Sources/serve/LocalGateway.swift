@@ -21,6 +21,7 @@ struct LocalGateway: Sendable {
     /// Every route that acts for a tenant; a new admin route belongs here.
     static let protectedRoutes: Set<String> = [
         "POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections", "GET /external/meta/connections",
+        "POST /conversations/pause", "POST /conversations/resume",
     ]
 
     enum Route: Sendable {
@@ -52,6 +53,8 @@ struct LocalGateway: Sendable {
             // Open too: only a connect link's signed token shows anything.
             "GET /connect": route { try services.get().connectFunction() },
             "POST /messages": route { try services.get().sendHandler().function },
+            "POST /conversations/pause": route { try services.get().sendHandler().function },
+            "POST /conversations/resume": route { try services.get().sendHandler().function },
             "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
             "GET /external/meta/connections": route { try services.get().connectionsHandler().function },
             "POST /external/meta/deauthorize": route { try services.get().connectionsHandler().function },

@@ -171,7 +171,7 @@ let targets: [Target] = [
         name: "webhook", function: "receive", kind: .webhook,
         seeds: [
             "instagram-text.json", "instagram-attachment.json", "messenger-text.json", "whatsapp-text.json", "whatsapp-status.json",
-            "whatsapp-status-failed.json",
+            "whatsapp-status-failed.json", "instagram-echo.json",
         ].compactMap(webhookBody)),
     Target(name: "api-gateway", function: "verify", kind: .event, seeds: ["verify.json", "verify-http-api.json"].compactMap(event)),
     Target(name: "auth-url", function: "auth-url", kind: .event, seeds: ["auth-url.json"].compactMap(event)),
@@ -184,7 +184,8 @@ let targets: [Target] = [
             .compactMap(event)),
     Target(
         name: "send", function: "send", kind: .event,
-        seeds: ["send-instagram.json", "send-whatsapp.json", "send-api-gateway.json"].compactMap(event)),
+        seeds: ["send-instagram.json", "send-whatsapp.json", "send-api-gateway.json", "conversations-pause.json", "conversations-resume.json"]
+            .compactMap(event)),
     Target(name: "sqs", function: "process", kind: .event, seeds: ["process-sqs.json"].compactMap(event)),
     Target(
         name: "graph-answers", function: "send", kind: .graphAnswer,
@@ -198,6 +199,7 @@ let targets: [Target] = [
         name: "agent-answers", function: "receive", kind: .agentAnswer,
         seeds: [
             #"{"reply":"Sure, a table for two at 8?"}"#, #"{"reply":null}"#, #"{"message":"throttled"}"#,
+            #"{"reply":"A colleague will answer.","handoff":true}"#, #"{"handoff":true}"#,
         ].compactMap { try? JSONReader.read(Array($0.utf8)) }, environment: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL]),
     Target(
         name: "bedrock-answers", function: "receive", kind: .bedrockAnswer,
