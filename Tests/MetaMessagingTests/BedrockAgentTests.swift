@@ -126,6 +126,37 @@ import Testing
             credentials: credentials, transport: AsyncHTTPTransport(), backoff: .init(maxAttempts: 3, base: .milliseconds(10)))
     }
 
+    @Test func theHandoffMarkerHandsOverAndNeverReachesTheCustomer() async throws {
+        let (server, recorder) = try await Self.standIn { request, _ in
+            let text = request.jsonBody?["inputText"] as? String ?? ""
+            return Self.stream(text.contains("om") ? [EventStreamTests.chunk("Vă preia un coleg. [[handoff]]")] : [EventStreamTests.chunk("[[handoff]]")])
+        }
+        // A turn of two messages, one with a photo, from a customer whose name we know.
+        let turn = [
+            InboundMessage(platform: .whatsapp, messageId: "wamid.A", accountId: "106540352242922", senderId: "16505551234", timestamp: 1, content: .text("vreau un om")),
+            InboundMessage(
+                platform: .whatsapp, messageId: "wamid.B", accountId: "106540352242922", senderId: "16505551234", timestamp: 2,
+                content: .attachments([Attachment(type: "image", mediaId: "1479537139650973")], caption: nil)),
+        ]
+        let request = AgentRequest(tenant: Tenant(businessId: "B0100001", locationId: "L0100001"), turn: turn, customerName: "Ana Pop")
+        let reply = try await Self.agent(server).reply(to: request, timeout: .seconds(5))
+        #expect(reply == AgentReply(text: "Vă preia un coleg.", handoff: true))
+        let attributes = try #require(
+            ((await recorder.all.first?.jsonBody)?["sessionState"] as? [String: Any])?["sessionAttributes"] as? [String: String])
+        #expect(attributes["customerName"] == "Ana Pop")
+        #expect(attributes["messageIds"] == "wamid.A,wamid.B")
+        #expect(attributes["conversationId"] == "B0100001:L0100001:whatsapp:16505551234")
+        let attachments = try #require(attributes["attachments"]).data(using: .utf8).flatMap { try? JSONSerialization.jsonObject(with: $0) }
+        #expect((attachments as? [[String: String]]) == [["type": "image", "mediaId": "1479537139650973"]])
+
+        // The marker alone: a handoff with nothing to send.
+        let silent = AgentRequest(
+            tenant: Tenant(businessId: "B0100001", locationId: "L0100001"),
+            message: InboundMessage(platform: .instagram, messageId: "m_2", accountId: "1", senderId: "2", timestamp: 1, content: .text("salut")))
+        #expect(try await Self.agent(server).reply(to: silent, timeout: .seconds(5)) == AgentReply(text: nil, handoff: true))
+        await server.shutdown()
+    }
+
     @Test func theReplyIsTheChunksOfAnEventStream() async throws {
         let (server, recorder) = try await Self.standIn { _, _ in
             Self.stream([

@@ -54,6 +54,10 @@ public final class GraphStandIn: Sendable {
         }
     }
 
+    /// Every answer leaves this long after its request came (the round trip to Meta, in the
+    /// benchmarks).
+    public func setLatency(_ latency: Duration) async { await state.setLatency(latency) }
+
     /// Lets `token` act for these accounts (Page ids, phone number ids).
     public func allow(token: String, accounts: [String]) async { await state.allow(token: token, accounts: accounts) }
 
@@ -146,6 +150,8 @@ actor GraphState {
     let appId = "100000000000001"
 
     func setProfile(_ customer: String, _ fields: [String: String]) { profiles[customer] = fields }
+    var latency: Duration = .zero
+    func setLatency(_ value: Duration) { latency = value }
 
     func describe(token: String, _ info: TokenInfo) { tokenInfo[token] = info }
     func subscribe(page: String, fields: [String]) { subscriptions[page] = fields }
@@ -169,6 +175,13 @@ actor GraphState {
 
     /// The answer to `request`, and the instant before which it must not be sent, if any.
     func handle(_ request: LoopbackServer.Request, appSecret: String, version: String) -> (LoopbackServer.Response, ContinuousClock.Instant?) {
+        let (response, answerAt) = answerOrScript(request, appSecret: appSecret, version: version)
+        guard latency > .zero else { return (response, answerAt) }
+        let earliest = ContinuousClock.now + latency
+        return (response, max(answerAt ?? earliest, earliest))
+    }
+
+    private func answerOrScript(_ request: LoopbackServer.Request, appSecret: String, version: String) -> (LoopbackServer.Response, ContinuousClock.Instant?) {
         let authorization = request.header("Authorization")
         let token = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? request.query["access_token"]
         let call = GraphStandIn.Sent(method: request.method, path: request.path, query: request.query, token: token, rawBody: request.body)

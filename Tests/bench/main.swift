@@ -375,4 +375,74 @@ do {
     await api.shutdown()
 }
 
+// MARK: what "seen" and "typing" add to a reply (issue 16)
+do {
+    print("\n## conversation signals: seen and typing")
+    // Meta is reached over the internet: every Graph answer here leaves 80 ms after its
+    // request (an assumed round trip from an AWS region to graph.facebook.com).
+    let graph = try await GraphStandIn()
+    await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
+    await graph.setLatency(.milliseconds(80))
+    // An AI agent that takes 600 ms, and the echo agent that takes none.
+    let agent = try await LoopbackServer { _ in
+        try? await Task.sleep(for: .milliseconds(600))
+        return .json(200, #"{"reply":"Sure, a table for two at 8?"}"#)
+    }
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    func run(senderActions: Bool, agentURL: String?, label: String) async throws -> [Double] {
+        let directory = NSTemporaryDirectory() + "bench-signals-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
+            try FileManager.default.copyItem(atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(directory)/\(name)")
+        }
+        let api = try await RuntimeAPIStandIn()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
+        var environment = [
+            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_APP_SECRET": "local-app-secret", "KV_BACKEND": "file",
+            "KV_FILE_DIR": directory, "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
+            "SENDER_ACTIONS": senderActions ? "on" : "off",
+        ]
+        if let agentURL {
+            environment["AGENT_BACKEND"] = "http"
+            environment["AGENT_HTTP_URL"] = agentURL
+        }
+        process.environment = environment
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        func event(_ index: Int) -> [UInt8] {
+            // A new customer every time: each reply also pays the first profile lookup, as the
+            // first message of a conversation does.
+            let body =
+                #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"c\#(index)"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_sig_\#(index)_\#(UUID().uuidString)","text":"hello"}}]}]}"#
+            let object: [String: Any] = [
+                "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
+                "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
+            ]
+            return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+        }
+        for index in 0..<5 { _ = await api.outcome(of: await api.enqueue(event(index)), timeout: .seconds(10)) }
+        var latencies: [Double] = []
+        for index in 0..<80 {
+            let begin = DispatchTime.now()
+            _ = await api.outcome(of: await api.enqueue(event(100 + index)), timeout: .seconds(10))
+            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
+        }
+        process.terminate()
+        process.waitUntilExit()
+        await api.shutdown()
+        line(label, "median \(fmt(median(latencies))) ms, p99 \(fmt(percentile(latencies, 0.99))) ms")
+        return latencies
+    }
+    for (name, url) in [("echo agent (0 ms)", nil), ("HTTP agent (600 ms)", agent.baseURL)] as [(String, String?)] {
+        let off = try await run(senderActions: false, agentURL: url, label: "reply, \(name), Graph 80 ms, SENDER_ACTIONS=off")
+        let on = try await run(senderActions: true, agentURL: url, label: "reply, \(name), Graph 80 ms, SENDER_ACTIONS=on")
+        line(
+            "  extra latency of seen + typing, \(name)",
+            "median \(fmt(median(on) - median(off))) ms, p99 \(fmt(percentile(on, 0.99) - percentile(off, 0.99))) ms")
+    }
+    await agent.shutdown()
+    await graph.shutdown()
+}
+
 struct SpawnError: Error { let path: String }
