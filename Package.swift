@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "oauth-callback", targets: ["oauth-callback"]),
         .executable(name: "process", targets: ["process"]),
         .executable(name: "connections", targets: ["connections"]),
+        .executable(name: "refresh", targets: ["refresh"]),
         .executable(name: "serve", targets: ["serve"]),
     ],
     dependencies: [
@@ -69,6 +70,7 @@ let package = Package(
         .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         .executableTarget(name: "connections", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
+        .executableTarget(name: "refresh", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
         // The local gateway: every function behind one HTTP server on a developer's machine.
         .target(
             name: "LocalHTTPServer",

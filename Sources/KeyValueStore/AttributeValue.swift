@@ -194,6 +194,22 @@ public protocol KeyValueStore: Sendable {
     func delete(_ table: TableSchema, key: Item) async throws(KeyValueError)
     /// Every item with this partition key value, in sort key order.
     func query(_ table: TableSchema, partitionKey value: AttributeValue) async throws(KeyValueError) -> [Item]
+    /// One page of the whole table: up to `limit` items after the item whose key is `after`
+    /// (nil: from the start), and the key to go on from (nil: nothing is left). For jobs that
+    /// walk a table a page at a time; the order is the store's own.
+    func scan(_ table: TableSchema, after: Item?, limit: Int) async throws(KeyValueError) -> ScanPage
+}
+
+/// A page of a scan.
+public struct ScanPage: Sendable, Equatable {
+    public let items: [Item]
+    /// The key to pass as `after` for the next page; nil when the scan is done.
+    public let next: Item?
+
+    public init(items: [Item], next: Item?) {
+        self.items = items
+        self.next = next
+    }
 }
 
 extension KeyValueStore {

@@ -86,6 +86,12 @@ public struct DynamoDBStore: KeyValueStore {
         return items
     }
 
+    public func scan(_ table: TableSchema, after: Item?, limit: Int) async throws(KeyValueError) -> ScanPage {
+        let output: QueryOutput = try await call(
+            "Scan", ScanInput(TableName: table.name, Limit: max(1, min(limit, 1000)), ExclusiveStartKey: after, ConsistentRead: true))
+        return ScanPage(items: output.Items ?? [], next: output.LastEvaluatedKey)
+    }
+
     // MARK: Table administration (local set-up and tests)
 
     /// Creates a table with on-demand billing, and its TTL when the schema has one.
@@ -229,6 +235,12 @@ private struct QueryInput: Encodable {
     let ConsistentRead: Bool
 }
 private struct QueryOutput: Decodable { let Items: [Item]?; let LastEvaluatedKey: Item? }
+private struct ScanInput: Encodable {
+    let TableName: String
+    let Limit: Int
+    let ExclusiveStartKey: Item?
+    let ConsistentRead: Bool
+}
 private struct AttributeDefinition: Encodable { let AttributeName: String; let AttributeType: String }
 private struct KeySchemaElement: Encodable { let AttributeName: String; let KeyType: String }
 private struct CreateTableInput: Encodable {

@@ -117,6 +117,25 @@ public struct FileStore: KeyValueStore {
         }
     }
 
+    /// Items in key order (partition key, then sort key), so a page's last key says where the
+    /// next starts.
+    public func scan(_ table: TableSchema, after: Item?, limit: Int) async throws(KeyValueError) -> ScanPage {
+        try await offload { () throws(KeyValueError) in
+            try withTable(table, exclusive: false) { items in
+                func precedes(_ a: Item, _ b: Item) -> Bool {
+                    if a[table.partitionKey] != b[table.partitionKey] { return Self.sortsBefore(a[table.partitionKey], b[table.partitionKey]) }
+                    guard let sortKey = table.sortKey else { return false }
+                    return Self.sortsBefore(a[sortKey], b[sortKey])
+                }
+                var ordered = items.live.sorted(by: precedes)
+                if let after { ordered = ordered.filter { precedes(after, $0) } }
+                let page = Array(ordered.prefix(max(1, limit)))
+                let next = ordered.count > page.count ? page.last.flatMap { table.key(of: $0) } : nil
+                return ScanPage(items: page, next: next)
+            }
+        }
+    }
+
     private static func sortsBefore(_ a: AttributeValue?, _ b: AttributeValue?) -> Bool {
         switch (a, b) {
         case (.s(let x)?, .s(let y)?): return Array(x.utf8).lexicographicallyPrecedes(Array(y.utf8))

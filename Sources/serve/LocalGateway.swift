@@ -21,7 +21,7 @@ struct LocalGateway: Sendable {
     /// Every route that acts for a tenant; a new admin route belongs here.
     static let protectedRoutes: Set<String> = [
         "POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections", "GET /external/meta/connections",
-        "POST /conversations/pause", "POST /conversations/resume",
+        "POST /conversations/pause", "POST /conversations/resume", "GET /external/instagram/auth-url",
     ]
 
     enum Route: Sendable {
@@ -48,6 +48,8 @@ struct LocalGateway: Sendable {
             "POST /webhooks/meta": route { try services.get().receiveHandler().function },
             "GET /external/meta/auth-url": route { try AuthURLHandler(config: OAuthConfig(environment: environment)).function },
             "GET /external/meta/callback": route { try services.get().connectFunction() },
+            "GET /external/instagram/auth-url": route { try AuthURLHandler(environment: environment).function },
+            "GET /external/instagram/callback": route { try services.get().connectFunction() },
             // Open like the callback: the page posting it holds a signed, single-use state.
             "POST /external/meta/whatsapp/signup": route { try services.get().connectFunction() },
             // Open too: only a connect link's signed token shows anything.

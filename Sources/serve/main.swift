@@ -60,11 +60,41 @@ if keyWasMade {
 }
 logger.info("listening on http://\(host):\(server.port)", metadata: ["routes": "\(gateway.routeSummary)"])
 
+// `refresh` on a timer, as the daily schedule runs it in AWS: Instagram-Login tokens renewed
+// before they expire (REFRESH_INTERVAL_SECONDS, a day by default; 0 turns it off).
+let refreshInterval: Int64
+do {
+    refreshInterval = try environment.integer("REFRESH_INTERVAL_SECONDS", in: 0...(30 * 24 * 3600), default: 24 * 3600)
+} catch {
+    Output.fail(error.description)
+}
+let refresher: Task<Void, Never>? =
+    refreshInterval == 0
+    ? nil
+    : Task {
+        let refresh: RefreshHandler
+        do {
+            refresh = try Services(environment: environment, transport: AsyncHTTPTransport()).refreshHandler()
+        } catch {
+            logger.warning("token refresh is off: \(error)")
+            return
+        }
+        while !Task.isCancelled {
+            do {
+                _ = try await refresh.run(deadline: .now + .seconds(300), logger: logger)
+            } catch {
+                logger.error("token refresh failed: tried again next time", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(refreshInterval))
+        }
+    }
+
 // Graceful shutdown: stop accepting, let requests in flight finish, exit 0.
 for await number in ShutdownSignals.stream() {
     logger.info("shutting down", metadata: ["signal": "\(number)"])
     break
 }
+refresher?.cancel()
 await server.shutdown()
 logger.info("stopped")
 exit(0)

@@ -133,7 +133,8 @@ import Testing
         }
         // A turn of two messages, one with a photo, from a customer whose name we know.
         let turn = [
-            InboundMessage(platform: .whatsapp, messageId: "wamid.A", accountId: "106540352242922", senderId: "16505551234", timestamp: 1, content: .text("vreau un om")),
+            InboundMessage(
+                platform: .whatsapp, messageId: "wamid.A", accountId: "106540352242922", senderId: "16505551234", timestamp: 1, content: .text("vreau un om")),
             InboundMessage(
                 platform: .whatsapp, messageId: "wamid.B", accountId: "106540352242922", senderId: "16505551234", timestamp: 2,
                 content: .attachments([Attachment(type: "image", mediaId: "1479537139650973")], caption: nil)),

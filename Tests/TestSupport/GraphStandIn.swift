@@ -150,6 +150,18 @@ actor GraphState {
     let appId = "100000000000001"
 
     func setProfile(_ customer: String, _ fields: [String: String]) { profiles[customer] = fields }
+    /// Instagram-Login tokens and the professional account each speaks for.
+    var instagramTokens: [String: String] = [:]
+    var refreshCount = 0
+    func allowInstagram(token: String, account: String) {
+        instagramTokens[token] = account
+        tokens[token, default: []].insert(account)
+    }
+    /// Routes answered before the version check (Instagram Login's unversioned endpoints).
+    var preRoutes: [@Sendable (LoopbackServer.Request, String?, isolated GraphState) -> LoopbackServer.Response?] = []
+    func addPreRoute(_ route: @escaping @Sendable (LoopbackServer.Request, String?, isolated GraphState) -> LoopbackServer.Response?) {
+        preRoutes.append(route)
+    }
     var latency: Duration = .zero
     func setLatency(_ value: Duration) { latency = value }
 
@@ -224,11 +236,14 @@ actor GraphState {
     }
 
     private func answer(_ request: LoopbackServer.Request, token: String?, appSecret: String, version: String) -> LoopbackServer.Response {
+        for route in preRoutes {
+            if let response = route(request, token, self) { return response }
+        }
         let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
         guard request.path.hasPrefix("/\(version)/") else {
             return GraphStandIn.error(code: 2635, message: "Unsupported API version", type: "OAuthException")
         }
-        if let token {
+        if let token, instagramTokens[token] == nil {
             let expected = HMAC<SHA256>.authenticationCode(for: Data(token.utf8), using: SymmetricKey(data: Data(appSecret.utf8)))
                 .map { String(format: "%02x", $0) }.joined()
             guard request.query["appsecret_proof"] == expected else {

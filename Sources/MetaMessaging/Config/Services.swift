@@ -101,14 +101,37 @@ public struct Services: Sendable {
     public func connectFunction() throws(ConfigurationError) -> HTTPFunction {
         let callback = try oauthCallbackHandler()
         let signup = try whatsAppSignupHandler()
-        let page = ConnectPageHandler(config: callback.config, directory: callback.directory)
+        let instagram = try instagramLogin()
+        let page = ConnectPageHandler(config: callback.config, directory: callback.directory, instagram: instagram)
+        let instagramCallback = instagram.map {
+            InstagramLoginHandler(login: $0, transport: transport, directory: callback.directory, ledger: callback.ledger)
+        }
         return HTTPFunction { request, context in
             switch request.path {
             case WhatsAppSignupHandler.path: return try await signup.handle(request, logger: context.logger)
             case ConnectPageHandler.path: return await page.handle(request, logger: context.logger)
+            case InstagramLoginHandler.callbackPath:
+                guard let instagramCallback else {
+                    throw RequestRefused(503, code: "instagram_login_not_configured", "Instagram Login is not configured: INSTAGRAM_APP_ID is required")
+                }
+                return await instagramCallback.handle(request, logger: context.logger)
             default: return await callback.handle(request, logger: context.logger)
             }
         }
+    }
+
+    /// Business Login for Instagram, when `INSTAGRAM_APP_ID` is set (then its other variables
+    /// are required).
+    public func instagramLogin() throws(ConfigurationError) -> InstagramLogin? {
+        InstagramLogin.isConfigured(environment) ? try InstagramLogin(environment: environment) : nil
+    }
+
+    /// The Graph API of Instagram-Login connections (`graph.instagram.com`,
+    /// `INSTAGRAM_GRAPH_BASE_URL`): their own tokens, no `appsecret_proof`, so nothing else to set.
+    func instagramGraph() throws(ConfigurationError) -> GraphClient? {
+        GraphClient(
+            transport: transport, baseURL: environment.value("INSTAGRAM_GRAPH_BASE_URL", default: "https://graph.instagram.com"),
+            version: environment.value("META_GRAPH_API_VERSION", default: "v25.0"), appSecret: "", sendsAppSecretProof: false)
     }
 
     /// Disconnect, Meta's deauthorize and data-deletion callbacks, the deletion status page.
@@ -133,20 +156,21 @@ public struct Services: Sendable {
         -> MessageResponder
     {
         let graph = try graph()
+        let instagram = try instagramGraph()
         let showsReading = try environment.choice("SENDER_ACTIONS", of: ["on", "off"], default: "on") == "on"
         return MessageResponder(
-            agent: try agent(), sender: MessageSender(graph: graph, directory: directory),
+            agent: try agent(), sender: MessageSender(graph: graph, instagramGraph: instagram, directory: directory),
             ledger: MessageLedger(store: store, table: tables.processedMessages), agentTimeout: try agentTimeout(default: fallback),
             conversations: Conversations(store: store, table: tables.conversations),
-            presence: showsReading ? Presence(graph: graph) : nil, profiles: CustomerProfiles(graph: graph),
-            handoffPauseSeconds: try handoffPauseSeconds())
+            presence: showsReading ? Presence(graph: graph, instagramGraph: instagram) : nil,
+            profiles: CustomerProfiles(graph: graph, instagramGraph: instagram), handoffPauseSeconds: try handoffPauseSeconds())
     }
 
     public func sendHandler() throws(ConfigurationError) -> SendHandler {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)
         return SendHandler(
-            directory: directory, sender: MessageSender(graph: try graph(), directory: directory),
+            directory: directory, sender: MessageSender(graph: try graph(), instagramGraph: try instagramGraph(), directory: directory),
             ledger: MessageLedger(store: store, table: tables.processedMessages),
             conversations: Conversations(store: store, table: tables.conversations), pauseSeconds: try handoffPauseSeconds())
     }
@@ -162,7 +186,9 @@ public struct Services: Sendable {
         default: dispatch = .inline
         }
         return ReceiveHandler(
-            signature: WebhookSignature(appSecret: try appSecret()), directory: directory, ledger: ledger,
+            // Instagram-Login webhooks are signed with the Instagram app's secret.
+            signature: WebhookSignature(appSecret: try appSecret(), otherSecrets: [environment["INSTAGRAM_APP_SECRET"]].compactMap { $0 }),
+            directory: directory, ledger: ledger,
             responder: responder, dispatch: dispatch, conversations: Conversations(store: store, table: tables.conversations),
             appId: environment["META_APP_ID"])
     }
@@ -178,6 +204,20 @@ public struct Services: Sendable {
             throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for RECEIVE_DISPATCH=sqs")
         }
         return SQSQueue(transport: transport, queueURL: url, region: region, endpoint: environment["SQS_ENDPOINT"], credentials: credentials)
+    }
+
+    /// `refresh`: Instagram-Login tokens renewed before they expire. Needs only the tables and
+    /// `INSTAGRAM_GRAPH_BASE_URL` (a refresh carries the token alone).
+    public func refreshHandler() throws(ConfigurationError) -> RefreshHandler {
+        let store = try store()
+        let login = InstagramLogin(
+            appId: environment["INSTAGRAM_APP_ID"] ?? "", appSecret: environment["INSTAGRAM_APP_SECRET"] ?? "",
+            redirectURI: environment["INSTAGRAM_REDIRECT_URI"] ?? "", stateSecret: "",
+            graphBaseURL: environment.value("INSTAGRAM_GRAPH_BASE_URL", default: "https://graph.instagram.com"),
+            graphVersion: environment.value("META_GRAPH_API_VERSION", default: "v25.0"))
+        return RefreshHandler(
+            directory: TenantDirectory(store: store, tables: tables), ledger: MessageLedger(store: store, table: tables.processedMessages),
+            login: login, transport: transport)
     }
 
     public func processHandler() throws(ConfigurationError) -> ProcessHandler {

@@ -9,17 +9,22 @@ import Logging
 /// logged, never thrown.
 public struct Presence: Sendable {
     public let graph: GraphClient
+    /// `graph.instagram.com`, for Instagram-Login connections.
+    public let instagramGraph: GraphClient?
     public let budget: Duration
 
-    public init(graph: GraphClient, budget: Duration = .milliseconds(400)) {
+    public init(graph: GraphClient, instagramGraph: GraphClient? = nil, budget: Duration = .milliseconds(400)) {
         self.graph = graph
+        self.instagramGraph = instagramGraph
         self.budget = budget
     }
 
     /// Marks `message` seen and shows typing to its sender. True when Meta took every call.
     @discardableResult
     public func showReading(_ message: InboundMessage, credentials: TenantCredentials, logger: Logger) async -> Bool {
-        guard let account = credentials.sendingAccount(for: message.platform), let token = credentials.token(for: message.platform) else {
+        guard let account = credentials.sendingAccount(for: message.platform), let token = credentials.token(for: message.platform),
+            let graph = GraphClient.speaking(for: credentials, on: message.platform, facebook: graph, instagram: instagramGraph)
+        else {
             return false
         }
         let end = ContinuousClock.now + budget
@@ -54,7 +59,8 @@ public struct Presence: Sendable {
     /// goes by itself).
     public func stopTyping(_ message: InboundMessage, credentials: TenantCredentials, logger: Logger) async {
         guard message.platform != .whatsapp, let account = credentials.sendingAccount(for: message.platform),
-            let token = credentials.token(for: message.platform)
+            let token = credentials.token(for: message.platform),
+            let graph = GraphClient.speaking(for: credentials, on: message.platform, facebook: graph, instagram: instagramGraph)
         else { return }
         let body: JSON = ["recipient": ["id": .string(message.senderId)], "sender_action": "typing_off"]
         do {
@@ -71,10 +77,13 @@ public struct Presence: Sendable {
 /// Meta answers only once the customer has written). WhatsApp's name comes with the webhook.
 public struct CustomerProfiles: Sendable {
     public let graph: GraphClient
+    /// `graph.instagram.com`, for Instagram-Login connections.
+    public let instagramGraph: GraphClient?
     public let timeout: Duration
 
-    public init(graph: GraphClient, timeout: Duration = .milliseconds(300)) {
+    public init(graph: GraphClient, instagramGraph: GraphClient? = nil, timeout: Duration = .milliseconds(300)) {
         self.graph = graph
+        self.instagramGraph = instagramGraph
         self.timeout = timeout
     }
 
@@ -86,7 +95,9 @@ public struct CustomerProfiles: Sendable {
     }
 
     public func name(of customer: String, platform: Platform, credentials: TenantCredentials, logger: Logger) async -> Lookup {
-        guard platform != .whatsapp, let token = credentials.token(for: platform) else { return .unknown }
+        guard platform != .whatsapp, let token = credentials.token(for: platform),
+            let graph = GraphClient.speaking(for: credentials, on: platform, facebook: graph, instagram: instagramGraph)
+        else { return .unknown }
         let fields = platform == .messenger ? "first_name,last_name" : "name,username"
         let profile: JSON
         do {

@@ -81,12 +81,19 @@ public struct GraphClient: Sendable {
     public let version: String
     private let appSecret: String
     private let transport: any HTTPTransport
+    /// Whether calls carry `appsecret_proof` (Facebook's Graph API; the Instagram API with
+    /// Instagram Login on `graph.instagram.com` documents none).
+    public let sendsAppSecretProof: Bool
 
-    public init(transport: any HTTPTransport, baseURL: String = "https://graph.facebook.com", version: String = "v25.0", appSecret: String) {
+    public init(
+        transport: any HTTPTransport, baseURL: String = "https://graph.facebook.com", version: String = "v25.0", appSecret: String,
+        sendsAppSecretProof: Bool = true
+    ) {
         self.transport = transport
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.version = version
         self.appSecret = appSecret
+        self.sendsAppSecretProof = sendsAppSecretProof
     }
 
     /// The scheme and host (and port) of `baseURL`.
@@ -113,7 +120,7 @@ public struct GraphClient: Sendable {
         var query = query
         var headers: [(String, String)] = [("Accept", "application/json")]
         if let token {
-            query.append(("appsecret_proof", proof(for: token)))
+            if sendsAppSecretProof { query.append(("appsecret_proof", proof(for: token))) }
             headers.append(("Authorization", "Bearer \(token)"))
         }
         var url: String
@@ -165,5 +172,14 @@ public struct GraphClient: Sendable {
             return !names.contains(name) && name != "access_token"
         }
         return kept.isEmpty ? String(base) : "\(base)?\(kept.joined(separator: "&"))"
+    }
+}
+
+extension GraphClient {
+    /// The Graph API a connection speaks on `platform`: `graph.instagram.com` (`instagram`) for
+    /// Instagram messages of an Instagram-Login connection, Facebook's (`facebook`) for the
+    /// rest; nil when that connection needs Instagram Login and it is not configured here.
+    static func speaking(for credentials: TenantCredentials, on platform: Platform, facebook: GraphClient, instagram: GraphClient?) -> GraphClient? {
+        credentials.usesInstagramLogin && platform == .instagram ? instagram : facebook
     }
 }

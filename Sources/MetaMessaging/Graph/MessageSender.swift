@@ -17,16 +17,19 @@ public struct SentMessage: Sendable, Codable, Equatable {
 /// needing reconnection.
 public struct MessageSender: Sendable {
     public let graph: GraphClient
+    /// `graph.instagram.com`, for Instagram-Login connections (nil: not configured here).
+    public let instagramGraph: GraphClient?
     public let directory: TenantDirectory
     public let backoff: Backoff
     public let requestTimeout: Duration
 
     public init(
-        graph: GraphClient, directory: TenantDirectory,
+        graph: GraphClient, instagramGraph: GraphClient? = nil, directory: TenantDirectory,
         backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)),
         requestTimeout: Duration = .seconds(10)
     ) {
         self.graph = graph
+        self.instagramGraph = instagramGraph
         self.directory = directory
         self.backoff = backoff
         self.requestTimeout = requestTimeout
@@ -49,6 +52,10 @@ public struct MessageSender: Sendable {
                 platform == .whatsapp
                     ? "business \(credentials.businessId) has no WhatsApp token for its number: connect WhatsApp (the Page token never sends on WhatsApp)"
                     : "business \(credentials.businessId) has no Page token: connect its Facebook Page")
+        }
+        guard let graph = GraphClient.speaking(for: credentials, on: platform, facebook: graph, instagram: instagramGraph) else {
+            throw SendError.missingAccount(
+                "business \(credentials.businessId) connected Instagram through Instagram Login, which is not configured here (INSTAGRAM_APP_ID)")
         }
         let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType).encoded()
         var attempt = 0

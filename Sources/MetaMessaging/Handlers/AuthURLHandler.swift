@@ -7,10 +7,32 @@ import Logging
 public struct AuthURLHandler: Sendable {
     public let config: OAuthConfig
     public let clock: WallClock
+    /// Business Login for Instagram (`GET /external/instagram/auth-url`), or why it is not
+    /// configured.
+    public let instagram: Result<InstagramLogin, ConfigurationError>
 
-    public init(config: OAuthConfig, clock: WallClock = .system) {
+    public init(
+        config: OAuthConfig,
+        instagram: Result<InstagramLogin, ConfigurationError> = .failure(
+            ConfigurationError(variable: "INSTAGRAM_APP_ID", problem: "is required for Instagram Login")),
+        clock: WallClock = .system
+    ) {
         self.config = config
+        self.instagram = instagram
         self.clock = clock
+    }
+
+    /// Both flows from the environment: Facebook Login's settings are required, Instagram
+    /// Login's are read when `INSTAGRAM_APP_ID` is set (its route answers 503 otherwise).
+    public init(environment: Environment) throws(ConfigurationError) {
+        let instagram: Result<InstagramLogin, ConfigurationError>
+        if InstagramLogin.isConfigured(environment) {
+            instagram = Result { () throws(ConfigurationError) in try InstagramLogin(environment: environment) }
+            if case .failure(let error) = instagram { throw error }
+        } else {
+            instagram = .failure(ConfigurationError(variable: "INSTAGRAM_APP_ID", problem: "is required for Instagram Login"))
+        }
+        self.init(config: try OAuthConfig(environment: environment), instagram: instagram)
     }
 
     struct Answer: Encodable {
@@ -49,6 +71,14 @@ public struct AuthURLHandler: Sendable {
     }
 
     public var function: HTTPFunction {
-        HTTPFunction { request, context in try self.handle(request, logger: context.logger) }
+        HTTPFunction { request, context in
+            guard request.path == InstagramLoginHandler.authURLPath else { return try self.handle(request, logger: context.logger) }
+            switch instagram {
+            case .success(let login):
+                return try InstagramLoginHandler.authURL(request, login: login, now: clock.epochSeconds(), logger: context.logger)
+            case .failure(let problem):
+                throw RequestRefused(503, code: "instagram_login_not_configured", "Instagram Login is not configured: \(problem)")
+            }
+        }
     }
 }

@@ -14,12 +14,16 @@ public struct ConnectPageHandler: Sendable {
     public let config: OAuthConfig
     public let directory: TenantDirectory
     public let clock: WallClock
+    /// Business Login for Instagram, when configured: a third button, for an Instagram
+    /// professional account without a Facebook Page.
+    public let instagram: InstagramLogin?
 
     public static let path = "/connect"
 
-    public init(config: OAuthConfig, directory: TenantDirectory, clock: WallClock = .system) {
+    public init(config: OAuthConfig, directory: TenantDirectory, instagram: InstagramLogin? = nil, clock: WallClock = .system) {
         self.config = config
         self.directory = directory
+        self.instagram = instagram
         self.clock = clock
     }
 
@@ -49,7 +53,9 @@ public struct ConnectPageHandler: Sendable {
         var items: [String] = []
         if let connection, connection.isActive || connection.inactiveReason != nil {
             if let page = connection.pageId { items.append("Facebook Page \(Self.escape(page))") }
-            if let instagram = connection.instagramAccountId { items.append("Instagram account \(Self.escape(instagram))") }
+            if let instagram = connection.instagramAccountId {
+                items.append("Instagram account \(Self.escape(instagram))" + (connection.usesInstagramLogin ? " (Instagram Login)" : ""))
+            }
             if let phone = connection.phoneNumberId {
                 items.append("WhatsApp number \(Self.escape(phone))" + (connection.token(for: .whatsapp) == nil ? " (connect WhatsApp to send from it)" : ""))
             }
@@ -79,6 +85,7 @@ public struct ConnectPageHandler: Sendable {
             <section aria-labelledby="now"><h2 id="now">Connected now</h2><ul id="connections">\(list)</ul></section>
             <section aria-labelledby="add"><h2 id="add">Connect an account</h2>
             <p><a id="connect-facebook" class="button" href="\(Self.escape(config.dialogURL(state: state())))">Connect Instagram / Facebook Page</a></p>
+            \(instagramButton(tenant: tenant, now: now))
             \(whatsapp)
             <p id="result" role="status" aria-live="polite"></p></section>
             <script type="application/json" id="connect-settings">\(settingsText)</script>
@@ -86,6 +93,14 @@ public struct ConnectPageHandler: Sendable {
             <script async defer crossorigin="anonymous" src="\(Self.escape(config.javascriptSDKURL))" nonce="\(nonce)"></script>
             """
         return Self.page(200, title: "Connect your accounts", body: body, nonce: nonce, sdkOrigin: sdkOrigin)
+    }
+
+    /// "Connect Instagram (no Facebook Page)": Instagram's authorization window with a fresh
+    /// state of its own flow.
+    func instagramButton(tenant: Tenant, now: Int64) -> String {
+        guard let instagram else { return "" }
+        let url = instagram.authorizeURL(state: instagram.newState(businessId: tenant.businessId, locationId: tenant.locationId, now: now))
+        return #"<p><a id="connect-instagram" class="button" href="\#(Self.escape(url))">Connect Instagram (no Facebook Page)</a></p>"#
     }
 
     static func escape(_ text: String) -> String {

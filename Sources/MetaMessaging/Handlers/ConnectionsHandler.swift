@@ -199,7 +199,8 @@ public struct ConnectionsHandler: Sendable {
             }
         }
         let accounts = [
-            account(record.pageId, "page"), account(record.instagramAccountId, "instagram_account"),
+            account(record.pageId, "page"),
+            account(record.instagramAccountId, record.usesInstagramLogin ? "instagram_account (Instagram Login)" : "instagram_account"),
             account(record.phoneNumberId, "whatsapp_phone_number"),
         ].compactMap { $0 }
         var token = TokenStatus()
@@ -208,7 +209,15 @@ public struct ConnectionsHandler: Sendable {
         if let whatsapp = record.whatsappAccessToken, !whatsapp.isEmpty {
             whatsappToken = await inspect(whatsapp, logger: logger)
         }
-        if let accessToken = record.accessToken, !accessToken.isEmpty {
+        if record.usesInstagramLogin {
+            // Meta's debug_token does not describe Instagram-Login tokens: what we know of it is
+            // its expiry, kept fresh by `refresh`.
+            let now = WallClock.epochSeconds()
+            token.checked = false
+            token.valid = record.isActive && (record.tokenExpiresAt ?? 0) > now
+            token.expiresAt = record.tokenExpiresAt.map { ISO8601.format(epochSeconds: $0) }
+            token.detail = "an Instagram-Login token: its stored expiry (refreshed daily when within 10 days of it)"
+        } else if let accessToken = record.accessToken, !accessToken.isEmpty {
             token = await inspect(accessToken, logger: logger)
             if let page = record.pageId { webhooks = await subscription(of: page, token: accessToken, logger: logger) }
         } else if whatsappToken != nil {

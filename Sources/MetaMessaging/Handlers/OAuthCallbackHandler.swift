@@ -55,6 +55,7 @@ public struct OAuthCallbackHandler: Sendable {
         var pageId: String?
         var pageName: String?
         var instagramAccountId: String?
+        var instagramUsername: String?
         var candidates: [Candidate]?
     }
 
@@ -198,6 +199,10 @@ public struct OAuthCallbackHandler: Sendable {
 
     /// A state is good for one callback: its nonce is recorded until it expires.
     private func useOnce(_ state: OAuthState) async throws {
+        try await Self.useOnce(state, ledger: ledger)
+    }
+
+    static func useOnce(_ state: OAuthState, ledger: MessageLedger) async throws(Failure) {
         let spent: Bool
         do {
             spent = try await ledger.spend(state)
@@ -283,7 +288,12 @@ public struct OAuthCallbackHandler: Sendable {
     // MARK: Answer
 
     private func answer(_ outcome: Outcome, httpStatus: Int) -> HTTPResponse {
-        guard let target = config.postConnectRedirectURI else { return .json(httpStatus, outcome) }
+        Self.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: config.postConnectRedirectURI)
+    }
+
+    /// The outcome as JSON, or, with a post-connect page, a 302 there with the outcome in its query.
+    static func answer(_ outcome: Outcome, httpStatus: Int, postConnectRedirectURI: String?) -> HTTPResponse {
+        guard let target = postConnectRedirectURI else { return .json(httpStatus, outcome) }
         var query: [(String, String)] = [("status", outcome.status)]
         for (name, value) in [
             ("error", outcome.error), ("businessId", outcome.businessId), ("locationId", outcome.locationId),

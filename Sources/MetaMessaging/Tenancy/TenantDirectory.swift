@@ -40,6 +40,13 @@ public struct TenantCredentials: Sendable, Equatable {
     public let phoneNumberId: String?
     public let isActive: Bool
     public let inactiveReason: String?
+    /// Connected through Business Login for Instagram (the Instagram API with Instagram
+    /// Login): `accessToken` is the Instagram account's own token, spoken on
+    /// `graph.instagram.com`, with no Page.
+    public var usesInstagramLogin = false
+    /// When an Instagram-Login token expires and when it was issued (epoch seconds).
+    public var tokenExpiresAt: Int64? = nil
+    public var tokenIssuedAt: Int64? = nil
 
     public init(
         businessId: String, accessToken: String, pageId: String? = nil, instagramAccountId: String? = nil,
@@ -56,8 +63,13 @@ public struct TenantCredentials: Sendable, Equatable {
 
     /// The account that sends on `platform`: the Page for Instagram and Messenger (the Page
     /// token speaks for both), the phone number for WhatsApp.
+    /// An Instagram-Login connection sends Instagram messages as the Instagram account itself.
     public func sendingAccount(for platform: Platform) -> String? {
-        platform == .whatsapp ? phoneNumberId : pageId
+        switch platform {
+        case .whatsapp: phoneNumberId
+        case .instagram: usesInstagramLogin ? instagramAccountId : pageId
+        case .messenger: usesInstagramLogin ? nil : pageId
+        }
     }
 
     /// The token that speaks for `platform`: the Page token for Instagram and Messenger; for
@@ -65,6 +77,8 @@ public struct TenantCredentials: Sendable, Equatable {
     /// shape (one token for every channel, written by hand), that one token.
     public func token(for platform: Platform) -> String? {
         switch platform {
+        case .messenger where usesInstagramLogin:
+            return nil
         case .instagram, .messenger:
             return accessToken.isEmpty ? nil : accessToken
         case .whatsapp:
@@ -89,7 +103,7 @@ public struct TenantCredentials: Sendable, Equatable {
 public struct TenantDirectory: Sendable {
     public let store: any KeyValueStore
     public let tables: Tables
-    private let now: @Sendable () -> String
+    let now: @Sendable () -> String
 
     public static let serviceType = "meta"
 
@@ -151,6 +165,9 @@ public struct TenantDirectory: Sendable {
         result.serviceType = type
         result.whatsappAccessToken = whatsappToken
         result.wabaId = credentials["wabaId"]?.string
+        result.usesInstagramLogin = item["loginType"]?.string == InstagramLogin.loginType
+        result.tokenExpiresAt = item["tokenExpiresAt"]?.int
+        result.tokenIssuedAt = item["tokenIssuedAt"]?.int
         return result
     }
 
@@ -315,7 +332,7 @@ extension TenantDirectory {
     }
 
     /// A conditional put: false when the condition did not hold.
-    private func putUnlessTaken(_ table: TableSchema, item: Item, condition: Condition) async throws(KeyValueError) -> Bool {
+    func putUnlessTaken(_ table: TableSchema, item: Item, condition: Condition) async throws(KeyValueError) -> Bool {
         do {
             try await store.put(table, item: item, condition: condition)
             return true
@@ -556,6 +573,9 @@ public struct ConnectionRecord: Sendable, Equatable {
     /// Never shown; the WhatsApp number's own token.
     public var whatsappAccessToken: String? = nil
     public var wabaId: String? = nil
+    /// An Instagram-Login connection: its token's expiry as stored (epoch seconds).
+    public var usesInstagramLogin = false
+    public var tokenExpiresAt: Int64? = nil
 
     public var identifiers: [String] { [pageId, instagramAccountId, phoneNumberId].compactMap { $0 } }
 }
@@ -576,6 +596,8 @@ extension TenantDirectory {
                 createdAt: item["createdAt"]?.string, updatedAt: item["updatedAt"]?.string, accessToken: credentials["accessToken"]?.string)
             record.whatsappAccessToken = credentials["whatsappAccessToken"]?.string
             record.wabaId = credentials["wabaId"]?.string
+            record.usesInstagramLogin = item["loginType"]?.string == InstagramLogin.loginType
+            record.tokenExpiresAt = item["tokenExpiresAt"]?.int
             return record
         }
     }

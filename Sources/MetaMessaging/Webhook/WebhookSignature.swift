@@ -12,19 +12,26 @@ public struct WebhookSignature: Sendable {
     }
 
     private let key: [UInt8]
+    /// Further secrets a body may be signed with: the Instagram app's, whose webhooks
+    /// (Instagram API with Instagram Login) Meta signs with that secret, not the Meta app's.
+    private let otherKeys: [[UInt8]]
 
-    public init(appSecret: String) {
+    public init(appSecret: String, otherSecrets: [String] = []) {
         key = Array(appSecret.utf8)
+        otherKeys = otherSecrets.filter { !$0.isEmpty && $0 != appSecret }.map { Array($0.utf8) }
     }
 
-    /// nil when the signature is right; otherwise why not. Constant time in the digest.
+    /// nil when the signature is right under one of the secrets; otherwise why not. Every
+    /// secret is tried, each compared in constant time.
     public func check(body: [UInt8], header: String?) -> Failure? {
         guard let header else { return .missing }
         let trimmed = header.trimmingSpaces()
         guard trimmed.lowercased().hasPrefix("sha256="),
             let given = Hex.decode(String(trimmed.dropFirst(7))), given.count == 32
         else { return .malformed }
-        return constantTimeEquals(given, HMACSHA256.sign(body, key: key)) ? nil : .mismatch
+        var matched = false
+        for key in [key] + otherKeys where constantTimeEquals(given, HMACSHA256.sign(body, key: key)) { matched = true }
+        return matched ? nil : .mismatch
     }
 
     /// The header value Meta would send for `body` (tests, the local samples).

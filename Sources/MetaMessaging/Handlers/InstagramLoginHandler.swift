@@ -1,0 +1,170 @@
+import FunctionRuntime
+import HTTPTransport
+import Logging
+
+/// Business Login for Instagram, for one business location: `GET
+/// /external/instagram/auth-url?businessId=&locationId=` (the authorization window's URL with
+/// a signed, single-use state), and `GET /external/instagram/callback` (the state checked
+/// before any call, the code exchanged for a short-lived token and that for a long-lived one,
+/// the professional account read, subscribed to webhooks, its id claimed, and the connection
+/// stored with the token's expiry). Codes and tokens never reach the answer or the logs.
+public struct InstagramLoginHandler: Sendable {
+    public static let authURLPath = "/external/instagram/auth-url"
+    public static let callbackPath = "/external/instagram/callback"
+
+    public let login: InstagramLogin
+    public let transport: any HTTPTransport
+    public let directory: TenantDirectory
+    public let ledger: MessageLedger
+    public let clock: WallClock
+    public let timeout: Duration
+
+    public init(
+        login: InstagramLogin, transport: any HTTPTransport, directory: TenantDirectory, ledger: MessageLedger, clock: WallClock = .system,
+        timeout: Duration = .seconds(8)
+    ) {
+        self.login = login
+        self.transport = transport
+        self.directory = directory
+        self.ledger = ledger
+        self.clock = clock
+        self.timeout = timeout
+    }
+
+    typealias Failure = OAuthCallbackHandler.Failure
+    typealias Outcome = OAuthCallbackHandler.Outcome
+
+    struct AuthURL: Encodable {
+        let url: String
+        let clientId: String
+        let redirectUri: String
+    }
+
+    /// The authorization window's URL (the auth-url function's Instagram route).
+    public static func authURL(_ request: HTTPRequest, login: InstagramLogin, now: Int64, logger: Logger) throws(RequestRefused) -> HTTPResponse {
+        guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId) else {
+            throw RequestRefused(400, code: "invalid_business_id", "businessId is required: 1 to 128 letters, digits or -_.:#@")
+        }
+        guard let locationId = request.queryValue("locationId"), isValidIdentifier(locationId) else {
+            throw RequestRefused(400, code: "invalid_location_id", "locationId is required: 1 to 128 letters, digits or -_.:#@")
+        }
+        let state = login.newState(businessId: businessId, locationId: locationId, now: now)
+        logger.info("Instagram authorization URL issued", metadata: ["businessId": "\(businessId)", "locationId": "\(locationId)"])
+        return .json(200, AuthURL(url: login.authorizeURL(state: state), clientId: login.appId, redirectUri: login.redirectURI))
+    }
+
+    public func handle(_ request: HTTPRequest, logger: Logger) async -> HTTPResponse {
+        let state: OAuthState
+        do throws(Failure) {
+            guard let text = request.queryValue("state"), !text.isEmpty else {
+                throw Failure(status: 400, code: "missing_state", message: "the state parameter is missing")
+            }
+            do {
+                state = try OAuthState.verify(text, secret: login.stateSecret, now: clock.epochSeconds())
+            } catch {
+                throw Failure(status: 400, code: error.rawValue, message: "the state was altered, has expired or is not ours; start the connection again")
+            }
+            guard state.redirectUri == login.redirectURI else {
+                throw Failure(status: 400, code: "redirect_uri_not_allowed", message: "the state's redirect URI is no longer this app's")
+            }
+        } catch {
+            logger.warning("Instagram callback refused: \(error.code)")
+            return answer(Outcome(status: "error", error: error.code, message: error.message), httpStatus: error.status)
+        }
+
+        var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
+        if let declined = request.queryValue("error") {
+            logger.info(
+                "the person declined the Instagram dialog",
+                metadata: ["businessId": "\(state.businessId)", "reason": "\(request.queryValue("error_reason") ?? declined)"])
+            outcome.status = "denied"
+            outcome.error = declined == "access_denied" ? "access_denied" : "oauth_error"
+            outcome.message = "the person did not grant the permissions"
+            return answer(outcome, httpStatus: 200)
+        }
+        do {
+            // Instagram appends `#_` to the redirect; a code never contains it.
+            guard let code = request.queryValue("code").map({ $0.hasSuffix("#_") ? String($0.dropLast(2)) : $0 }), !code.isEmpty else {
+                throw Failure(status: 400, code: "missing_code", message: "the code parameter is missing")
+            }
+            try await OAuthCallbackHandler.useOnce(state, ledger: ledger)
+            let grant: InstagramLogin.Grant
+            do {
+                grant = try await login.exchange(code: code, transport: transport, timeout: timeout)
+            } catch {
+                throw Failure.graph(
+                    error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed", what: "exchange the code")
+            }
+            if !grant.permissions.isEmpty, !grant.permissions.contains("instagram_business_manage_messages") {
+                throw Failure(
+                    status: 400, code: "permissions_declined",
+                    message: "the person declined instagram_business_manage_messages, without which no reply can be sent; connect again and allow it")
+            }
+            let issuedAt = clock.epochSeconds()
+            let token: InstagramLogin.Token
+            do {
+                token = try await login.longLived(grant.accessToken, transport: transport, timeout: timeout)
+            } catch {
+                throw Failure.graph(error, status: 502, code: "graph_error", what: "issue a long-lived token")
+            }
+            let graph = login.graph(transport: transport)
+            let account = try await graphCall(graph, "GET", "me", query: [("fields", "user_id,username")], token: token.accessToken, what: "read the account")
+            guard let accountId = account["user_id"]?.id else {
+                throw Failure(status: 502, code: "graph_error", message: "Instagram did not say which professional account logged in")
+            }
+            let username = account["username"]?.string.map { String($0.prefix(64)) }
+            let tenant = Tenant(businessId: state.businessId, locationId: state.locationId)
+            do {
+                try await directory.connectInstagramLogin(
+                    tenant: tenant, instagramAccountId: accountId, username: username, token: token.accessToken, issuedAt: issuedAt,
+                    expiresAt: issuedAt + token.expiresIn, connectedBy: "instagram:\(grant.userId)")
+            } catch {
+                switch error {
+                case .ownedByAnotherBusiness:
+                    throw Failure(status: 409, code: "already_connected", message: "this Instagram account is connected to another business")
+                case .store(let error):
+                    throw Failure(status: 503, code: "store_unavailable", message: "the connection could not be stored: \(error.code.rawValue)")
+                }
+            }
+            let subscribed = try await graphCall(
+                graph, "POST", "me/subscribed_apps", query: [("subscribed_fields", InstagramLogin.subscribedFields)], token: token.accessToken,
+                what: "subscribe the account to webhooks")
+            guard subscribed["success"]?.bool == true else {
+                throw Failure(status: 502, code: "subscription_failed", message: "Instagram did not confirm the webhook subscription")
+            }
+            logger.info(
+                "business connected through Instagram Login",
+                metadata: ["businessId": "\(state.businessId)", "instagramAccountId": "\(accountId)", "expiresIn": "\(token.expiresIn)"])
+            outcome.status = "connected"
+            outcome.instagramAccountId = accountId
+            outcome.instagramUsername = username
+            return answer(outcome, httpStatus: 200)
+        } catch let failure as Failure {
+            logger.warning(
+                "Instagram connection failed: \(failure.code)",
+                metadata: ["businessId": "\(state.businessId)", "detail": "\(failure.detail ?? failure.message)"])
+            outcome.error = failure.code
+            outcome.message = failure.message
+            return answer(outcome, httpStatus: failure.status)
+        } catch {
+            outcome.error = "internal_error"
+            return answer(outcome, httpStatus: 500)
+        }
+    }
+
+    private func graphCall(
+        _ graph: GraphClient, _ method: String, _ path: String, query: [(String, String)], token: String, what: String
+    )
+        async throws(Failure) -> JSON
+    {
+        do {
+            return try await graph.call(method, path, query: query, token: token, timeout: timeout)
+        } catch {
+            throw Failure.graph(error, status: 502, code: error.isExpiredToken ? "token_expired" : "graph_error", what: what)
+        }
+    }
+
+    private func answer(_ outcome: Outcome, httpStatus: Int) -> HTTPResponse {
+        OAuthCallbackHandler.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: login.postConnectRedirectURI)
+    }
+}
