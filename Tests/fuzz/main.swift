@@ -87,6 +87,10 @@ let baseEnvironment: [String: String] = [
     "META_REDIRECT_URI": "http://localhost:3003/external/meta/callback", "OAUTH_STATE_SECRET": stateSecret,
     "META_GRAPH_API_BASE_URL": graph.baseURL, "KV_BACKEND": "file", "LOG_LEVEL": "debug", "FUNCTION_TIMEOUT_SECONDS": "10",
     "AGENT_TIMEOUT_MS": "2000",
+    // Instagram Login configured too, its calls (and its webhooks' secret) to the stand-in.
+    "INSTAGRAM_APP_ID": "990602627938098", "INSTAGRAM_APP_SECRET": "local-instagram-secret",
+    "INSTAGRAM_REDIRECT_URI": "http://localhost:3003/external/instagram/callback", "INSTAGRAM_API_BASE_URL": graph.baseURL,
+    "INSTAGRAM_GRAPH_BASE_URL": graph.baseURL,
 ]
 
 // MARK: Seeds
@@ -174,10 +178,11 @@ let targets: [Target] = [
             "whatsapp-status-failed.json", "instagram-echo.json",
         ].compactMap(webhookBody)),
     Target(name: "api-gateway", function: "verify", kind: .event, seeds: ["verify.json", "verify-http-api.json"].compactMap(event)),
-    Target(name: "auth-url", function: "auth-url", kind: .event, seeds: ["auth-url.json"].compactMap(event)),
+    Target(name: "auth-url", function: "auth-url", kind: .event, seeds: ["auth-url.json", "instagram-auth-url.json"].compactMap(event)),
     Target(
         name: "oauth-callback", function: "oauth-callback", kind: .event,
-        seeds: ["oauth-callback.json", "oauth-callback-denied.json", "whatsapp-signup.json", "connect-page.json"].compactMap(event)),
+        seeds: ["oauth-callback.json", "oauth-callback-denied.json", "whatsapp-signup.json", "connect-page.json", "instagram-callback-denied.json"]
+            .compactMap(event)),
     Target(
         name: "connections", function: "connections", kind: .event,
         seeds: ["connections-disconnect.json", "connections-data-deletion.json", "connections-deletion-status.json", "connections-status.json"]
@@ -187,6 +192,7 @@ let targets: [Target] = [
         seeds: ["send-instagram.json", "send-whatsapp.json", "send-api-gateway.json", "conversations-pause.json", "conversations-resume.json"]
             .compactMap(event)),
     Target(name: "sqs", function: "process", kind: .event, seeds: ["process-sqs.json"].compactMap(event)),
+    Target(name: "refresh", function: "refresh", kind: .event, seeds: ["refresh-schedule.json"].compactMap(event)),
     Target(
         name: "graph-answers", function: "send", kind: .graphAnswer,
         seeds: [

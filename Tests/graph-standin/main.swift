@@ -37,6 +37,19 @@ await graph.configure(
             )
         ]))
 
+// Business Login for Instagram for the demo: the code `local-instagram-code` belongs to a
+// professional account with no Facebook Page.
+await graph.configure(
+    InstagramLoginWorld(
+        appId: ProcessInfo.processInfo.environment["INSTAGRAM_APP_ID"] ?? "990602627938098",
+        appSecret: ProcessInfo.processInfo.environment["INSTAGRAM_APP_SECRET"] ?? "local-instagram-secret",
+        redirectURI: ProcessInfo.processInfo.environment["INSTAGRAM_REDIRECT_URI"] ?? "http://localhost:3003/external/instagram/callback",
+        codes: [
+            "local-instagram-code": .init(
+                userId: "2468013579", accountId: "17841400000000002", username: "demo_bistro_two", shortToken: "local-instagram-short-token",
+                longToken: "local-instagram-long-token")
+        ]))
+
 func emit(_ line: String) {
     try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
 }
