@@ -1,7 +1,7 @@
 import HTTPTransport
 
-/// AWS's JSON protocol as DynamoDB and SQS speak it: `POST /` with `X-Amz-Target:
-/// <prefix>.<Operation>` and `Content-Type: application/x-amz-json-1.0`, signed with SigV4,
+/// AWS's JSON protocol as DynamoDB, SQS and Kinesis speak it: `POST /` with `X-Amz-Target:
+/// <prefix>.<Operation>` and `Content-Type: application/x-amz-json-1.0` (1.1 for Kinesis), signed with SigV4,
 /// every request with a timeout, transient failures retried with full-jitter backoff. The
 /// service says what a failure means (its own error type) and whether it is worth a retry.
 public struct AWSJSONClient: Sendable {
@@ -17,11 +17,13 @@ public struct AWSJSONClient: Sendable {
     private let targetPrefix: String
     private let timeout: Duration
     private let backoff: Backoff
+    /// `application/x-amz-json-1.0` (DynamoDB, SQS) or `-1.1` (Kinesis).
+    private let contentType: String
 
     /// `targetPrefix` is the service's part of `X-Amz-Target`, such as `DynamoDB_20120810`.
     public init(
         transport: any HTTPTransport, signer: SigV4Signer, endpoint: String, targetPrefix: String,
-        timeout: Duration, backoff: Backoff
+        timeout: Duration, backoff: Backoff, contentType: String = "application/x-amz-json-1.0"
     ) {
         self.transport = transport
         self.signer = signer
@@ -29,6 +31,7 @@ public struct AWSJSONClient: Sendable {
         self.targetPrefix = targetPrefix
         self.timeout = timeout
         self.backoff = backoff
+        self.contentType = contentType
     }
 
     /// The host, for error messages (never the whole URL).
@@ -47,7 +50,7 @@ public struct AWSJSONClient: Sendable {
         while true {
             let headers = signer.sign(
                 method: "POST", url: endpoint + "/",
-                headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "\(targetPrefix).\(operation)")],
+                headers: [("Content-Type", contentType), ("X-Amz-Target", "\(targetPrefix).\(operation)")],
                 body: body, date: SigV4Signer.now())
             let failure: (error: ServiceError, transient: Bool)
             do {

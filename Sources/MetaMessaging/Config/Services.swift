@@ -106,16 +106,18 @@ public struct Services: Sendable {
         let instagramCallback = instagram.map {
             InstagramLoginHandler(login: $0, transport: transport, directory: callback.directory, ledger: callback.ledger)
         }
+        let telemetry = try telemetry(function: "oauth-callback")
         return HTTPFunction { request, context in
             switch request.path {
-            case WhatsAppSignupHandler.path: return try await signup.handle(request, logger: context.logger)
+            case WhatsAppSignupHandler.path:
+                return try await signup.handle(request, logger: context.logger, events: telemetry.events(for: context))
             case ConnectPageHandler.path: return await page.handle(request, logger: context.logger)
             case InstagramLoginHandler.callbackPath:
                 guard let instagramCallback else {
                     throw RequestRefused(503, code: "instagram_login_not_configured", "Instagram Login is not configured: INSTAGRAM_APP_ID is required")
                 }
-                return await instagramCallback.handle(request, logger: context.logger)
-            default: return await callback.handle(request, logger: context.logger)
+                return await instagramCallback.handle(request, logger: context.logger, events: telemetry.events(for: context))
+            default: return await callback.handle(request, logger: context.logger, events: telemetry.events(for: context))
             }
         }
     }
@@ -137,9 +139,42 @@ public struct Services: Sendable {
     /// Disconnect, Meta's deauthorize and data-deletion callbacks, the deletion status page.
     public func connectionsHandler() throws(ConfigurationError) -> ConnectionsHandler {
         let store = try store()
-        return ConnectionsHandler(
+        var handler = ConnectionsHandler(
             directory: TenantDirectory(store: store, tables: tables), ledger: MessageLedger(store: store, table: tables.processedMessages),
             graph: try graph(), appSecret: try appSecret(), appId: environment["META_APP_ID"], publicBaseURL: environment["PUBLIC_BASE_URL"])
+        handler.telemetry = try telemetry(function: "connections")
+        return handler
+    }
+
+    /// What `function` reports besides its answer: the conversation log on Kinesis
+    /// (`CONVERSATION_STREAM`, a stream name or ARN; `KINESIS_ENDPOINT` to point elsewhere;
+    /// the text only with `CONVERSATION_STREAM_INCLUDE_TEXT=true`) and the EMF metrics
+    /// (`METRICS=on|off`, `METRICS_NAMESPACE`).
+    public func telemetry(function: String) throws(ConfigurationError) -> Telemetry {
+        var metrics: Metrics? = nil
+        if try environment.choice("METRICS", of: ["on", "off"], default: "on") == "on" {
+            let namespace = environment.value("METRICS_NAMESPACE", default: "MetaMessaging")
+            guard (1...255).contains(namespace.utf8.count), !namespace.hasPrefix("AWS/"),
+                namespace.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0 != ":" })
+            else {
+                throw ConfigurationError(variable: "METRICS_NAMESPACE", problem: "must be 1 to 255 printable ASCII characters, without ':' or an AWS/ prefix")
+            }
+            metrics = Metrics(namespace: namespace)
+        }
+        var log: (any ConversationLog)? = nil
+        if let stream = environment["CONVERSATION_STREAM"], !stream.isEmpty {
+            guard stream.utf8.count <= 2048, stream.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 }) else {
+                throw ConfigurationError(variable: "CONVERSATION_STREAM", problem: "must be a Kinesis stream name or ARN")
+            }
+            let region = try environment.required("AWS_REGION")
+            guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
+                throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for CONVERSATION_STREAM")
+            }
+            log = KinesisConversationLog(
+                transport: transport, stream: stream, region: region, endpoint: environment["KINESIS_ENDPOINT"], credentials: credentials)
+        }
+        let includeText = try environment.choice("CONVERSATION_STREAM_INCLUDE_TEXT", of: ["true", "false"], default: "false") == "true"
+        return Telemetry(function: function, log: log, metrics: metrics, includeText: includeText)
     }
 
     /// `HANDOFF_PAUSE_MINUTES` (default 60, at most 7 days): how long a person's answer or the
@@ -169,10 +204,12 @@ public struct Services: Sendable {
     public func sendHandler() throws(ConfigurationError) -> SendHandler {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)
-        return SendHandler(
+        var handler = SendHandler(
             directory: directory, sender: MessageSender(graph: try graph(), instagramGraph: try instagramGraph(), directory: directory),
             ledger: MessageLedger(store: store, table: tables.processedMessages),
             conversations: Conversations(store: store, table: tables.conversations), pauseSeconds: try handoffPauseSeconds())
+        handler.telemetry = try telemetry(function: "send")
+        return handler
     }
 
     public func receiveHandler() throws(ConfigurationError) -> ReceiveHandler {
@@ -185,12 +222,14 @@ public struct Services: Sendable {
         case "sqs": dispatch = .queue(try queue())
         default: dispatch = .inline
         }
-        return ReceiveHandler(
+        var handler = ReceiveHandler(
             // Instagram-Login webhooks are signed with the Instagram app's secret.
             signature: WebhookSignature(appSecret: try appSecret(), otherSecrets: [environment["INSTAGRAM_APP_SECRET"]].compactMap { $0 }),
             directory: directory, ledger: ledger,
             responder: responder, dispatch: dispatch, conversations: Conversations(store: store, table: tables.conversations),
             appId: environment["META_APP_ID"])
+        handler.telemetry = try telemetry(function: "receive")
+        return handler
     }
 
     /// The FIFO queue of `RECEIVE_DISPATCH=sqs`: `PROCESS_QUEUE_URL`, `SQS_ENDPOINT`, AWS signing.
@@ -225,6 +264,6 @@ public struct Services: Sendable {
         let directory = TenantDirectory(store: store, tables: tables)
         let ledger = MessageLedger(store: store, table: tables.processedMessages)
         let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(25))
-        return ProcessHandler(directory: directory, ledger: ledger, responder: responder)
+        return ProcessHandler(directory: directory, ledger: ledger, responder: responder, telemetry: try telemetry(function: "process"))
     }
 }

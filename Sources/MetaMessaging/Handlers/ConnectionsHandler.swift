@@ -18,6 +18,8 @@ import Logging
 ///   we hold it and as Meta sees it (`debug_token`, the Page's `subscribed_apps`), and when a
 ///   webhook last arrived for each of its accounts.
 public struct ConnectionsHandler: Sendable {
+    /// The conversation log (`connection.removed`) and the metrics, after the answer.
+    public var telemetry: Telemetry = .none
     public let directory: TenantDirectory
     public let ledger: MessageLedger
     public let graph: GraphClient
@@ -46,9 +48,9 @@ public struct ConnectionsHandler: Sendable {
 
     public static let connectionsPrefix = "/external/meta/connections/"
 
-    public func handle(_ request: HTTPRequest, logger: Logger) async throws(RequestRefused) -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async throws(RequestRefused) -> HTTPResponse {
         switch (request.method, request.path) {
-        case ("POST", "/external/meta/deauthorize"): return try await deauthorize(request, logger: logger)
+        case ("POST", "/external/meta/deauthorize"): return try await deauthorize(request, logger: logger, events: events)
         case ("POST", "/external/meta/data-deletion"): return try await deleteData(request, logger: logger)
         case ("GET", "/external/meta/data-deletion/status"): return try await deletionStatus(request)
         case ("GET", "/external/meta/connections"):
@@ -61,7 +63,11 @@ public struct ConnectionsHandler: Sendable {
             guard parts.count == 2, let businessId = Self.identifier(parts[0]), let locationId = Self.identifier(parts[1]) else {
                 throw RequestRefused(400, code: "invalid_path", "the path must be /external/meta/connections/{businessId}/{locationId}")
             }
-            return try await disconnect(Tenant(businessId: businessId, locationId: locationId), logger: logger)
+            let response = try await disconnect(Tenant(businessId: businessId, locationId: locationId), logger: logger)
+            if response.body.contains(#""status":"disconnected""#) {
+                events?.add(ConversationEvent(.connectionRemoved, businessId: businessId, locationId: locationId, reason: "disconnected"))
+            }
+            return response
         default:
             throw RequestRefused(404, code: "not_found", "no such route")
         }
@@ -328,12 +334,13 @@ public struct ConnectionsHandler: Sendable {
         }
     }
 
-    func deauthorize(_ request: HTTPRequest, logger: Logger) async throws(RequestRefused) -> HTTPResponse {
+    func deauthorize(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async throws(RequestRefused) -> HTTPResponse {
         let signed = try signedRequest(request)
         var count = 0
         do {
             for tenant in try await directory.connectionsMade(by: signed.userId) {
                 _ = try await directory.deactivate(tenant, reason: "deauthorized")
+                events?.add(ConversationEvent(.connectionRemoved, businessId: tenant.businessId, locationId: tenant.locationId, reason: "deauthorized"))
                 count += 1
             }
         } catch {
@@ -403,6 +410,8 @@ public struct ConnectionsHandler: Sendable {
     }
 
     public var function: HTTPFunction {
-        HTTPFunction { request, context in try await self.handle(request, logger: context.logger) }
+        HTTPFunction { request, context in
+            try await self.handle(request, logger: context.logger, events: self.telemetry.events(for: context))
+        }
     }
 }

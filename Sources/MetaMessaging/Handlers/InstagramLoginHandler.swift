@@ -53,7 +53,7 @@ public struct InstagramLoginHandler: Sendable {
         return .json(200, AuthURL(url: login.authorizeURL(state: state), clientId: login.appId, redirectUri: login.redirectURI))
     }
 
-    public func handle(_ request: HTTPRequest, logger: Logger) async -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async -> HTTPResponse {
         let state: OAuthState
         do throws(Failure) {
             guard let text = request.queryValue("state"), !text.isEmpty else {
@@ -136,6 +136,7 @@ public struct InstagramLoginHandler: Sendable {
                 "business connected through Instagram Login",
                 metadata: ["businessId": "\(state.businessId)", "instagramAccountId": "\(accountId)", "expiresIn": "\(token.expiresIn)"])
             outcome.status = "connected"
+            events?.add(ConversationEvent(.connectionMade, businessId: state.businessId, locationId: state.locationId, reason: "instagram_login"))
             outcome.instagramAccountId = accountId
             outcome.instagramUsername = username
             return answer(outcome, httpStatus: 200)

@@ -67,11 +67,57 @@ public struct MessageResponder: Sendable {
     /// Answers one message whose claim `owner` holds.
     public func answer(
         _ message: InboundMessage, tenant: Tenant, credentials: TenantCredentials, owner: String,
-        deadline: ContinuousClock.Instant, retryTransient: Bool, later: AfterResponse? = nil, logger: Logger
+        deadline: ContinuousClock.Instant, retryTransient: Bool, later: AfterResponse? = nil, events: ConversationEvents? = nil, logger: Logger
     ) async -> Outcome {
         await answer(
             [Claimed(message: message, owner: owner)], tenant: tenant, credentials: credentials, deadline: deadline,
-            retryTransient: retryTransient, later: later, logger: logger)
+            retryTransient: retryTransient, later: later, events: events, logger: logger)
+    }
+
+    /// What one answer measured and decided, for the conversation log.
+    struct Trace {
+        var agentLatencyMs: Int64?
+        var graphLatencyMs: Int64?
+        var handoff = false
+        var errorCode: Int?
+    }
+
+    /// Answers a turn (below), and puts what became of it in `events`: `reply.sent` with the
+    /// sent ids and the agent's and Graph's latency, `reply.none`, `reply.failed` with the
+    /// error type and code, `message.paused`, and `conversation.paused` for a handoff.
+    public func answer(
+        _ turn: [Claimed], tenant: Tenant, credentials: TenantCredentials, deadline: ContinuousClock.Instant,
+        retryTransient: Bool, later: AfterResponse? = nil, events: ConversationEvents?, logger: Logger
+    ) async -> Outcome {
+        var trace = Trace()
+        let outcome = await answer(
+            turn, tenant: tenant, credentials: credentials, deadline: deadline, retryTransient: retryTransient, later: later, trace: &trace,
+            logger: logger)
+        guard let events, let last = turn.last?.message else { return outcome }
+        func event(_ kind: ConversationEvent.Kind, reason: String? = nil) -> ConversationEvent {
+            var event = ConversationEvent(
+                kind, businessId: tenant.businessId, locationId: tenant.locationId, platform: last.platform,
+                conversationId: ConversationEvent.conversationId(tenant, last.platform, last.senderId), messageIds: turn.map(\.message.messageId),
+                reason: reason)
+            event.agentLatencyMs = trace.agentLatencyMs
+            event.graphLatencyMs = trace.graphLatencyMs
+            return event
+        }
+        switch outcome {
+        case .answered(let sent):
+            var reply = event(.replySent)
+            reply.sentMessageIds = sent.map(\.messageId)
+            events.add(reply)
+        case .noReply: events.add(event(.noReply))
+        case .paused: events.add(event(.paused))
+        case .failed(let reason), .retryLater(let reason):
+            var failed = event(.replyFailed, reason: String(reason.prefix(200)))
+            failed.errorCode = trace.errorCode
+            if case .retryLater = outcome { failed.reason = "retried later: " + String(reason.prefix(180)) }
+            events.add(failed)
+        }
+        if trace.handoff { events.add(event(.conversationPaused, reason: "agent")) }
+        return outcome
     }
 
     /// Answers a turn: messages of one customer in one conversation, in order, each claimed.
@@ -82,9 +128,9 @@ public struct MessageResponder: Sendable {
     /// `retryTransient` says, and the caller hands the messages back for redelivery.
     /// With `later`, bookkeeping that nothing waits for (a WhatsApp reply's id, the customer's
     /// name) is written after the invocation's answer; without it, at once.
-    public func answer(
+    func answer(
         _ turn: [Claimed], tenant: Tenant, credentials: TenantCredentials, deadline: ContinuousClock.Instant,
-        retryTransient: Bool, later: AfterResponse? = nil, logger: Logger
+        retryTransient: Bool, later: AfterResponse?, trace: inout Trace, logger: Logger
     ) async -> Outcome {
         guard let last = turn.last?.message else { return .noReply }
         let platform = last.platform
@@ -127,10 +173,13 @@ public struct MessageResponder: Sendable {
         }
         let name = await customerName(of: last, state: state, tenant: tenant, credentials: credentials, later: later, logger: logger)
         let reply: AgentReply
+        let agentStart = ContinuousClock.now
         do {
             reply = try await agent.reply(
                 to: AgentRequest(tenant: tenant, turn: turn.map(\.message), customerName: name), timeout: agentBudget)
+            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
         } catch {
+            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
             showing?.cancel()
             let transient = error.code != .invalidResponse && error.code != .refused
             let outOfTime = error.code == .timeout && budgetCut
@@ -141,6 +190,7 @@ public struct MessageResponder: Sendable {
         // The reply comes after the typing indicator, never before it.
         await showing?.value
 
+        trace.handoff = reply.handoff
         let parts = reply.text.map { OutboundMessage.parts(of: $0, for: platform) } ?? []
         guard !parts.isEmpty else {
             stopTyping(last, credentials: credentials, later: later, logger: logger)
@@ -150,6 +200,8 @@ public struct MessageResponder: Sendable {
             return .noReply
         }
         var sent: [SentMessage] = []
+        let graphStart = ContinuousClock.now
+        defer { trace.graphLatencyMs = Self.milliseconds(since: graphStart, until: .now) }
         for (index, part) in parts.enumerated() {
             do {
                 let message = try await sender.send(
@@ -158,6 +210,7 @@ public struct MessageResponder: Sendable {
                 sent.append(message)
                 await recordSent(message, answering: last.messageId, businessId: tenant.businessId, platform: platform, later: later, logger: logger)
             } catch {
+                trace.errorCode = error.graph?.code
                 guard index > 0 else {
                     let outOfTime = error.isOutOfTime
                     let transient = error.graph?.isTransient ?? outOfTime
@@ -252,6 +305,11 @@ public struct MessageResponder: Sendable {
     private func stopTyping(_ message: InboundMessage, credentials: TenantCredentials, later: AfterResponse?, logger: Logger) {
         guard let presence, let later else { return }
         later.add { await presence.stopTyping(message, credentials: credentials, logger: logger) }
+    }
+
+    static func milliseconds(since start: ContinuousClock.Instant, until end: ContinuousClock.Instant) -> Int64 {
+        let elapsed = end - start
+        return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
     }
 
     private func giveUp(_ turn: [Claimed], reason: String, transient: Bool, retry: Bool, logger: Logger) async -> Outcome {

@@ -79,7 +79,7 @@ public struct OAuthCallbackHandler: Sendable {
         }
     }
 
-    public func handle(_ request: HTTPRequest, logger: Logger) async -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async -> HTTPResponse {
         let state: OAuthState
         do throws(Failure) {
             guard let text = request.queryValue("state"), !text.isEmpty else {
@@ -173,6 +173,7 @@ public struct OAuthCallbackHandler: Sendable {
                     "businessId": "\(state.businessId)", "pageId": "\(chosen.id)", "instagramAccountId": "\(chosen.instagramAccountId ?? "-")",
                 ])
             outcome.status = "connected"
+            events?.add(ConversationEvent(.connectionMade, businessId: state.businessId, locationId: state.locationId, reason: "facebook_login"))
             outcome.pageId = chosen.id
             outcome.pageName = chosen.name
             outcome.instagramAccountId = chosen.instagramAccountId

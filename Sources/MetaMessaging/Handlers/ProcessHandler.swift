@@ -20,11 +20,14 @@ public struct ProcessHandler: Sendable {
     public let directory: TenantDirectory
     public let ledger: MessageLedger
     public let responder: MessageResponder
+    /// The conversation log and the metrics, sent after the batch's answer.
+    public var telemetry: Telemetry = .none
 
-    public init(directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder) {
+    public init(directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder, telemetry: Telemetry = .none) {
         self.directory = directory
         self.ledger = ledger
         self.responder = responder
+        self.telemetry = telemetry
     }
 
     public struct Report: Sendable, Equatable {
@@ -48,12 +51,13 @@ public struct ProcessHandler: Sendable {
         var report = Report()
         var failedGroups: Set<String> = []
         var pending: [Entry] = []
+        let log = telemetry.events(for: context)
 
         func flush() async {
             guard !pending.isEmpty else { return }
             let turn = pending
             pending = []
-            await answer(turn, report: &report, failedGroups: &failedGroups, context: context)
+            await answer(turn, report: &report, failedGroups: &failedGroups, events: log, context: context)
         }
 
         for record in records {
@@ -90,7 +94,9 @@ public struct ProcessHandler: Sendable {
     }
 
     /// Claims each message of a turn, then answers the claimed ones together.
-    func answer(_ entries: [Entry], report: inout Report, failedGroups: inout Set<String>, context: InvocationContext) async {
+    func answer(
+        _ entries: [Entry], report: inout Report, failedGroups: inout Set<String>, events: ConversationEvents? = nil, context: InvocationContext
+    ) async {
         guard let first = entries.first else { return }
         var logger = context.logger
         logger[metadataKey: "messageId"] = "\(first.accepted.message.messageId)"
@@ -115,6 +121,11 @@ public struct ProcessHandler: Sendable {
                 case .taken(let status):
                     logger.info("already handled: skipped", metadata: ["status": "\(status?.rawValue ?? "unknown")"])
                     report.skipped += 1
+                    events?.add(
+                        ConversationEvent(
+                            .duplicate, businessId: tenant.businessId, locationId: tenant.locationId, platform: message.platform,
+                            conversationId: ConversationEvent.conversationId(tenant, message.platform, message.senderId),
+                            messageIds: [message.messageId]))
                 }
             } catch {
                 logger.error("store failure: retried later", metadata: ["error": "\(error)"])
@@ -153,7 +164,7 @@ public struct ProcessHandler: Sendable {
         }
         let outcome = await responder.answer(
             turn, tenant: tenant, credentials: credentials, deadline: context.deadline - .milliseconds(300),
-            retryTransient: true, later: context.afterResponse, logger: logger)
+            retryTransient: true, later: context.afterResponse, events: events, logger: logger)
         switch outcome {
         case .answered, .noReply: report.answered += turn.count
         case .paused: report.paused += turn.count

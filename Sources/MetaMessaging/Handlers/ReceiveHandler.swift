@@ -54,6 +54,8 @@ public struct ReceiveHandler: Sendable {
     /// An echo we do not know may be our own reply whose id is being recorded right now: it is
     /// looked up once more after this long before it counts as a person's.
     public let echoRecheckDelay: Duration
+    /// The conversation log and the metrics, sent after the answer.
+    public var telemetry: Telemetry = .none
 
     public init(
         signature: WebhookSignature, directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder,
@@ -128,6 +130,14 @@ public struct ReceiveHandler: Sendable {
 
         let start = ContinuousClock.now
         let budgetEnd = min(start + inlineBudget, context.deadline - .milliseconds(250))
+        let log = telemetry.events(for: context)
+        let objectPlatform: Platform? =
+            switch delivery.object {
+            case "instagram": .instagram
+            case "page": .messenger
+            case "whatsapp_business_account": .whatsapp
+            default: nil
+            }
         var summary = Summary(events: delivery.events.count)
         var retry = false
         var routes: [String: TenantRoute?] = [:]
@@ -147,11 +157,19 @@ public struct ReceiveHandler: Sendable {
             case .skipped(let reason, _, _):
                 summary.skipped += 1
                 logger.debug("event not answered", metadata: ["kind": "\(reason.rawValue)"])
+                log?.add(ConversationEvent(.skipped, platform: objectPlatform, reason: reason.rawValue))
             case .echo(let echo):
                 echoes.append(echo)
             case .delivery(let status):
                 do {
                     try await record(status, summary: &summary, routes: &routes, logger: logger)
+                    if let tenant = routes[status.accountId]??.tenant {
+                        log?.add(
+                            ConversationEvent(
+                                .deliveryStatus, businessId: tenant.businessId, locationId: tenant.locationId, platform: .whatsapp,
+                                conversationId: status.recipientId.map { ConversationEvent.conversationId(tenant, .whatsapp, $0) },
+                                messageIds: [status.messageId], reason: status.status))
+                    }
                 } catch {
                     retry = true
                     summary.failed += 1
@@ -197,11 +215,21 @@ public struct ReceiveHandler: Sendable {
                         // the claim in `process` keep it answered once.
                         claim = try await ledger.claim(message.messageId, businessId: tenant.businessId, owner: owner, as: .queued, claimable: [.queued])
                     }
+                    func event(_ kind: ConversationEvent.Kind, reason: String? = nil) -> ConversationEvent {
+                        var event = ConversationEvent(
+                            kind, businessId: tenant.businessId, locationId: tenant.locationId, platform: message.platform,
+                            conversationId: ConversationEvent.conversationId(tenant, message.platform, message.senderId), messageIds: [message.messageId],
+                            reason: reason)
+                        if log?.includeText == true { event.text = message.content.agentText }
+                        return event
+                    }
                     guard claim == .claimed else {
+                        log?.add(event(.duplicate))
                         summary.duplicates += 1
                         logger.info("already handled: not answered again", metadata: ["messageId": "\(message.messageId)"])
                         continue
                     }
+                    if case .queue = dispatch { log?.add(event(.accepted, reason: "queued")) } else { log?.add(event(.accepted)) }
                     switch dispatch {
                     case .inline:
                         // A customer's messages of one delivery are one turn: one reply.
@@ -227,7 +255,7 @@ public struct ReceiveHandler: Sendable {
         if !echoes.isEmpty {
             do {
                 try await handle(
-                    echoes, budgetEnd: budgetEnd, summary: &summary, routes: &routes, cache: &credentialsCache, logger: logger)
+                    echoes, budgetEnd: budgetEnd, summary: &summary, routes: &routes, cache: &credentialsCache, events: log, logger: logger)
             } catch {
                 retry = true
                 summary.failed += 1
@@ -238,7 +266,7 @@ public struct ReceiveHandler: Sendable {
         for turn in turns {
             let outcome = await responder.answer(
                 turn.messages, tenant: turn.tenant, credentials: turn.credentials, deadline: budgetEnd,
-                retryTransient: false, later: context.afterResponse, logger: logger)
+                retryTransient: false, later: context.afterResponse, events: log, logger: logger)
             let count = turn.messages.count
             switch outcome {
             case .answered: summary.answered += count
@@ -327,7 +355,7 @@ extension ReceiveHandler {
     /// `echoRecheckDelay`: Meta's echo of our own reply can overtake the write of its id.
     func handle(
         _ echoes: [Echo], budgetEnd: ContinuousClock.Instant, summary: inout Summary, routes: inout [String: TenantRoute?],
-        cache: inout [String: TenantCredentials?], logger: Logger
+        cache: inout [String: TenantCredentials?], events: ConversationEvents? = nil, logger: Logger
     ) async throws(KeyValueError) {
         var unknown: [(Echo, Tenant, TenantCredentials)] = []
         for echo in echoes {
@@ -371,6 +399,11 @@ extension ReceiveHandler {
                 platform: echo.platform, account: account, customer: echo.customerId, businessId: tenant.businessId,
                 seconds: responder.handoffPauseSeconds, by: .human)
             summary.humanReplies += 1
+            events?.add(
+                ConversationEvent(
+                    .conversationPaused, businessId: tenant.businessId, locationId: tenant.locationId, platform: echo.platform,
+                    conversationId: ConversationEvent.conversationId(tenant, echo.platform, echo.customerId), messageIds: [echo.messageId],
+                    reason: "human"))
             logger.info(
                 "a person answered the customer: the agent steps back",
                 metadata: [

@@ -33,6 +33,8 @@ public struct SendHandler: Sendable {
     public let conversations: Conversations?
     /// How long a person's message (`humanAgent`) or a pause without `minutes` pauses the agent.
     public let pauseSeconds: Int64
+    /// The conversation log and the metrics, sent after the answer.
+    public var telemetry: Telemetry = .none
 
     public init(
         directory: TenantDirectory, sender: MessageSender, ledger: MessageLedger? = nil, conversations: Conversations? = nil,
@@ -181,6 +183,21 @@ public struct SendHandler: Sendable {
                     // The message is out: its id is only for statuses and echoes, not worth failing the call.
                     logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
                 }
+            }
+        }
+        if let events = telemetry.events(for: context) {
+            let tenant = Tenant(businessId: request.businessId, locationId: credentials.locationId ?? "")
+            var event = ConversationEvent(
+                .replySent, businessId: request.businessId, locationId: credentials.locationId, platform: request.platform,
+                conversationId: ConversationEvent.conversationId(tenant, request.platform, request.recipientId),
+                reason: request.humanAgent ? "send (a person)" : "send")
+            event.sentMessageIds = sent.map(\.messageId)
+            events.add(event)
+            if request.humanAgent {
+                events.add(
+                    ConversationEvent(
+                        .conversationPaused, businessId: request.businessId, locationId: credentials.locationId, platform: request.platform,
+                        conversationId: event.conversationId, reason: "human"))
             }
         }
         if request.humanAgent, let conversations, let account = credentials.sendingAccount(for: request.platform) {
@@ -334,6 +351,14 @@ public struct SendHandler: Sendable {
         var logger = context.logger
         logger[metadataKey: "businessId"] = "\(request.businessId)"
         logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
+        if let events = telemetry.events(for: context) {
+            let tenant = Tenant(businessId: request.businessId, locationId: credentials.locationId ?? "")
+            events.add(
+                ConversationEvent(
+                    request.action == .pause ? .conversationPaused : .conversationResumed, businessId: request.businessId,
+                    locationId: credentials.locationId, platform: request.platform,
+                    conversationId: ConversationEvent.conversationId(tenant, request.platform, request.customerId), reason: "api"))
+        }
         do {
             switch request.action {
             case .pause:

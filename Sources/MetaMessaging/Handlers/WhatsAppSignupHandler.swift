@@ -51,7 +51,7 @@ public struct WhatsAppSignupHandler: Sendable {
         (1...32).contains(text.utf8.count) && text.utf8.allSatisfy { (0x30...0x39).contains($0) }
     }
 
-    public func handle(_ request: HTTPRequest, logger: Logger) async throws(RequestRefused) -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async throws(RequestRefused) -> HTTPResponse {
         guard request.method == "POST" else { throw RequestRefused(405, code: "method_not_allowed", "POST the signup's result") }
         guard request.body.count <= 16 * 1024 else { throw RequestRefused(413, code: "payload_too_large", "the body is larger than 16 KB") }
         let body: JSON
@@ -111,6 +111,8 @@ public struct WhatsAppSignupHandler: Sendable {
         }
         logger.info(
             "WhatsApp connected", metadata: ["businessId": "\(tenant.businessId)", "wabaId": "\(wabaId)", "phoneNumberId": "\(phoneNumberId)"])
+        events?.add(
+            ConversationEvent(.connectionMade, businessId: tenant.businessId, locationId: tenant.locationId, platform: .whatsapp, reason: "whatsapp_signup"))
         return .json(
             200,
             Connected(
