@@ -445,4 +445,69 @@ do {
     await graph.shutdown()
 }
 
+// MARK: what the conversation log and the metrics add to one receive invocation (issue 18)
+do {
+    print("\n## conversation log (Kinesis, moto) and metrics (EMF)")
+    let graph = try await GraphStandIn()
+    await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
+    let moto = try await MotoServer.shared.start()
+    let reader = KinesisReader(moto)
+    let streamName = "bench-conversations-\(UUID().uuidString.prefix(8).lowercased())"
+    try await reader.createStream(streamName)
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    func run(_ extra: [String: String], label: String) async throws -> (perSecond: Double, median: Double, p99: Double) {
+        let directory = NSTemporaryDirectory() + "bench-log-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
+            try FileManager.default.copyItem(atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(directory)/\(name)")
+        }
+        let api = try await RuntimeAPIStandIn()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
+        process.environment = [
+            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_APP_SECRET": "local-app-secret", "KV_BACKEND": "file",
+            "KV_FILE_DIR": directory, "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "SENDER_ACTIONS": "off",
+        ].merging(extra) { $1 }
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        func event(_ index: Int) -> [UInt8] {
+            let body =
+                #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"1234567890123456"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_log_\#(index)_\#(UUID().uuidString)","text":"hello"}}]}]}"#
+            let object: [String: Any] = [
+                "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
+                "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
+            ]
+            return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+        }
+        for index in 0..<10 { _ = await api.outcome(of: await api.enqueue(event(index)), timeout: .seconds(10)) }
+        var latencies: [Double] = []
+        let count = 200
+        let start = DispatchTime.now()
+        for index in 0..<count {
+            let begin = DispatchTime.now()
+            _ = await api.outcome(of: await api.enqueue(event(100 + index)), timeout: .seconds(10))
+            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
+        }
+        // The last invocation's after-answer work: wait for the loop to ask for the next event.
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        process.terminate()
+        process.waitUntilExit()
+        await api.shutdown()
+        let result = (Double(count) / seconds, median(latencies), percentile(latencies, 0.99))
+        line(label, "\(fmt(result.0, 0)) webhooks/s; answer median \(fmt(result.1)) ms, p99 \(fmt(result.2)) ms")
+        return result
+    }
+    let bare = try await run(["METRICS": "off"], label: "receive, Lambda loop, file store: no log, METRICS=off")
+    let metrics = try await run(["METRICS": "on"], label: "  with EMF metrics")
+    let logged = try await run(
+        moto.environment.merging(["METRICS": "on", "CONVERSATION_STREAM": streamName, "KINESIS_ENDPOINT": moto.endpoint]) { $1 },
+        label: "  with EMF metrics and the Kinesis log (moto)")
+    line(
+        "  cost per invocation: metrics / metrics + log",
+        "\(fmt(1000 / metrics.perSecond - 1000 / bare.perSecond)) ms / \(fmt(1000 / logged.perSecond - 1000 / bare.perSecond)) ms (throughput), answer median +\(fmt(metrics.median - bare.median)) / +\(fmt(logged.median - bare.median)) ms"
+    )
+    line("  records on the stream", "\(try await reader.records(streamName).count) (2 per webhook: accepted, reply.sent)")
+    await graph.shutdown()
+}
+
 struct SpawnError: Error { let path: String }
