@@ -55,33 +55,14 @@ public struct InstagramLoginHandler: Sendable {
 
     public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async -> HTTPResponse {
         let state: OAuthState
-        do throws(Failure) {
-            guard let text = request.queryValue("state"), !text.isEmpty else {
-                throw Failure(status: 400, code: "missing_state", message: "the state parameter is missing")
-            }
-            do {
-                state = try OAuthState.verify(text, secret: login.stateSecret, now: clock.epochSeconds())
-            } catch {
-                throw Failure(status: 400, code: error.rawValue, message: "the state was altered, has expired or is not ours; start the connection again")
-            }
-            guard state.redirectUri == login.redirectURI else {
-                throw Failure(status: 400, code: "redirect_uri_not_allowed", message: "the state's redirect URI is no longer this app's")
-            }
+        do {
+            state = try OAuthCallbackHandler.verifiedState(request, secret: login.stateSecret, now: clock.epochSeconds()) { $0 == login.redirectURI }
         } catch {
             logger.warning("Instagram callback refused: \(error.code)")
             return answer(Outcome(status: "error", error: error.code, message: error.message), httpStatus: error.status)
         }
-
+        if let declined = OAuthCallbackHandler.declined(request, state: state, logger: logger) { return answer(declined, httpStatus: 200) }
         var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
-        if let declined = request.queryValue("error") {
-            logger.info(
-                "the person declined the Instagram dialog",
-                metadata: ["businessId": "\(state.businessId)", "reason": "\(request.queryValue("error_reason") ?? declined)"])
-            outcome.status = "denied"
-            outcome.error = declined == "access_denied" ? "access_denied" : "oauth_error"
-            outcome.message = "the person did not grant the permissions"
-            return answer(outcome, httpStatus: 200)
-        }
         do {
             // Instagram appends `#_` to the redirect; a code never contains it.
             guard let code = request.queryValue("code").map({ $0.hasSuffix("#_") ? String($0.dropLast(2)) : $0 }), !code.isEmpty else {

@@ -81,33 +81,14 @@ public struct OAuthCallbackHandler: Sendable {
 
     public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async -> HTTPResponse {
         let state: OAuthState
-        do throws(Failure) {
-            guard let text = request.queryValue("state"), !text.isEmpty else {
-                throw Failure(status: 400, code: "missing_state", message: "the state parameter is missing")
-            }
-            do {
-                state = try OAuthState.verify(text, secret: config.stateSecret, now: clock.epochSeconds())
-            } catch {
-                throw Failure(status: 400, code: error.rawValue, message: "the state was altered, has expired or is not ours; start the connection again")
-            }
-            guard config.isAllowed(redirectURI: state.redirectUri) else {
-                throw Failure(status: 400, code: "redirect_uri_not_allowed", message: "the state's redirect URI is no longer allowed")
-            }
+        do {
+            state = try Self.verifiedState(request, secret: config.stateSecret, now: clock.epochSeconds(), allowed: config.isAllowed(redirectURI:))
         } catch {
             logger.warning("callback refused: \(error.code)")
             return answer(Outcome(status: "error", error: error.code, message: error.message), httpStatus: error.status)
         }
-
+        if let declined = Self.declined(request, state: state, logger: logger) { return answer(declined, httpStatus: 200) }
         var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
-        if let declined = request.queryValue("error") {
-            logger.info(
-                "the person declined the dialog",
-                metadata: ["businessId": "\(state.businessId)", "reason": "\(request.queryValue("error_reason") ?? declined)"])
-            outcome.status = "denied"
-            outcome.error = declined == "access_denied" ? "access_denied" : "oauth_error"
-            outcome.message = "the person did not grant the permissions"
-            return answer(outcome, httpStatus: 200)
-        }
         do {
             guard let code = request.queryValue("code"), !code.isEmpty else {
                 throw Failure(status: 400, code: "missing_code", message: "the code parameter is missing")
@@ -197,6 +178,34 @@ public struct OAuthCallbackHandler: Sendable {
     }
 
     // MARK: Steps
+
+    /// A callback's state, checked before anything else: present, signed under `secret`, not
+    /// expired, and its redirect URI still allowed.
+    static func verifiedState(_ request: HTTPRequest, secret: String, now: Int64, allowed: (String) -> Bool) throws(Failure) -> OAuthState {
+        guard let text = request.queryValue("state"), !text.isEmpty else {
+            throw Failure(status: 400, code: "missing_state", message: "the state parameter is missing")
+        }
+        let state: OAuthState
+        do {
+            state = try OAuthState.verify(text, secret: secret, now: now)
+        } catch {
+            throw Failure(status: 400, code: error.rawValue, message: "the state was altered, has expired or is not ours; start the connection again")
+        }
+        guard allowed(state.redirectUri) else {
+            throw Failure(status: 400, code: "redirect_uri_not_allowed", message: "the state's redirect URI is no longer allowed")
+        }
+        return state
+    }
+
+    /// The answer when the person declined the dialog (`error` in the query); nil when they did not.
+    static func declined(_ request: HTTPRequest, state: OAuthState, logger: Logger) -> Outcome? {
+        guard let declined = request.queryValue("error") else { return nil }
+        logger.info(
+            "the person declined the dialog", metadata: ["businessId": "\(state.businessId)", "reason": "\(request.queryValue("error_reason") ?? declined)"])
+        return Outcome(
+            status: "denied", error: declined == "access_denied" ? "access_denied" : "oauth_error", message: "the person did not grant the permissions",
+            businessId: state.businessId, locationId: state.locationId)
+    }
 
     /// A state is good for one callback: its nonce is recorded until it expires.
     private func useOnce(_ state: OAuthState) async throws {

@@ -10,16 +10,10 @@ extension TenantDirectory {
         tenant: Tenant, instagramAccountId: String, username: String?, token: String, issuedAt: Int64, expiresAt: Int64,
         connectedBy: String? = nil
     ) async throws(ConnectError) {
-        let mine: Condition = .or(.itemAbsent, .equals("businessId", .s(tenant.businessId)))
         do {
-            let identifierKey: Item = ["identifierId": .s(instagramAccountId)]
-            let currentIdentifier = try await store.get(tables.identifiers, key: identifierKey)
-            var identifier = Self.identifierItem(instagramAccountId, type: "instagram_account", platform: "instagram", tenant: tenant)
-            identifier["loginType"] = .s(InstagramLogin.loginType)
-            if currentIdentifier?["businessId"]?.string == tenant.businessId, let seen = currentIdentifier?["lastWebhookAt"] {
-                identifier["lastWebhookAt"] = seen
-            }
-            guard try await putUnlessTaken(tables.identifiers, item: identifier, condition: mine) else {
+            let claim = try await claim(
+                instagramAccountId, type: "instagram_account", platform: "instagram", for: tenant, extra: ["loginType": .s(InstagramLogin.loginType)])
+            guard claim != .refused else {
                 throw ConnectError.ownedByAnotherBusiness(identifier: instagramAccountId)
             }
             let key = credentialsKey(tenant.businessId, location: tenant.locationId)

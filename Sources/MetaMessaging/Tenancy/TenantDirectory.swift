@@ -208,26 +208,22 @@ extension TenantDirectory {
     public func connect(
         tenant: Tenant, pageId: String, instagramAccountId: String?, pageAccessToken: String, connectedBy: String? = nil
     ) async throws(ConnectError) {
-        let mine: Condition = .or(.itemAbsent, .equals("businessId", .s(tenant.businessId)))
         var claimed: [String] = []
         let accounts: [(String, String, String)] =
             [(pageId, "page", "messenger")]
             + (instagramAccountId.map { [($0, "instagram_account", "instagram")] } ?? [])
         do {
             for (identifier, type, platform) in accounts {
-                let current = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)])
-                let existed = current != nil
-                var item = Self.identifierItem(identifier, type: type, platform: platform, tenant: tenant)
-                // Reconnecting keeps when a webhook last arrived for the account.
-                if current?["businessId"]?.string == tenant.businessId, let seen = current?["lastWebhookAt"] { item["lastWebhookAt"] = seen }
-                guard try await putUnlessTaken(tables.identifiers, item: item, condition: mine) else {
+                switch try await claim(identifier, type: type, platform: platform, for: tenant) {
+                case .refused:
                     // Undo what this attempt newly claimed, so a refused connection leaves nothing behind.
                     for identifier in claimed {
                         try await store.delete(tables.identifiers, key: ["identifierId": .s(identifier)])
                     }
                     throw ConnectError.ownedByAnotherBusiness(identifier: identifier)
+                case .claimedNew: claimed.append(identifier)
+                case .reclaimed: break
                 }
-                if !existed { claimed.append(identifier) }
             }
             let key = credentialsKey(tenant.businessId, location: tenant.locationId)
             let now = self.now()
@@ -285,15 +281,8 @@ extension TenantDirectory {
         tenant: Tenant, phoneNumberId: String, wabaId: String?, displayPhoneNumber: String?, token: String, registrationPin: String? = nil,
         connectedBy: String? = nil
     ) async throws(ConnectError) {
-        let mine: Condition = .or(.itemAbsent, .equals("businessId", .s(tenant.businessId)))
         do {
-            let key: Item = ["identifierId": .s(phoneNumberId)]
-            let currentIdentifier = try await store.get(tables.identifiers, key: key)
-            var identifier = Self.identifierItem(phoneNumberId, type: "whatsapp_phone_number", platform: "whatsapp", tenant: tenant)
-            if currentIdentifier?["businessId"]?.string == tenant.businessId, let seen = currentIdentifier?["lastWebhookAt"] {
-                identifier["lastWebhookAt"] = seen
-            }
-            guard try await putUnlessTaken(tables.identifiers, item: identifier, condition: mine) else {
+            guard try await claim(phoneNumberId, type: "whatsapp_phone_number", platform: "whatsapp", for: tenant) != .refused else {
                 throw ConnectError.ownedByAnotherBusiness(identifier: phoneNumberId)
             }
             let itemKey = credentialsKey(tenant.businessId, location: tenant.locationId)
@@ -329,6 +318,31 @@ extension TenantDirectory {
         } catch {
             throw .store(KeyValueError(.unavailable, "\(error)"))
         }
+    }
+
+    enum IdentifierClaim: Equatable {
+        /// Another business holds it: nothing changed.
+        case refused
+        /// It was nobody's.
+        case claimedNew
+        /// It was already this business's (reconnecting).
+        case reclaimed
+    }
+
+    /// Claims an account id for `tenant` with a conditional write (refused when another
+    /// business holds it). Reconnecting keeps when a webhook last arrived for the account.
+    func claim(
+        _ identifier: String, type: String, platform: String, for tenant: Tenant, extra: Item = [:]
+    ) async throws(KeyValueError)
+        -> IdentifierClaim
+    {
+        let current = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)])
+        var item = Self.identifierItem(identifier, type: type, platform: platform, tenant: tenant).merging(extra) { $1 }
+        if current?["businessId"]?.string == tenant.businessId, let seen = current?["lastWebhookAt"] { item["lastWebhookAt"] = seen }
+        guard try await putUnlessTaken(tables.identifiers, item: item, condition: .or(.itemAbsent, .equals("businessId", .s(tenant.businessId)))) else {
+            return .refused
+        }
+        return current == nil ? .claimedNew : .reclaimed
     }
 
     /// A conditional put: false when the condition did not hold.
