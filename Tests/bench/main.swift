@@ -95,6 +95,68 @@ func timeHandler(_ function: some FunctionHandler, event: [UInt8], count: Int) a
     return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e3 / Double(count)
 }
 
+/// A signed Instagram text webhook, as API Gateway hands it to `receive`.
+func instagramWebhook(mid: String, sender: String = "1234567890123456", timestamp: Int, signature: WebhookSignature) -> [UInt8] {
+    let body =
+        #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"\#(sender)"},"recipient":{"id":"17841400000000001"},"timestamp":\#(timestamp),"message":{"mid":"\#(mid)","text":"hello \#(timestamp)"}}]}]}"#
+    let object: [String: Any] = [
+        "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
+        "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
+    ]
+    return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+}
+
+/// One `receive` process in the Lambda loop against a Runtime API stand-in: by default on a
+/// fresh file store holding the demo tenant, with `environment` added.
+struct ReceiveLoop {
+    let api: RuntimeAPIStandIn
+    let process: Process
+
+    static func start(binDir: String, graph: GraphStandIn, environment extra: [String: String], fileStore: Bool = true) async throws -> ReceiveLoop {
+        var environment = [
+            "META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
+        ]
+        if fileStore {
+            let directory = NSTemporaryDirectory() + "bench-receive-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
+                try FileManager.default.copyItem(atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(directory)/\(name)")
+            }
+            environment["KV_BACKEND"] = "file"
+            environment["KV_FILE_DIR"] = directory
+        }
+        let api = try await RuntimeAPIStandIn()
+        environment["AWS_LAMBDA_RUNTIME_API"] = api.endpoint
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
+        process.environment = environment.merging(extra) { $1 }
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return ReceiveLoop(api: api, process: process)
+    }
+
+    /// Each event in turn, after `warmUp` more: the time from handing it over to its answer
+    /// (ms), the seconds for all, and the answers.
+    func time(warmUp: [[UInt8]], events: [[UInt8]]) async -> (latencies: [Double], seconds: Double, answers: [String]) {
+        for event in warmUp { _ = await api.outcome(of: await api.enqueue(event), timeout: .seconds(10)) }
+        var latencies: [Double] = []
+        var answers: [String] = []
+        let start = DispatchTime.now()
+        for event in events {
+            let begin = DispatchTime.now()
+            if case .response(let body)? = await api.outcome(of: await api.enqueue(event), timeout: .seconds(10)) { answers.append(body) }
+            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
+        }
+        return (latencies, Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9, answers)
+    }
+
+    func stop() async {
+        process.terminate()
+        process.waitUntilExit()
+        await api.shutdown()
+    }
+}
+
 let mb = 1024.0 * 1024.0
 print("# meta-messaging benchmark (\(ProcessInfo.processInfo.activeProcessorCount) cores), release build in \(binDir)\n")
 
@@ -227,47 +289,16 @@ do {
 do {
     let graph = try await GraphStandIn()
     await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
-    let directory = NSTemporaryDirectory() + "bench-receive-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
-        try FileManager.default.copyItem(atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(directory)/\(name)")
-    }
-    let api = try await RuntimeAPIStandIn()
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
-    process.environment = [
-        "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_APP_SECRET": "local-app-secret", "KV_BACKEND": "file",
-        "KV_FILE_DIR": directory, "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
-    ]
-    process.standardError = FileHandle.nullDevice
-    try process.run()
+    let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: [:])
     let signature = WebhookSignature(appSecret: "local-app-secret")
-    func event(_ index: Int) -> [UInt8] {
-        let body =
-            #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"1234567890123456"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_bench_\#(index)_\#(UUID().uuidString)","text":"hello \#(index)"}}]}]}"#
-        let object: [String: Any] = [
-            "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
-            "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
-        ]
-        return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
-    }
-    for index in 0..<20 { _ = await api.outcome(of: await api.enqueue(event(index))) }
+    func event(_ index: Int) -> [UInt8] { instagramWebhook(mid: "m_bench_\(index)_\(UUID().uuidString)", timestamp: index, signature: signature) }
     let count = 300
-    var latencies: [Double] = []
-    let start = DispatchTime.now()
-    for index in 0..<count {
-        let begin = DispatchTime.now()
-        _ = await api.outcome(of: await api.enqueue(event(1000 + index)), timeout: .seconds(10))
-        latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
-    }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    let (latencies, seconds, _) = await loop.time(warmUp: (0..<20).map(event), events: (0..<count).map { event(1000 + $0) })
     let sent = await graph.messages.count
     line(
         "webhooks/s, Lambda loop, file store, echo agent, reply sent",
         "\(fmt(Double(count) / seconds, 0)) /s (median \(fmt(median(latencies))) ms, p99 \(fmt(percentile(latencies, 0.99))) ms, \(sent) replies)")
-    process.terminate()
-    process.waitUntilExit()
-    await api.shutdown()
+    await loop.stop()
     await graph.shutdown()
 }
 
@@ -333,46 +364,32 @@ do {
         ])
     let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
     let queueURL = try await admin.createFIFOQueue(name: "bench-\(suffix).fifo")
-    let api = try await RuntimeAPIStandIn()
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
-    process.environment = moto.environment.merging([
-        "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_APP_SECRET": "local-app-secret", "KV_BACKEND": "dynamodb",
-        "DYNAMODB_ENDPOINT": moto.endpoint, "RECEIVE_DISPATCH": "sqs", "PROCESS_QUEUE_URL": queueURL, "SQS_ENDPOINT": moto.endpoint,
-        "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name, "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name,
-        "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name, "LOG_LEVEL": "warning",
-    ]) { $1 }
-    process.standardError = FileHandle.nullDevice
-    try process.run()
+    // Graph is never called: the messages go to the queue.
+    let graph = try await GraphStandIn()
+    let loop = try await ReceiveLoop.start(
+        binDir: binDir, graph: graph,
+        environment: moto.environment.merging([
+            "KV_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": moto.endpoint, "RECEIVE_DISPATCH": "sqs", "PROCESS_QUEUE_URL": queueURL,
+            "SQS_ENDPOINT": moto.endpoint, "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name,
+            "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name, "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
+            "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name,
+        ]) { $1 }, fileStore: false)
     let signature = WebhookSignature(appSecret: "local-app-secret")
     func event(_ index: Int) -> [UInt8] {
-        let body =
-            #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"c\#(index % 7)"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_sqs_\#(index)_\#(suffix)","text":"hello \#(index)"}}]}]}"#
-        let object: [String: Any] = [
-            "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
-            "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
-        ]
-        return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+        instagramWebhook(mid: "m_sqs_\(index)_\(suffix)", sender: "c\(index % 7)", timestamp: index, signature: signature)
     }
-    for index in 0..<10 { _ = await api.outcome(of: await api.enqueue(event(index))) }
-    var latencies: [Double] = []
+    let (latencies, _, answers) = await loop.time(warmUp: (0..<10).map(event), events: (0..<200).map { event(100 + $0) })
     var statuses: [Int: Int] = [:]
-    for index in 0..<200 {
-        let begin = DispatchTime.now()
-        let outcome = await api.outcome(of: await api.enqueue(event(100 + index)), timeout: .seconds(10))
-        latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
-        if case .response(let body)? = outcome,
-            let status = (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["statusCode"] as? Int
-        {
+    for body in answers {
+        if let status = (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["statusCode"] as? Int {
             statuses[status, default: 0] += 1
         }
     }
     line(
         "receive answering Meta, sqs dispatch, moto: median / p99",
         "\(fmt(median(latencies))) ms / \(fmt(percentile(latencies, 0.99))) ms (statuses \(statuses))")
-    process.terminate()
-    process.waitUntilExit()
-    await api.shutdown()
+    await loop.stop()
+    await graph.shutdown()
 }
 
 // MARK: what "seen" and "typing" add to a reply (issue 16)
@@ -390,47 +407,19 @@ do {
     }
     let signature = WebhookSignature(appSecret: "local-app-secret")
     func run(senderActions: Bool, agentURL: String?, label: String) async throws -> [Double] {
-        let directory = NSTemporaryDirectory() + "bench-signals-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
-            try FileManager.default.copyItem(atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(directory)/\(name)")
-        }
-        let api = try await RuntimeAPIStandIn()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
-        var environment = [
-            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_APP_SECRET": "local-app-secret", "KV_BACKEND": "file",
-            "KV_FILE_DIR": directory, "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
-            "SENDER_ACTIONS": senderActions ? "on" : "off",
-        ]
+        var environment = ["SENDER_ACTIONS": senderActions ? "on" : "off"]
         if let agentURL {
             environment["AGENT_BACKEND"] = "http"
             environment["AGENT_HTTP_URL"] = agentURL
         }
-        process.environment = environment
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: environment)
+        // A new customer every time: each reply also pays the first profile lookup, as the
+        // first message of a conversation does.
         func event(_ index: Int) -> [UInt8] {
-            // A new customer every time: each reply also pays the first profile lookup, as the
-            // first message of a conversation does.
-            let body =
-                #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"c\#(index)"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_sig_\#(index)_\#(UUID().uuidString)","text":"hello"}}]}]}"#
-            let object: [String: Any] = [
-                "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
-                "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
-            ]
-            return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+            instagramWebhook(mid: "m_sig_\(index)_\(UUID().uuidString)", sender: "c\(index)", timestamp: index, signature: signature)
         }
-        for index in 0..<5 { _ = await api.outcome(of: await api.enqueue(event(index)), timeout: .seconds(10)) }
-        var latencies: [Double] = []
-        for index in 0..<80 {
-            let begin = DispatchTime.now()
-            _ = await api.outcome(of: await api.enqueue(event(100 + index)), timeout: .seconds(10))
-            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
-        }
-        process.terminate()
-        process.waitUntilExit()
-        await api.shutdown()
+        let (latencies, _, _) = await loop.time(warmUp: (0..<5).map(event), events: (0..<80).map { event(100 + $0) })
+        await loop.stop()
         line(label, "median \(fmt(median(latencies))) ms, p99 \(fmt(percentile(latencies, 0.99))) ms")
         return latencies
     }
@@ -456,43 +445,11 @@ do {
     try await reader.createStream(streamName)
     let signature = WebhookSignature(appSecret: "local-app-secret")
     func run(_ extra: [String: String], label: String) async throws -> (perSecond: Double, median: Double, p99: Double) {
-        let directory = NSTemporaryDirectory() + "bench-log-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
-            try FileManager.default.copyItem(atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(directory)/\(name)")
-        }
-        let api = try await RuntimeAPIStandIn()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
-        process.environment = [
-            "AWS_LAMBDA_RUNTIME_API": api.endpoint, "META_APP_SECRET": "local-app-secret", "KV_BACKEND": "file",
-            "KV_FILE_DIR": directory, "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "SENDER_ACTIONS": "off",
-        ].merging(extra) { $1 }
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        func event(_ index: Int) -> [UInt8] {
-            let body =
-                #"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"1234567890123456"},"recipient":{"id":"17841400000000001"},"timestamp":\#(index),"message":{"mid":"m_log_\#(index)_\#(UUID().uuidString)","text":"hello"}}]}]}"#
-            let object: [String: Any] = [
-                "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
-                "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
-            ]
-            return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
-        }
-        for index in 0..<10 { _ = await api.outcome(of: await api.enqueue(event(index)), timeout: .seconds(10)) }
-        var latencies: [Double] = []
+        let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: extra.merging(["SENDER_ACTIONS": "off"]) { $1 })
+        func event(_ index: Int) -> [UInt8] { instagramWebhook(mid: "m_log_\(index)_\(UUID().uuidString)", timestamp: index, signature: signature) }
         let count = 200
-        let start = DispatchTime.now()
-        for index in 0..<count {
-            let begin = DispatchTime.now()
-            _ = await api.outcome(of: await api.enqueue(event(100 + index)), timeout: .seconds(10))
-            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - begin.uptimeNanoseconds) / 1e6)
-        }
-        // The last invocation's after-answer work: wait for the loop to ask for the next event.
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        process.terminate()
-        process.waitUntilExit()
-        await api.shutdown()
+        let (latencies, seconds, _) = await loop.time(warmUp: (0..<10).map(event), events: (0..<count).map { event(100 + $0) })
+        await loop.stop()
         let result = (Double(count) / seconds, median(latencies), percentile(latencies, 0.99))
         line(label, "\(fmt(result.0, 0)) webhooks/s; answer median \(fmt(result.1)) ms, p99 \(fmt(result.2)) ms")
         return result
