@@ -124,6 +124,10 @@ import Testing
         #expect(result.bodyJSON?["answered"] as? Int == 1)
         #expect(await harness.graph.messages.count == 1)
         #expect(result.stderr.contains("conversation events lost"))
+        // And counted, as a metric of its own.
+        let lost = Self.emf(result.stderr).first { $0["ConversationEventsLost"] != nil }
+        #expect(lost?["ConversationEventsLost"] as? Int == 2)
+        #expect(((lost?["_aws"] as? [String: Any])?["CloudWatchMetrics"] as? [[String: Any]])?.first?["Dimensions"] as? [[String]] == [["Function"]])
         await harness.shutdown()
     }
 

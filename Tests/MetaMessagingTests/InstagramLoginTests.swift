@@ -241,9 +241,14 @@ import Testing
         try await Self.connect(setup, location: "revoked", account: "1784100000000005", token: "tok-revoked", issuedAgo: 55 * day, expiresIn: 5 * day)
         await setup.harness.graph.describe(token: "tok-revoked", .expired(at: 1_795_000_000))
 
-        let report = try await Self.refresher(setup).run(deadline: .now + .seconds(60), logger: Self.logger())
+        let events = ConversationEvents()
+        let report = try await Self.refresher(setup).run(deadline: .now + .seconds(60), logger: Self.logger(), events: events)
         #expect(report.refreshed == 1)
         #expect(report.expired == 2)
+        // The conversation log hears of the two connections that left.
+        let removed = events.all.filter { $0.kind == .connectionRemoved }
+        #expect(removed.compactMap(\.locationId).sorted() == ["gone", "revoked"])
+        #expect(removed.allSatisfy { $0.reason == "token_expired" && $0.businessId == "B0500005" })
         #expect(report.failed == 0)
         #expect(report.complete)
         // The seed's Facebook connection and the two not due: skipped.

@@ -254,9 +254,11 @@ public struct Services: Sendable {
             redirectURI: environment["INSTAGRAM_REDIRECT_URI"] ?? "", stateSecret: "",
             graphBaseURL: environment.value("INSTAGRAM_GRAPH_BASE_URL", default: "https://graph.instagram.com"),
             graphVersion: environment.value("META_GRAPH_API_VERSION", default: "v25.0"))
-        return RefreshHandler(
+        var handler = RefreshHandler(
             directory: TenantDirectory(store: store, tables: tables), ledger: MessageLedger(store: store, table: tables.processedMessages),
             login: login, transport: transport)
+        handler.telemetry = try telemetry(function: "refresh")
+        return handler
     }
 
     public func processHandler() throws(ConfigurationError) -> ProcessHandler {

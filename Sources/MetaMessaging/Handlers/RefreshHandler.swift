@@ -25,6 +25,8 @@ public struct RefreshHandler: Sendable {
     /// The most pages one run reads.
     public var maxPages = 50
     public var callTimeout: Duration = .seconds(5)
+    /// The conversation log (`connection.removed` for a token that expired) and the metrics.
+    public var telemetry: Telemetry = .none
 
     public init(directory: TenantDirectory, ledger: MessageLedger, login: InstagramLogin, transport: any HTTPTransport, clock: WallClock = .system) {
         self.directory = directory
@@ -49,7 +51,7 @@ public struct RefreshHandler: Sendable {
 
     static let cursorKey: Item = ["messageId": .s("refresh:cursor")]
 
-    public func run(deadline: ContinuousClock.Instant, logger: Logger) async throws(KeyValueError) -> Report {
+    public func run(deadline: ContinuousClock.Instant, logger: Logger, events: ConversationEvents? = nil) async throws(KeyValueError) -> Report {
         var report = Report()
         let cursor = try await ledger.store.get(ledger.table, key: Self.cursorKey)
         var after = cursor?["after"]?.map
@@ -59,7 +61,7 @@ public struct RefreshHandler: Sendable {
             pages += 1
             for connection in page.connections {
                 report.scanned += 1
-                await refreshIfDue(connection, report: &report, deadline: deadline, logger: logger)
+                await refreshIfDue(connection, report: &report, deadline: deadline, events: events, logger: logger)
             }
             after = page.next
             guard let next = page.next else {
@@ -83,7 +85,9 @@ public struct RefreshHandler: Sendable {
         return report
     }
 
-    func refreshIfDue(_ connection: TenantCredentials, report: inout Report, deadline: ContinuousClock.Instant, logger: Logger) async {
+    func refreshIfDue(
+        _ connection: TenantCredentials, report: inout Report, deadline: ContinuousClock.Instant, events: ConversationEvents?, logger: Logger
+    ) async {
         let now = clock.epochSeconds()
         guard connection.usesInstagramLogin, connection.isActive, let expiresAt = connection.tokenExpiresAt else {
             report.skipped += 1
@@ -93,7 +97,7 @@ public struct RefreshHandler: Sendable {
         logger[metadataKey: "businessId"] = "\(connection.businessId)"
         logger[metadataKey: "locationId"] = "\(connection.locationId ?? "-")"
         guard expiresAt > now else {
-            await markExpired(connection, why: "the token expired before it was refreshed", report: &report, logger: logger)
+            await markExpired(connection, why: "the token expired before it was refreshed", report: &report, events: events, logger: logger)
             return
         }
         let issuedAt = connection.tokenIssuedAt ?? 0
@@ -110,7 +114,7 @@ public struct RefreshHandler: Sendable {
             token = try await login.refreshed(connection.accessToken, transport: transport, timeout: callTimeout)
         } catch {
             if error.isExpiredToken {
-                await markExpired(connection, why: error.description, report: &report, logger: logger)
+                await markExpired(connection, why: error.description, report: &report, events: events, logger: logger)
             } else {
                 report.failed += 1
                 logger.warning("a token could not be refreshed now: tried again next run", metadata: ["error": "\(error)"])
@@ -130,10 +134,14 @@ public struct RefreshHandler: Sendable {
         }
     }
 
-    private func markExpired(_ connection: TenantCredentials, why: String, report: inout Report, logger: Logger) async {
+    private func markExpired(_ connection: TenantCredentials, why: String, report: inout Report, events: ConversationEvents?, logger: Logger) async {
         do {
             try await directory.markNeedsReconnection(connection, reason: "token_expired")
             report.expired += 1
+            events?.add(
+                ConversationEvent(
+                    .connectionRemoved, businessId: connection.businessId, locationId: connection.locationId, platform: .instagram,
+                    reason: "token_expired"))
             logger.warning("an Instagram-Login token expired: the location must connect again", metadata: ["detail": "\(why)"])
         } catch {
             report.failed += 1
@@ -152,7 +160,8 @@ public struct RefreshHandler: Sendable {
                 throw ProcessEventError(errorMessage: "the event is not a JSON object (EventBridge's scheduled event, or {})")
             }
             do {
-                let report = try await handler.run(deadline: context.deadline, logger: context.logger)
+                let report = try await handler.run(
+                    deadline: context.deadline, logger: context.logger, events: handler.telemetry.events(for: context))
                 return JSON.dictionary([
                     "scanned": .number(String(report.scanned)), "refreshed": .number(String(report.refreshed)),
                     "expired": .number(String(report.expired)), "failed": .number(String(report.failed)),

@@ -53,6 +53,22 @@ public struct Metrics: Sendable {
     }
 }
 
+extension Metrics {
+    /// `ConversationEventsLost`: events the log could not deliver in one invocation (dimension
+    /// `Function`).
+    public func lost(_ count: Int, function: String, now: Int64) -> JSON {
+        [
+            "Function": .string(function), "ConversationEventsLost": .number(String(count)),
+            "_aws": [
+                "Timestamp": .number(String(now)),
+                "CloudWatchMetrics": [
+                    ["Namespace": .string(namespace), "Dimensions": [["Function"]], "Metrics": [["Name": "ConversationEventsLost", "Unit": "Count"]]]
+                ],
+            ],
+        ]
+    }
+}
+
 /// What a function reports besides its answer: the conversation log (`CONVERSATION_STREAM`)
 /// and the metrics (`METRICS`), both sent after the invocation's answer.
 public struct Telemetry: Sendable {
@@ -90,6 +106,10 @@ public struct Telemetry: Sendable {
                 let outcome = await log.put(all, function: function, logger: logger)
                 if outcome.failed > 0 {
                     logger.warning("conversation events lost", metadata: ["failed": "\(outcome.failed)", "sent": "\(outcome.sent)"])
+                    if let metrics {
+                        let lost = metrics.lost(outcome.failed, function: function, now: ConversationEvent.nowMilliseconds())
+                        Output.stderr(String(decoding: lost.encoded(), as: UTF8.self))
+                    }
                 }
             }
         }
