@@ -89,7 +89,8 @@ public struct InstagramLoginHandler: Sendable {
                 throw Failure.graph(error, status: 502, code: "graph_error", what: "issue a long-lived token")
             }
             let graph = login.graph(transport: transport)
-            let account = try await graphCall(graph, "GET", "me", query: [("fields", "user_id,username")], token: token.accessToken, what: "read the account")
+            let account = try await OAuthCallbackHandler.graphCall(
+                graph, "GET", "me", query: [("fields", "user_id,username")], token: token.accessToken, timeout: timeout, what: "read the account")
             guard let accountId = account["user_id"]?.id else {
                 throw Failure(status: 502, code: "graph_error", message: "Instagram did not say which professional account logged in")
             }
@@ -107,9 +108,9 @@ public struct InstagramLoginHandler: Sendable {
                     throw Failure(status: 503, code: "store_unavailable", message: "the connection could not be stored: \(error.code.rawValue)")
                 }
             }
-            let subscribed = try await graphCall(
+            let subscribed = try await OAuthCallbackHandler.graphCall(
                 graph, "POST", "me/subscribed_apps", query: [("subscribed_fields", InstagramLogin.subscribedFields)], token: token.accessToken,
-                what: "subscribe the account to webhooks")
+                timeout: timeout, what: "subscribe the account to webhooks")
             guard subscribed["success"]?.bool == true else {
                 throw Failure(status: 502, code: "subscription_failed", message: "Instagram did not confirm the webhook subscription")
             }
@@ -131,18 +132,6 @@ public struct InstagramLoginHandler: Sendable {
         } catch {
             outcome.error = "internal_error"
             return answer(outcome, httpStatus: 500)
-        }
-    }
-
-    private func graphCall(
-        _ graph: GraphClient, _ method: String, _ path: String, query: [(String, String)], token: String, what: String
-    )
-        async throws(Failure) -> JSON
-    {
-        do {
-            return try await graph.call(method, path, query: query, token: token, timeout: timeout)
-        } catch {
-            throw Failure.graph(error, status: 502, code: error.isExpiredToken ? "token_expired" : "graph_error", what: what)
         }
     }
 

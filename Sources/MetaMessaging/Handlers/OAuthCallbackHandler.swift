@@ -288,6 +288,13 @@ public struct OAuthCallbackHandler: Sendable {
     }
 
     private func graphCall(_ method: String, _ path: String, query: [(String, String)], token: String, what: String) async throws -> JSON {
+        try await Self.graphCall(graph, method, path, query: query, token: token, timeout: timeout, what: what)
+    }
+
+    /// A Graph call of a connect flow, its failure in our own words (`what` it was for).
+    static func graphCall(
+        _ graph: GraphClient, _ method: String, _ path: String, query: [(String, String)], token: String, timeout: Duration, what: String
+    ) async throws(Failure) -> JSON {
         do {
             return try await graph.call(method, path, query: query, token: token, timeout: timeout)
         } catch {

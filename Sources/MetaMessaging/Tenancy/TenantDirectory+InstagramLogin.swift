@@ -10,7 +10,7 @@ extension TenantDirectory {
         tenant: Tenant, instagramAccountId: String, username: String?, token: String, issuedAt: Int64, expiresAt: Int64,
         connectedBy: String? = nil
     ) async throws(ConnectError) {
-        do {
+        try await connecting {
             let claim = try await claim(
                 instagramAccountId, type: "instagram_account", platform: "instagram", for: tenant, extra: ["loginType": .s(InstagramLogin.loginType)])
             guard claim != .refused else {
@@ -44,12 +44,6 @@ extension TenantDirectory {
                 item["connectedAt"] = .s(now)
             }
             try await store.put(tables.credentials, item: item)
-        } catch let error as ConnectError {
-            throw error
-        } catch let error as KeyValueError {
-            throw .store(error)
-        } catch {
-            throw .store(KeyValueError(.unavailable, "\(error)"))
         }
     }
 

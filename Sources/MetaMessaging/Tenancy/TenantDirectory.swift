@@ -212,7 +212,7 @@ extension TenantDirectory {
         let accounts: [(String, String, String)] =
             [(pageId, "page", "messenger")]
             + (instagramAccountId.map { [($0, "instagram_account", "instagram")] } ?? [])
-        do {
+        try await connecting {
             for (identifier, type, platform) in accounts {
                 switch try await claim(identifier, type: type, platform: platform, for: tenant) {
                 case .refused:
@@ -261,12 +261,6 @@ extension TenantDirectory {
             }
             try await store.put(tables.credentials, item: item)
             if legacyIsThis { try await store.delete(tables.credentials, key: legacyKey) }
-        } catch let error as ConnectError {
-            throw error
-        } catch let error as KeyValueError {
-            throw .store(error)
-        } catch {
-            throw .store(KeyValueError(.unavailable, "\(error)"))
         }
     }
 
@@ -281,7 +275,7 @@ extension TenantDirectory {
         tenant: Tenant, phoneNumberId: String, wabaId: String?, displayPhoneNumber: String?, token: String, registrationPin: String? = nil,
         connectedBy: String? = nil
     ) async throws(ConnectError) {
-        do {
+        try await connecting {
             guard try await claim(phoneNumberId, type: "whatsapp_phone_number", platform: "whatsapp", for: tenant) != .refused else {
                 throw ConnectError.ownedByAnotherBusiness(identifier: phoneNumberId)
             }
@@ -311,6 +305,13 @@ extension TenantDirectory {
                 item["whatsappConnectedAt"] = .s(now)
             }
             try await store.put(tables.credentials, item: item)
+        }
+    }
+
+    /// A connect step, whatever it throws reported as a `ConnectError` (store failures as `.store`).
+    func connecting(_ body: () async throws -> Void) async throws(ConnectError) {
+        do {
+            try await body()
         } catch let error as ConnectError {
             throw error
         } catch let error as KeyValueError {
