@@ -54,9 +54,11 @@ public struct OAuthState: Sendable, Equatable, Codable {
     /// The state if its signature holds and it has not expired.
     public static func verify(_ text: String, secret: String, now: Int64) throws(Failure) -> OAuthState {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2, let given = Base64URL.decode(String(parts[1])) else { throw .malformed }
-        let expected = HMACSHA256.sign(Array(parts[0].utf8), key: Array(secret.utf8))
-        guard constantTimeEquals(given, expected) else { throw .forged }
+        guard parts.count == 2, Base64URL.decode(String(parts[1])) != nil else { throw .malformed }
+        // The signature's text is compared, not its decoded bytes: base64's unused low bits in
+        // the last character would otherwise let an altered token pass.
+        let expected = Base64URL.encode(HMACSHA256.sign(Array(parts[0].utf8), key: Array(secret.utf8)))
+        guard constantTimeEquals(Array(parts[1].utf8), Array(expected.utf8)) else { throw .forged }
         guard let payload = Base64URL.decode(String(parts[0])),
             let state = try? SafeJSON.decode(OAuthState.self, from: payload, limits: JSONLimits(maxBytes: 4096, maxDepth: 4))
         else { throw .malformed }
