@@ -47,7 +47,9 @@ import Testing
         let conversations = Conversations(store: harness.store, table: harness.tables.conversations, clock: clock.clock)
         let responder = MessageResponder(
             agent: agent, sender: sender, ledger: ledger, agentTimeout: .seconds(3), conversations: conversations,
-            presence: senderActions ? Presence(graph: graph) : nil, profiles: CustomerProfiles(graph: graph))
+            // Budgets wide enough for a loaded test machine; the tests of the bounds hang longer.
+            presence: senderActions ? Presence(graph: graph, budget: .seconds(2)) : nil,
+            profiles: CustomerProfiles(graph: graph, timeout: .seconds(2)))
         // The demo customers' windows, open at the test clock's time.
         try await harness.openWindows(at: clock.seconds.withLock { $0 })
         return World(

@@ -275,8 +275,8 @@ import Testing
         #expect(W.summary(failed)["answered"] as? Int == 1)
         #expect(await world.harness.graph.messages.count == 1)
 
-        // An action Meta sits on for 3 s: the reply goes without waiting for it.
-        let hanging = ContinuousClock.now + .seconds(3)
+        // An action Meta sits on for 5 s: the reply goes without waiting for it (past the budget).
+        let hanging = ContinuousClock.now + .seconds(5)
         await world.harness.graph.script(
             [.json(200, #"{"recipient_id":"1234567890123456"}"#)], pathSuffix: "/messages", answerAt: hanging, senderActions: true)
         let response = try await world.receive.handle(W.webhook(Self.customerMessage("m_action_hangs")), context: W.context())
@@ -441,7 +441,7 @@ import Testing
     @Test func aSlowProfileLookupNeverHoldsTheReply() async throws {
         let agent = ScriptedAgent(AgentReply(text: "Bună!"))
         let world = try await W.world(agent: agent, senderActions: false)
-        let slow = ContinuousClock.now + .seconds(3)
+        let slow = ContinuousClock.now + .seconds(5)
         await world.harness.graph.script([.json(200, #"{"name":"Prea Târziu","id":"1234567890123456"}"#)], pathSuffix: "/\(Self.customer)", answerAt: slow)
         let response = try await world.receive.handle(W.webhook(Self.customerMessage("m_profile_slow")), context: W.context())
         #expect(ContinuousClock.now < slow)
