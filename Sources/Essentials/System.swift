@@ -76,6 +76,18 @@ public enum System {
         #endif
     }
 
+    /// Makes the file's data (and the size that reaches it) durable: `fdatasync` on Linux,
+    /// `fsync` on Darwin, which has no `fdatasync` in its headers. 0, or -1 with errno set.
+    public static func syncData(_ fd: Int32) -> Int32 {
+        #if canImport(Darwin)
+        Darwin.fsync(fd)
+        #elseif canImport(Musl)
+        Musl.fdatasync(fd)
+        #else
+        Glibc.fdatasync(fd)
+        #endif
+    }
+
     /// Reads into `buffer[offset...]` (a recv on a socket); the count read, 0 at the end, or -1.
     public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, socket: Bool = false) -> Int {
         guard offset < buffer.count, let start = UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).baseAddress else { return 0 }

@@ -18,8 +18,10 @@ if CommandLine.arguments.dropFirst().first == "--bare-runtime-client" {
 }
 
 let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
-/// `bench BIN_DIR verify` runs only the verify figures (the other sections need moto).
-let onlyVerify = CommandLine.arguments.dropFirst(2).first == "verify"
+/// `bench BIN_DIR [SECTION...]` runs only the sections named (verify, store, receive, sqs,
+/// signals, log); none named runs them all. Only verify runs without moto.
+let sections = Set(CommandLine.arguments.dropFirst(2))
+func wants(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
 let root = Executables.packageRoot
 
 func median(_ values: [Double]) -> Double {
@@ -161,7 +163,7 @@ let mb = 1024.0 * 1024.0
 print("# meta-messaging benchmark (\(ProcessInfo.processInfo.activeProcessorCount) cores), release build in \(binDir)\n")
 
 // MARK: verify, local mode
-do {
+if wants("verify") {
     let verify = "\(binDir)/verify"
     let event = root.appendingPathComponent("events/verify.json").path
     let env = ["META_WEBHOOK_VERIFY_TOKEN": "local-verify-token", "LOG_LEVEL": "warning"]
@@ -186,7 +188,7 @@ do {
 }
 
 // MARK: verify, Lambda loop
-do {
+if wants("verify") {
     let event = Array(try Data(contentsOf: root.appendingPathComponent("events/verify.json")))
     let api = try BlockingRuntimeAPI(event: event)
     let cpuBefore = childCPUSeconds()
@@ -229,11 +231,9 @@ do {
     line("  verify's handler alone (decode, verify, encode), in process", "\(fmt(handler, 1)) µs")
 }
 
-if onlyVerify { exit(0) }
-
 // MARK: key-value store
-print("\n## key-value store")
-do {
+if wants("store") {
+    print("\n## key-value store")
     let table = TableSchema(name: "bench", partitionKey: "id")
     let directory = NSTemporaryDirectory() + "bench-\(UUID().uuidString)"
     let store = try FileStore(directory: directory, tables: [table])
@@ -249,7 +249,7 @@ do {
         line("file store, table of \(size) items: get / put (fsync)", "\(fmt(getsPerSecond, 0)) ops/s / \(fmt(putsPerSecond, 0)) ops/s")
     }
 }
-do {
+if wants("store") {
     let moto = try await MotoServer.shared.start()
     let table = TableSchema(name: "bench-\(UUID().uuidString.prefix(8))", partitionKey: "id")
     let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
@@ -275,8 +275,8 @@ do {
 }
 
 // MARK: receive
-print("\n## receive")
-do {
+if wants("receive") {
+    print("\n## receive")
     let secret = WebhookSignature(appSecret: "local-app-secret")
     let body = [UInt8](repeating: UInt8(ascii: "a"), count: 1 << 20)
     let rounds = 200
@@ -286,7 +286,7 @@ do {
     let perMB = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6 / Double(rounds)
     line("signature check per MB of body", "\(fmt(perMB, 3)) ms (\(fmt(1000 / perMB, 0)) MB/s)")
 }
-do {
+if wants("receive") {
     let graph = try await GraphStandIn()
     await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
     let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: [:])
@@ -303,7 +303,7 @@ do {
 }
 
 // MARK: receive's record of when a webhook last arrived (issue 15)
-do {
+if wants("receive") {
     // What every webhook pays: the per-process check of which accounts are due.
     let sightings = WebhookSightings()
     let rounds = 1_000_000
@@ -342,7 +342,7 @@ do {
 }
 
 // MARK: receive with RECEIVE_DISPATCH=sqs against moto (DynamoDB and SQS)
-do {
+if wants("sqs") {
     let moto = try await MotoServer.shared.start()
     let suffix = UUID().uuidString.prefix(8).lowercased()
     let tables = Tables(
@@ -393,7 +393,7 @@ do {
 }
 
 // MARK: what "seen" and "typing" add to a reply (issue 16)
-do {
+if wants("signals") {
     print("\n## conversation signals: seen and typing")
     // Meta is reached over the internet: every Graph answer here leaves 80 ms after its
     // request (an assumed round trip from an AWS region to graph.facebook.com).
@@ -435,7 +435,7 @@ do {
 }
 
 // MARK: what the conversation log and the metrics add to one receive invocation (issue 18)
-do {
+if wants("log") {
     print("\n## conversation log (Kinesis, moto) and metrics (EMF)")
     let graph = try await GraphStandIn()
     await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])

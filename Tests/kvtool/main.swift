@@ -2,7 +2,9 @@
 //   kvtool claim DIR KEY           conditional put (item absent); prints won or lost
 //   kvtool update DIR KEY TAG N    N updates, each setting attribute TAG_i on the item KEY
 //   kvtool count DIR KEY N         N optimistic increments of `count` (get, conditional put)
-//   kvtool churn DIR               rewrites a large table forever (to be killed mid-write)
+//   kvtool churn DIR               rewrites 20 large items forever (to be killed mid-write),
+//                                  writing "INDEX ROUND" to stderr after each put returns
+import Foundation
 import KeyValueStore
 
 let table = TableSchema(name: "kv-test", partitionKey: "id")
@@ -49,6 +51,7 @@ case "churn":
         round += 1
         for index in 0..<20 {
             try await store.put(table, item: ["id": .s("item-\(index)"), "round": .number(round), "padding": .s(padding)])
+            FileHandle.standardError.write(Data("\(index) \(round)\n".utf8))
         }
     }
 default:

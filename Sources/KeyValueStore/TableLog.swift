@@ -1,0 +1,538 @@
+import Dispatch
+import Essentials
+import SafeJSON
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What one write does to a table.
+enum LogChange: Sendable {
+    case put(key: Item, item: Item)
+    case delete(key: Item)
+}
+
+/// One table's log file as this process knows it: the items as of the first `offset` bytes of
+/// the file, and the work of catching up with the lines other processes appended since,
+/// appending a line, and compacting.
+///
+/// Every operation runs on the log's own serial queue (never on Swift's cooperative pool: it
+/// blocks in `flock` and `fdatasync`), which is also what guards `state`: nothing else touches
+/// it. Between processes, and between two stores on one folder in one process, the `flock` on
+/// `<table>.lock` does.
+final class TableLog: @unchecked Sendable {
+    let schema: TableSchema
+    private let path: String
+    private let lockPath: String
+    private let directory: String
+    private let queue: DispatchQueue
+    /// Touched only on `queue`.
+    private var state: LogState
+
+    /// Compaction waits until at least this many lines are dead, so a small table is not
+    /// rewritten for every few writes.
+    static let minimumDeadLines = 1024
+
+    init(schema: TableSchema, directory: String) {
+        self.schema = schema
+        self.directory = directory
+        path = "\(directory)/\(schema.name).jsonl"
+        lockPath = "\(directory)/\(schema.name).lock"
+        queue = DispatchQueue(label: "file-store.\(schema.name)")
+        state = LogState(schema: schema)
+    }
+
+    // MARK: Operations
+
+    func read<T: Sendable>(now: @escaping @Sendable () -> Int64, _ body: @escaping @Sendable (LogItems) -> T) async throws(KeyValueError) -> T {
+        try await onQueue { () throws(KeyValueError) -> T in
+            try self.locked(exclusive: false) { lock throws(KeyValueError) -> T in
+                let fd = open(self.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                if fd < 0 {
+                    guard errno == ENOENT else { throw self.openError() }
+                    self.state = LogState(schema: self.schema)
+                } else {
+                    defer { close(fd) }
+                    _ = try self.catchUp(fd, lock: lock)
+                }
+                self.state.items.now = now()
+                return body(self.state.items)
+            }
+        }
+    }
+
+    /// Catches up, lets `decide` choose a change (or none) from the items as they are, and
+    /// appends it: the change is on disk when this returns.
+    func write<T: Sendable>(
+        now: @escaping @Sendable () -> Int64, _ decide: @escaping @Sendable (LogItems) throws(KeyValueError) -> (LogChange?, T)
+    ) async throws(KeyValueError) -> T {
+        try await onQueue { () throws(KeyValueError) -> T in
+            try self.locked(exclusive: true) { lock throws(KeyValueError) -> T in
+                let fd = try self.openForWriting()
+                defer { close(fd) }
+                let tail = try self.catchUp(fd, lock: lock)
+                self.state.items.now = now()
+                let (change, result) = try decide(self.state.items)
+                guard let change else { return result }
+                try self.append(change, to: fd, cutting: tail == .torn)
+                if self.state.lines >= self.state.nextCompactionCheck {
+                    // The write is durable already: a compaction that fails leaves the log as
+                    // it was (its temporary file removed) and is tried again later.
+                    try? self.compactIfDue(lock: lock)
+                }
+                return result
+            }
+        }
+    }
+
+    func compactNow(now: @escaping @Sendable () -> Int64) async throws(KeyValueError) {
+        try await onQueue { () throws(KeyValueError) in
+            try self.locked(exclusive: true) { lock throws(KeyValueError) in
+                let fd = try self.openForWriting()
+                defer { close(fd) }
+                _ = try self.catchUp(fd, lock: lock)
+                self.state.items.now = now()
+                try self.compact(lock: lock)
+            }
+        }
+    }
+
+    private func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws(KeyValueError) -> T) async throws(KeyValueError) -> T {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, KeyValueError>, Never>) in
+            queue.async { continuation.resume(returning: Result { () throws(KeyValueError) -> T in try work() }) }
+        }
+        return try result.get()
+    }
+
+    /// Runs `body` holding the table's lock, shared or exclusive; `body` gets the lock's file
+    /// descriptor (the lock file also holds the compaction generation).
+    private func locked<T>(exclusive: Bool, _ body: (Int32) throws(KeyValueError) -> T) throws(KeyValueError) -> T {
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard lock >= 0 else {
+            if errno == ELOOP { throw KeyValueError(.unavailable, "\(lockPath) is a symbolic link: refused") }
+            throw Self.ioError("cannot open \(lockPath)")
+        }
+        defer { close(lock) }
+        while flock(lock, exclusive ? LOCK_EX : LOCK_SH) != 0 {
+            guard errno == EINTR else { throw Self.ioError("cannot lock \(lockPath)") }
+        }
+        defer { flock(lock, LOCK_UN) }
+        return try body(lock)
+    }
+
+    private func openForWriting() throws(KeyValueError) -> Int32 {
+        let fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
+        if fd >= 0 { return fd }
+        guard errno == ENOENT else { throw openError() }
+        // A new table: created under the exclusive lock, and the folder synced so the file
+        // survives a crash of the machine with its first line.
+        let created = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard created >= 0 else { throw openError() }
+        syncDirectory()
+        return created
+    }
+
+    private func openError() -> KeyValueError {
+        if errno == ELOOP { return KeyValueError(.corruptTable, "\(path) is a symbolic link: refused, and left as it is") }
+        return Self.ioError("cannot open \(path)")
+    }
+
+    // MARK: Catching up
+
+    enum Tail: Equatable {
+        /// The file ends with a line break (or a last record lacking only its line break).
+        case clean
+        /// The file ends with part of a line: a write that never finished (a process killed
+        /// mid-write, or a machine that crashed before the line reached the disk). Never
+        /// acknowledged; the next write cuts it off.
+        case torn
+    }
+
+    /// Reads what was appended since `state.offset` (everything, if the file is not the one
+    /// `state` came from) and applies it. A line that is not a record of this table throws
+    /// `corruptTable`, and the state is dropped so the next operation reads afresh.
+    private func catchUp(_ fd: Int32, lock: Int32) throws(KeyValueError) -> Tail {
+        do {
+            return try readNewLines(fd, lock: lock)
+        } catch {
+            state = LogState(schema: schema)
+            throw error
+        }
+    }
+
+    private func readNewLines(_ fd: Int32, lock: Int32) throws(KeyValueError) -> Tail {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw Self.ioError("cannot stat \(path)") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw KeyValueError(.corruptTable, "\(path) is not a regular file: refused, and left as it is")
+        }
+        let identity = FileIdentity(info, generation: Self.generation(lock))
+        let size = Int(info.st_size)
+        if identity != state.identity || size < state.offset {
+            state = LogState(schema: schema)
+            state.identity = identity
+        }
+        guard size > state.offset else { return .clean }
+        let bytes = try Self.readBytes(fd, from: state.offset, count: size - state.offset, path: path)
+
+        var start = 0
+        while let end = bytes[start...].firstIndex(of: Self.newline) {
+            state.lineNumber += 1
+            try apply(line: bytes[start..<end])
+            start = end + 1
+        }
+        state.offset += start
+        let tail = bytes[start...]
+        guard !tail.isEmpty else { return .clean }
+        return try classify(tail: tail)
+    }
+
+    private func apply(line: ArraySlice<UInt8>) throws(KeyValueError) {
+        if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) { return }
+        guard let node = try? JSONNode.parse(Array(line)), let change = record(node) else { throw corrupt(line: state.lineNumber) }
+        state.items.apply(change)
+        state.lines += 1
+    }
+
+    private func record(_ node: JSONNode) -> LogChange? {
+        switch try? SafeJSON.decode(LogRecord.self, from: node) {
+        case .item(let item)?: schema.key(of: item).map { .put(key: $0, item: item) }
+        case .deleted(let key)? where schema.key(of: key) == key: .delete(key: key)
+        default: nil
+        }
+    }
+
+    /// The bytes after the last line break: a last record missing only its line break (a file
+    /// written by hand), part of a record of ours that never finished (torn: left alone), or
+    /// something else (a foreign or damaged file: corrupt).
+    private func classify(tail: ArraySlice<UInt8>) throws(KeyValueError) -> Tail {
+        // A machine that crashed mid-append can leave the file longer than its data: zeros.
+        let data = tail[..<(tail.lastIndex { $0 != 0 }.map { $0 + 1 } ?? tail.startIndex)]
+        guard !data.contains(0) else { throw corrupt(line: state.lineNumber + 1) }
+        if data.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) { return .torn }
+        do {
+            let node = try JSONNode.parse(Array(data))
+            guard let change = record(node) else { throw corrupt(line: state.lineNumber + 1) }
+            state.items.apply(change)
+            state.lines += 1
+            state.lineNumber += 1
+            state.offset += tail.count
+            state.missingNewline = true
+            return .clean
+        } catch let error as JSONReadError {
+            // Part of a line of ours: the document ended early and it begins as ours do.
+            let endedEarly = error.offset >= data.count
+            let ours = LogRecord.openings.contains { opening in
+                data.count <= opening.count ? opening.starts(with: data) : data.starts(with: opening)
+            }
+            guard endedEarly, ours else { throw corrupt(line: state.lineNumber + 1) }
+            return .torn
+        } catch {
+            throw corrupt(line: state.lineNumber + 1)
+        }
+    }
+
+    private func corrupt(line: Int) -> KeyValueError {
+        KeyValueError(.corruptTable, "\(path) line \(line) is not a DynamoDB JSON record of \(schema.name); the file was left as it is")
+    }
+
+    // MARK: Appending
+
+    private func append(_ change: LogChange, to fd: Int32, cutting torn: Bool) throws(KeyValueError) {
+        var line: [UInt8] = state.missingNewline ? [Self.newline] : []
+        line += try Self.encode(change, table: schema.name)
+        line.append(Self.newline)
+        if torn {
+            guard ftruncate(fd, off_t(state.offset)) == 0 else { throw Self.ioError("cannot cut the unfinished last line of \(path)") }
+        }
+        do throws(KeyValueError) {
+            try Self.writeAll(fd, line, path: path)
+            guard System.syncData(fd) == 0 else { throw Self.ioError("cannot sync \(path)") }
+        } catch {
+            // Not acknowledged: take back what may have gone, and read afresh next time.
+            _ = ftruncate(fd, off_t(state.offset))
+            state = LogState(schema: schema)
+            throw error
+        }
+        state.offset += line.count
+        state.lines += 1
+        state.lineNumber += state.missingNewline ? 2 : 1
+        state.missingNewline = false
+        state.items.apply(change)
+    }
+
+    // MARK: Compacting
+
+    /// Compacts when the dead lines (superseded, deleted, expired) are at least as many as the
+    /// live items and at least `minimumDeadLines`. Otherwise it looks again once enough writes
+    /// have gone by for that to be possible, and never sooner than half as many writes as
+    /// there are live items: counting them walks them, so the walk costs a constant per write.
+    /// (Items that expire meanwhile can make it due earlier; it is then found at that check.)
+    private func compactIfDue(lock: Int32) throws(KeyValueError) {
+        let live = state.items.liveCount
+        let dead = state.lines - live
+        if dead >= max(live, Self.minimumDeadLines) {
+            try compact(lock: lock)
+        } else {
+            state.nextCompactionCheck = state.lines + Self.writesBeforeNextCheck(live: live, dead: dead)
+        }
+    }
+
+    private static func writesBeforeNextCheck(live: Int, dead: Int) -> Int {
+        max(max(live, minimumDeadLines) - dead, live / 2, 1)
+    }
+
+    /// Writes the live items, in key order, to a new file that is synced and renamed over the
+    /// log (then the folder is synced): a crash leaves the old log or the new one. The
+    /// generation in the lock file is bumped, so every other process reads the new file afresh
+    /// even if the system gives it the inode number of an older one.
+    private func compact(lock: Int32) throws(KeyValueError) {
+        removeAbandonedCompactions()
+        let live = state.items.live.sorted(by: schema.precedes)
+        var bytes: [UInt8] = []
+        for item in live {
+            bytes += try Self.encode(.put(key: [:], item: item), table: schema.name)
+            bytes.append(Self.newline)
+        }
+        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw Self.ioError("cannot create \(temporary)") }
+        var info = stat()
+        do throws(KeyValueError) {
+            try Self.writeAll(fd, bytes, path: temporary)
+            guard fsync(fd) == 0 else { throw Self.ioError("cannot fsync \(temporary)") }
+            guard fstat(fd, &info) == 0 else { throw Self.ioError("cannot stat \(temporary)") }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        let generation = Self.generation(lock) &+ 1
+        guard rename(temporary, path) == 0 else {
+            let error = Self.ioError("cannot rename \(temporary) to \(path)")
+            unlink(temporary)
+            throw error
+        }
+        syncDirectory()
+        Self.setGeneration(lock, generation)
+
+        var compacted = LogState(schema: schema)
+        compacted.identity = FileIdentity(info, generation: generation)
+        compacted.items = state.items
+        compacted.items.removeExpired()
+        compacted.offset = bytes.count
+        compacted.lines = live.count
+        compacted.lineNumber = live.count
+        compacted.nextCompactionCheck = live.count + Self.writesBeforeNextCheck(live: live.count, dead: 0)
+        state = compacted
+    }
+
+    /// Removes temporary files of compactions that never finished (a process killed before
+    /// its rename). Compaction happens only under the exclusive lock, which the caller holds,
+    /// so any such file found now belongs to no one.
+    private func removeAbandonedCompactions() {
+        guard let folder = opendir(directory) else { return }
+        defer { closedir(folder) }
+        let prefix = "\(schema.name).jsonl.tmp-"
+        var abandoned: [String] = []
+        while let entry = readdir(folder) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasPrefix(prefix) { abandoned.append(name) }
+        }
+        for name in abandoned { unlink("\(directory)/\(name)") }
+    }
+
+    // MARK: Files
+
+    private static let newline = UInt8(ascii: "\n")
+
+    private static func encode(_ change: LogChange, table: String) throws(KeyValueError) -> [UInt8] {
+        let record: LogRecord =
+            switch change {
+            case .put(_, let item): .item(item)
+            case .delete(let key): .deleted(key)
+            }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let bytes = try? encoder.encode(record) else {
+            throw KeyValueError(.invalidRequest, "an item of \(table) cannot be encoded")
+        }
+        return Array(bytes)
+    }
+
+    /// The compaction generation, kept in the first 8 bytes of the lock file (0 when empty).
+    private static func generation(_ lock: Int32) -> UInt64 {
+        var value: UInt64 = 0
+        let count = withUnsafeMutableBytes(of: &value) { pread(lock, $0.baseAddress, 8, 0) }
+        return count == 8 ? UInt64(littleEndian: value) : 0
+    }
+
+    private static func setGeneration(_ lock: Int32, _ generation: UInt64) {
+        var value = generation.littleEndian
+        _ = withUnsafeBytes(of: &value) { pwrite(lock, $0.baseAddress, 8, 0) }
+    }
+
+    private static func readBytes(_ fd: Int32, from offset: Int, count: Int, path: String) throws(KeyValueError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let got = bytes.withUnsafeMutableBytes { buffer in
+                pread(fd, buffer.baseAddress.map { $0 + done }, count - done, off_t(offset + done))
+            }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw ioError("cannot read \(path)")
+            }
+            if got == 0 { break }
+            done += got
+        }
+        return done == count ? bytes : Array(bytes[..<done])
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(KeyValueError) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { System.write(fd, $0, from: offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw ioError("cannot write \(path)")
+            }
+            offset += written
+        }
+    }
+
+    private func syncDirectory() {
+        let folder = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 {
+            fsync(folder)
+            close(folder)
+        }
+    }
+
+    static func ioError(_ message: String) -> KeyValueError {
+        KeyValueError(.unavailable, "\(message): \(String(cString: strerror(errno)))")
+    }
+}
+
+/// Which file a state was read from: device and inode, and the compaction generation.
+private struct FileIdentity: Equatable {
+    let device: UInt64
+    let inode: UInt64
+    let generation: UInt64
+
+    init(_ info: stat, generation: UInt64) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        self.generation = generation
+    }
+}
+
+private struct LogState {
+    var identity: FileIdentity?
+    /// Bytes of the file applied; always just after a line break (or at the end of a last
+    /// record that lacks one: `missingNewline`).
+    var offset = 0
+    /// Records applied (blank lines not counted): with the live items, what says how many
+    /// lines are dead.
+    var lines = 0
+    /// Physical lines read, for error messages.
+    var lineNumber = 0
+    var missingNewline = false
+    var nextCompactionCheck = 0
+    var items: LogItems
+
+    init(schema: TableSchema) { items = LogItems(schema: schema) }
+}
+
+/// The items of a table by key, and their keys by partition key value (for queries). An
+/// item past its TTL is kept until the next compaction but counts as gone, as it soon is in
+/// DynamoDB.
+struct LogItems: Sendable {
+    let schema: TableSchema
+    var now: Int64 = 0
+    private var items: [Item: Item] = [:]
+    private var partitions: [AttributeValue: Set<Item>] = [:]
+
+    init(schema: TableSchema) { self.schema = schema }
+
+    func item(for key: Item) -> Item? {
+        guard let item = items[key], isLive(item) else { return nil }
+        return item
+    }
+
+    func hasRecord(for key: Item) -> Bool { items[key] != nil }
+
+    var live: [Item] { items.values.filter(isLive) }
+
+    var liveCount: Int { items.values.reduce(0) { $0 + (isLive($1) ? 1 : 0) } }
+
+    /// The live items with this partition key value, in sort key order.
+    func partition(_ value: AttributeValue) -> [Item] {
+        let matching = (partitions[value] ?? []).compactMap { item(for: $0) }
+        return matching.sorted(by: schema.precedes)
+    }
+
+    private func isLive(_ item: Item) -> Bool {
+        guard let ttl = schema.ttlAttribute, let expiry = item[ttl]?.int else { return true }
+        return expiry >= now
+    }
+
+    mutating func apply(_ change: LogChange) {
+        switch change {
+        case .put(let key, let item):
+            items[key] = item
+            if let value = key[schema.partitionKey] { partitions[value, default: []].insert(key) }
+        case .delete(let key):
+            guard items.removeValue(forKey: key) != nil, let value = key[schema.partitionKey] else { return }
+            partitions[value]?.remove(key)
+            if partitions[value]?.isEmpty == true { partitions[value] = nil }
+        }
+    }
+
+    mutating func removeExpired() {
+        for (key, item) in items where !isLive(item) { apply(.delete(key: key)) }
+    }
+}
+
+/// One line of the log: `{"Item": {...}}` (DynamoDB's JSON import format) or
+/// `{"Deleted": {key}}`.
+private enum LogRecord: Codable {
+    case item(Item)
+    case deleted(Item)
+
+    private enum Field: String, CodingKey {
+        case Item, Deleted
+    }
+
+    /// How a line of ours begins (keys are written sorted, so `Item` or `Deleted` comes first).
+    static let openings = [Array(#"{"Item":{"#.utf8), Array(#"{"Deleted":{"#.utf8)]
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Field.self)
+        guard container.allKeys.count == 1, let field = container.allKeys.first else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a record is an Item or a Deleted key"))
+        }
+        switch field {
+        case .Item: self = .item(try container.decode([String: AttributeValue].self, forKey: .Item))
+        case .Deleted: self = .deleted(try container.decode([String: AttributeValue].self, forKey: .Deleted))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Field.self)
+        switch self {
+        case .item(let item): try container.encode(item, forKey: .Item)
+        case .deleted(let key): try container.encode(key, forKey: .Deleted)
+        }
+    }
+}
