@@ -80,7 +80,7 @@ public struct TableSchema: Sendable, Hashable {
     public let partitionKey: String
     public let sortKey: String?
     /// The attribute holding an expiry in epoch seconds (DynamoDB's TTL); the file backend
-    /// drops expired items when it next writes the table.
+    /// treats an expired item as gone at once and drops its lines when it compacts the table.
     public let ttlAttribute: String?
 
     /// DynamoDB's rule for a table name: 3 to 255 of `a-z A-Z 0-9 _ - .`; and not `.` or `..`

@@ -204,11 +204,9 @@ final class TableLog: @unchecked Sendable {
     }
 
     private func record(_ node: JSONNode) -> LogChange? {
-        switch try? SafeJSON.decode(LogRecord.self, from: node) {
-        case .item(let item)?: schema.key(of: item).map { .put(key: $0, item: item) }
-        case .deleted(let key)? where schema.key(of: key) == key: .delete(key: key)
-        default: nil
-        }
+        guard let (deleted, item) = LogRecord.parse(node) else { return nil }
+        if deleted { return schema.key(of: item) == item ? .delete(key: item) : nil }
+        return schema.key(of: item).map { .put(key: $0, item: item) }
     }
 
     /// The bytes after the last line break: a last record missing only its line break (a file
@@ -249,7 +247,7 @@ final class TableLog: @unchecked Sendable {
 
     private func append(_ change: LogChange, to fd: Int32, cutting torn: Bool) throws(KeyValueError) {
         var line: [UInt8] = state.missingNewline ? [Self.newline] : []
-        line += try Self.encode(change, table: schema.name)
+        line += LogRecord.encode(change)
         line.append(Self.newline)
         if torn {
             guard ftruncate(fd, off_t(state.offset)) == 0 else { throw Self.ioError("cannot cut the unfinished last line of \(path)") }
@@ -300,7 +298,7 @@ final class TableLog: @unchecked Sendable {
         let live = state.items.live.sorted(by: schema.precedes)
         var bytes: [UInt8] = []
         for item in live {
-            bytes += try Self.encode(.put(key: [:], item: item), table: schema.name)
+            bytes += LogRecord.encode(.put(key: [:], item: item))
             bytes.append(Self.newline)
         }
         let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -355,20 +353,6 @@ final class TableLog: @unchecked Sendable {
     // MARK: Files
 
     private static let newline = UInt8(ascii: "\n")
-
-    private static func encode(_ change: LogChange, table: String) throws(KeyValueError) -> [UInt8] {
-        let record: LogRecord =
-            switch change {
-            case .put(_, let item): .item(item)
-            case .delete(let key): .deleted(key)
-            }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let bytes = try? encoder.encode(record) else {
-            throw KeyValueError(.invalidRequest, "an item of \(table) cannot be encoded")
-        }
-        return Array(bytes)
-    }
 
     /// The compaction generation, kept in the first 8 bytes of the lock file (0 when empty).
     private static func generation(_ lock: Int32) -> UInt64 {
@@ -505,34 +489,105 @@ struct LogItems: Sendable {
 }
 
 /// One line of the log: `{"Item": {...}}` (DynamoDB's JSON import format) or
-/// `{"Deleted": {key}}`.
-private enum LogRecord: Codable {
-    case item(Item)
-    case deleted(Item)
-
-    private enum Field: String, CodingKey {
-        case Item, Deleted
-    }
-
-    /// How a line of ours begins (keys are written sorted, so `Item` or `Deleted` comes first).
+/// `{"Deleted": {key}}`, converted straight from the reader's tree (a table of 100,000 lines
+/// is read when a process starts: no `Decodable` machinery per attribute).
+private enum LogRecord {
+    /// How a line of ours begins (`Item` or `Deleted` is the one member).
     static let openings = [Array(#"{"Item":{"#.utf8), Array(#"{"Deleted":{"#.utf8)]
 
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: Field.self)
-        guard container.allKeys.count == 1, let field = container.allKeys.first else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a record is an Item or a Deleted key"))
+    /// The item or deleted key a line holds; nil if it is not a record.
+    static func parse(_ node: JSONNode) -> (deleted: Bool, item: Item)? {
+        guard case .object(let members) = node, members.count == 1, let member = members.first,
+            member.key == "Item" || member.key == "Deleted", let item = AttributeValue.item(member.value)
+        else { return nil }
+        return (member.key == "Deleted", item)
+    }
+
+    static func encode(_ change: LogChange) -> [UInt8] {
+        switch change {
+        case .put(_, let item): JSONNode.object([(key: "Item", value: AttributeValue.node(of: item))]).encoded()
+        case .delete(let key): JSONNode.object([(key: "Deleted", value: AttributeValue.node(of: key))]).encoded()
         }
-        switch field {
-        case .Item: self = .item(try container.decode([String: AttributeValue].self, forKey: .Item))
-        case .Deleted: self = .deleted(try container.decode([String: AttributeValue].self, forKey: .Deleted))
+    }
+}
+
+extension AttributeValue {
+    /// An item from DynamoDB JSON already read by the guarded reader; nil when it is not one.
+    static func item(_ node: JSONNode) -> Item? {
+        guard case .object(let members) = node else { return nil }
+        var item: Item = [:]
+        item.reserveCapacity(members.count)
+        for member in members {
+            guard let value = AttributeValue(node: member.value) else { return nil }
+            item[member.key] = value
+        }
+        return item
+    }
+
+    init?(node: JSONNode) {
+        guard case .object(let members) = node, members.count == 1, let member = members.first else { return nil }
+        switch (member.key, member.value) {
+        case ("S", .string(let value)): self = .s(value)
+        case ("N", .string(let value)): self = .n(value)
+        case ("B", .string(let value)):
+            guard let bytes = Data(base64Encoded: value) else { return nil }
+            self = .b(Array(bytes))
+        case ("BOOL", .bool(let value)): self = .bool(value)
+        case ("NULL", .bool): self = .null
+        case ("M", let value):
+            guard let map = Self.item(value) else { return nil }
+            self = .m(map)
+        case ("L", .array(let elements)):
+            var list: [AttributeValue] = []
+            list.reserveCapacity(elements.count)
+            for element in elements {
+                guard let value = AttributeValue(node: element) else { return nil }
+                list.append(value)
+            }
+            self = .l(list)
+        case ("SS", .array(let elements)):
+            guard let strings = Self.strings(elements) else { return nil }
+            self = .ss(strings)
+        case ("NS", .array(let elements)):
+            guard let strings = Self.strings(elements) else { return nil }
+            self = .ns(strings)
+        case ("BS", .array(let elements)):
+            guard let strings = Self.strings(elements) else { return nil }
+            var sets: [[UInt8]] = []
+            for text in strings {
+                guard let bytes = Data(base64Encoded: text) else { return nil }
+                sets.append(Array(bytes))
+            }
+            self = .bs(sets)
+        default: return nil
         }
     }
 
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: Field.self)
+    private static func strings(_ elements: [JSONNode]) -> [String]? {
+        var strings: [String] = []
+        strings.reserveCapacity(elements.count)
+        for element in elements {
+            guard case .string(let text) = element else { return nil }
+            strings.append(text)
+        }
+        return strings
+    }
+
+    static func node(of item: Item) -> JSONNode { .dictionary(item.mapValues(\.node)) }
+
+    /// DynamoDB JSON, as `encode(to:)` writes it.
+    var node: JSONNode {
         switch self {
-        case .item(let item): try container.encode(item, forKey: .Item)
-        case .deleted(let key): try container.encode(key, forKey: .Deleted)
+        case .s(let value): ["S": .string(value)]
+        case .n(let value): ["N": .string(value)]
+        case .b(let value): ["B": .string(Data(value).base64EncodedString())]
+        case .bool(let value): ["BOOL": .bool(value)]
+        case .null: ["NULL": true]
+        case .m(let value): ["M": Self.node(of: value)]
+        case .l(let value): ["L": .array(value.map(\.node))]
+        case .ss(let value): ["SS": .array(value.map(JSONNode.string))]
+        case .ns(let value): ["NS": .array(value.map(JSONNode.string))]
+        case .bs(let value): ["BS": .array(value.map { .string(Data($0).base64EncodedString()) })]
         }
     }
 }

@@ -144,6 +144,20 @@ import Testing
         #expect(try await reopened.get(table, key: ["id": .s("a")])?["n"] == .n("3"))
     }
 
+    @Test func everyAttributeTypeComesBackAsItWasWritten() async throws {
+        let directory = Stores.temporaryDirectory()
+        let id = AttributeValue.s("all/types \"quoted\" \u{1} é")
+        let item: Item = [
+            "id": id, "n": .n("-1.5e3"), "b": .b([0, 1, 255]), "yes": .bool(false), "nothing": .null,
+            "m": .m(["inner": .l([.s("x"), .n("2"), .m([:])])]), "ss": .ss(["a", "b"]), "ns": .ns(["1", "2"]), "bs": .bs([[1], [2, 3]]),
+        ]
+        try await FileStore(directory: directory, tables: [table]).put(table, item: item)
+        #expect(try await FileStore(directory: directory, tables: [table]).get(table, key: ["id": id]) == item)
+        // The line is DynamoDB JSON that Foundation's decoder reads as the same item.
+        let line = try #require(try String(contentsOfFile: "\(directory)/kv-test.jsonl", encoding: .utf8).split(separator: "\n").first)
+        #expect(try JSONDecoder().decode([String: Item].self, from: Data(line.utf8))["Item"] == item)
+    }
+
     @Test func aTableOfTheEarlierFormatIsReadAndUpgradedWithoutAStep() async throws {
         let directory = Stores.temporaryDirectory()
         let path = "\(directory)/kv-test.jsonl"
