@@ -108,6 +108,13 @@ func instagramWebhook(mid: String, sender: String = "1234567890123456", timestam
     return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
 }
 
+/// A Graph stand-in that knows the demo tenant's Page token and accounts.
+func demoGraph() async throws -> GraphStandIn {
+    let graph = try await GraphStandIn()
+    await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
+    return graph
+}
+
 /// One `receive` process in the Lambda loop against a Runtime API stand-in: by default on a
 /// fresh file store holding the demo tenant, with `environment` added.
 struct ReceiveLoop: @unchecked Sendable {
@@ -328,8 +335,7 @@ if wants("receive") {
     line("signature check per MB of body", "\(fmt(perMB, 3)) ms (\(fmt(1000 / perMB, 0)) MB/s)")
 }
 if wants("receive") {
-    let graph = try await GraphStandIn()
-    await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
+    let graph = try await demoGraph()
     let signature = WebhookSignature(appSecret: "local-app-secret")
     // As deployed (seen and typing shown, metrics on), then with only the reply: what the
     // store and the loop cost without the two extra Graph calls per message.
@@ -349,10 +355,41 @@ if wants("receive") {
     await graph.shutdown()
 }
 
+// MARK: receive's cold start in local mode, beside verify's (issue 19)
+if wants("receive") {
+    let graph = try await demoGraph()
+    let folder = try ReceiveLoop.tenantFolder()
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    let events = NSTemporaryDirectory() + "bench-events-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: events, withIntermediateDirectories: true)
+    let runs = 100
+    for index in 0..<(runs + 10) {
+        let event = instagramWebhook(mid: "m_cold_\(index)_\(UUID().uuidString)", sender: "c\(index)", timestamp: index, signature: signature)
+        try Data(event).write(to: URL(fileURLWithPath: "\(events)/\(index).json"))
+    }
+    let environment = [
+        "META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "KV_BACKEND": "file",
+        "KV_FILE_DIR": folder,
+    ]
+    let verifyEnvironment = ["META_WEBHOOK_VERIFY_TOKEN": "local-verify-token", "LOG_LEVEL": "warning"]
+    let verifyEvent = root.appendingPathComponent("events/verify.json").path
+    for index in 0..<10 { _ = try timeProcess("\(binDir)/receive", environment: environment, stdinFile: "\(events)/\(index).json") }
+    var receiveTimes: [Double] = []
+    var verifyTimes: [Double] = []
+    for index in 10..<(runs + 10) {
+        receiveTimes.append(try timeProcess("\(binDir)/receive", environment: environment, stdinFile: "\(events)/\(index).json"))
+        verifyTimes.append(try timeProcess("\(binDir)/verify", environment: verifyEnvironment, stdinFile: verifyEvent))
+    }
+    let sent = await graph.messages.count
+    line(
+        "receive, local mode, whole process, median (new customer)",
+        "\(fmt(median(receiveTimes))) ms (p90 \(fmt(percentile(receiveTimes, 0.9))) ms, \(sent) replies); verify \(fmt(median(verifyTimes))) ms")
+    await graph.shutdown()
+}
+
 // MARK: receive, 8 processes sharing one file-store folder (issue 19)
 if wants("receive") {
-    let graph = try await GraphStandIn()
-    await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
+    let graph = try await demoGraph()
     let folder = try ReceiveLoop.tenantFolder()
     let signature = WebhookSignature(appSecret: "local-app-secret")
     var loops: [ReceiveLoop] = []
@@ -480,8 +517,7 @@ if wants("signals") {
     print("\n## conversation signals: seen and typing")
     // Meta is reached over the internet: every Graph answer here leaves 80 ms after its
     // request (an assumed round trip from an AWS region to graph.facebook.com).
-    let graph = try await GraphStandIn()
-    await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
+    let graph = try await demoGraph()
     await graph.setLatency(.milliseconds(80))
     // An AI agent that takes 600 ms, and the echo agent that takes none.
     let agent = try await LoopbackServer { _ in
@@ -520,8 +556,7 @@ if wants("signals") {
 // MARK: what the conversation log and the metrics add to one receive invocation (issue 18)
 if wants("log") {
     print("\n## conversation log (Kinesis, moto) and metrics (EMF)")
-    let graph = try await GraphStandIn()
-    await graph.allow(token: "local-page-token", accounts: ["102030405060708", "106540352242922"])
+    let graph = try await demoGraph()
     let moto = try await MotoServer.shared.start()
     let reader = KinesisReader(moto)
     let streamName = "bench-conversations-\(UUID().uuidString.prefix(8).lowercased())"
