@@ -68,8 +68,8 @@ let answers = Answers()
 let agent = try await LoopbackServer { _ in await answers.agent }
 let bedrock = try await LoopbackServer { _ in await answers.bedrock }
 
-/// A folder with the demo tenant's tables (a fresh one now and then: the file store rewrites a
-/// table on every write, and the ledger grows with every case).
+/// A folder with the demo tenant's tables (a fresh one now and then: the ledger grows with
+/// every case).
 func freshStore() throws -> String {
     let directory = NSTemporaryDirectory() + "fuzz-store-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -160,6 +160,9 @@ struct Target: Sendable {
         case agentAnswer
         /// The mutated document is a Bedrock chunk's payload (in a valid or damaged frame).
         case bedrockAnswer
+        /// The mutated document is the last line of the file store's ledger (with or without
+        /// its line break) when `receive` answers a message: a damaged or foreign table.
+        case tableLine
     }
 
     let name: String
@@ -217,7 +220,16 @@ let targets: [Target] = [
             "BEDROCK_AGENT_ENDPOINT": bedrock.baseURL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAFUZZ0000EXAMPLE",
             "AWS_SECRET_ACCESS_KEY": bedrockSecretKey,
         ]),
+    Target(
+        name: "table-line", function: "receive", kind: .tableLine,
+        seeds: [
+            #"{"Item":{"messageId":{"S":"m_seed"},"status":{"S":"answered"},"expiresAt":{"N":"4102444800"},"parts":{"L":[{"S":"m_1"},{"N":"2"}]}}}"#,
+            #"{"Deleted":{"messageId":{"S":"m_before"}}}"#, #"{"Item":{"messageId":{"S":"m_b"},"raw":{"B":"AAE="},"tags":{"SS":["a"]},"none":{"NULL":true}}}"#,
+        ].compactMap { try? JSONReader.read(Array($0.utf8)) }),
 ]
+
+/// The ledger line every `tableLine` case starts from, which must survive whatever follows it.
+let intactLedgerLine = #"{"Item":{"messageId":{"S":"m_before"},"status":{"S":"answered"}}}"# + "\n"
 
 // MARK: Running one case
 
@@ -243,6 +255,23 @@ var caseCounter = 0
             [LoopbackServer.Response(status: flip ? 500 : 200, headers: [("Content-Type", "application/json")], body: mutated)],
             pathSuffix: "/messages")
         stdin = Array(#"{"businessId":"B0100001","platform":"instagram","recipientId":"1234567890123456","message":{"text":"hi"}}"#.utf8)
+    case .tableLine:
+        // A store of its own: the table holds an intact line, then the mutated one.
+        guard let caseStore = try? freshStore() else { return Failure(description: "could not make a store") }
+        environment["KV_FILE_DIR"] = caseStore
+        let ledger = "\(caseStore)/meta-processed-messages.jsonl"
+        defer { try? FileManager.default.removeItem(atPath: caseStore) }
+        let content = Array(intactLedgerLine.utf8) + mutated + (flip ? [] : [UInt8(ascii: "\n")])
+        FileManager.default.createFile(atPath: ledger, contents: Data(content))
+        let body =
+            #"{"object":"page","entry":[{"id":"102030405060708","time":1795687200000,"messaging":[{"sender":{"id":"42"},"recipient":{"id":"102030405060708"},"timestamp":1795687200000,"message":{"mid":"m_table_\#(caseCounter)","text":"hi"}}]}]}"#
+        stdin = signedWebhook(Array(body.utf8), base64: false)
+        if let failure = await runProcess(target, environment: environment, stdin: stdin) { return failure }
+        // Whatever the line was, the store never rewrote what came before it.
+        guard let after = FileManager.default.contents(atPath: ledger), after.starts(with: Array(intactLedgerLine.utf8)) else {
+            return Failure(description: "the ledger's intact first line was lost")
+        }
+        return nil
     case .agentAnswer, .bedrockAnswer:
         if case .agentAnswer = target.kind {
             await answers.set(agent: LoopbackServer.Response(status: flip ? 429 : 200, headers: [("Content-Type", "application/json")], body: mutated))
@@ -256,6 +285,12 @@ var caseCounter = 0
             #"{"object":"page","entry":[{"id":"102030405060708","time":1795687200000,"messaging":[{"sender":{"id":"42"},"recipient":{"id":"102030405060708"},"timestamp":1795687200000,"message":{"mid":"m_fuzz_\#(caseCounter)_\#(UInt32.random(in: 0...UInt32.max))","text":"hi"}}]}]}"#
         stdin = signedWebhook(Array(body.utf8), base64: false)
     }
+    return await runProcess(target, environment: environment, stdin: stdin)
+}
+
+/// Runs the target's function on `stdin`; nil when it ended as the contract says (no signal,
+/// no hang, exit 0 or 1, one JSON document out, no secret in its output or log).
+@MainActor func runProcess(_ target: Target, environment: [String: String], stdin: [UInt8]) async -> Failure? {
     let result: ProcessResult
     do {
         let path = "\(binDirectory)/\(target.function)"
