@@ -29,7 +29,7 @@ import Testing
     }
 
     /// The SQS event Lambda would hand to `process` for these received messages.
-    static func sqsEvent(_ messages: [JSON]) -> [UInt8] {
+    static func sqsEvent(_ messages: [JSON], queueARN: String = "arn:aws:sqs:eu-west-1:123456789012:process.fifo") -> [UInt8] {
         let records: [[String: Any]] = messages.map { message in
             [
                 "messageId": message["MessageId"]?.string ?? UUID().uuidString,
@@ -41,7 +41,7 @@ import Testing
                     "ApproximateReceiveCount": "1", "SentTimestamp": "1795687200000",
                 ],
                 "messageAttributes": [:], "md5OfBody": "", "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:process.fifo", "awsRegion": "eu-west-1",
+                "eventSourceARN": queueARN, "awsRegion": "eu-west-1",
             ]
         }
         return Array((try? JSONSerialization.data(withJSONObject: ["Records": records])) ?? Data())

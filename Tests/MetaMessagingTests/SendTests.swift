@@ -170,7 +170,7 @@ import Testing
         await harness.graph.script(
             [
                 GraphStandIn.error(status: 500, code: 2, message: "An unexpected error has occurred. Please retry your request later.", transient: true),
-                GraphStandIn.error(status: 400, code: 613, message: "Calls to this api have exceeded the rate limit."),
+                GraphStandIn.error(status: 500, code: 1, message: "An unknown error occurred", transient: true),
             ], pathSuffix: "/messages")
         let result = try await harness.run("send", Self.input(message: ["text": "x"]))
         #expect(result.exitCode == 0, "\(result.stdout)")

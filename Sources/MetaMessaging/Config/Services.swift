@@ -266,6 +266,18 @@ public struct Services: Sendable {
         let directory = TenantDirectory(store: store, tables: tables)
         let ledger = MessageLedger(store: store, table: tables.processedMessages)
         let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(25))
-        return ProcessHandler(directory: directory, ledger: ledger, responder: responder, telemetry: try telemetry(function: "process"))
+        // The queue of a record, to delay a throttled account's records: Lambda gives the
+        // function AWS credentials; without them records come back at the visibility timeout.
+        let transport = transport
+        let endpoint = environment["SQS_ENDPOINT"]
+        var queues: (@Sendable (String) -> SQSQueue?)? = nil
+        if let credentials = AWSCredentials.fromEnvironment(environment.values) {
+            queues = { (arn: String) -> SQSQueue? in
+                guard let queue = SQSQueue.url(ofQueue: arn, endpoint: endpoint) else { return nil }
+                return SQSQueue(transport: transport, queueURL: queue.url, region: queue.region, endpoint: endpoint, credentials: credentials)
+            }
+        }
+        return ProcessHandler(
+            directory: directory, ledger: ledger, responder: responder, telemetry: try telemetry(function: "process"), queues: queues)
     }
 }

@@ -29,6 +29,8 @@ public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible {
     public let isTransientFlag: Bool
     /// For transport failures: whether the request surely never reached Meta.
     public let notSent: Bool
+    /// What the answer's headers said about the rate limits, when it carried them.
+    public var usage: GraphUsage?
 
     public init(
         kind: Kind, httpStatus: Int? = nil, code: Int? = nil, subcode: Int? = nil, type: String? = nil,
@@ -45,13 +47,13 @@ public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible {
         self.notSent = notSent
     }
 
-    /// Codes Meta documents as temporary: 1 (unknown), 2 (service), 4 (app rate limit),
-    /// 17 (user rate limit), 32 (Page rate limit), 613 (custom rate limit); plus HTTP 5xx and
-    /// `is_transient`. A timeout is not retried: the message may have been sent.
+    /// Codes Meta documents as temporary: 1 (unknown), 2 (service), the rate limits
+    /// (`isThrottled`); plus HTTP 5xx and `is_transient`. A timeout is not retried: the
+    /// message may have been sent.
     public var isTransient: Bool {
         switch kind {
         case .graph:
-            return isTransientFlag || (httpStatus ?? 0) >= 500 || [1, 2, 4, 17, 32, 613].contains(code ?? 0)
+            return isTransientFlag || (httpStatus ?? 0) >= 500 || [1, 2].contains(code ?? 0) || isThrottled
         case .transport:
             return notSent
         case .invalidResponse:
@@ -117,6 +119,15 @@ public struct GraphClient: Sendable {
         _ method: String, _ path: String, query: [(String, String)] = [], token: String?,
         json: [UInt8]? = nil, timeout: Duration
     ) async throws(GraphError) -> JSON {
+        try await callReportingUsage(method, path, query: query, token: token, json: json, timeout: timeout).answer
+    }
+
+    /// `call`, with what the answer's headers said about the rate limits (an error carries
+    /// it in `GraphError.usage`).
+    public func callReportingUsage(
+        _ method: String, _ path: String, query: [(String, String)] = [], token: String?,
+        json: [UInt8]? = nil, timeout: Duration
+    ) async throws(GraphError) -> (answer: JSON, usage: GraphUsage?) {
         var query = query
         var headers: [(String, String)] = [("Accept", "application/json")]
         if let token {
@@ -146,20 +157,25 @@ public struct GraphClient: Sendable {
         } catch {
             throw GraphError(kind: .transport, message: error.message, notSent: error.kind == .connection)
         }
+        let usage = GraphUsage.from(response.header)
         let document = try? JSON.parse(response.body)
         if let error = document?["error"], error.object != nil {
-            throw GraphError(
-                kind: .graph, httpStatus: response.status, code: error["code"]?.int64.map(Int.init),
-                subcode: error["error_subcode"]?.int64.map(Int.init), type: error["type"]?.string,
+            var graphError = GraphError(
+                kind: .graph, httpStatus: response.status, code: error["code"]?.int64.flatMap { Int(exactly: $0) },
+                subcode: error["error_subcode"]?.int64.flatMap { Int(exactly: $0) }, type: error["type"]?.string,
                 message: error["message"]?.string ?? "no message", fbtraceId: error["fbtrace_id"]?.string,
                 isTransient: error["is_transient"]?.bool ?? false)
+            graphError.usage = usage
+            throw graphError
         }
         guard (200..<300).contains(response.status), let document else {
-            throw GraphError(
+            var graphError = GraphError(
                 kind: .invalidResponse, httpStatus: response.status,
                 message: "the Graph API answered HTTP \(response.status) without a Graph response")
+            graphError.usage = usage
+            throw graphError
         }
-        return document
+        return (document, usage)
     }
 
     /// Drops parameters we are about to set from a URL's query (a `paging.next` link already

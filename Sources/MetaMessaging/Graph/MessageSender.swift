@@ -22,17 +22,27 @@ public struct MessageSender: Sendable {
     public let directory: TenantDirectory
     public let backoff: Backoff
     public let requestTimeout: Duration
+    /// The accounts Meta throttles, or nearly: not sent to until the time Meta gave.
+    public let throttle: AccountThrottle
 
     public init(
         graph: GraphClient, instagramGraph: GraphClient? = nil, directory: TenantDirectory,
         backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)),
-        requestTimeout: Duration = .seconds(10)
+        requestTimeout: Duration = .seconds(10), throttle: AccountThrottle = AccountThrottle()
     ) {
         self.graph = graph
         self.instagramGraph = instagramGraph
         self.directory = directory
         self.backoff = backoff
         self.requestTimeout = requestTimeout
+        self.throttle = throttle
+    }
+
+    /// `SendError.throttled` when Meta throttles `account` (or nearly): nothing is sent.
+    public func throttled(_ account: String) -> SendError? {
+        throttle.remaining(account).map {
+            SendError.throttled("account \(account) is at its Graph API rate limit: not sent; try again in \($0) s", retryAfterSeconds: $0, graph: nil)
+        }
     }
 
     public func send(
@@ -57,6 +67,7 @@ public struct MessageSender: Sendable {
             throw SendError.missingAccount(
                 "business \(credentials.businessId) connected Instagram through Instagram Login, which is not configured here (INSTAGRAM_APP_ID)")
         }
+        if let throttled = throttled(account) { throw throttled }
         let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType).encoded()
         var attempt = 0
         while true {
@@ -65,9 +76,14 @@ public struct MessageSender: Sendable {
                 throw SendError.deadlineExceeded("no time left to send the message before the invocation's deadline", graph: nil)
             }
             do {
-                let answer = try await graph.call(
+                let (answer, usage) = try await graph.callReportingUsage(
                     "POST", "\(account)/messages", token: token, json: body,
                     timeout: min(requestTimeout, remaining))
+                if let usage, let seconds = throttle.observe(usage, account: account) {
+                    logger.warning(
+                        "an account is near its Graph API rate limit: left alone for a while",
+                        metadata: ["account": "\(account)", "usagePercent": "\(usage.highestPercent)", "pauseSeconds": "\(seconds)"])
+                }
                 guard let messageId = answer["message_id"]?.id ?? answer["messages"]?.array?.first?["id"]?.id else {
                     throw SendError.invalidGraphResponse("the Graph API accepted the message but returned no message id")
                 }
@@ -87,6 +103,20 @@ public struct MessageSender: Sendable {
                     throw SendError.tokenExpired(error)
                 }
                 if let refusal = Self.refusal(error) { throw refusal }
+                if error.isThrottled {
+                    // Retrying now would only spend more of the limit: the account is left
+                    // alone for the time Meta gives, and the message goes back.
+                    let seconds = error.secondsToRegainAccess
+                    throttle.pause(account, seconds: seconds)
+                    logger.warning(
+                        "Meta throttles an account: not sent, tried again later",
+                        metadata: [
+                            "account": "\(account)", "code": "\(error.code ?? 0)", "usagePercent": "\(error.usage?.highestPercent ?? 0)",
+                            "retryAfterSeconds": "\(seconds)",
+                        ])
+                    throw SendError.throttled(
+                        "Meta throttles account \(account) (code \(error.code ?? 0)): try again in \(seconds) s", retryAfterSeconds: seconds, graph: error)
+                }
                 if error.kind == .transport, deadline - ContinuousClock.now <= .milliseconds(100) {
                     // The call was cut short by the deadline, not refused: out of time.
                     throw SendError.deadlineExceeded("the Graph API did not answer before the invocation's deadline", graph: error)

@@ -375,6 +375,9 @@ public enum SendError: HTTPResponseError, Equatable {
     case templateRejected(GraphError)
     /// A split text failed after some of its parts went (their ids in the message).
     case partiallySent(String, sent: [SentMessage], cause: GraphError?)
+    /// Meta throttles the sending account (or nearly): nothing was sent; try again after
+    /// `retryAfterSeconds` (Meta's estimate, or a minute).
+    case throttled(String, retryAfterSeconds: Int, graph: GraphError?)
 
     public var errorType: String {
         switch self {
@@ -405,6 +408,7 @@ public enum SendError: HTTPResponseError, Equatable {
         case .templateUnavailable: "TemplateUnavailable"
         case .templateRejected: "TemplateRejected"
         case .partiallySent: "PartiallySent"
+        case .throttled: "Throttled"
         }
     }
 
@@ -415,7 +419,7 @@ public enum SendError: HTTPResponseError, Equatable {
             .invalidAttachment(let text), .invalidMessage(let text), .unknownTenant(let text), .ambiguousConnection(let text),
             .inactiveCredentials(let text),
             .missingAccount(let text), .storeUnavailable(let text), .invalidGraphResponse(let text), .deadlineExceeded(let text, _),
-            .outsideWindow(let text, _), .invalidTemplate(let text), .partiallySent(let text, _, _):
+            .outsideWindow(let text, _), .invalidTemplate(let text), .partiallySent(let text, _, _), .throttled(let text, _, _):
             text
         case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error), .templateNotFound(let error),
             .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error):
@@ -429,6 +433,7 @@ public enum SendError: HTTPResponseError, Equatable {
         case .inactiveCredentials, .missingAccount, .tokenExpired: 409
         case .outsideWindow, .templateNotFound, .templateParameterMismatch, .templateUnavailable, .templateRejected: 422
         case .storeUnavailable: 503
+        case .throttled: 429
         case .graphAPIError, .graphUnreachable, .invalidGraphResponse, .deadlineExceeded, .partiallySent: 502
         default: 400
         }
@@ -440,7 +445,7 @@ public enum SendError: HTTPResponseError, Equatable {
         case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error), .templateNotFound(let error),
             .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error):
             error
-        case .deadlineExceeded(_, let graph), .partiallySent(_, _, let graph): graph
+        case .deadlineExceeded(_, let graph), .partiallySent(_, _, let graph), .throttled(_, _, let graph): graph
         default: nil
         }
     }
@@ -448,6 +453,11 @@ public enum SendError: HTTPResponseError, Equatable {
     /// Whether the failure is the deadline's, not the message's.
     public var isOutOfTime: Bool {
         if case .deadlineExceeded = self { true } else { false }
+    }
+
+    /// Seconds to wait when Meta throttles the account; nil for any other failure.
+    public var retryAfterSeconds: Int? {
+        if case .throttled(_, let seconds, _) = self { seconds } else { nil }
     }
 }
 

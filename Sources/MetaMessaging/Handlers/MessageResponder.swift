@@ -19,6 +19,10 @@ public struct MessageResponder: Sendable {
         case failed(String)
         /// Worth another try later: the claims were released.
         case retryLater(String)
+        /// Meta throttles the account (or nearly): nothing was sent, the agent was not asked
+        /// if it was known before, and the claims were released; worth trying again after
+        /// `retryAfterSeconds`, not sooner.
+        case throttled(String, retryAfterSeconds: Int)
     }
 
     /// A message whose claim in the ledger `owner` holds.
@@ -110,10 +114,11 @@ public struct MessageResponder: Sendable {
             events.add(reply)
         case .noReply: events.add(event(.noReply))
         case .paused: events.add(event(.paused))
-        case .failed(let reason), .retryLater(let reason):
+        case .failed(let reason), .retryLater(let reason), .throttled(let reason, _):
             var failed = event(.replyFailed, reason: String(reason.prefix(200)))
             failed.errorCode = trace.errorCode
             if case .retryLater = outcome { failed.reason = "retried later: " + String(reason.prefix(180)) }
+            if case .throttled = outcome { failed.reason = "throttled: " + String(reason.prefix(186)) }
             events.add(failed)
         }
         if trace.handoff { events.add(event(.conversationPaused, reason: "agent")) }
@@ -157,6 +162,11 @@ public struct MessageResponder: Sendable {
                 await record(turn, status: .paused, detail: detail, logger: logger)
                 return .paused
             }
+        }
+
+        // Meta throttles the account: no agent call (it would be paid for nothing), no typing.
+        if let account, let throttled = sender.throttled(account), let seconds = throttled.retryAfterSeconds {
+            return await release(turn, throttled: throttled.errorMessage, retryAfterSeconds: seconds, logger: logger)
         }
 
         let agentBudget = min(agentTimeout, deadline - ContinuousClock.now - sendReserve)
@@ -211,6 +221,11 @@ public struct MessageResponder: Sendable {
                 await recordSent(message, answering: last.messageId, businessId: tenant.businessId, platform: platform, later: later, logger: logger)
             } catch {
                 trace.errorCode = error.graph?.code
+                if index == 0, let seconds = error.retryAfterSeconds {
+                    // No "typing off": another call would spend more of the limit (the
+                    // indicator goes by itself).
+                    return await release(turn, throttled: error.errorMessage, retryAfterSeconds: seconds, logger: logger)
+                }
                 guard index > 0 else {
                     let outOfTime = error.isOutOfTime
                     let transient = error.graph?.isTransient ?? outOfTime
@@ -315,18 +330,30 @@ public struct MessageResponder: Sendable {
     private func giveUp(_ turn: [Claimed], reason: String, transient: Bool, retry: Bool, logger: Logger) async -> Outcome {
         if transient, retry {
             logger.warning("answer failed, will be retried", metadata: ["reason": "\(reason)"])
-            for claimed in turn {
-                do {
-                    try await ledger.release(claimed.message.messageId, owner: claimed.owner)
-                } catch {
-                    logger.error("could not release the claim", metadata: ["error": "\(error)"])
-                }
-            }
+            await releaseClaims(turn, logger: logger)
             return .retryLater(reason)
         }
         logger.error("answer failed", metadata: ["reason": "\(reason)"])
         await record(turn, status: .failed, detail: reason, logger: logger)
         return .failed(reason)
+    }
+
+    /// A throttled account's turn goes back whatever the caller retries otherwise: it is
+    /// Meta's limit, not the messages', that failed.
+    private func release(_ turn: [Claimed], throttled reason: String, retryAfterSeconds: Int, logger: Logger) async -> Outcome {
+        logger.warning("not answered now: the account is throttled", metadata: ["retryAfterSeconds": "\(retryAfterSeconds)"])
+        await releaseClaims(turn, logger: logger)
+        return .throttled(reason, retryAfterSeconds: retryAfterSeconds)
+    }
+
+    private func releaseClaims(_ turn: [Claimed], logger: Logger) async {
+        for claimed in turn {
+            do {
+                try await ledger.release(claimed.message.messageId, owner: claimed.owner)
+            } catch {
+                logger.error("could not release the claim", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     private func record(_ turn: [Claimed], status: MessageLedger.Status, detail: String?, logger: Logger) async {

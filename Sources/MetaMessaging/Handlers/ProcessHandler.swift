@@ -22,12 +22,19 @@ public struct ProcessHandler: Sendable {
     public let responder: MessageResponder
     /// The conversation log and the metrics, sent after the batch's answer.
     public var telemetry: Telemetry = .none
+    /// The queue a record came from, by its `eventSourceARN`: for delaying the records of a
+    /// throttled account (nil: they come back after the queue's visibility timeout).
+    public var queues: (@Sendable (String) -> SQSQueue?)?
 
-    public init(directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder, telemetry: Telemetry = .none) {
+    public init(
+        directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder, telemetry: Telemetry = .none,
+        queues: (@Sendable (String) -> SQSQueue?)? = nil
+    ) {
         self.directory = directory
         self.ledger = ledger
         self.responder = responder
         self.telemetry = telemetry
+        self.queues = queues
     }
 
     public struct Report: Sendable, Equatable {
@@ -35,6 +42,16 @@ public struct ProcessHandler: Sendable {
         public var answered = 0
         public var skipped = 0
         public var paused = 0
+        /// Records of throttled accounts, to come back no sooner than Meta said.
+        public var delayed: [Delay] = []
+    }
+
+    /// A record to keep invisible for `seconds`.
+    public struct Delay: Sendable, Equatable {
+        public let recordId: String
+        public let receiptHandle: String
+        public let queueARN: String
+        public let seconds: Int
     }
 
     /// One SQS record read as an accepted message.
@@ -42,6 +59,8 @@ public struct ProcessHandler: Sendable {
         let recordId: String
         let group: String
         let accepted: AcceptedMessage
+        var receiptHandle: String? = nil
+        var queueARN: String? = nil
     }
 
     /// Consecutive records of one conversation (one message group, one tenant, one customer)
@@ -87,7 +106,10 @@ public struct ProcessHandler: Sendable {
             {
                 await flush()
             }
-            pending.append(Entry(recordId: recordId, group: group, accepted: accepted))
+            pending.append(
+                Entry(
+                    recordId: recordId, group: group, accepted: accepted, receiptHandle: record["receiptHandle"]?.string,
+                    queueARN: record["eventSourceARN"]?.string))
         }
         await flush()
         return report
@@ -172,6 +194,35 @@ public struct ProcessHandler: Sendable {
         case .retryLater:
             report.failures += claimed.map(\.0.recordId)
             failedGroups.insert(first.group)
+        case .throttled(_, let seconds):
+            // Back to the queue, and kept there until Meta lets the account go: SQS's own
+            // redelivery would come at the visibility timeout and spend another receive.
+            report.failures += claimed.map(\.0.recordId)
+            failedGroups.insert(first.group)
+            for (entry, _) in claimed {
+                guard let handle = entry.receiptHandle, let arn = entry.queueARN else { continue }
+                report.delayed.append(Delay(recordId: entry.recordId, receiptHandle: handle, queueARN: arn, seconds: seconds))
+            }
+        }
+    }
+
+    /// Makes the delayed records invisible for their time (a failure only means they come
+    /// back at the queue's visibility timeout, and are throttled again then).
+    func delay(_ delays: [Delay], logger: Logger) async {
+        guard let queues, !delays.isEmpty else { return }
+        for (arn, records) in Dictionary(grouping: delays, by: \.queueARN) {
+            guard let queue = queues(arn) else {
+                logger.warning("a record's queue is not one this function can reach: not delayed")
+                continue
+            }
+            for (seconds, sameDelay) in Dictionary(grouping: records, by: \.seconds) {
+                do {
+                    try await queue.changeVisibility(of: sameDelay.map(\.receiptHandle), seconds: seconds)
+                    logger.info("records of a throttled account delayed", metadata: ["records": "\(sameDelay.count)", "seconds": "\(seconds)"])
+                } catch {
+                    logger.warning("could not delay the records of a throttled account", metadata: ["error": "\(error)"])
+                }
+            }
         }
     }
 
@@ -195,6 +246,7 @@ public struct ProcessHandler: Sendable {
                 throw ProcessEventError(errorMessage: "the event is not an SQS event (no Records array)")
             }
             let report = await handler.handle(records: records, context: context)
+            await handler.delay(report.delayed, logger: context.logger)
             context.logger.info(
                 "batch processed",
                 metadata: [

@@ -98,6 +98,8 @@ public struct ReceiveHandler: Sendable {
         var paused = 0
         /// Echoes of messages a person wrote (not us): each pauses the agent in its conversation.
         var humanReplies = 0
+        /// Messages of accounts Meta throttles: not answered now, left for Meta's redelivery.
+        var throttled = 0
     }
 
     /// One customer's claimed messages of this delivery, answered as one turn.
@@ -277,6 +279,11 @@ public struct ReceiveHandler: Sendable {
                 // Out of time: the claims were released, and Meta's redelivery (asked for by
                 // the 500) answers them; what was answered is a duplicate then.
                 summary.deferred += count
+                retry = true
+            case .throttled:
+                // Meta throttles the account: the claims were released and the redelivery
+                // (asked for by the 500, on Meta's own backoff) answers them once it lets go.
+                summary.throttled += count
                 retry = true
             }
         }

@@ -65,6 +65,37 @@ public struct SQSQueue: MessageQueue {
         }
     }
 
+    /// Makes each message (by its receipt handle) invisible for `seconds` from now (at most
+    /// SQS's 12 hours), so it comes back no sooner: `ChangeMessageVisibilityBatch`, 10 at a time.
+    public func changeVisibility(of receiptHandles: [String], seconds: Int) async throws(QueueError) {
+        let timeout = min(max(0, seconds), 43_200)
+        var start = 0
+        while start < receiptHandles.count {
+            let batch = receiptHandles[start..<min(start + 10, receiptHandles.count)]
+            let entries: [JSON] = batch.enumerated().map { index, handle in
+                ["Id": .string(String(index)), "ReceiptHandle": .string(handle), "VisibilityTimeout": .integer(timeout)]
+            }
+            let answer = try await call("ChangeMessageVisibilityBatch", ["QueueUrl": .string(queueURL), "Entries": .array(entries)])
+            if let failed = answer["Failed"]?.array, !failed.isEmpty {
+                let codes = failed.compactMap { $0["Code"]?.string }.joined(separator: ", ")
+                throw QueueError("SQS did not delay \(failed.count) of \(batch.count) messages: \(codes)")
+            }
+            start += 10
+        }
+    }
+
+    /// The URL of the queue an event source ARN names (`arn:aws:sqs:REGION:ACCOUNT:NAME`):
+    /// under `endpoint` when given (a local SQS), else SQS's regional endpoint.
+    public static func url(ofQueue arn: String, endpoint: String?) -> (url: String, region: String)? {
+        let parts = arn.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts[0] == "arn", parts[2] == "sqs", !parts[3].isEmpty, !parts[4].isEmpty, !parts[5].isEmpty,
+            parts[3].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }), parts[4].allSatisfy(\.isNumber),
+            parts[5].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
+        else { return nil }
+        let base = endpoint.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? "https://sqs.\(parts[3]).amazonaws.com"
+        return ("\(base)/\(parts[4])/\(parts[5])", String(parts[3]))
+    }
+
     // MARK: Administration and inspection (local set-up, tests)
 
     /// Creates a FIFO queue (the name must end in `.fifo`) and returns its URL.

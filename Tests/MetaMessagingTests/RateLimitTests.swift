@@ -1,0 +1,156 @@
+import AsyncHTTPTransport
+import Essentials
+import Foundation
+import MetaMessaging
+import TestSupport
+import Testing
+
+/// Meta's rate limits (issue 23): the usage headers and throttling codes of the Graph API
+/// ("Rate Limits": `X-App-Usage`, `X-Page-Usage`, `X-Business-Use-Case-Usage`; codes 4, 17,
+/// 32, 613 and the Business Use Case 800xx), read on every answer; a throttled account is left
+/// alone, in `receive` by Meta's redelivery and in `process` by the queue.
+@Suite struct RateLimitTests {
+    typealias H = FunctionHarness
+
+    /// The Business Use Case header as Meta documents it, for the connected Instagram account.
+    static func bucHeader(callCount: Int, minutes: Int) -> (String, String) {
+        (
+            "X-Business-Use-Case-Usage",
+            #"{"\#(H.instagramId)":[{"type":"instagram","call_count":\#(callCount),"total_cputime":12,"total_time":14,"estimated_time_to_regain_access":\#(minutes)}]}"#
+        )
+    }
+
+    /// Meta's answer when an Instagram account is over its Business Use Case limit.
+    static func throttledAnswer(minutes: Int) -> LoopbackServer.Response {
+        LoopbackServer.Response(
+            status: 400, headers: [("Content-Type", "application/json"), bucHeader(callCount: 100, minutes: minutes)],
+            body: Array(
+                #"{"error":{"message":"(#80002) There have been too many calls to this Instagram account. Wait a bit and try again.","type":"OAuthException","code":80002,"fbtrace_id":"AbCdEfGh123"}}"#
+                    .utf8))
+    }
+
+    @Test func usageHeadersAndThrottlingCodesAreRead() {
+        let headers = [
+            ("x-app-usage", #"{"call_count":28,"total_time":25,"total_cputime":25}"#),
+            ("X-Page-Usage", #"{"call_count":96,"total_time":12,"total_cputime":9}"#),
+            Self.bucHeader(callCount: 40, minutes: 7),
+        ]
+        let usage = GraphUsage.from { name in headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+        #expect(usage == GraphUsage(highestPercent: 96, minutesToRegainAccess: 7))
+        #expect(GraphUsage.from { _ in nil } == nil)
+        // A header that is not Meta's JSON, or holds out-of-range numbers, is advice ignored.
+        let hostile = GraphUsage.from { name in
+            name == "X-App-Usage" ? #"{"call_count":1e400,"total_time":-5,"total_cputime":"x"}"# : name == "X-Page-Usage" ? "[[[[[[[[" : nil
+        }
+        #expect(hostile == GraphUsage(highestPercent: 0, minutesToRegainAccess: 0))
+
+        for code in [4, 17, 32, 613, 80001, 80002, 80006, 80007, 130429, 131056] {
+            #expect(GraphError(kind: .graph, httpStatus: 400, code: code, message: "throttled").isThrottled, "code \(code)")
+        }
+        for code in [1, 2, 10, 100, 190, 131047] {
+            #expect(!GraphError(kind: .graph, httpStatus: 400, code: code, message: "other").isThrottled, "code \(code)")
+        }
+        var error = GraphError(kind: .graph, httpStatus: 400, code: 80002, message: "throttled")
+        #expect(error.secondsToRegainAccess == 60)
+        error.usage = GraphUsage(highestPercent: 100, minutesToRegainAccess: 7)
+        #expect(error.secondsToRegainAccess == 420)
+
+        // Near the limit (95 % or more), an account is left alone before Meta throttles it.
+        let throttle = AccountThrottle(clock: WallClock { 1_795_687_200 })
+        #expect(throttle.observe(GraphUsage(highestPercent: 94), account: "a") == nil)
+        #expect(throttle.remaining("a") == nil)
+        #expect(throttle.observe(GraphUsage(highestPercent: 97), account: "a") == 60)
+        #expect(throttle.remaining("a") == 60)
+        #expect(throttle.remaining("b") == nil)
+    }
+
+    @Test func receiveLeavesAThrottledAccountsMessagesToMetasRedeliveryWithoutRetrying() async throws {
+        let harness = try await H.make(.file)
+        await harness.graph.script([Self.throttledAnswer(minutes: 7)], pathSuffix: "/messages")
+        // Two customers of one account in one delivery: the first turn meets the limit, the
+        // second is not even tried (nor its agent asked).
+        let body = H.messaging(events: [
+            H.textEvent(mid: "m_limit_1", text: "hi", sender: "customer-a", timestamp: 1000),
+            H.textEvent(mid: "m_limit_2", text: "hello", sender: "customer-b", timestamp: 1001),
+        ])
+        let result = try await harness.run("receive", H.webhookEvent(body))
+        #expect(result.statusCode == 500, "\(result.stderr.suffix(800))")
+        #expect(result.bodyJSON?["throttled"] as? Int == 2)
+        #expect(await harness.graph.messages.count == 1)
+        // Released, not failed: Meta's redelivery answers them once the account is free.
+        #expect(try await harness.ledgerStatus("m_limit_1") == "answering")
+        #expect(try await harness.ledgerStatus("m_limit_2") == "answering")
+        #expect(result.stderr.contains("Meta throttles an account"))
+        #expect(result.stderr.contains(H.pageId))
+        #expect(!result.stderr.contains(H.token))
+
+        // The redelivery, Meta's limit over: answered once each.
+        let again = try await harness.run("receive", H.webhookEvent(body))
+        #expect(again.statusCode == 200)
+        #expect(again.bodyJSON?["answered"] as? Int == 2)
+        #expect(try await harness.ledgerStatus("m_limit_1") == "answered")
+        await harness.shutdown()
+    }
+
+    @Test func sendAnswersThrottledAtOnceInsteadOfSpendingRetries() async throws {
+        let harness = try await H.make(.file)
+        await harness.graph.script(
+            [GraphStandIn.error(status: 400, code: 613, message: "Calls to this api have exceeded the rate limit.")], pathSuffix: "/messages")
+        let input = #"{"businessId":"B0100001","platform":"instagram","recipientId":"1234567890123456","message":{"text":"x"}}"#
+        let result = try await harness.run("send", Array(input.utf8))
+        #expect(result.json?["errorType"] as? String == "Throttled", "\(result.stdout)")
+        #expect(result.json?["retryAfterSeconds"] as? Int == 60 || (result.json?["errorMessage"] as? String ?? "").contains("60 s"))
+        #expect(await harness.graph.calls.count == 1)
+        await harness.shutdown()
+    }
+
+    @Test func anAccountNearItsLimitIsLeftAloneBeforeMetaThrottlesIt() async throws {
+        let harness = try await H.make(.file)
+        let nearLimit = LoopbackServer.Response(
+            status: 200, headers: [("Content-Type", "application/json"), Self.bucHeader(callCount: 98, minutes: 0)],
+            body: Array(#"{"recipient_id":"customer-a","message_id":"m_SENT_NEAR"}"#.utf8))
+        await harness.graph.script([nearLimit], pathSuffix: "/messages")
+        let body = H.messaging(events: [
+            H.textEvent(mid: "m_near_1", text: "hi", sender: "customer-a", timestamp: 1000),
+            H.textEvent(mid: "m_near_2", text: "hello", sender: "customer-b", timestamp: 1001),
+        ])
+        let result = try await harness.run("receive", H.webhookEvent(body))
+        // The first reply went out at 98 %; the second waits for the next minute.
+        #expect(result.bodyJSON?["answered"] as? Int == 1, "\(result.stderr.suffix(800))")
+        #expect(result.bodyJSON?["throttled"] as? Int == 1)
+        #expect(result.statusCode == 500)
+        #expect(await harness.graph.messages.count == 1)
+        #expect(result.stderr.contains("near its Graph API rate limit"))
+        await harness.shutdown()
+    }
+
+    @Test func processReturnsAThrottledAccountsRecordsAndKeepsThemAwayUntilMetaLetsGo() async throws {
+        let setup = try await QueueDispatchTests.setUp()
+        let events = [
+            H.textEvent(mid: "m_queued_limit_1", text: "one", sender: "customer-a", timestamp: 1000),
+            H.textEvent(mid: "m_queued_limit_2", text: "two", sender: "customer-a", timestamp: 1001),
+        ]
+        let received = try await Executables.run("receive", environment: setup.environment, stdin: H.webhookEvent(H.messaging(events: events)))
+        #expect(received.bodyJSON?["queued"] as? Int == 2)
+        var messages: [JSON] = []
+        for _ in 0..<5 where messages.count < 2 { messages += try await setup.queue.receive() }
+        try #require(messages.count == 2)
+
+        await setup.harness.graph.script([Self.throttledAnswer(minutes: 7)], pathSuffix: "/messages")
+        let queueName = String(setup.queue.queueURL.split(separator: "/").last ?? "")
+        let region = try await MotoServer.shared.start().region
+        let event = QueueDispatchTests.sqsEvent(messages, queueARN: "arn:aws:sqs:\(region):123456789012:\(queueName)")
+        let processed = try await Executables.run("process", environment: setup.environment, stdin: event)
+        #expect(processed.exitCode == 0, "\(processed.stderr.suffix(800))")
+        // Both records back, after one Graph call (no retries that would spend more of the limit).
+        #expect(Set(QueueDispatchTests.failures(processed)) == Set(messages.compactMap { $0["MessageId"]?.string }))
+        #expect(await setup.harness.graph.messages.count == 1)
+        #expect(try await setup.harness.ledgerStatus("m_queued_limit_1") == "answering")
+        #expect(processed.stderr.contains("records of a throttled account delayed"), "\(processed.stderr.suffix(800))")
+        #expect(!processed.stderr.contains(H.token))
+        // The queue's visibility timeout is 1 s: without the delay they would be back by now.
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(try await setup.queue.receive().isEmpty)
+        await setup.harness.shutdown()
+    }
+}
