@@ -5,6 +5,7 @@ import AWSSigning
 import AsyncHTTPTransport
 import Foundation
 import FunctionRuntime
+import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaMessaging
@@ -19,7 +20,7 @@ if CommandLine.arguments.dropFirst().first == "--bare-runtime-client" {
 
 let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
 /// `bench BIN_DIR [SECTION...]` runs only the sections named (verify, store, receive, sqs,
-/// signals, log); none named runs them all. Only verify runs without moto.
+/// requests, signals, log); none named runs them all. Only verify runs without moto.
 let sections = Set(CommandLine.arguments.dropFirst(2))
 func wants(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
 let root = Executables.packageRoot
@@ -509,6 +510,112 @@ if wants("sqs") {
         "receive answering Meta, sqs dispatch, moto: median / p99",
         "\(fmt(median(latencies))) ms / \(fmt(percentile(latencies, 0.99))) ms (statuses \(statuses))")
     await loop.stop()
+    await graph.shutdown()
+}
+
+// MARK: the AWS requests each message costs, from a traced run against moto (issue 23)
+if wants("requests") {
+    print("\n## AWS requests per message (moto's recorder on a traced run)")
+    let moto = try await MotoServer.shared.start()
+    let suffix = UUID().uuidString.prefix(8).lowercased()
+    let tables = Tables(
+        credentials: "trace-credentials-\(suffix)", identifiers: "trace-identifiers-\(suffix)", processedMessages: "trace-processed-\(suffix)",
+        conversations: "trace-conversations-\(suffix)")
+    let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    for table in tables.all { try await store.createTable(table) }
+    try await store.put(
+        tables.identifiers,
+        item: [
+            "identifierId": .s("17841400000000001"), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
+            "businessId": .s("B0100001"), "locationId": .s("L0100001"), "businessLocationId": .s("B0100001#L0100001"),
+        ])
+    try await store.put(
+        tables.credentials,
+        item: [
+            "businessId": .s("B0100001"), "serviceType": .s("meta"), "isActive": .bool(true),
+            "credentials": .m(["accessToken": .s("local-page-token"), "pageId": .s("102030405060708")]),
+        ])
+    let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    let queueURL = try await admin.createFIFOQueue(name: "trace-\(suffix).fifo")
+    let queue = SQSQueue(transport: AsyncHTTPTransport(), queueURL: queueURL, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    let stream = "trace-conversations-\(suffix)"
+    try await KinesisReader(moto).createStream(stream)
+    let graph = try await demoGraph()
+    let environment = moto.environment.merging([
+        "KV_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": moto.endpoint, "SQS_ENDPOINT": moto.endpoint, "PROCESS_QUEUE_URL": queueURL,
+        "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name, "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name,
+        "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name, "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name,
+        "CONVERSATION_STREAM": stream, "KINESIS_ENDPOINT": moto.endpoint, "METRICS": "on",
+    ]) { $1 }
+    let recorder = AsyncHTTPTransport()
+    func recording(_ action: String) async throws -> String {
+        let answer = try await recorder.send(
+            OutboundRequest(method: action == "download" ? "GET" : "POST", url: "\(moto.endpoint)/moto-api/recorder/\(action)-recording"),
+            timeout: .seconds(10))
+        return String(decoding: answer.body, as: UTF8.self)
+    }
+    /// Requests by action (`DynamoDB_20120810.GetItem`, `AmazonSQS.SendMessageBatch`, ...).
+    func actions(_ recording: String) -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for line in recording.split(separator: "\n") {
+            guard let entry = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let headers = entry["headers"] as? [String: String]
+            else { continue }
+            let target = headers.first { $0.key.lowercased() == "x-amz-target" }?.value ?? "(no target)"
+            counts[target, default: 0] += 1
+        }
+        return counts
+    }
+    func report(_ label: String, _ counts: [String: Int], messages: Int) {
+        line(label, "\(counts.values.reduce(0, +)) requests for \(messages) messages")
+        for (action, count) in counts.sorted(by: { $0.key < $1.key }) {
+            line("  \(action)", "\(fmt(Double(count) / Double(messages), 2)) per message")
+        }
+    }
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    // 30 messages from 10 customers (each writes three times), one webhook each, as Meta sends them.
+    let count = 30
+    func event(_ index: Int, _ mode: String) -> [UInt8] {
+        instagramWebhook(mid: "m_trace_\(mode)_\(index)_\(suffix)", sender: "c\(mode)\(index % 10)", timestamp: 1_000 + index, signature: signature)
+    }
+
+    for mode in ["inline", "sqs"] {
+        let loop = try await ReceiveLoop.start(
+            binDir: binDir, graph: graph, environment: environment.merging(["RECEIVE_DISPATCH": mode]) { $1 }, fileStore: false)
+        _ = try await recording("reset")
+        _ = try await recording("start")
+        _ = await loop.time(warmUp: [], events: (0..<count).map { event($0, mode) })
+        _ = try await recording("stop")
+        await loop.stop()
+        report("receive, RECEIVE_DISPATCH=\(mode), as deployed", actions(try await recording("download")), messages: count)
+    }
+
+    // `process` on what the sqs run queued, in batches of up to 10 as the event source hands them.
+    var messages: [JSON] = []
+    for _ in 0..<20 where messages.count < count { messages += try await queue.receive() }
+    _ = try await recording("reset")
+    _ = try await recording("start")
+    var start = 0
+    while start < messages.count {
+        let batch = messages[start..<min(start + 10, messages.count)]
+        let records: [[String: Any]] = batch.map { message in
+            [
+                "messageId": message["MessageId"]?.string ?? UUID().uuidString, "receiptHandle": message["ReceiptHandle"]?.string ?? "",
+                "body": message["Body"]?.string ?? "",
+                "attributes": ["MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? ""],
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:\(moto.region):123456789012:trace-\(suffix).fifo",
+            ]
+        }
+        let event = NSTemporaryDirectory() + "trace-event-\(UUID().uuidString).json"
+        try JSONSerialization.data(withJSONObject: ["Records": records]).write(to: URL(fileURLWithPath: event))
+        _ = try timeProcess(
+            "\(binDir)/process", environment: environment.merging(["META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL]) { $1 },
+            stdinFile: event)
+        start += 10
+    }
+    _ = try await recording("stop")
+    report("process, batches of up to 10 (\(messages.count) records)", actions(try await recording("download")), messages: max(1, messages.count))
+    line("  replies sent by all runs", "\(await graph.messages.count)")
     await graph.shutdown()
 }
 
