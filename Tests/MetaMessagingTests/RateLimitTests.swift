@@ -124,6 +124,30 @@ import Testing
         await harness.shutdown()
     }
 
+    @Test func aReplyBegunGoesOutWholeWhenItsFirstPartFindsTheAccountNearItsLimit() async throws {
+        let harness = try await H.make(.file)
+        let long = (1...60).map { "Sentence \($0) says something useful about the booking." }.joined(separator: " ")
+        let parts = OutboundMessage.parts(of: long, for: .instagram)
+        try #require(parts.count > 1)
+        let agent = try await LoopbackServer { _ in
+            .json(200, String(decoding: (try? JSONSerialization.data(withJSONObject: ["reply": long])) ?? Data(), as: UTF8.self))
+        }
+        var harnessWithAgent = harness
+        harnessWithAgent.environment["AGENT_BACKEND"] = "http"
+        harnessWithAgent.environment["AGENT_HTTP_URL"] = agent.baseURL
+        let nearLimit = LoopbackServer.Response(
+            status: 200, headers: [("Content-Type", "application/json"), Self.bucHeader(callCount: 99, minutes: 0)],
+            body: Array(#"{"recipient_id":"customer-a","message_id":"m_PART_1"}"#.utf8))
+        await harness.graph.script([nearLimit], pathSuffix: "/messages")
+        let body = H.messaging(events: [H.textEvent(mid: "m_long_near", text: "tell me everything", sender: "customer-a", timestamp: 1000)])
+        let result = try await harnessWithAgent.run("receive", H.webhookEvent(body))
+        #expect(result.bodyJSON?["answered"] as? Int == 1, "\(result.stderr.suffix(800))")
+        // Every part went: the pause applies to the next turn, not to the rest of this reply.
+        #expect(await harness.graph.messages.count == parts.count)
+        await agent.shutdown()
+        await harness.shutdown()
+    }
+
     @Test func processReturnsAThrottledAccountsRecordsAndKeepsThemAwayUntilMetaLetsGo() async throws {
         let setup = try await QueueDispatchTests.setUp()
         let events = [

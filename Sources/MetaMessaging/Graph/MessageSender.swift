@@ -47,7 +47,7 @@ public struct MessageSender: Sendable {
 
     public func send(
         _ message: OutboundMessage, platform: Platform, recipientId: String, credentials: TenantCredentials,
-        messagingType: MessagingType = .response, deadline: ContinuousClock.Instant, logger: Logger
+        messagingType: MessagingType = .response, deadline: ContinuousClock.Instant, continuing: Bool = false, logger: Logger
     ) async throws(SendError) -> SentMessage {
         guard credentials.isActive else {
             throw SendError.inactiveCredentials(
@@ -67,7 +67,9 @@ public struct MessageSender: Sendable {
             throw SendError.missingAccount(
                 "business \(credentials.businessId) connected Instagram through Instagram Login, which is not configured here (INSTAGRAM_APP_ID)")
         }
-        if let throttled = throttled(account) { throw throttled }
+        // The rest of a reply already begun goes out: only Meta's own refusal stops it, not an
+        // account paused for being near its limit.
+        if !continuing, let throttled = throttled(account) { throw throttled }
         let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType).encoded()
         var attempt = 0
         while true {

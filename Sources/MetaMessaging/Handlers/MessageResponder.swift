@@ -216,7 +216,7 @@ public struct MessageResponder: Sendable {
             do {
                 let message = try await sender.send(
                     OutboundMessage(text: part), platform: platform, recipientId: last.senderId,
-                    credentials: credentials, messagingType: .response, deadline: deadline, logger: logger)
+                    credentials: credentials, messagingType: .response, deadline: deadline, continuing: index > 0, logger: logger)
                 sent.append(message)
                 await recordSent(message, answering: last.messageId, businessId: tenant.businessId, platform: platform, later: later, logger: logger)
             } catch {

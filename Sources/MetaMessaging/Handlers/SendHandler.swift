@@ -166,7 +166,7 @@ public struct SendHandler: Sendable {
             do {
                 let one = try await sender.send(
                     message, platform: request.platform, recipientId: request.recipientId, credentials: credentials,
-                    messagingType: messagingType, deadline: context.deadline - .milliseconds(200), logger: logger)
+                    messagingType: messagingType, deadline: context.deadline - .milliseconds(200), continuing: !sent.isEmpty, logger: logger)
                 sent.append(one)
             } catch {
                 guard !sent.isEmpty else { throw error }
