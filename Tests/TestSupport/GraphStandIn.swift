@@ -23,6 +23,8 @@ public final class GraphStandIn: Sendable {
         public let query: [String: String]
         public let token: String?
         public let rawBody: [UInt8]
+        /// When the call arrived (for load scripts: when a reply reached "Meta").
+        public var at: ContinuousClock.Instant = .now
 
         /// The JSON body, parsed on demand.
         public var body: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(rawBody))) as? [String: Any] }

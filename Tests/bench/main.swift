@@ -9,6 +9,7 @@ import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaMessaging
+import Synchronization
 import TestSupport
 
 // `bench --bare-runtime-client`: the protocol's floor as a process of its own (see below).
@@ -20,7 +21,7 @@ if CommandLine.arguments.dropFirst().first == "--bare-runtime-client" {
 
 let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
 /// `bench BIN_DIR [SECTION...]` runs only the sections named (verify, store, receive, sqs,
-/// requests, signals, log); none named runs them all. Only verify runs without moto.
+/// requests, fairness, signals, log); none named runs them all. Only verify runs without moto.
 let sections = Set(CommandLine.arguments.dropFirst(2))
 func wants(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
 let root = Executables.packageRoot
@@ -616,6 +617,141 @@ if wants("requests") {
     _ = try await recording("stop")
     report("process, batches of up to 10 (\(messages.count) records)", actions(try await recording("download")), messages: max(1, messages.count))
     line("  replies sent by all runs", "\(await graph.messages.count)")
+    await graph.shutdown()
+}
+
+// MARK: fairness: one tenant sending 20 times more than nine others (issue 23)
+if wants("fairness") {
+    print("\n## fairness between tenants (receive with sqs dispatch, 3 concurrent process pollers, moto)")
+    let moto = try await MotoServer.shared.start()
+    let suffix = UUID().uuidString.prefix(8).lowercased()
+    let tables = Tables(
+        credentials: "fair-credentials-\(suffix)", identifiers: "fair-identifiers-\(suffix)", processedMessages: "fair-processed-\(suffix)",
+        conversations: "fair-conversations-\(suffix)")
+    let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    for table in tables.all { try await store.createTable(table) }
+    let graph = try await GraphStandIn()
+    let tenants = 10
+    func instagramId(_ tenant: Int) -> String { "1784140000001\(String(format: "%02d", tenant))" }
+    for tenant in 0..<tenants {
+        let business = "B0F000\(String(format: "%02d", tenant))"
+        let page = "2030405060700\(String(format: "%02d", tenant))"
+        try await store.put(
+            tables.identifiers,
+            item: [
+                "identifierId": .s(instagramId(tenant)), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
+                "businessId": .s(business), "locationId": .s("L1"), "businessLocationId": .s("\(business)#L1"),
+            ])
+        try await store.put(
+            tables.credentials,
+            item: [
+                "businessId": .s(business), "serviceType": .s("meta"), "isActive": .bool(true),
+                "credentials": .m(["accessToken": .s("fair-token-\(tenant)"), "pageId": .s(page)]),
+            ])
+        await graph.allow(token: "fair-token-\(tenant)", accounts: [page, instagramId(tenant)])
+    }
+    let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    let queueURL = try await admin.createFIFOQueue(name: "fair-\(suffix).fifo", visibilityTimeout: 60)
+    let queue = SQSQueue(transport: AsyncHTTPTransport(), queueURL: queueURL, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    let environment = moto.environment.merging([
+        "KV_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": moto.endpoint, "SQS_ENDPOINT": moto.endpoint, "PROCESS_QUEUE_URL": queueURL,
+        "RECEIVE_DISPATCH": "sqs", "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name,
+        "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name, "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
+        "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name, "META_APP_SECRET": "local-app-secret",
+        "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "METRICS": "off",
+    ]) { $1 }
+    // Tenant 0 sends 200 messages, tenants 1 to 9 ten each, in a shuffled order; each message
+    // from a customer of its own (a conversation each).
+    var arrivals: [(tenant: Int, customer: String)] = (0..<200).map { (0, "t0c\($0)") }
+    for tenant in 1..<tenants { arrivals += (0..<10).map { (tenant, "t\(tenant)c\($0)") } }
+    var generator = SystemRandomNumberGenerator()
+    arrivals.shuffle(using: &generator)
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    func webhook(_ tenant: Int, _ customer: String, _ index: Int) -> [UInt8] {
+        let body =
+            #"{"object":"instagram","entry":[{"id":"\#(instagramId(tenant))","time":1,"messaging":[{"sender":{"id":"\#(customer)"},"recipient":{"id":"\#(instagramId(tenant))"},"timestamp":\#(index),"message":{"mid":"m_fair_\#(customer)_\#(suffix)","text":"hello"}}]}]}"#
+        let object: [String: Any] = [
+            "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
+            "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
+        ]
+        return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+    }
+    /// Runs the arrivals through `receive`, with the pollers running all along (`burst`
+    /// false: a steady stream) or started once everything is queued (`burst`: a peak, where the
+    /// order the queue hands messages out decides who waits). Latency runs from a message's
+    /// acceptance (steady) or from the pollers' start (burst) to its reply reaching Meta.
+    func run(_ arrivals: [(tenant: Int, customer: String)], burst: Bool, label: String) async throws {
+        let before = await graph.messages.count
+        let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: environment, fileStore: false)
+        let accepted = Mutex<[String: ContinuousClock.Instant]>([:])
+        let done = Mutex(false)
+        let go = Mutex(!burst)
+        // Three pollers, as Lambda's event source would run three `process` at once: each
+        // takes up to 10 messages, runs `process` on them, and deletes them.
+        let pollers = (0..<3).map { poller in
+            Task {
+                var batches = 0
+                while !done.withLock({ $0 }) {
+                    guard go.withLock({ $0 }), let messages = try? await queue.receive(max: 10), !messages.isEmpty else {
+                        try? await Task.sleep(for: .milliseconds(20))
+                        continue
+                    }
+                    let records: [[String: Any]] = messages.map { message in
+                        [
+                            "messageId": message["MessageId"]?.string ?? UUID().uuidString, "receiptHandle": message["ReceiptHandle"]?.string ?? "",
+                            "body": message["Body"]?.string ?? "",
+                            "attributes": ["MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? ""], "eventSource": "aws:sqs",
+                            "eventSourceARN": "arn:aws:sqs:\(moto.region):123456789012:fair-\(suffix).fifo",
+                        ]
+                    }
+                    let event = NSTemporaryDirectory() + "fair-\(suffix)-\(label.prefix(5))-\(poller)-\(batches).json"
+                    batches += 1
+                    try? JSONSerialization.data(withJSONObject: ["Records": records]).write(to: URL(fileURLWithPath: event))
+                    _ = try? await Executables.offPool { try timeProcess("\(binDir)/process", environment: environment, stdinFile: event) }
+                    try? await queue.delete(receiptHandles: messages.compactMap { $0["ReceiptHandle"]?.string })
+                }
+            }
+        }
+        let start = ContinuousClock.now
+        for (index, arrival) in arrivals.enumerated() {
+            _ = await loop.time(warmUp: [], events: [webhook(arrival.tenant, arrival.customer, index)])
+            accepted.withLock { $0[arrival.customer] = .now }
+        }
+        let received = ContinuousClock.now - start
+        let drainStart = ContinuousClock.now
+        go.withLock { $0 = true }
+        let deadline = ContinuousClock.now + .seconds(240)
+        while await graph.messages.count - before < arrivals.count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        let drained = ContinuousClock.now - drainStart
+        done.withLock { $0 = true }
+        for poller in pollers { await poller.value }
+        await loop.stop()
+        let replies = await graph.messages.dropFirst(before)
+        var latencies: [Int: [Double]] = [:]
+        let acceptedAt = accepted.withLock { $0 }
+        func ms(_ duration: Duration) -> Double { Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15 }
+        for reply in replies {
+            guard let customer = (reply.body?["recipient"] as? [String: Any])?["id"] as? String, let at = acceptedAt[customer],
+                let tenant = Int(customer.dropFirst().prefix(while: \.isNumber))
+            else { continue }
+            latencies[tenant, default: []].append(ms(reply.at - (burst ? drainStart : at)))
+        }
+        line(
+            label,
+            "\(arrivals.count) accepted in \(fmt(ms(received) / 1000, 1)) s, \(replies.count) replies\(burst ? ", drained in \(fmt(ms(drained) / 1000, 1)) s" : "")"
+        )
+        let heavy = latencies[0] ?? []
+        let light = (1..<tenants).flatMap { latencies[$0] ?? [] }
+        line("  tenant 0 (200 messages): median / p99", "\(fmt(median(heavy), 0)) ms / \(fmt(percentile(heavy, 0.99), 0)) ms")
+        line("  tenants 1-9 (10 each): median / p99", "\(fmt(median(light), 0)) ms / \(fmt(percentile(light, 0.99), 0)) ms")
+        let worst = (1..<tenants).map { percentile(latencies[$0] ?? [], 0.99) }.max() ?? 0
+        line("  the worst light tenant's p99", "\(fmt(worst, 0)) ms")
+    }
+    try await run(arrivals, burst: false, label: "steady (shuffled; from acceptance)")
+    // The peak: tenant 0's flood arrives first, then the others; all queued before the pollers start.
+    var flood: [(tenant: Int, customer: String)] = (0..<200).map { (0, "t0f\($0)") }
+    for index in 0..<10 { for tenant in 1..<tenants { flood.append((tenant, "t\(tenant)f\(index)")) } }
+    try await run(flood, burst: true, label: "peak (tenant 0 first; from drain start)")
     await graph.shutdown()
 }
 

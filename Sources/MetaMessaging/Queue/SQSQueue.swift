@@ -110,6 +110,17 @@ public struct SQSQueue: MessageQueue {
         return url
     }
 
+    /// Deletes received messages (what Lambda's poller does after a batch), 10 at a time.
+    public func delete(receiptHandles: [String]) async throws(QueueError) {
+        var start = 0
+        while start < receiptHandles.count {
+            let batch = receiptHandles[start..<min(start + 10, receiptHandles.count)]
+            let entries: [JSON] = batch.enumerated().map { ["Id": .string(String($0.offset)), "ReceiptHandle": .string($0.element)] }
+            _ = try await call("DeleteMessageBatch", ["QueueUrl": .string(queueURL), "Entries": .array(entries)])
+            start += 10
+        }
+    }
+
     /// Up to 10 messages as SQS hands them to Lambda: `(messageId, body, attributes)`.
     public func receive(max: Int = 10, waitSeconds: Int = 0) async throws(QueueError) -> [JSON] {
         let answer = try await call(
