@@ -35,9 +35,13 @@ public actor MotoServer {
 
     private func launch() async throws -> Connection {
         let errorLog = FileManager.default.temporaryDirectory.appendingPathComponent("moto-harness-\(UUID().uuidString).log")
+        // moto's request recorder (the bench's traced run) writes to `moto_recording` in the
+        // working folder unless told otherwise: a temporary file, never the repository.
+        let recording = FileManager.default.temporaryDirectory.appendingPathComponent("moto-recording-\(UUID().uuidString).jsonl").path
         let harness = try ChildProcess(
             "/usr/bin/env", arguments: ["python3", Executables.packageRoot.appendingPathComponent("Tests/support/moto_harness.py").path],
-            environment: ProcessInfo.processInfo.environment, stdin: .pipe, stdout: .pipe, stderr: .file(errorLog))
+            environment: ProcessInfo.processInfo.environment.merging(["MOTO_RECORDER_FILEPATH": recording]) { $1 }, stdin: .pipe,
+            stdout: .pipe, stderr: .file(errorLog))
         self.harness = harness
         // The first line is the connection document; read it off the cooperative pool, and give
         // up after two minutes (a first start of moto on a slow machine takes a few seconds).
