@@ -21,9 +21,9 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
 }
 
 /// The JSON body of a function error, the same in both modes.
-struct ErrorDocument: Codable {
-    let errorType: String
-    let errorMessage: String
+package struct ErrorDocument: Codable {
+    package let errorType: String
+    package let errorMessage: String
 
     init(_ error: any Error) {
         if let error = error as? any FunctionError {
@@ -35,7 +35,7 @@ struct ErrorDocument: Codable {
         }
     }
 
-    init(errorType: String, errorMessage: String) {
+    package init(errorType: String, errorMessage: String) {
         self.errorType = errorType
         self.errorMessage = errorMessage
     }

@@ -169,7 +169,7 @@ public enum FunctionRuntime {
     }
 
     /// `{"errorMessage","errorType"}`, keys sorted.
-    static func encode(_ document: ErrorDocument) -> [UInt8] {
+    package static func encode(_ document: ErrorDocument) -> [UInt8] {
         var writer = JSONWriter()
         writer.raw(#"{"errorMessage":"#)
         writer.string(document.errorMessage)

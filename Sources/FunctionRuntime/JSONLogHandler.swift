@@ -53,7 +53,7 @@ public struct JSONLogHandler: LogHandler {
     }
 
     /// ISO 8601 in UTC with milliseconds, without Foundation's date formatting.
-    static func timestamp() -> String {
+    package static func timestamp() -> String {
         let now = WallClock.epochMilliseconds()
         let utc = UTCFields(epochSeconds: now / 1000)
         let milliseconds = String(now % 1000 + 1000).dropFirst()  // three digits, zero-padded

@@ -4,22 +4,22 @@ import Essentials
 /// the log lines) straight into bytes: keys in the order given (callers pass them sorted, so
 /// the output is stable), slashes and non-ASCII text left as they are, control characters,
 /// quotes and backslashes escaped (RFC 8259 section 7).
-struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
+package struct JSONWriter {
+    package private(set) var bytes: [UInt8] = []
 
-    init(capacity: Int = 256) {
+    package init(capacity: Int = 256) {
         bytes.reserveCapacity(capacity)
     }
 
-    mutating func raw(_ text: StaticString) {
+    package mutating func raw(_ text: StaticString) {
         bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    mutating func number(_ value: Int) {
+    package mutating func number(_ value: Int) {
         bytes += String(value).utf8
     }
 
-    mutating func string(_ text: String) {
+    package mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
             switch byte {
@@ -40,7 +40,7 @@ struct JSONWriter {
     }
 
     /// `{"key":"value",...}` with the keys sorted.
-    mutating func object(_ members: [String: String]) {
+    package mutating func object(_ members: [String: String]) {
         bytes.append(UInt8(ascii: "{"))
         for (offset, key) in members.keys.sorted().enumerated() {
             if offset > 0 { bytes.append(UInt8(ascii: ",")) }

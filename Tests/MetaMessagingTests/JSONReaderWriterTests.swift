@@ -1,9 +1,8 @@
 import Foundation
+import FunctionRuntime
 import SafeJSON
 import TestSupport
 import Testing
-
-@testable import FunctionRuntime
 
 /// The runtime's own JSON reader and writer, checked against Foundation's JSONSerialization as
 /// an independent implementation of RFC 8259.
