@@ -191,6 +191,12 @@ public protocol KeyValueStore: Sendable {
     /// DynamoDB's UpdateItem does) if `condition` holds; returns the item as it now is.
     @discardableResult
     func update(_ table: TableSchema, key: Item, set: Item, remove: [String], condition: Condition?) async throws(KeyValueError) -> Item
+    /// Adds `amount` to the number `attribute` of the item under `key` (0 when absent,
+    /// creating the item as DynamoDB's `ADD` does) and sets `set`, atomically across every
+    /// process; returns the item as it now is. A counter that is not an integer, or a sum
+    /// beyond 64 bits, is `invalidRequest` and changes nothing.
+    @discardableResult
+    func increment(_ table: TableSchema, key: Item, attribute: String, by amount: Int64, set: Item) async throws(KeyValueError) -> Item
     func delete(_ table: TableSchema, key: Item) async throws(KeyValueError)
     /// Every item with this partition key value, in sort key order.
     func query(_ table: TableSchema, partitionKey value: AttributeValue) async throws(KeyValueError) -> [Item]

@@ -66,6 +66,22 @@ public struct DynamoDBStore: KeyValueStore {
         return output.Attributes ?? key
     }
 
+    public func increment(_ table: TableSchema, key: Item, attribute: String, by amount: Int64, set: Item) async throws(KeyValueError) -> Item {
+        guard key[attribute] == nil else { throw KeyValueError(.invalidRequest, "a key attribute of \(table.name) cannot be a counter") }
+        var expression = Expression()
+        var clauses: [String] = []
+        let assignments = set.filter { key[$0.key] == nil && $0.key != attribute }.sorted { $0.key < $1.key }
+            .map { "\(expression.name($0.key)) = \(expression.value($0.value))" }
+        if !assignments.isEmpty { clauses.append("SET " + assignments.joined(separator: ", ")) }
+        clauses.append("ADD \(expression.name(attribute)) \(expression.value(.n(String(amount))))")
+        let output: UpdateItemOutput = try await call(
+            "UpdateItem",
+            UpdateItemInput(
+                TableName: table.name, Key: key, UpdateExpression: clauses.joined(separator: " "), ConditionExpression: nil,
+                ExpressionAttributeNames: expression.namesOrNil, ExpressionAttributeValues: expression.valuesOrNil, ReturnValues: "ALL_NEW"))
+        return output.Attributes ?? key
+    }
+
     public func delete(_ table: TableSchema, key: Item) async throws(KeyValueError) {
         let _: Empty = try await call("DeleteItem", DeleteItemInput(TableName: table.name, Key: key))
     }

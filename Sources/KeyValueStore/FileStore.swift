@@ -84,6 +84,29 @@ public struct FileStore: KeyValueStore {
         }
     }
 
+    public func increment(_ table: TableSchema, key: Item, attribute: String, by amount: Int64, set: Item) async throws(KeyValueError) -> Item {
+        guard table.key(of: key) == key else {
+            throw KeyValueError(.invalidRequest, "the key does not match the key schema of \(table.name)")
+        }
+        guard key[attribute] == nil else { throw KeyValueError(.invalidRequest, "a key attribute of \(table.name) cannot be a counter") }
+        return try await log(of: table).write(now: now) { items throws(KeyValueError) in
+            var updated = items.item(for: key) ?? key
+            let current: Int64
+            switch updated[attribute] {
+            case nil: current = 0
+            case .n(let text)?:
+                guard let value = Int64(text) else { throw KeyValueError(.invalidRequest, "the counter \(attribute) is not an integer") }
+                current = value
+            default: throw KeyValueError(.invalidRequest, "the counter \(attribute) is not a number")
+            }
+            let (sum, overflow) = current.addingReportingOverflow(amount)
+            guard !overflow else { throw KeyValueError(.invalidRequest, "the counter \(attribute) would pass 64 bits") }
+            for (name, value) in set where key[name] == nil { updated[name] = value }
+            updated[attribute] = .n(String(sum))
+            return (.put(key: key, item: updated), updated)
+        }
+    }
+
     public func delete(_ table: TableSchema, key: Item) async throws(KeyValueError) {
         guard table.key(of: key) == key else {
             throw KeyValueError(.invalidRequest, "the key does not match the key schema of \(table.name)")

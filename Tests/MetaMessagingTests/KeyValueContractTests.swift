@@ -100,6 +100,31 @@ import Testing
     }
 
     @Test(arguments: StoreBackend.allCases)
+    func incrementCountsEveryConcurrentAddOnce(_ backend: StoreBackend) async throws {
+        let (simple, _) = Self.tables()
+        let store = try await Stores.make(backend, tables: [simple])
+        let key: Item = ["id": .s("share:B1:100")]
+        let first = try await store.increment(simple, key: key, attribute: "started", by: 3, set: ["expiresAt": .n("160")])
+        #expect(first == ["id": .s("share:B1:100"), "started": .n("3"), "expiresAt": .n("160")])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<20 { group.addTask { _ = try await store.increment(simple, key: key, attribute: "started", by: 2, set: [:]) } }
+            try await group.waitForAll()
+        }
+        #expect(try await store.get(simple, key: key)?["started"] == .n("43"))
+        let lowered = try await store.increment(simple, key: key, attribute: "started", by: -43, set: [:])
+        #expect(lowered["started"] == .n("0"))
+        // A counter that is not a number is refused, and stays as it was.
+        try await store.put(simple, item: ["id": .s("text"), "started": .s("many")])
+        do {
+            try await store.increment(simple, key: ["id": .s("text")], attribute: "started", by: 1, set: [:])
+            Issue.record("a text attribute was incremented")
+        } catch {
+            #expect(error.code == .invalidRequest)
+        }
+        #expect(try await store.get(simple, key: ["id": .s("text")])?["started"] == .s("many"))
+    }
+
+    @Test(arguments: StoreBackend.allCases)
     func numericConditions(_ backend: StoreBackend) async throws {
         let (simple, sorted) = Self.tables()
         let store = try await Stores.make(backend, tables: [simple, sorted])
