@@ -278,6 +278,14 @@ public struct Services: Sendable {
             }
         }
         return ProcessHandler(
-            directory: directory, ledger: ledger, responder: responder, telemetry: try telemetry(function: "process"), queues: queues)
+            directory: directory, ledger: ledger, responder: responder, telemetry: try telemetry(function: "process"), queues: queues,
+            share: try tenantShare(store: store))
+    }
+
+    /// `TENANT_SHARE_PER_SECOND` (default 10; 0 turns it off): the messages of one business
+    /// `process` starts answering per second, across every execution.
+    public func tenantShare(store: any KeyValueStore) throws(ConfigurationError) -> TenantShare? {
+        let perSecond = try environment.integer("TENANT_SHARE_PER_SECOND", in: 0...100_000, default: 10)
+        return perSecond == 0 ? nil : TenantShare(store: store, table: tables.processedMessages, perSecond: Int(perSecond))
     }
 }

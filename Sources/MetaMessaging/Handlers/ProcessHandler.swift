@@ -25,16 +25,19 @@ public struct ProcessHandler: Sendable {
     /// The queue a record came from, by its `eventSourceARN`: for delaying the records of a
     /// throttled account (nil: they come back after the queue's visibility timeout).
     public var queues: (@Sendable (String) -> SQSQueue?)?
+    /// Each business's share of the answering (nil: none).
+    public var share: TenantShare?
 
     public init(
         directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder, telemetry: Telemetry = .none,
-        queues: (@Sendable (String) -> SQSQueue?)? = nil
+        queues: (@Sendable (String) -> SQSQueue?)? = nil, share: TenantShare? = nil
     ) {
         self.directory = directory
         self.ledger = ledger
         self.responder = responder
         self.telemetry = telemetry
         self.queues = queues
+        self.share = share
     }
 
     public struct Report: Sendable, Equatable {
@@ -42,7 +45,10 @@ public struct ProcessHandler: Sendable {
         public var answered = 0
         public var skipped = 0
         public var paused = 0
-        /// Records of throttled accounts, to come back no sooner than Meta said.
+        /// Records over their business's share, sent back to wait their turn.
+        public var deferred = 0
+        /// Records of throttled accounts, to come back no sooner than Meta said, and records
+        /// over their business's share, to come back at their turn.
         public var delayed: [Delay] = []
     }
 
@@ -61,6 +67,21 @@ public struct ProcessHandler: Sendable {
         let accepted: AcceptedMessage
         var receiptHandle: String? = nil
         var queueARN: String? = nil
+        /// SQS's ApproximateReceiveCount: 1 on the first delivery.
+        var receiveCount = 1
+    }
+
+    /// A record as read: an accepted message, or one that never will be.
+    private enum Read {
+        case entry(Entry)
+        case unreadable(recordId: String, group: String)
+    }
+
+    /// Per business, what its share lets start now: admissions are asked once per business
+    /// per batch, and each turn takes from its business's.
+    struct Allowances {
+        var remaining: [String: Int] = [:]
+        var waits: [String: ArraySlice<Int>] = [:]
     }
 
     /// Consecutive records of one conversation (one message group, one tenant, one customer)
@@ -71,58 +92,112 @@ public struct ProcessHandler: Sendable {
         var failedGroups: Set<String> = []
         var pending: [Entry] = []
         let log = telemetry.events(for: context)
+        let parsed = records.compactMap { self.read($0, logger: context.logger) }
+        let entries = parsed.compactMap { record -> Entry? in
+            if case .entry(let entry) = record { entry } else { nil }
+        }
+        var allowances = await self.allowances(for: entries, logger: context.logger)
 
         func flush() async {
             guard !pending.isEmpty else { return }
             let turn = pending
             pending = []
-            await answer(turn, report: &report, failedGroups: &failedGroups, events: log, context: context)
+            await answer(turn, report: &report, failedGroups: &failedGroups, allowances: &allowances, events: log, context: context)
         }
 
-        for record in records {
-            guard let recordId = record["messageId"]?.string else {
-                context.logger.error("an SQS record without messageId was skipped")
-                continue
-            }
-            let group = record["attributes"]?["MessageGroupId"]?.string ?? recordId
-            if let previous = pending.last, previous.group != group { await flush() }
-            if failedGroups.contains(group) {
-                report.failures.append(recordId)
-                continue
-            }
-            guard let body = record["body"]?.string,
-                let accepted = try? SafeJSON.decode(AcceptedMessage.self, from: Array(body.utf8))
-            else {
+        for record in parsed {
+            switch record {
+            case .unreadable(let recordId, let group):
                 // Never answerable: after the queue's maxReceiveCount it lands in the dead-letter queue.
-                context.logger.error("an SQS record is not an accepted message", metadata: ["recordId": "\(recordId)"])
                 await flush()
                 report.failures.append(recordId)
                 failedGroups.insert(group)
-                continue
+            case .entry(let entry):
+                if let previous = pending.last,
+                    previous.group != entry.group || previous.accepted.tenant != entry.accepted.tenant
+                        || previous.accepted.message.platform != entry.accepted.message.platform
+                        || previous.accepted.message.senderId != entry.accepted.message.senderId
+                {
+                    await flush()
+                }
+                if failedGroups.contains(entry.group) {
+                    report.failures.append(entry.recordId)
+                    continue
+                }
+                pending.append(entry)
             }
-            if let previous = pending.last,
-                previous.accepted.tenant != accepted.tenant || previous.accepted.message.platform != accepted.message.platform
-                    || previous.accepted.message.senderId != accepted.message.senderId
-            {
-                await flush()
-            }
-            pending.append(
-                Entry(
-                    recordId: recordId, group: group, accepted: accepted, receiptHandle: record["receiptHandle"]?.string,
-                    queueARN: record["eventSourceARN"]?.string))
         }
         await flush()
         return report
     }
 
+    private func read(_ record: JSON, logger: Logger) -> Read? {
+        guard let recordId = record["messageId"]?.string else {
+            logger.error("an SQS record without messageId was skipped")
+            return nil
+        }
+        let attributes = record["attributes"]
+        let group = attributes?["MessageGroupId"]?.string ?? recordId
+        guard let body = record["body"]?.string,
+            let accepted = try? SafeJSON.decode(AcceptedMessage.self, from: Array(body.utf8))
+        else {
+            logger.error("an SQS record is not an accepted message", metadata: ["recordId": "\(recordId)"])
+            return .unreadable(recordId: recordId, group: group)
+        }
+        return .entry(
+            Entry(
+                recordId: recordId, group: group, accepted: accepted, receiptHandle: record["receiptHandle"]?.string,
+                queueARN: record["eventSourceARN"]?.string,
+                receiveCount: attributes?["ApproximateReceiveCount"]?.string.flatMap { Int($0) }.map { max(1, $0) } ?? 1))
+    }
+
+    /// Asks the share once per business for the messages of this batch it may still defer.
+    func allowances(for entries: [Entry], logger: Logger) async -> Allowances {
+        var allowances = Allowances()
+        guard let share else { return allowances }
+        var counts: [String: Int] = [:]
+        for entry in entries where entry.receiveCount <= TenantShare.maxDeferrals {
+            counts[entry.accepted.tenant.businessId, default: 0] += 1
+        }
+        for (businessId, count) in counts.sorted(by: { $0.key < $1.key }) {
+            let admission = await share.admit(count, businessId: businessId, logger: logger)
+            allowances.remaining[businessId] = admission.admitted
+            allowances.waits[businessId] = admission.waits[...]
+        }
+        return allowances
+    }
+
     /// Claims each message of a turn, then answers the claimed ones together.
     func answer(
-        _ entries: [Entry], report: inout Report, failedGroups: inout Set<String>, events: ConversationEvents? = nil, context: InvocationContext
+        _ entries: [Entry], report: inout Report, failedGroups: inout Set<String>, allowances: inout Allowances,
+        events: ConversationEvents? = nil, context: InvocationContext
     ) async {
         guard let first = entries.first else { return }
         var logger = context.logger
         logger[metadataKey: "messageId"] = "\(first.accepted.message.messageId)"
         let tenant = first.accepted.tenant
+        // Over the business's share: the turn goes back, to come round at its place in the line.
+        // A turn of messages already deferred their most goes ahead, and a turn starts when any
+        // of its business's share is left (one customer's several messages are one reply).
+        let deferrable = entries.filter { $0.receiveCount <= TenantShare.maxDeferrals }.count
+        if deferrable > 0, let remaining = allowances.remaining[tenant.businessId] {
+            if remaining > 0 {
+                allowances.remaining[tenant.businessId] = remaining - deferrable
+            } else {
+                let waits = allowances.waits[tenant.businessId] ?? []
+                let seconds = waits.first ?? 1
+                allowances.waits[tenant.businessId] = waits.dropFirst(deferrable)
+                logger.info("over its business's share: back in \(seconds) s", metadata: ["records": "\(entries.count)"])
+                report.failures += entries.map(\.recordId)
+                report.deferred += entries.count
+                failedGroups.insert(first.group)
+                for entry in entries {
+                    guard let handle = entry.receiptHandle, let arn = entry.queueARN else { continue }
+                    report.delayed.append(Delay(recordId: entry.recordId, receiptHandle: handle, queueARN: arn, seconds: seconds))
+                }
+                return
+            }
+        }
         var claimed: [(Entry, MessageResponder.Claimed)] = []
         var retryFrom: Int? = nil
         for (index, entry) in entries.enumerated() {
@@ -218,9 +293,9 @@ public struct ProcessHandler: Sendable {
             for (seconds, sameDelay) in Dictionary(grouping: records, by: \.seconds) {
                 do {
                     try await queue.changeVisibility(of: sameDelay.map(\.receiptHandle), seconds: seconds)
-                    logger.info("records of a throttled account delayed", metadata: ["records": "\(sameDelay.count)", "seconds": "\(seconds)"])
+                    logger.info("records delayed", metadata: ["records": "\(sameDelay.count)", "seconds": "\(seconds)"])
                 } catch {
-                    logger.warning("could not delay the records of a throttled account", metadata: ["error": "\(error)"])
+                    logger.warning("could not delay records: they come back at the visibility timeout", metadata: ["error": "\(error)"])
                 }
             }
         }
@@ -251,7 +326,7 @@ public struct ProcessHandler: Sendable {
                 "batch processed",
                 metadata: [
                     "records": "\(records.count)", "answered": "\(report.answered)", "skipped": "\(report.skipped)", "paused": "\(report.paused)",
-                    "failures": "\(report.failures.count)",
+                    "deferred": "\(report.deferred)", "failures": "\(report.failures.count)",
                 ])
             return JSON.dictionary(["batchItemFailures": .array(report.failures.map { ["itemIdentifier": .string($0)] })]).encoded()
         }
