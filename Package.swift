@@ -5,8 +5,8 @@ import PackageDescription
 //   FunctionRuntime   event in, response out, local mode and the Lambda Runtime API loop; knows nothing of Meta
 //   SafeJSON          the strict JSON reader (limits, no repeated names) and a Decoder over its tree:
 //                     the one way a JSON document from outside is read
-//   Essentials        hex, percent and UTC text encodings, the wall clock, header names, the retry pause:
-//                     what every module, the runtime too, shares
+//   Essentials        hex, percent and UTC text encodings, the wall clock, header names, the retry pause,
+//                     SHA-256 and HMAC-SHA-256: what every module, the runtime too, shares
 //   HTTPTransport     the outbound HTTP port (a protocol and its values), no implementation
 //   AWSSigning        AWS Signature Version 4, shared by DynamoDB, SQS and Bedrock
 //   KeyValueStore     the key-value port, DynamoDB's AttributeValue, the file and DynamoDB backends
@@ -29,7 +29,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // The local gateway's HTTP server (also under the tests' loopback stand-ins); AsyncHTTPClient
         // brings SwiftNIO anyway.
@@ -43,7 +42,7 @@ let package = Package(
         .target(name: "Essentials"),
         .target(name: "FunctionRuntime", dependencies: ["GlibcCompat", "Essentials", "SafeJSON", .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPTransport", dependencies: ["Essentials"]),
-        .target(name: "AWSSigning", dependencies: ["HTTPTransport", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "AWSSigning", dependencies: ["HTTPTransport", "Essentials"]),
         .target(
             name: "KeyValueStore",
             dependencies: [
@@ -54,7 +53,6 @@ let package = Package(
             name: "MetaMessaging",
             dependencies: [
                 "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -89,13 +87,12 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport", "LocalHTTPServer",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport", "LocalHTTPServer", "Essentials",
             ], path: "Tests/TestSupport"),
         .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
         .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),
         .executableTarget(
-            name: "fuzz", dependencies: ["TestSupport", "SafeJSON", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/fuzz",
+            name: "fuzz", dependencies: ["TestSupport", "SafeJSON", "Essentials"], path: "Tests/fuzz",
             exclude: ["crashes"]),
         .executableTarget(
             name: "bench",

@@ -1,4 +1,4 @@
-import Crypto
+import Essentials
 import HTTPTransport
 
 #if canImport(Glibc)
@@ -94,18 +94,18 @@ public struct SigV4Signer: Sendable {
             Self.canonicalQuery(url.query),
             canonicalHeaders,
             signedHeaders,
-            Hex.encode(SHA256.hash(data: body)),
+            Hex.encode(SHA256.hash(body)),
         ].joined(separator: "\n")
         let day = String(amzDate.prefix(8))
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let stringToSign = [
-            "AWS4-HMAC-SHA256", amzDate, scope, Hex.encode(SHA256.hash(data: Array(canonicalRequest.utf8))),
+            "AWS4-HMAC-SHA256", amzDate, scope, Hex.encode(SHA256.hash(Array(canonicalRequest.utf8))),
         ].joined(separator: "\n")
-        var key = SymmetricKey(data: Array("AWS4\(credentials.secretAccessKey)".utf8))
+        var key = Array("AWS4\(credentials.secretAccessKey)".utf8)
         for part in [day, region, service, "aws4_request"] {
-            key = SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
+            key = HMACSHA256.authenticationCode(for: Array(part.utf8), key: key)
         }
-        let signature = Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: key))
+        let signature = Hex.encode(HMACSHA256.authenticationCode(for: Array(stringToSign.utf8), key: key))
         let authorization =
             "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), "
             + "SignedHeaders=\(signedHeaders), Signature=\(signature)"

@@ -1,4 +1,4 @@
-import Crypto
+import Essentials
 import Foundation
 
 /// A loopback stand-in for Meta's Graph API that follows Meta's documented requests and
@@ -246,7 +246,7 @@ actor GraphState {
             return GraphStandIn.error(code: 2635, message: "Unsupported API version", type: "OAuthException")
         }
         if let token, instagramTokens[token] == nil {
-            let expected = HMAC<SHA256>.authenticationCode(for: Data(token.utf8), using: SymmetricKey(data: Data(appSecret.utf8)))
+            let expected = HMACSHA256.authenticationCode(for: Array(token.utf8), key: Array(appSecret.utf8))
                 .map { String(format: "%02x", $0) }.joined()
             guard request.query["appsecret_proof"] == expected else {
                 return GraphStandIn.error(code: 100, message: "Invalid appsecret_proof provided in the API argument", type: "GraphMethodException")

@@ -4,7 +4,7 @@
 // hangs, exits with anything but 0 or 1, prints anything but one JSON document, or prints a
 // secret it was not given. Crashing inputs are kept in Tests/fuzz/crashes and replayed first.
 //   fuzz BIN_DIR [--seconds N] [--seed N] [--save]
-import Crypto
+import Essentials
 import Foundation
 import SafeJSON
 import TestSupport
@@ -107,7 +107,7 @@ func webhookBody(_ name: String) -> JSONNode? {
 
 /// An HTTP API event carrying `body` as Meta sends it, signed with our app secret.
 func signedWebhook(_ body: [UInt8], base64: Bool) -> [UInt8] {
-    let signature = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(appSecret.utf8)))
+    let signature = HMACSHA256.authenticationCode(for: body, key: Array(appSecret.utf8))
         .map { String(format: "%02x", $0) }.joined()
     var out: [UInt8] = []
     JSONText.string(base64 ? Data(body).base64EncodedString() : String(decoding: body, as: UTF8.self), into: &out)
@@ -376,7 +376,7 @@ try? FileManager.default.removeItem(atPath: store)
 let keepFolder = save ? crashesFolder : URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("fuzz-failures")
 for (target, input, failure) in failures.prefix(50) {
     try? FileManager.default.createDirectory(at: keepFolder, withIntermediateDirectories: true)
-    let digest = SHA256.hash(data: input).prefix(6).map { String(format: "%02x", $0) }.joined()
+    let digest = SHA256.hash(input).prefix(6).map { String(format: "%02x", $0) }.joined()
     let fixture = Fixture(target: target.name, input: Data(input).base64EncodedString(), note: failure.description)
     let file = keepFolder.appendingPathComponent("\(target.name)-\(digest).json")
     if let data = try? JSONEncoder().encode(fixture) { try? data.write(to: file) }

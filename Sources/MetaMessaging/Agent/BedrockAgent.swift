@@ -1,5 +1,5 @@
 import AWSSigning
-import Crypto
+import Essentials
 import HTTPTransport
 
 #if canImport(FoundationEssentials)
@@ -39,7 +39,7 @@ public struct BedrockAgent: Agent {
     /// Stable for one customer of one tenant on one platform; Bedrock allows 2 to 100
     /// characters of `[0-9a-zA-Z._:-]`: a SHA-256 in hex (64 characters).
     public static func sessionId(for request: AgentRequest) -> String {
-        Hex.encode(SHA256.hash(data: Array(request.conversationId.utf8)))
+        Hex.encode(SHA256.hash(Array(request.conversationId.utf8)))
     }
 
     /// What the agent is told besides the text, as session attributes (strings, as Bedrock

@@ -1,3 +1,4 @@
+import Essentials
 import HTTPTransport
 
 #if canImport(FoundationEssentials)

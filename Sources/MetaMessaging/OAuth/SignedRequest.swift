@@ -1,3 +1,5 @@
+import Essentials
+
 /// Meta's `signed_request` (the deauthorize and data-deletion callbacks): two base64url parts
 /// joined by a dot, the signature an HMAC-SHA256 of the payload part (as sent) under the app
 /// secret, the payload JSON `{"algorithm": "HMAC-SHA256", "issued_at", "user_id", ...}`.

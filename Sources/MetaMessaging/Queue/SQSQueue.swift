@@ -1,5 +1,5 @@
 import AWSSigning
-import Crypto
+import Essentials
 import HTTPTransport
 
 #if canImport(FoundationEssentials)
@@ -34,7 +34,7 @@ public struct SQSQueue: MessageQueue {
     static func sqsId(_ text: String) -> String {
         let allowed = text.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E }
         guard text.utf8.count > 128 || !allowed else { return text }
-        return Hex.encode(SHA256.hash(data: Array(text.utf8)))
+        return Hex.encode(SHA256.hash(Array(text.utf8)))
     }
 
     public static func groupId(for accepted: AcceptedMessage) -> String {

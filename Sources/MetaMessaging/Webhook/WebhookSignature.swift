@@ -1,3 +1,4 @@
+import Essentials
 import HTTPTransport
 
 /// Meta signs every webhook: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body,
