@@ -3,6 +3,7 @@ import Foundation
 import FunctionRuntime
 import KeyValueStore
 import MetaMessaging
+import Synchronization
 import TestSupport
 import Testing
 
@@ -14,22 +15,24 @@ import Testing
     static let other = Tenant(businessId: "B0200002", locationId: "L0200002")
     static let queueARN = "arn:aws:sqs:eu-west-1:123456789012:process.fifo"
 
-    /// A world whose `process` has a share of `perSecond`, and a second business on the same
-    /// Instagram account (its own credentials item, the same token).
-    /// The share's clock: the test moves it, from the real time (the file store honours its
-    /// counters' TTL by the real time; the world's clock is fixed in the past).
-    static func shareClock() -> HandlerRulesTests.TestClock {
-        let clock = HandlerRulesTests.TestClock()
-        clock.seconds.withLock { $0 = WallClock.epochSeconds() }
-        return clock
+    /// The share's clock, in milliseconds: the test moves it, from the real time (the file
+    /// store honours the schedule's TTL by the real time; the world's clock is fixed in the past).
+    final class ShareClock: Sendable {
+        let milliseconds = Mutex<Int64>(WallClock.epochMilliseconds())
+        var now: @Sendable () -> Int64 { { [self] in milliseconds.withLock { $0 } } }
+        func advance(milliseconds delta: Int64) { milliseconds.withLock { $0 += delta } }
     }
 
+    static func shareClock() -> ShareClock { ShareClock() }
+
+    /// A world whose `process` has a share of `perSecond`, and a second business on the same
+    /// Instagram account (its own credentials item, the same token).
     static func world(
-        perSecond: Int, customers: [String], clock: HandlerRulesTests.TestClock = shareClock()
+        perSecond: Int, customers: [String], clock: ShareClock = shareClock(), backend: StoreBackend = .file
     ) async throws -> (
         HandlerRulesTests.World, ProcessHandler
     ) {
-        let world = try await HandlerRulesTests.world(senderActions: false)
+        let world = try await HandlerRulesTests.world(backend: backend, senderActions: false)
         try await world.harness.store.put(
             world.harness.tables.credentials,
             item: [
@@ -39,7 +42,7 @@ import Testing
         try await world.harness.openWindows(at: world.clock.seconds.withLock { $0 }, customers: customers.map { (.instagram, $0) })
         var process = world.process
         process.share = TenantShare(
-            store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: perSecond, clock: clock.clock)
+            store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: perSecond, now: clock.now)
         return (world, process)
     }
 
@@ -64,7 +67,7 @@ import Testing
     }
 
     @Test func aBusinessPastItsShareWaitsItsTurnWhileTheOthersPass() async throws {
-        let customers = (1...9).map { "c\($0)" }
+        let customers = (1...11).map { "c\($0)" }
         let clock = Self.shareClock()
         let (world, process) = try await Self.world(perSecond: 2, customers: customers, clock: clock)
         let a = H.tenant
@@ -75,24 +78,25 @@ import Testing
             Self.record(a, customer: "c4"), Self.record(a, customer: "c5"), Self.record(b, customer: "c8"), Self.record(a, customer: "c6"),
         ]
         let report = await process.handle(records: batch, context: HandlerRulesTests.context())
-        // A's first two and both of B's are answered; A's other four go back, and come round
-        // at A's share: two in 1 s, two in 2 s.
+        // A's first two and both of B's are answered; A's other four go back until their slots
+        // at A's share of two a second: 1, 1.5, 2 and 2.5 s from now.
         #expect(Set(await Self.recipients(world)) == ["c1", "c2", "c7", "c8"])
         #expect(report.answered == 4)
         #expect(report.deferred == 4)
         #expect(report.failures == ["record-c3", "record-c4", "record-c5", "record-c6"])
         #expect(report.delayed.map(\.recordId) == report.failures)
-        #expect(report.delayed.map(\.seconds) == [1, 1, 2, 2])
+        #expect(report.delayed.map(\.seconds) == [1, 2, 2, 3])
         #expect(report.delayed.allSatisfy { $0.queueARN == Self.queueARN && $0.receiptHandle.hasPrefix("handle-") })
         // Nothing of the deferred ones was claimed: they are answered when they come back.
         #expect(try await world.ledger.status(of: "m_share_c3") == nil)
 
-        // Later in the same second, A's next message waits behind the four.
+        // Later in the same second, A's next message waits behind the four, for the slot at 3 s.
         let later = await process.handle(records: [try Self.record(a, customer: "c9")], context: HandlerRulesTests.context())
         #expect(later.delayed.map(\.seconds) == [3])
 
-        // A second on, the first deferred ones come back (received twice now) and are answered.
-        clock.advance(1)
+        // A second on, the first deferred ones come back (received twice now) with their slots:
+        // answered, without taking new ones.
+        clock.advance(milliseconds: 1000)
         let back = await process.handle(
             records: [try Self.record(a, customer: "c3", receiveCount: 2), try Self.record(a, customer: "c4", receiveCount: 2)],
             context: HandlerRulesTests.context())
@@ -100,12 +104,13 @@ import Testing
         #expect(back.failures.isEmpty)
         #expect(Set(await Self.recipients(world)) == ["c1", "c2", "c7", "c8", "c3", "c4"])
 
-        // In a second already full, a message deferred its most is answered anyway: deferrals
-        // alone never take a message to the dead-letter queue.
-        let full = await process.handle(
-            records: [try Self.record(a, customer: "c5", receiveCount: TenantShare.maxDeferrals + 1)], context: HandlerRulesTests.context())
-        #expect(full.answered == 1)
-        #expect(full.deferred == 0)
+        // A new message of A still waits behind the whole line (the slot after c9's, 3.5 s
+        // from the start, 2.5 s from now), while B's goes at once: B's schedule is its own.
+        let next = await process.handle(
+            records: [try Self.record(a, customer: "c10"), try Self.record(b, customer: "c11")], context: HandlerRulesTests.context())
+        #expect(next.delayed.map(\.seconds) == [3])
+        #expect(next.failures == ["record-c10"])
+        #expect(await Self.recipients(world).last == "c11")
         await world.harness.shutdown()
     }
 
@@ -123,23 +128,29 @@ import Testing
         await world.harness.shutdown()
     }
 
-    @Test func theCounterLivesTwoMinutesAndCountsEveryExecution() async throws {
+    @Test(arguments: StoreBackend.allCases)
+    func everyExecutionTakesSlotsFromOneScheduleThatAQuietBusinessStartsAfresh(_ backend: StoreBackend) async throws {
         let clock = Self.shareClock()
-        let (world, _) = try await Self.world(perSecond: 3, customers: [], clock: clock)
-        let share = TenantShare(store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: 3, clock: clock.clock)
+        let (world, _) = try await Self.world(perSecond: 3, customers: [], clock: clock, backend: backend)
+        let share = TenantShare(store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: 3, now: clock.now)
         let logger = HandlerRulesTests.context().logger
-        // Two executions at once, four messages each: three start, whoever asks first.
-        async let first = share.admit(4, businessId: "B1", logger: logger)
-        async let second = share.admit(4, businessId: "B1", logger: logger)
-        let admissions = await [first, second]
+        // Eight executions at once, four messages each: each takes the next four slots, three
+        // start within the second, and the 29 others wait for theirs, each slot given once.
+        let admissions = await withTaskGroup(of: TenantShare.Admission.self) { group in
+            for _ in 0..<8 { group.addTask { await share.admit(4, businessId: "B1", logger: logger) } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
         #expect(admissions.map(\.admitted).reduce(0, +) == 3)
-        #expect(admissions.flatMap(\.waits).sorted() == [1, 1, 1, 2, 2])
-        // Another business is counted apart.
+        // Slot k (from 0) starts k/3 s from now: a wait of ceil(k/3) s for k = 3...31.
+        #expect(admissions.flatMap(\.waits).sorted() == (3..<32).map { ($0 + 2) / 3 })
+        // Another business has a schedule of its own.
         #expect(await share.admit(3, businessId: "B2", logger: logger) == .all(3))
-        let now = clock.seconds.withLock { $0 }
-        let counter = try await world.harness.store.get(world.harness.tables.processedMessages, key: ["messageId": .s("share:B1:\(now)")])
-        #expect(counter?["started"] == .n("8"))
-        #expect(counter?["expiresAt"] == .number(now + 120))
+        let start = clock.now()
+        let schedule = try await world.harness.store.get(world.harness.tables.processedMessages, key: ["messageId": .s("share:B1")])
+        #expect(schedule?["nextSlot"] == .n(String(start * 1000 + 8 * 1_333_333)))
+        // Quiet for a minute, B1 starts afresh: the slots it did not use are not saved up.
+        clock.advance(milliseconds: 60_000)
+        #expect(await share.admit(4, businessId: "B1", logger: logger) == TenantShare.Admission(admitted: 3, waits: [1]))
         await world.harness.shutdown()
     }
 }

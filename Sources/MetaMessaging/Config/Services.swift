@@ -283,7 +283,7 @@ public struct Services: Sendable {
     }
 
     /// `TENANT_SHARE_PER_SECOND` (default 10; 0 turns it off): the messages of one business
-    /// `process` starts answering per second, across every execution.
+    /// `process` starts answering per second, across every execution; the rest wait their slot.
     public func tenantShare(store: any KeyValueStore) throws(ConfigurationError) -> TenantShare? {
         let perSecond = try environment.integer("TENANT_SHARE_PER_SECOND", in: 0...100_000, default: 10)
         return perSecond == 0 ? nil : TenantShare(store: store, table: tables.processedMessages, perSecond: Int(perSecond))

@@ -151,12 +151,13 @@ public struct ProcessHandler: Sendable {
                 receiveCount: attributes?["ApproximateReceiveCount"]?.string.flatMap { Int($0) }.map { max(1, $0) } ?? 1))
     }
 
-    /// Asks the share once per business for the messages of this batch it may still defer.
+    /// Asks the share once per business for slots for the batch's new messages (a message that
+    /// comes back has its slot already, or came back for another reason: either way it goes ahead).
     func allowances(for entries: [Entry], logger: Logger) async -> Allowances {
         var allowances = Allowances()
         guard let share else { return allowances }
         var counts: [String: Int] = [:]
-        for entry in entries where entry.receiveCount <= TenantShare.maxDeferrals {
+        for entry in entries where entry.receiveCount == 1 {
             counts[entry.accepted.tenant.businessId, default: 0] += 1
         }
         for (businessId, count) in counts.sorted(by: { $0.key < $1.key }) {
@@ -176,10 +177,9 @@ public struct ProcessHandler: Sendable {
         var logger = context.logger
         logger[metadataKey: "messageId"] = "\(first.accepted.message.messageId)"
         let tenant = first.accepted.tenant
-        // Over the business's share: the turn goes back, to come round at its place in the line.
-        // A turn of messages already deferred their most goes ahead, and a turn starts when any
-        // of its business's share is left (one customer's several messages are one reply).
-        let deferrable = entries.filter { $0.receiveCount <= TenantShare.maxDeferrals }.count
+        // Past the business's share: the turn goes back until its slot. A turn starts when any of
+        // its business's share is left (one customer's several messages are one reply).
+        let deferrable = entries.filter { $0.receiveCount == 1 }.count
         if deferrable > 0, let remaining = allowances.remaining[tenant.businessId] {
             if remaining > 0 {
                 allowances.remaining[tenant.businessId] = remaining - deferrable
