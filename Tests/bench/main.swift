@@ -45,12 +45,12 @@ func line(_ name: String, _ value: String) { print(name.padding(toLength: 62, wi
 /// the child's peak RSS in `peakRSSKB` (its own, from wait4: RUSAGE_CHILDREN would also count
 /// the builds scripts/bench ran before exec'ing this tool).
 nonisolated(unsafe) var peakRSSKB = 0
-func timeProcess(_ path: String, environment: [String: String], stdinFile: String) throws -> Double {
+func timeProcess(_ path: String, environment: [String: String], stdinFile: String, stdoutFile: String = "/dev/null") throws -> Double {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, stdinFile, O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, stdoutFile, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
     let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
     let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -631,6 +631,13 @@ if wants("fairness") {
     let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
     for table in tables.all { try await store.createTable(table) }
     let graph = try await GraphStandIn()
+    // An agent that takes 500 ms, as a model does: answering is then far dearer than passing a
+    // message over, as it is in production (with the echo agent and loopback Graph, a batch
+    // answered costs this machine what a batch sent back does: a process start and moto).
+    let agent = try await LoopbackServer { _ in
+        try? await Task.sleep(for: .milliseconds(500))
+        return .json(200, #"{"reply":"Thanks, we will get back to you."}"#)
+    }
     let tenants = 10
     func instagramId(_ tenant: Int) -> String { "1784140000001\(String(format: "%02d", tenant))" }
     for tenant in 0..<tenants {
@@ -658,7 +665,8 @@ if wants("fairness") {
         "RECEIVE_DISPATCH": "sqs", "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name,
         "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name, "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
         "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name, "META_APP_SECRET": "local-app-secret",
-        "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "METRICS": "off",
+        "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "METRICS": "off", "SENDER_ACTIONS": "off",
+        "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL,
     ]) { $1 }
     // Tenant 0 sends 200 messages, tenants 1 to 9 ten each, in a shuffled order; each message
     // from a customer of its own (a conversation each).
@@ -680,14 +688,19 @@ if wants("fairness") {
     /// false: a steady stream) or started once everything is queued (`burst`: a peak, where the
     /// order the queue hands messages out decides who waits). Latency runs from a message's
     /// acceptance (steady) or from the pollers' start (burst) to its reply reaching Meta.
-    func run(_ arrivals: [(tenant: Int, customer: String)], burst: Bool, label: String) async throws {
+    /// `share` is process's TENANT_SHARE_PER_SECOND (0: none).
+    func run(_ arrivals: [(tenant: Int, customer: String)], burst: Bool, share: Int, label: String) async throws {
+        let environment = environment.merging(["TENANT_SHARE_PER_SECOND": "\(share)"]) { $1 }
         let before = await graph.messages.count
         let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: environment, fileStore: false)
         let accepted = Mutex<[String: ContinuousClock.Instant]>([:])
+        let deferred = Mutex(0)
         let done = Mutex(false)
         let go = Mutex(!burst)
         // Three pollers, as Lambda's event source would run three `process` at once: each
-        // takes up to 10 messages, runs `process` on them, and deletes them.
+        // takes up to 10 messages, runs `process` on them, and deletes those it did not report
+        // as batch item failures (those come back when their visibility timeout ends: the one
+        // `process` set, or the queue's 60 s).
         let pollers = (0..<3).map { poller in
             Task {
                 var batches = 0
@@ -700,15 +713,26 @@ if wants("fairness") {
                         [
                             "messageId": message["MessageId"]?.string ?? UUID().uuidString, "receiptHandle": message["ReceiptHandle"]?.string ?? "",
                             "body": message["Body"]?.string ?? "",
-                            "attributes": ["MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? ""], "eventSource": "aws:sqs",
-                            "eventSourceARN": "arn:aws:sqs:\(moto.region):123456789012:fair-\(suffix).fifo",
+                            "attributes": [
+                                "MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? "",
+                                "ApproximateReceiveCount": message["Attributes"]?["ApproximateReceiveCount"]?.string ?? "1",
+                            ],
+                            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:\(moto.region):123456789012:fair-\(suffix).fifo",
                         ]
                     }
                     let event = NSTemporaryDirectory() + "fair-\(suffix)-\(label.prefix(5))-\(poller)-\(batches).json"
+                    let answer = event + ".out"
                     batches += 1
                     try? JSONSerialization.data(withJSONObject: ["Records": records]).write(to: URL(fileURLWithPath: event))
-                    _ = try? await Executables.offPool { try timeProcess("\(binDir)/process", environment: environment, stdinFile: event) }
-                    try? await queue.delete(receiptHandles: messages.compactMap { $0["ReceiptHandle"]?.string })
+                    _ = try? await Executables.offPool {
+                        try timeProcess("\(binDir)/process", environment: environment, stdinFile: event, stdoutFile: answer)
+                    }
+                    let output = (try? Data(contentsOf: URL(fileURLWithPath: answer))).flatMap { try? JSONSerialization.jsonObject(with: $0) }
+                    let failed = Set(
+                        ((output as? [String: Any])?["batchItemFailures"] as? [[String: Any]] ?? []).compactMap { $0["itemIdentifier"] as? String })
+                    deferred.withLock { $0 += failed.count }
+                    try? await queue.delete(
+                        receiptHandles: messages.filter { !failed.contains($0["MessageId"]?.string ?? "") }.compactMap { $0["ReceiptHandle"]?.string })
                 }
             }
         }
@@ -716,11 +740,13 @@ if wants("fairness") {
         for (index, arrival) in arrivals.enumerated() {
             _ = await loop.time(warmUp: [], events: [webhook(arrival.tenant, arrival.customer, index)])
             accepted.withLock { $0[arrival.customer] = .now }
+            // A steady stream stays under what the pollers answer (about 6 a second).
+            if !burst { try await Task.sleep(for: .milliseconds(200)) }
         }
         let received = ContinuousClock.now - start
         let drainStart = ContinuousClock.now
         go.withLock { $0 = true }
-        let deadline = ContinuousClock.now + .seconds(240)
+        let deadline = ContinuousClock.now + .seconds(300)
         while await graph.messages.count - before < arrivals.count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         let drained = ContinuousClock.now - drainStart
         done.withLock { $0 = true }
@@ -738,20 +764,28 @@ if wants("fairness") {
         }
         line(
             label,
-            "\(arrivals.count) accepted in \(fmt(ms(received) / 1000, 1)) s, \(replies.count) replies\(burst ? ", drained in \(fmt(ms(drained) / 1000, 1)) s" : "")"
+            "\(arrivals.count) accepted in \(fmt(ms(received) / 1000, 1)) s, \(replies.count) replies\(burst ? ", drained in \(fmt(ms(drained) / 1000, 1)) s" : ""), \(deferred.withLock { $0 }) records sent back"
         )
         let heavy = latencies[0] ?? []
         let light = (1..<tenants).flatMap { latencies[$0] ?? [] }
-        line("  tenant 0 (200 messages): median / p99", "\(fmt(median(heavy), 0)) ms / \(fmt(percentile(heavy, 0.99), 0)) ms")
+        if !heavy.isEmpty {
+            line("  tenant 0 (200 messages): median / p99", "\(fmt(median(heavy), 0)) ms / \(fmt(percentile(heavy, 0.99), 0)) ms")
+        }
         line("  tenants 1-9 (10 each): median / p99", "\(fmt(median(light), 0)) ms / \(fmt(percentile(light, 0.99), 0)) ms")
         let worst = (1..<tenants).map { percentile(latencies[$0] ?? [], 0.99) }.max() ?? 0
         line("  the worst light tenant's p99", "\(fmt(worst, 0)) ms")
     }
-    try await run(arrivals, burst: false, label: "steady (shuffled; from acceptance)")
+    try await run(arrivals, burst: false, share: 10, label: "steady (shuffled, about 4 a second; from acceptance), share 10/s")
     // The peak: tenant 0's flood arrives first, then the others; all queued before the pollers start.
     var flood: [(tenant: Int, customer: String)] = (0..<200).map { (0, "t0f\($0)") }
     for index in 0..<10 { for tenant in 1..<tenants { flood.append((tenant, "t\(tenant)f\(index)")) } }
-    try await run(flood, burst: true, label: "peak (tenant 0 first; from drain start)")
+    // The baseline: the same peak without tenant 0's flood, what the others' own messages cost.
+    try await run(flood.filter { $0.tenant != 0 }.map { ($0.tenant, $0.customer + "b") }, burst: true, share: 0, label: "peak without tenant 0 (the baseline)")
+    try await run(flood, burst: true, share: 0, label: "peak (tenant 0 first; from drain start), no share")
+    // Three pollers answering turns of 500 ms answer about 6 messages a second here; a share of
+    // 2 a second is a third of that, as the default 10 is of 50 executions answering about 40.
+    try await run(flood.map { ($0.tenant, $0.customer + "s") }, burst: true, share: 2, label: "peak, share 2/s")
+    await agent.shutdown()
     await graph.shutdown()
 }
 
