@@ -37,7 +37,10 @@ import Testing
     /// The Graph stand-in's app id: a Messenger echo carrying it is ours.
     static let appId = "100000000000001"
 
-    static func world(backend: StoreBackend = .file, agent: any Agent = EchoAgent(), senderActions: Bool = true) async throws -> World {
+    static func world(
+        backend: StoreBackend = .file, agent: any Agent = EchoAgent(), senderActions: Bool = true, agentTimeout: Duration = .seconds(3),
+        inlineBudget: Duration = .milliseconds(4500)
+    ) async throws -> World {
         let harness = try await H.make(backend)
         let clock = TestClock()
         let directory = TenantDirectory(store: harness.store, tables: harness.tables)
@@ -46,7 +49,7 @@ import Testing
         let sender = MessageSender(graph: graph, directory: directory)
         let conversations = Conversations(store: harness.store, table: harness.tables.conversations, clock: clock.clock)
         let responder = MessageResponder(
-            agent: agent, sender: sender, ledger: ledger, agentTimeout: .seconds(3), conversations: conversations,
+            agent: agent, sender: sender, ledger: ledger, agentTimeout: agentTimeout, conversations: conversations,
             // Budgets wide enough for a loaded test machine; the tests of the bounds hang longer.
             presence: senderActions ? Presence(graph: graph, budget: .seconds(2)) : nil,
             profiles: CustomerProfiles(graph: graph, timeout: .seconds(2)))
@@ -55,7 +58,7 @@ import Testing
         return World(
             harness: harness, directory: directory, ledger: ledger, clock: clock,
             receive: ReceiveHandler(
-                signature: WebhookSignature(appSecret: H.appSecret), directory: directory, ledger: ledger, responder: responder,
+                signature: WebhookSignature(appSecret: H.appSecret), directory: directory, ledger: ledger, responder: responder, inlineBudget: inlineBudget,
                 clock: clock.clock, conversations: conversations, appId: appId, echoRecheckDelay: .milliseconds(50)),
             send: SendHandler(directory: directory, sender: sender, ledger: ledger, conversations: conversations),
             process: ProcessHandler(directory: directory, ledger: ledger, responder: responder), conversations: conversations)
@@ -110,6 +113,42 @@ import Testing
             #expect(error.status == 400)
             #expect(error.code == "invalid_payload")
         }
+        await world.harness.shutdown()
+    }
+
+    /// One webhook, four customers: the agent fails, answers garbage, answers, and takes longer
+    /// than its timeout. Each turn stands alone: the good one is answered, the others are
+    /// recorded failed, none is handed back. In process, with a budget no loaded machine runs
+    /// out of (the process-level version ran out of Meta's 4.5 s when the whole suite loaded
+    /// the machine, and handed the last turn back as it should then).
+    @Test func aFailingOrSlowAgentNeverStopsTheOtherTurns() async throws {
+        let agentServer = try await LoopbackServer { request in
+            switch request.jsonBody?["text"] as? String {
+            case "fail": return .json(500, #"{"message":"boom"}"#)
+            case "slow":
+                try? await Task.sleep(for: .seconds(6))
+                return .json(200, #"{"reply":"too late"}"#)
+            case "garbage": return LoopbackServer.Response(status: 200, body: Array("<html>".utf8))
+            default: return .json(200, #"{"reply":"fine"}"#)
+            }
+        }
+        let world = try await Self.world(
+            agent: HTTPAgent(url: agentServer.baseURL, transport: AsyncHTTPTransport()), senderActions: false,
+            agentTimeout: .milliseconds(500), inlineBudget: .seconds(30))
+        try await world.harness.openWindows(at: world.clock.seconds.withLock { $0 }, customers: ["c1", "c2", "c3", "c4"].map { (.instagram, $0) })
+        let body = H.messaging(events: [
+            H.textEvent(mid: "m_fail", text: "fail", sender: "c1", timestamp: 1), H.textEvent(mid: "m_garbage", text: "garbage", sender: "c2", timestamp: 2),
+            H.textEvent(mid: "m_fine", text: "fine", sender: "c3", timestamp: 3), H.textEvent(mid: "m_slow", text: "slow", sender: "c4", timestamp: 4),
+        ])
+        let response = try await Self.deliver(world, body)
+        #expect(response.status == 200)
+        #expect(Self.summary(response)["answered"] as? Int == 1)
+        #expect(Self.summary(response)["failed"] as? Int == 3)
+        let texts = await world.harness.graph.messages.compactMap { ($0.body?["message"] as? [String: Any])?["text"] as? String }
+        #expect(texts == ["fine"])
+        for mid in ["m_fail", "m_garbage", "m_slow"] { #expect(try await world.ledger.status(of: mid) == .failed, "\(mid)") }
+        #expect(try await world.ledger.status(of: "m_fine") == .answered)
+        await agentServer.shutdown()
         await world.harness.shutdown()
     }
 
