@@ -82,6 +82,8 @@ import Testing
         #expect(try await harness.ledgerStatus("m_limit_2") == "answering")
         #expect(result.stderr.contains("Meta throttles an account"))
         #expect(result.stderr.contains(H.pageId))
+        // Counted in the metrics (CloudWatch EMF on stderr), among the failed.
+        #expect(result.stderr.contains(#""Throttled":2"#), "\(result.stderr.suffix(800))")
         #expect(!result.stderr.contains(H.token))
 
         // The redelivery, Meta's limit over: answered once each.

@@ -19,6 +19,8 @@ public struct Metrics: Sendable {
         ("Answered", { $0.kind == .replySent || $0.kind == .noReply }), ("Skipped", { $0.kind == .skipped }),
         ("Duplicates", { $0.kind == .duplicate }), ("Failed", { $0.kind == .replyFailed }), ("Paused", { $0.kind == .paused }),
         ("DeliveryStatuses", { $0.kind == .deliveryStatus }),
+        // Of the failed, those Meta throttled (left for redelivery); which account, the log line says.
+        ("Throttled", { $0.kind == .replyFailed && ($0.reason?.hasPrefix("throttled") ?? false) }),
     ]
 
     /// The EMF documents for these events (one per platform seen; none without events).
