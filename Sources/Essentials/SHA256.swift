@@ -10,9 +10,14 @@ public struct SHA256: Sendable {
     public static let byteCount = 32
     static let blockSize = 64
 
-    private var state: [UInt32] = [
-        0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
-    ]
+    private var h0: UInt32 = 0x6a09_e667
+    private var h1: UInt32 = 0xbb67_ae85
+    private var h2: UInt32 = 0x3c6e_f372
+    private var h3: UInt32 = 0xa54f_f53a
+    private var h4: UInt32 = 0x510e_527f
+    private var h5: UInt32 = 0x9b05_688c
+    private var h6: UInt32 = 0x1f83_d9ab
+    private var h7: UInt32 = 0x5be0_cd19
     /// Bytes waiting for a whole block (always fewer than 64).
     private var pending: [UInt8] = []
     /// Bytes hashed so far; FIPS 180-4 counts the length modulo 2^64 bits.
@@ -29,21 +34,27 @@ public struct SHA256: Sendable {
     }
 
     public mutating func update(_ bytes: some Collection<UInt8>) {
+        let done: Void? = bytes.withContiguousStorageIfAvailable { update(UnsafeRawBufferPointer($0)) }
+        if done == nil { Array(bytes).withUnsafeBytes { update($0) } }
+    }
+
+    private mutating func update(_ bytes: UnsafeRawBufferPointer) {
         length &+= UInt64(truncatingIfNeeded: bytes.count)
-        var rest = bytes[...]
+        var offset = 0
         if !pending.isEmpty {
-            let taken = rest.prefix(Self.blockSize - pending.count)
-            pending += taken
-            rest = rest.dropFirst(taken.count)
+            let taken = min(Self.blockSize - pending.count, bytes.count)
+            pending += bytes[0..<taken]
+            offset = taken
             guard pending.count == Self.blockSize else { return }
-            compress(pending[...])
+            let block = pending
+            block.withUnsafeBytes { compress($0, at: 0) }
             pending.removeAll(keepingCapacity: true)
         }
-        while rest.count >= Self.blockSize {
-            compress(rest.prefix(Self.blockSize))
-            rest = rest.dropFirst(Self.blockSize)
+        while bytes.count - offset >= Self.blockSize {
+            compress(bytes, at: offset)
+            offset += Self.blockSize
         }
-        pending += rest
+        pending += bytes[offset...]
     }
 
     /// The digest of everything given so far (the hasher itself is left as it was).
@@ -59,12 +70,10 @@ public struct SHA256: Sendable {
         let fill = (Self.blockSize + 56 - (pending.count + 1) % Self.blockSize) % Self.blockSize
         padding += repeatElement(0, count: fill)
         padding += (0..<8).reversed().map { UInt8(truncatingIfNeeded: bits >> (UInt64($0) * 8)) }
-        let counted = length
         update(padding)
-        length = counted
         var digest: [UInt8] = []
         digest.reserveCapacity(Self.byteCount)
-        for word in state {
+        for word in [h0, h1, h2, h3, h4, h5, h6, h7] {
             digest += [
                 UInt8(truncatingIfNeeded: word >> 24), UInt8(truncatingIfNeeded: word >> 16), UInt8(truncatingIfNeeded: word >> 8),
                 UInt8(truncatingIfNeeded: word),
@@ -73,41 +82,38 @@ public struct SHA256: Sendable {
         return digest
     }
 
-    /// One 64-byte block. The additions are modulo 2^32, as the standard defines them.
-    private mutating func compress<C: Collection<UInt8>>(_ block: C) {
-        var w = [UInt32](repeating: 0, count: 64)
-        var index = block.startIndex
-        for t in 0..<16 {
-            var word: UInt32 = 0
-            for _ in 0..<4 {
-                word = word << 8 | UInt32(block[index])
-                index = block.index(after: index)
+    /// The 64-byte block at `offset`. The additions are modulo 2^32, as the standard defines them.
+    private mutating func compress(_ bytes: UnsafeRawBufferPointer, at offset: Int) {
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+            for t in 0..<16 {
+                w[t] = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset + 4 * t, as: UInt32.self))
             }
-            w[t] = word
+            for t in 16..<64 {
+                let s0 = w[t - 15].rotatedRight(7) ^ w[t - 15].rotatedRight(18) ^ (w[t - 15] >> 3)
+                let s1 = w[t - 2].rotatedRight(17) ^ w[t - 2].rotatedRight(19) ^ (w[t - 2] >> 10)
+                w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+            }
+            var (a, b, c, d, e, f, g, h) = (h0, h1, h2, h3, h4, h5, h6, h7)
+            Self.k.withUnsafeBufferPointer { k in
+                for t in 0..<64 {
+                    let s1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)
+                    let choice = (e & f) ^ (~e & g)
+                    let temp1 = h &+ s1 &+ choice &+ k[t] &+ w[t]
+                    let s0 = a.rotatedRight(2) ^ a.rotatedRight(13) ^ a.rotatedRight(22)
+                    let majority = (a & b) ^ (a & c) ^ (b & c)
+                    let temp2 = s0 &+ majority
+                    (h, g, f, e, d, c, b, a) = (g, f, e, d &+ temp1, c, b, a, temp1 &+ temp2)
+                }
+            }
+            h0 &+= a
+            h1 &+= b
+            h2 &+= c
+            h3 &+= d
+            h4 &+= e
+            h5 &+= f
+            h6 &+= g
+            h7 &+= h
         }
-        for t in 16..<64 {
-            let s0 = w[t - 15].rotatedRight(7) ^ w[t - 15].rotatedRight(18) ^ (w[t - 15] >> 3)
-            let s1 = w[t - 2].rotatedRight(17) ^ w[t - 2].rotatedRight(19) ^ (w[t - 2] >> 10)
-            w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
-        }
-        var (a, b, c, d, e, f, g, h) = (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7])
-        for t in 0..<64 {
-            let s1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)
-            let choice = (e & f) ^ (~e & g)
-            let temp1 = h &+ s1 &+ choice &+ Self.k[t] &+ w[t]
-            let s0 = a.rotatedRight(2) ^ a.rotatedRight(13) ^ a.rotatedRight(22)
-            let majority = (a & b) ^ (a & c) ^ (b & c)
-            let temp2 = s0 &+ majority
-            (h, g, f, e, d, c, b, a) = (g, f, e, d &+ temp1, c, b, a, temp1 &+ temp2)
-        }
-        state[0] &+= a
-        state[1] &+= b
-        state[2] &+= c
-        state[3] &+= d
-        state[4] &+= e
-        state[5] &+= f
-        state[6] &+= g
-        state[7] &+= h
     }
 
     private static let k: [UInt32] = [
