@@ -463,39 +463,75 @@ if wants("receive") {
     }
 }
 
+/// The stack on moto that the sections going through SQS share: the four tables (named from
+/// `prefix` and a fresh suffix), each business's Instagram account and Page token, a FIFO
+/// queue, and the environment a function needs to reach them.
+struct MotoStack {
+    struct Business {
+        let id: String
+        let locationId: String
+        let instagramId: String
+        let pageId: String
+        let token: String
+    }
+
+    let moto: MotoServer.Connection
+    let suffix: String
+    let tables: Tables
+    let store: DynamoDBStore
+    let queueURL: String
+    let queue: SQSQueue
+
+    var environment: [String: String] {
+        moto.environment.merging([
+            "KV_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": moto.endpoint, "SQS_ENDPOINT": moto.endpoint, "PROCESS_QUEUE_URL": queueURL,
+            "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name, "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name,
+            "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name, "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name,
+        ]) { $1 }
+    }
+
+    static func start(prefix: String, businesses: [Business], visibilityTimeout: Int = 30) async throws -> MotoStack {
+        let moto = try await MotoServer.shared.start()
+        let suffix = String(UUID().uuidString.prefix(8).lowercased())
+        let tables = Tables(
+            credentials: "\(prefix)-credentials-\(suffix)", identifiers: "\(prefix)-identifiers-\(suffix)",
+            processedMessages: "\(prefix)-processed-\(suffix)", conversations: "\(prefix)-conversations-\(suffix)")
+        let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        for table in tables.all { try await store.createTable(table) }
+        for business in businesses {
+            try await store.put(
+                tables.identifiers,
+                item: [
+                    "identifierId": .s(business.instagramId), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
+                    "businessId": .s(business.id), "locationId": .s(business.locationId),
+                    "businessLocationId": .s("\(business.id)#\(business.locationId)"),
+                ])
+            try await store.put(
+                tables.credentials,
+                item: [
+                    "businessId": .s(business.id), "serviceType": .s("meta"), "isActive": .bool(true),
+                    "credentials": .m(["accessToken": .s(business.token), "pageId": .s(business.pageId)]),
+                ])
+        }
+        let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let queueURL = try await admin.createFIFOQueue(name: "\(prefix)-\(suffix).fifo", visibilityTimeout: visibilityTimeout)
+        let queue = SQSQueue(transport: AsyncHTTPTransport(), queueURL: queueURL, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        return MotoStack(moto: moto, suffix: suffix, tables: tables, store: store, queueURL: queueURL, queue: queue)
+    }
+
+    /// The demo business of the sample events.
+    static let demo = Business(id: "B0100001", locationId: "L0100001", instagramId: "17841400000000001", pageId: "102030405060708", token: "local-page-token")
+}
+
 // MARK: receive with RECEIVE_DISPATCH=sqs against moto (DynamoDB and SQS)
 if wants("sqs") {
-    let moto = try await MotoServer.shared.start()
-    let suffix = UUID().uuidString.prefix(8).lowercased()
-    let tables = Tables(
-        credentials: "bench-credentials-\(suffix)", identifiers: "bench-identifiers-\(suffix)", processedMessages: "bench-processed-\(suffix)",
-        conversations: "bench-conversations-\(suffix)")
-    let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
-    for table in tables.all { try await store.createTable(table) }
-    try await store.put(
-        tables.identifiers,
-        item: [
-            "identifierId": .s("17841400000000001"), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
-            "businessId": .s("B0100001"), "locationId": .s("L0100001"), "businessLocationId": .s("B0100001#L0100001"),
-        ])
-    try await store.put(
-        tables.credentials,
-        item: [
-            "businessId": .s("B0100001"), "serviceType": .s("meta"), "isActive": .bool(true),
-            "credentials": .m(["accessToken": .s("local-page-token"), "pageId": .s("102030405060708")]),
-        ])
-    let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
-    let queueURL = try await admin.createFIFOQueue(name: "bench-\(suffix).fifo")
+    let stack = try await MotoStack.start(prefix: "bench", businesses: [MotoStack.demo])
+    let suffix = stack.suffix
     // Graph is never called: the messages go to the queue.
     let graph = try await GraphStandIn()
     let loop = try await ReceiveLoop.start(
         binDir: binDir, graph: graph,
-        environment: moto.environment.merging([
-            "KV_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": moto.endpoint, "RECEIVE_DISPATCH": "sqs", "PROCESS_QUEUE_URL": queueURL,
-            "SQS_ENDPOINT": moto.endpoint, "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name,
-            "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name, "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
-            "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name,
-        ]) { $1 }, fileStore: false)
+        environment: stack.environment.merging(["RECEIVE_DISPATCH": "sqs"]) { $1 }, fileStore: false)
     let signature = WebhookSignature(appSecret: "local-app-secret")
     func event(_ index: Int) -> [UInt8] {
         instagramWebhook(mid: "m_sqs_\(index)_\(suffix)", sender: "c\(index % 7)", timestamp: index, signature: signature)
@@ -517,37 +553,12 @@ if wants("sqs") {
 // MARK: the AWS requests each message costs, from a traced run against moto (issue 23)
 if wants("requests") {
     print("\n## AWS requests per message (moto's recorder on a traced run)")
-    let moto = try await MotoServer.shared.start()
-    let suffix = UUID().uuidString.prefix(8).lowercased()
-    let tables = Tables(
-        credentials: "trace-credentials-\(suffix)", identifiers: "trace-identifiers-\(suffix)", processedMessages: "trace-processed-\(suffix)",
-        conversations: "trace-conversations-\(suffix)")
-    let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
-    for table in tables.all { try await store.createTable(table) }
-    try await store.put(
-        tables.identifiers,
-        item: [
-            "identifierId": .s("17841400000000001"), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
-            "businessId": .s("B0100001"), "locationId": .s("L0100001"), "businessLocationId": .s("B0100001#L0100001"),
-        ])
-    try await store.put(
-        tables.credentials,
-        item: [
-            "businessId": .s("B0100001"), "serviceType": .s("meta"), "isActive": .bool(true),
-            "credentials": .m(["accessToken": .s("local-page-token"), "pageId": .s("102030405060708")]),
-        ])
-    let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
-    let queueURL = try await admin.createFIFOQueue(name: "trace-\(suffix).fifo")
-    let queue = SQSQueue(transport: AsyncHTTPTransport(), queueURL: queueURL, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    let stack = try await MotoStack.start(prefix: "trace", businesses: [MotoStack.demo])
+    let (moto, suffix, queue) = (stack.moto, stack.suffix, stack.queue)
     let stream = "trace-conversations-\(suffix)"
     try await KinesisReader(moto).createStream(stream)
     let graph = try await demoGraph()
-    let environment = moto.environment.merging([
-        "KV_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": moto.endpoint, "SQS_ENDPOINT": moto.endpoint, "PROCESS_QUEUE_URL": queueURL,
-        "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name, "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name,
-        "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name, "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name,
-        "CONVERSATION_STREAM": stream, "KINESIS_ENDPOINT": moto.endpoint, "METRICS": "on",
-    ]) { $1 }
+    let environment = stack.environment.merging(["CONVERSATION_STREAM": stream, "KINESIS_ENDPOINT": moto.endpoint, "METRICS": "on"]) { $1 }
     let recorder = AsyncHTTPTransport()
     func recording(_ action: String) async throws -> String {
         let answer = try await recorder.send(
@@ -623,13 +634,6 @@ if wants("requests") {
 // MARK: fairness: one tenant sending 20 times more than nine others (issue 23)
 if wants("fairness") {
     print("\n## fairness between tenants (receive with sqs dispatch, 3 concurrent process pollers, moto)")
-    let moto = try await MotoServer.shared.start()
-    let suffix = UUID().uuidString.prefix(8).lowercased()
-    let tables = Tables(
-        credentials: "fair-credentials-\(suffix)", identifiers: "fair-identifiers-\(suffix)", processedMessages: "fair-processed-\(suffix)",
-        conversations: "fair-conversations-\(suffix)")
-    let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
-    for table in tables.all { try await store.createTable(table) }
     let graph = try await GraphStandIn()
     // An agent that takes 500 ms, as a model does: answering is then far dearer than passing a
     // message over, as it is in production (with the echo agent and loopback Graph, a batch
@@ -640,31 +644,16 @@ if wants("fairness") {
     }
     let tenants = 10
     func instagramId(_ tenant: Int) -> String { "1784140000001\(String(format: "%02d", tenant))" }
-    for tenant in 0..<tenants {
-        let business = "B0F000\(String(format: "%02d", tenant))"
-        let page = "2030405060700\(String(format: "%02d", tenant))"
-        try await store.put(
-            tables.identifiers,
-            item: [
-                "identifierId": .s(instagramId(tenant)), "identifierType": .s("instagram_account"), "platform": .s("instagram"),
-                "businessId": .s(business), "locationId": .s("L1"), "businessLocationId": .s("\(business)#L1"),
-            ])
-        try await store.put(
-            tables.credentials,
-            item: [
-                "businessId": .s(business), "serviceType": .s("meta"), "isActive": .bool(true),
-                "credentials": .m(["accessToken": .s("fair-token-\(tenant)"), "pageId": .s(page)]),
-            ])
-        await graph.allow(token: "fair-token-\(tenant)", accounts: [page, instagramId(tenant)])
+    let businesses = (0..<tenants).map { tenant in
+        MotoStack.Business(
+            id: "B0F000\(String(format: "%02d", tenant))", locationId: "L1", instagramId: instagramId(tenant),
+            pageId: "2030405060700\(String(format: "%02d", tenant))", token: "fair-token-\(tenant)")
     }
-    let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
-    let queueURL = try await admin.createFIFOQueue(name: "fair-\(suffix).fifo", visibilityTimeout: 60)
-    let queue = SQSQueue(transport: AsyncHTTPTransport(), queueURL: queueURL, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
-    let environment = moto.environment.merging([
-        "KV_BACKEND": "dynamodb", "DYNAMODB_ENDPOINT": moto.endpoint, "SQS_ENDPOINT": moto.endpoint, "PROCESS_QUEUE_URL": queueURL,
-        "RECEIVE_DISPATCH": "sqs", "DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": tables.credentials.name,
-        "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name, "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
-        "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name, "META_APP_SECRET": "local-app-secret",
+    let stack = try await MotoStack.start(prefix: "fair", businesses: businesses, visibilityTimeout: 60)
+    for business in businesses { await graph.allow(token: business.token, accounts: [business.pageId, business.instagramId]) }
+    let (moto, suffix, queue) = (stack.moto, stack.suffix, stack.queue)
+    let environment = stack.environment.merging([
+        "RECEIVE_DISPATCH": "sqs", "META_APP_SECRET": "local-app-secret",
         "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "METRICS": "off", "SENDER_ACTIONS": "off",
         "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL,
     ]) { $1 }
