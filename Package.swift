@@ -11,8 +11,8 @@ import PackageDescription
 //   AWSSigning        AWS Signature Version 4, shared by DynamoDB, SQS and Bedrock
 //   KeyValueStore     the key-value port, DynamoDB's AttributeValue, the file and DynamoDB backends
 //   MetaMessaging     the core: config, webhook, tenancy, Graph client, OAuth, agents, handlers
-//   AsyncHTTPTransport the HTTPTransport adapter on AsyncHTTPClient (only executables that call out link it,
-//                     so `verify` and `auth-url` stay free of SwiftNIO, TLS and Foundation)
+//   NIOHTTPTransport  the HTTPTransport adapter on SwiftNIO and NIOSSL (only executables that call out link it,
+//                     so `verify` and `auth-url` stay free of SwiftNIO and TLS)
 let package = Package(
     name: "meta-messaging",
     platforms: [.macOS(.v15)],
@@ -29,10 +29,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
-        // The local gateway's HTTP server (also under the tests' loopback stand-ins); AsyncHTTPClient
-        // brings SwiftNIO anyway.
+        // The outbound HTTP client (NIOHTTPTransport), the local gateway's HTTP server and the
+        // tests' loopback stand-ins.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
         .target(name: "GlibcCompat"),
@@ -56,19 +56,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
-            name: "AsyncHTTPTransport",
+            name: "NIOHTTPTransport",
             dependencies: [
                 "HTTPTransport",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]),
         .executableTarget(name: "verify", dependencies: ["MetaMessaging", "FunctionRuntime"]),
-        .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
-        .executableTarget(name: "send", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
+        .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
+        .executableTarget(name: "send", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "FunctionRuntime"]),
-        .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
-        .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
-        .executableTarget(name: "connections", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
-        .executableTarget(name: "refresh", dependencies: ["MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport"]),
+        .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
+        .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
+        .executableTarget(name: "connections", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
+        .executableTarget(name: "refresh", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         // The local gateway: every function behind one HTTP server on a developer's machine.
         .target(
             name: "LocalHTTPServer",
@@ -81,13 +86,13 @@ let package = Package(
         .executableTarget(
             name: "serve",
             dependencies: [
-                "MetaMessaging", "FunctionRuntime", "AsyncHTTPTransport", "LocalHTTPServer", "HTTPTransport",
+                "MetaMessaging", "FunctionRuntime", "NIOHTTPTransport", "LocalHTTPServer", "HTTPTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "TestSupport",
             dependencies: [
-                "FunctionRuntime", "AWSSigning", "KeyValueStore", "AsyncHTTPTransport", "LocalHTTPServer", "Essentials",
+                "FunctionRuntime", "AWSSigning", "KeyValueStore", "NIOHTTPTransport", "LocalHTTPServer", "Essentials",
             ], path: "Tests/TestSupport"),
         .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
         .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),
@@ -98,13 +103,17 @@ let package = Package(
             name: "bench",
             dependencies: [
                 "TestSupport", "MetaMessaging", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore", "AWSSigning",
-                "AsyncHTTPTransport",
+                "NIOHTTPTransport",
             ], path: "Tests/bench"),
         .testTarget(
             name: "MetaMessagingTests",
             dependencies: [
                 "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
-                "AsyncHTTPTransport", "SafeJSON", "LocalHTTPServer", "Essentials",
+                "NIOHTTPTransport", "SafeJSON", "LocalHTTPServer", "Essentials",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ], resources: [.copy("Fixtures")]),
     ]
 )

@@ -2,7 +2,7 @@
 /// Meta's webhook signatures and `appsecret_proof`, the OAuth state, AWS Signature Version 4.
 ///
 /// Ours rather than swift-crypto's because of a measured cost: swift-crypto brings a second
-/// copy of BoringSSL (AsyncHTTPClient's TLS brings the first), which took 118 s of a release
+/// copy of BoringSSL (NIOSSL brings the first), which took 118 s of a release
 /// build on CI's two cores, in both build configurations, for two functions. Nothing here
 /// branches or indexes on the data, so timing says nothing about a key; the tests check the
 /// NIST and RFC 4231 vectors and a thousand random inputs against Python's hashlib and hmac.

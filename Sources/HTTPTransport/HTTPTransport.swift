@@ -1,7 +1,7 @@
 @_exported import Essentials
 
 /// The outbound HTTP port: the Graph API, DynamoDB, SQS, the agents. The core depends on
-/// this protocol only; the executables that call out plug in the AsyncHTTPClient adapter, and
+/// this protocol only; the executables that call out plug in the SwiftNIO adapter (NIOHTTPTransport), and
 /// `verify` and `auth-url` link no HTTP client at all.
 public protocol HTTPTransport: Sendable {
     /// Sends one request and returns the whole response, whatever its status. Throws

@@ -1,7 +1,7 @@
-import AsyncHTTPTransport
 import FunctionRuntime
 import MetaMessaging
+import NIOHTTPTransport
 
 await FunctionRuntime.run("oauth-callback") { environment, _ in
-    try Services(environment: environment, transport: AsyncHTTPTransport()).connectFunction()
+    try Services(environment: environment, transport: NIOHTTPTransport()).connectFunction()
 }

@@ -1,7 +1,7 @@
-import AsyncHTTPTransport
 import FunctionRuntime
 import MetaMessaging
+import NIOHTTPTransport
 
 await FunctionRuntime.run("process") { environment, _ in
-    try Services(environment: environment, transport: AsyncHTTPTransport()).processHandler().function
+    try Services(environment: environment, transport: NIOHTTPTransport()).processHandler().function
 }

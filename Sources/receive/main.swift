@@ -1,7 +1,7 @@
-import AsyncHTTPTransport
 import FunctionRuntime
 import MetaMessaging
+import NIOHTTPTransport
 
 await FunctionRuntime.run("receive") { environment, _ in
-    try Services(environment: environment, transport: AsyncHTTPTransport()).receiveHandler().function
+    try Services(environment: environment, transport: NIOHTTPTransport()).receiveHandler().function
 }

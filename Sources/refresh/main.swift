@@ -1,7 +1,7 @@
-import AsyncHTTPTransport
 import FunctionRuntime
 import MetaMessaging
+import NIOHTTPTransport
 
 await FunctionRuntime.run("refresh") { environment, _ in
-    try Services(environment: environment, transport: AsyncHTTPTransport()).refreshHandler().function
+    try Services(environment: environment, transport: NIOHTTPTransport()).refreshHandler().function
 }

@@ -1,7 +1,7 @@
-import AsyncHTTPTransport
 import FunctionRuntime
 import MetaMessaging
+import NIOHTTPTransport
 
 await FunctionRuntime.run("send") { environment, _ in
-    try Services(environment: environment, transport: AsyncHTTPTransport()).sendHandler().function
+    try Services(environment: environment, transport: NIOHTTPTransport()).sendHandler().function
 }

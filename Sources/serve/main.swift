@@ -2,11 +2,11 @@
 // Each request becomes the API Gateway HTTP API (payload 2.0) event the function receives in
 // Lambda and is handed to the same handler, in process, with the same environment variables.
 //   PORT=3003 HOST=127.0.0.1 .build/debug/serve
-import AsyncHTTPTransport
 import FunctionRuntime
 import LocalHTTPServer
 import Logging
 import MetaMessaging
+import NIOHTTPTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -38,7 +38,7 @@ do {
     Output.fail(error.description)
 }
 let logger = Logger(label: "serve")
-let gateway = LocalGateway(environment: environment, transport: AsyncHTTPTransport(), logger: logger, apiKey: apiKey)
+let gateway = LocalGateway(environment: environment, transport: NIOHTTPTransport(), logger: logger, apiKey: apiKey)
 
 let server: HTTPServer
 do {
@@ -74,7 +74,7 @@ let refresher: Task<Void, Never>? =
     : Task {
         let refresh: RefreshHandler
         do {
-            refresh = try Services(environment: environment, transport: AsyncHTTPTransport()).refreshHandler()
+            refresh = try Services(environment: environment, transport: NIOHTTPTransport()).refreshHandler()
         } catch {
             logger.warning("token refresh is off: \(error)")
             return

@@ -1,7 +1,7 @@
 import AWSSigning
-import AsyncHTTPTransport
 import Foundation
 import MetaMessaging
+import NIOHTTPTransport
 import TestSupport
 import Testing
 
@@ -123,7 +123,7 @@ import Testing
     static func agent(_ server: LoopbackServer) -> BedrockAgent {
         BedrockAgent(
             agentId: "AGENT12345", agentAliasId: "ALIAS67890", region: "eu-west-1", endpoint: server.baseURL,
-            credentials: credentials, transport: AsyncHTTPTransport(), backoff: .init(maxAttempts: 3, base: .milliseconds(10)))
+            credentials: credentials, transport: NIOHTTPTransport(), backoff: .init(maxAttempts: 3, base: .milliseconds(10)))
     }
 
     @Test func theHandoffMarkerHandsOverAndNeverReachesTheCustomer() async throws {

@@ -1,10 +1,10 @@
-import AsyncHTTPTransport
 import Essentials
 import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaMessaging
+import NIOHTTPTransport
 import TestSupport
 import Testing
 
@@ -22,7 +22,7 @@ import Testing
     static func handler(_ world: W.World) -> ConnectionsHandler {
         ConnectionsHandler(
             directory: world.directory, ledger: world.ledger,
-            graph: GraphClient(transport: AsyncHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret),
+            graph: GraphClient(transport: NIOHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret),
             appSecret: H.appSecret, appId: appId, clock: world.clock.clock)
     }
 

@@ -1,8 +1,8 @@
-import AsyncHTTPTransport
 import Foundation
 import FunctionRuntime
 import Logging
 import MetaMessaging
+import NIOHTTPTransport
 import Synchronization
 import TestSupport
 import Testing
@@ -100,8 +100,9 @@ import Testing
             )
         }
         let log = KinesisConversationLog(
-            transport: AsyncHTTPTransport(), stream: "arn:aws:kinesis:eu-west-1:123456789012:stream/conversations", region: "eu-west-1",
-            endpoint: server.baseURL, credentials: .init(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "secret"))
+            transport: NIOHTTPTransport(), stream: "arn:aws:kinesis:eu-west-1:123456789012:stream/conversations", region: "eu-west-1",
+            endpoint: server.baseURL, credentials: .init(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "secret"), timeout: .seconds(10),
+            budget: .seconds(10))
         let events = (1...3).map { ConversationEvent(.accepted, businessId: "B1", conversationId: "c\($0)", messageIds: ["m\($0)"]) }
         let outcome = await log.put(events, function: "receive", logger: Logger(label: "test"))
         #expect(outcome.sent == 3)

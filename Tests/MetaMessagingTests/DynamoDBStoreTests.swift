@@ -1,8 +1,8 @@
 import AWSSigning
-import AsyncHTTPTransport
 import Foundation
 import HTTPTransport
 import KeyValueStore
+import NIOHTTPTransport
 import TestSupport
 import Testing
 
@@ -11,11 +11,11 @@ import Testing
 
     @Test func aWrongSignatureIsRefused() async throws {
         let moto = try await MotoServer.shared.start()
-        let good = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let good = DynamoDBStore(transport: NIOHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
         let name = TableSchema(name: Stores.unique("signed"), partitionKey: "id")
         try await good.createTable(name)
         let forged = AWSCredentials(accessKeyID: moto.credentials.accessKeyID, secretAccessKey: "not-the-secret", sessionToken: moto.credentials.sessionToken)
-        let bad = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: forged)
+        let bad = DynamoDBStore(transport: NIOHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: forged)
         do {
             try await bad.put(name, item: ["id": .s("x")])
             Issue.record("moto accepted a wrong signature")
@@ -33,7 +33,7 @@ import Testing
             return .json(200, #"{"Item":{"id":{"S":"x"},"v":{"N":"7"}}}"#)
         }
         let store = DynamoDBStore(
-            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            transport: NIOHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
             credentials: AWSCredentials(accessKeyID: "AKID", secretAccessKey: "secret", sessionToken: "token"))
         let item = try await store.get(table, key: ["id": .s("x")])
         #expect(item?["v"] == .n("7"))
@@ -63,7 +63,7 @@ import Testing
             }
         }
         let store = DynamoDBStore(
-            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            transport: NIOHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
             credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"), backoff: Backoff(maxAttempts: 4, base: .milliseconds(5)))
         try await store.put(table, item: ["id": .s("x")])
         #expect(await seen.count == 3)
@@ -77,7 +77,7 @@ import Testing
             return .json(400, #"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"no"}"#)
         }
         let store = DynamoDBStore(
-            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            transport: NIOHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
             credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"), backoff: Backoff(maxAttempts: 3, base: .milliseconds(5)))
         do {
             try await store.put(table, item: ["id": .s("x")])
@@ -97,7 +97,7 @@ import Testing
             return .json(400, #"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#)
         }
         let store = DynamoDBStore(
-            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            transport: NIOHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
             credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"))
         do {
             try await store.put(table, item: ["id": .s("x")], condition: .itemAbsent)
@@ -114,7 +114,7 @@ import Testing
     @Test func garbageAnswersAreInvalidResponses() async throws {
         let server = try await LoopbackServer { _ in LoopbackServer.Response(status: 200, body: Array("<html>hello</html>".utf8)) }
         let store = DynamoDBStore(
-            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            transport: NIOHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
             credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"))
         do {
             _ = try await store.get(table, key: ["id": .s("x")])
@@ -131,7 +131,7 @@ import Testing
             return .json(200, "{}")
         }
         let store = DynamoDBStore(
-            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
+            transport: NIOHTTPTransport(), region: "eu-west-1", endpoint: server.baseURL,
             credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"),
             backoff: Backoff(maxAttempts: 2, base: .milliseconds(5)), timeout: .milliseconds(200))
         let start = ContinuousClock.now
@@ -149,7 +149,7 @@ import Testing
 
     @Test func anUnreachableServerIsUnavailable() async throws {
         let store = DynamoDBStore(
-            transport: AsyncHTTPTransport(), region: "eu-west-1", endpoint: "http://127.0.0.1:1",
+            transport: NIOHTTPTransport(), region: "eu-west-1", endpoint: "http://127.0.0.1:1",
             credentials: AWSCredentials(accessKeyID: "a", secretAccessKey: "b"),
             backoff: Backoff(maxAttempts: 2, base: .milliseconds(5)))
         do {

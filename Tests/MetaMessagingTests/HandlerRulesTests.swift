@@ -1,10 +1,10 @@
-import AsyncHTTPTransport
 import Essentials
 import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaMessaging
+import NIOHTTPTransport
 import Synchronization
 import TestSupport
 import Testing
@@ -45,7 +45,7 @@ import Testing
         let clock = TestClock()
         let directory = TenantDirectory(store: harness.store, tables: harness.tables)
         let ledger = MessageLedger(store: harness.store, table: harness.tables.processedMessages, clock: clock.clock)
-        let graph = GraphClient(transport: AsyncHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
+        let graph = GraphClient(transport: NIOHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
         let sender = MessageSender(graph: graph, directory: directory)
         let conversations = Conversations(store: harness.store, table: harness.tables.conversations, clock: clock.clock)
         let responder = MessageResponder(
@@ -133,7 +133,7 @@ import Testing
             }
         }
         let world = try await Self.world(
-            agent: HTTPAgent(url: agentServer.baseURL, transport: AsyncHTTPTransport()), senderActions: false,
+            agent: HTTPAgent(url: agentServer.baseURL, transport: NIOHTTPTransport()), senderActions: false,
             agentTimeout: .milliseconds(500), inlineBudget: .seconds(30))
         try await world.harness.openWindows(at: world.clock.seconds.withLock { $0 }, customers: ["c1", "c2", "c3", "c4"].map { (.instagram, $0) })
         let body = H.messaging(events: [

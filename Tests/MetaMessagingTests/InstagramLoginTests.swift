@@ -1,10 +1,10 @@
-import AsyncHTTPTransport
 import Essentials
 import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaMessaging
+import NIOHTTPTransport
 import TestSupport
 import Testing
 
@@ -42,7 +42,7 @@ import Testing
             apiBaseURL: harness.graph.baseURL, graphBaseURL: harness.graph.baseURL)
         let directory = TenantDirectory(store: harness.store, tables: harness.tables)
         let ledger = MessageLedger(store: harness.store, table: harness.tables.processedMessages, clock: clock.clock)
-        let handler = InstagramLoginHandler(login: login, transport: AsyncHTTPTransport(), directory: directory, ledger: ledger, clock: clock.clock)
+        let handler = InstagramLoginHandler(login: login, transport: NIOHTTPTransport(), directory: directory, ledger: ledger, clock: clock.clock)
         return Setup(harness: harness, clock: clock, login: login, handler: handler, directory: directory, ledger: ledger)
     }
 
@@ -223,7 +223,7 @@ import Testing
 
     static func refresher(_ setup: Setup) -> RefreshHandler {
         RefreshHandler(
-            directory: setup.directory, ledger: setup.ledger, login: setup.login, transport: AsyncHTTPTransport(), clock: setup.clock.clock)
+            directory: setup.directory, ledger: setup.ledger, login: setup.login, transport: NIOHTTPTransport(), clock: setup.clock.clock)
     }
 
     static func connection(_ setup: Setup, _ location: String) async throws -> TenantCredentials? {

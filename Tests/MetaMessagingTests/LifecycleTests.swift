@@ -1,10 +1,10 @@
-import AsyncHTTPTransport
 import Essentials
 import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaMessaging
+import NIOHTTPTransport
 import TestSupport
 import Testing
 
@@ -52,7 +52,7 @@ import Testing
     static func handler(_ world: W.World, now: Int64) -> ConnectionsHandler {
         ConnectionsHandler(
             directory: world.directory, ledger: world.ledger,
-            graph: GraphClient(transport: AsyncHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret),
+            graph: GraphClient(transport: NIOHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret),
             appSecret: H.appSecret, publicBaseURL: "https://api.example.com/", clock: WallClock { now })
     }
 

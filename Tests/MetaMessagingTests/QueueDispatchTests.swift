@@ -1,7 +1,7 @@
-import AsyncHTTPTransport
 import Foundation
 import KeyValueStore
 import MetaMessaging
+import NIOHTTPTransport
 import TestSupport
 import Testing
 
@@ -19,9 +19,9 @@ import Testing
     static func setUp() async throws -> Setup {
         var harness = try await H.make(.dynamodb)
         let moto = try await MotoServer.shared.start()
-        let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let admin = SQSQueue(transport: NIOHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
         let url = try await admin.createFIFOQueue(name: Stores.unique("process") + ".fifo", visibilityTimeout: 1)
-        let queue = SQSQueue(transport: AsyncHTTPTransport(), queueURL: url, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let queue = SQSQueue(transport: NIOHTTPTransport(), queueURL: url, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
         harness.environment["RECEIVE_DISPATCH"] = "sqs"
         harness.environment["PROCESS_QUEUE_URL"] = url
         harness.environment["SQS_ENDPOINT"] = moto.endpoint

@@ -1,7 +1,7 @@
-import AsyncHTTPTransport
 import Essentials
 import Foundation
 import MetaMessaging
+import NIOHTTPTransport
 import TestSupport
 import Testing
 

@@ -123,7 +123,7 @@ struct RawConnection {
         for _ in 0..<200 where server.acceptedConnections < 1100 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(server.acceptedConnections == 1100)
         #expect(server.openConnections <= 512)
-        let response = try await AsyncHTTPTransportClient.get("http://127.0.0.1:\(server.port)/")
+        let response = try await NIOHTTPTransportClient.get("http://127.0.0.1:\(server.port)/")
         #expect(response.status == 200)
         await server.shutdown()
     }
@@ -198,8 +198,8 @@ struct RawConnection {
     }
 }
 
-/// A plain GET through AsyncHTTPClient (a real client, on a fresh connection).
-enum AsyncHTTPTransportClient {
+/// A plain GET through NIOHTTPTransport (a real client, on a fresh connection).
+enum NIOHTTPTransportClient {
     static func get(_ url: String) async throws -> OutboundResponse {
         try await ServeTests.request("GET", url)
     }

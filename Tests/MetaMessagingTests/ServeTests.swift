@@ -1,7 +1,8 @@
-import AsyncHTTPTransport
 import Foundation
 import HTTPTransport
 import MetaMessaging
+import NIOHTTPTransport
+import Synchronization
 import TestSupport
 import Testing
 
@@ -49,7 +50,7 @@ import Testing
     }
 
     static func request(_ method: String, _ url: String, headers: [(String, String)] = [], body: [UInt8] = []) async throws -> OutboundResponse {
-        try await AsyncHTTPTransport().send(OutboundRequest(method: method, url: url, headers: headers, body: body), timeout: .seconds(20))
+        try await NIOHTTPTransport().send(OutboundRequest(method: method, url: url, headers: headers, body: body), timeout: .seconds(20))
     }
 
     @Test func everyRouteAnswersThroughTheSameHandlers() async throws {
@@ -137,7 +138,9 @@ import Testing
 
     @Test func aRequestInFlightFinishesBeforeShutdown() async throws {
         let harness = try await H.make(.file)
+        let asked = Mutex(false)
         let agent = try await LoopbackServer { _ in
+            asked.withLock { $0 = true }
             try? await Task.sleep(for: .milliseconds(800))
             return .json(200, #"{"reply":"worth the wait"}"#)
         }
@@ -145,7 +148,9 @@ import Testing
         let body = Array(H.messaging(events: [H.textEvent(mid: "m_inflight", text: "slow")]).utf8)
         let signature = WebhookSignature(appSecret: H.appSecret).header(for: body)
         async let response = Self.request("POST", "\(gateway.base)/webhooks/meta", headers: [("X-Hub-Signature-256", signature)], body: body)
-        try await Task.sleep(for: .milliseconds(300))
+        // The signal comes while the agent works on the request (not before serve has read it).
+        for _ in 0..<1000 where !asked.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(asked.withLock { $0 })
         kill(gateway.process.processIdentifier, SIGTERM)
         #expect(try await response.status == 200)
         await Executables.wait(gateway.process)

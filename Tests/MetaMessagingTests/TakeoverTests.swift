@@ -1,8 +1,8 @@
-import AsyncHTTPTransport
 import Foundation
 import FunctionRuntime
 import KeyValueStore
 import MetaMessaging
+import NIOHTTPTransport
 import Synchronization
 import TestSupport
 import Testing
@@ -176,7 +176,7 @@ import Testing
             default: .json(200, #"{"reply":"ok","handoff":false}"#)
             }
         }
-        let http = HTTPAgent(url: agent.baseURL, transport: AsyncHTTPTransport())
+        let http = HTTPAgent(url: agent.baseURL, transport: NIOHTTPTransport())
         func ask(_ text: String) async throws(AgentError) -> AgentReply {
             let message = InboundMessage(platform: .instagram, messageId: "m", accountId: H.instagramId, senderId: "1", timestamp: 1, content: .text(text))
             return try await http.reply(to: AgentRequest(tenant: H.tenant, message: message), timeout: .seconds(5))

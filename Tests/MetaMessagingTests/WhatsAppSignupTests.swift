@@ -1,10 +1,10 @@
-import AsyncHTTPTransport
 import Essentials
 import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaMessaging
+import NIOHTTPTransport
 import TestSupport
 import Testing
 
@@ -24,7 +24,7 @@ import Testing
         WhatsAppSignupHandler(
             config: OAuthConfig(appId: appId, redirectURI: "https://example.com/external/meta/callback", stateSecret: stateSecret),
             appSecret: H.appSecret,
-            graph: GraphClient(transport: AsyncHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret),
+            graph: GraphClient(transport: NIOHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret),
             directory: world.directory, ledger: world.ledger, clock: world.clock.clock)
     }
 

@@ -1,7 +1,7 @@
 import AWSSigning
-import AsyncHTTPTransport
 import Foundation
 import HTTPTransport
+import NIOHTTPTransport
 import SafeJSON
 
 /// Kinesis Data Streams against moto (signature checking on), for the tests: create a stream,
@@ -11,7 +11,7 @@ public struct KinesisReader: Sendable {
 
     public init(_ moto: MotoServer.Connection) {
         client = AWSJSONClient(
-            transport: AsyncHTTPTransport(), signer: SigV4Signer(credentials: moto.credentials, region: moto.region, service: "kinesis"),
+            transport: NIOHTTPTransport(), signer: SigV4Signer(credentials: moto.credentials, region: moto.region, service: "kinesis"),
             endpoint: moto.endpoint, targetPrefix: "Kinesis_20131202", timeout: .seconds(10), backoff: Backoff(maxAttempts: 1),
             contentType: "application/x-amz-json-1.1")
     }

@@ -1,6 +1,6 @@
-import AsyncHTTPTransport
 import Foundation
 import KeyValueStore
+import NIOHTTPTransport
 
 /// The two store backends, for suites that run against both.
 public enum StoreBackend: String, CaseIterable, Sendable {
@@ -25,7 +25,7 @@ public enum Stores {
         case .dynamodb:
             let moto = try await MotoServer.shared.start()
             let store = DynamoDBStore(
-                transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+                transport: NIOHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
             for table in tables { try await store.createTable(table) }
             return store
         }

@@ -2,13 +2,13 @@
 //   bench BIN_DIR
 // BIN_DIR holds the release products (static Swift standard library), as deployed.
 import AWSSigning
-import AsyncHTTPTransport
 import Foundation
 import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaMessaging
+import NIOHTTPTransport
 import Synchronization
 import TestSupport
 
@@ -302,7 +302,7 @@ if wants("store") {
 if wants("store") {
     let moto = try await MotoServer.shared.start()
     let table = TableSchema(name: "bench-\(UUID().uuidString.prefix(8))", partitionKey: "id")
-    let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    let store = DynamoDBStore(transport: NIOHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
     try await store.createTable(table)
     try await store.put(table, item: ["id": .s("x"), "v": .n("1")])
     for _ in 0..<20 { _ = try await store.get(table, key: ["id": .s("x")]) }
@@ -448,7 +448,7 @@ if wants("receive") {
     let motoTables = Tables(
         credentials: "seen-credentials-\(suffix)", identifiers: "seen-identifiers-\(suffix)", processedMessages: "seen-processed-\(suffix)",
         conversations: "seen-conversations-\(suffix)")
-    let motoStore = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+    let motoStore = DynamoDBStore(transport: NIOHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
     for table in motoTables.all { try await motoStore.createTable(table) }
     try await motoStore.put(motoTables.identifiers, item: ["identifierId": .s("17841400000000001"), "businessId": .s("B0100001")])
     let motoDirectory = TenantDirectory(store: motoStore, tables: motoTables)
@@ -496,7 +496,7 @@ struct MotoStack {
         let tables = Tables(
             credentials: "\(prefix)-credentials-\(suffix)", identifiers: "\(prefix)-identifiers-\(suffix)",
             processedMessages: "\(prefix)-processed-\(suffix)", conversations: "\(prefix)-conversations-\(suffix)")
-        let store = DynamoDBStore(transport: AsyncHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let store = DynamoDBStore(transport: NIOHTTPTransport(), region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
         for table in tables.all { try await store.createTable(table) }
         for business in businesses {
             try await store.put(
@@ -513,9 +513,9 @@ struct MotoStack {
                     "credentials": .m(["accessToken": .s(business.token), "pageId": .s(business.pageId)]),
                 ])
         }
-        let admin = SQSQueue(transport: AsyncHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let admin = SQSQueue(transport: NIOHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
         let queueURL = try await admin.createFIFOQueue(name: "\(prefix)-\(suffix).fifo", visibilityTimeout: visibilityTimeout)
-        let queue = SQSQueue(transport: AsyncHTTPTransport(), queueURL: queueURL, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let queue = SQSQueue(transport: NIOHTTPTransport(), queueURL: queueURL, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
         return MotoStack(moto: moto, suffix: suffix, tables: tables, store: store, queueURL: queueURL, queue: queue)
     }
 
@@ -559,7 +559,7 @@ if wants("requests") {
     try await KinesisReader(moto).createStream(stream)
     let graph = try await demoGraph()
     let environment = stack.environment.merging(["CONVERSATION_STREAM": stream, "KINESIS_ENDPOINT": moto.endpoint, "METRICS": "on"]) { $1 }
-    let recorder = AsyncHTTPTransport()
+    let recorder = NIOHTTPTransport()
     func recording(_ action: String) async throws -> String {
         let answer = try await recorder.send(
             OutboundRequest(method: action == "download" ? "GET" : "POST", url: "\(moto.endpoint)/moto-api/recorder/\(action)-recording"),

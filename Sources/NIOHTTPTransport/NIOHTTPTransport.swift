@@ -1,0 +1,385 @@
+import HTTPTransport
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+
+/// The `HTTPTransport` adapter on SwiftNIO: HTTP/1.1 over TCP, TLS 1.2 or later through
+/// NIOSSL with the system's trust roots and the server's name checked, kept-alive connections
+/// reused per host, one deadline per request covering connect, TLS, request and answer, and a
+/// limit on the answer's size. Redirects are not followed: a request goes to the host it names
+/// and nowhere else (a token in its headers or query stays with that host).
+///
+/// It replaced AsyncHTTPClient, whose HTTP/2, proxies, compression, tracing and configuration
+/// we did not use and every bootstrap carried (README "The HTTP client").
+public final class NIOHTTPTransport: HTTPTransport {
+    private let group: any EventLoopGroup
+    private let maxResponseBytes: Int
+    private let tls: TLSConfiguration
+    private let maxIdlePerHost: Int
+    private let idleLimit: TimeAmount
+    /// The TLS context, made on the first https request (it reads the trust roots).
+    private let context = NIOLockedValueBox<NIOSSLContext?>(nil)
+    private let idle = NIOLockedValueBox<[Origin: [IdleConnection]]>([:])
+
+    /// - Parameters:
+    ///   - maxResponseBytes: a longer answer is refused (`TransportError.Kind.tooLarge`).
+    ///   - idleLimit: a connection idle longer than this is closed rather than reused: a server
+    ///     (or a Lambda execution environment frozen between invocations) may have dropped it.
+    public convenience init(maxResponseBytes: Int = 8 * 1024 * 1024, idleLimit: Duration = .seconds(15)) {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        self.init(maxResponseBytes: maxResponseBytes, idleLimit: idleLimit, tls: tls)
+    }
+
+    /// With a TLS configuration of the caller's (the tests trust their own certificate authority).
+    package init(maxResponseBytes: Int = 8 * 1024 * 1024, idleLimit: Duration = .seconds(15), tls: TLSConfiguration, maxIdlePerHost: Int = 16) {
+        self.group = MultiThreadedEventLoopGroup.singleton
+        self.maxResponseBytes = maxResponseBytes
+        self.idleLimit = .nanoseconds(Self.nanoseconds(idleLimit))
+        self.tls = tls
+        self.maxIdlePerHost = maxIdlePerHost
+    }
+
+    deinit {
+        for connections in idle.withLockedValue({ $0.values }) {
+            for connection in connections { connection.channel.close(promise: nil) }
+        }
+    }
+
+    public func send(_ request: OutboundRequest, timeout: Duration) async throws(TransportError) -> OutboundResponse {
+        guard let origin = Origin(url: request.url) else {
+            throw TransportError(.other, "not an http or https URL with a host")
+        }
+        let deadline = NIODeadline.now() + .nanoseconds(Self.nanoseconds(timeout))
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: origin.target)
+        for (name, value) in request.headers { head.headers.add(name: name, value: value) }
+        if !head.headers.contains(name: "host") { head.headers.add(name: "Host", value: origin.hostHeader) }
+        let hasBody = !request.body.isEmpty || request.method == "POST" || request.method == "PUT" || request.method == "PATCH"
+        if hasBody { head.headers.replaceOrAdd(name: "Content-Length", value: String(request.body.count)) }
+        let body = hasBody ? ByteBuffer(bytes: request.body) : nil
+        // A kept-alive connection the server closed meanwhile takes no request: one the request
+        // never reached is tried again on a new connection (the server cannot have seen it).
+        var (channel, reused) = try await connection(to: origin, deadline: deadline, reuse: true)
+        while true {
+            switch await exchange(head, body, on: channel, host: origin.host, deadline: deadline) {
+            case .answered(let answer):
+                if answer.keepAlive { release(channel, to: origin) } else { channel.close(promise: nil) }
+                return OutboundResponse(status: answer.status, headers: answer.headers, body: answer.body)
+            case .unsent(let error) where reused:
+                _ = error
+                (channel, reused) = try await connection(to: origin, deadline: deadline, reuse: false)
+            case .unsent(let error), .failed(let error):
+                throw error
+            }
+        }
+    }
+
+    private enum Outcome {
+        case answered(Answer)
+        /// The request never reached the connection.
+        case unsent(TransportError)
+        case failed(TransportError)
+    }
+
+    /// Writes one request on `channel` and waits for its answer, until `deadline`.
+    private func exchange(_ head: HTTPRequestHead, _ body: ByteBuffer?, on channel: any Channel, host: String, deadline: NIODeadline) async -> Outcome {
+        let answer = channel.eventLoop.makePromise(of: Answer.self)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        let unsent = NIOLockedValueBox(false)
+        // Whichever comes first completes the answer; a later completion is ignored.
+        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
+            answer.fail(TransportError(.timeout, "\(host) did not answer in time"))
+            channel.close(promise: nil)
+        }
+        written.futureResult.whenFailure { error in
+            unsent.withLockedValue { $0 = true }
+            answer.fail(TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))"))
+        }
+        channel.writeAndFlush(Exchange(head: head, body: body, limit: maxResponseBytes, answer: answer), promise: written)
+        do {
+            let result = try await answer.futureResult.get()
+            timer.cancel()
+            return .answered(result)
+        } catch {
+            timer.cancel()
+            channel.close(promise: nil)
+            let failure = error as? TransportError ?? TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")
+            return unsent.withLockedValue { $0 } && failure.kind != .timeout ? .unsent(failure) : .failed(failure)
+        }
+    }
+
+    // MARK: Connections
+
+    /// A kept-alive connection to `origin` if one is idle and fresh, else a new one.
+    private func connection(to origin: Origin, deadline: NIODeadline, reuse: Bool) async throws(TransportError) -> (any Channel, reused: Bool) {
+        let now = NIODeadline.now()
+        let reusable: (any Channel)? =
+            !reuse
+            ? nil
+            : idle.withLockedValue { idle in
+                while let candidate = idle[origin]?.popLast() {
+                    if candidate.channel.isActive && now - candidate.since < idleLimit { return candidate.channel }
+                    candidate.channel.close(promise: nil)
+                }
+                return nil
+            }
+        if let reusable { return (reusable, true) }
+        let context: NIOSSLContext?
+        if origin.secure {
+            do { context = try tlsContext() } catch {
+                throw TransportError(.other, "TLS could not be set up: \(Self.describe(error))")
+            }
+        } else {
+            context = nil
+        }
+        let host = origin.host
+        // Ready when TCP (and TLS) are up: a handshake's failure is the request's error.
+        let ready = group.any().makePromise(of: Void.self)
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(max(.milliseconds(1), deadline - now))
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: host))
+                    }
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ExchangeHandler(host: host, ready: ready, secure: context != nil))
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: origin.connectHost, port: origin.port).get()
+        } catch {
+            ready.fail(error)
+            if NIODeadline.now() >= deadline { throw TransportError(.timeout, "\(host) did not answer in time") }
+            if case ChannelError.connectTimeout = error { throw TransportError(.timeout, "\(host) did not answer in time") }
+            throw TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")
+        }
+        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
+            ready.fail(TransportError(.timeout, "\(host) did not answer in time"))
+            channel.close(promise: nil)
+        }
+        do {
+            try await ready.futureResult.get()
+            timer.cancel()
+            return (channel, false)
+        } catch {
+            timer.cancel()
+            channel.close(promise: nil)
+            throw error as? TransportError ?? TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")
+        }
+    }
+
+    private func tlsContext() throws -> NIOSSLContext {
+        try context.withLockedValue { context in
+            if let context { return context }
+            let made = try NIOSSLContext(configuration: tls)
+            context = made
+            return made
+        }
+    }
+
+    private func release(_ channel: any Channel, to origin: Origin) {
+        let kept = idle.withLockedValue { idle in
+            guard channel.isActive, idle[origin, default: []].count < maxIdlePerHost else { return false }
+            idle[origin, default: []].append(IdleConnection(channel: channel, since: .now()))
+            return true
+        }
+        if !kept { channel.close(promise: nil) }
+    }
+
+    // MARK: Values
+
+    /// Where a request goes: scheme, host and port, and what the request line names.
+    struct Origin: Hashable, Sendable {
+        let secure: Bool
+        let host: String
+        let port: Int
+        /// The path and query (never empty: "/" at least).
+        let target: String
+
+        /// `host` as the connection names it: an IPv6 literal without its brackets.
+        var connectHost: String {
+            host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        }
+
+        /// The Host header: the port only when it is not the scheme's own.
+        var hostHeader: String { port == (secure ? 443 : 80) ? host : "\(host):\(port)" }
+
+        static func == (lhs: Origin, rhs: Origin) -> Bool {
+            lhs.secure == rhs.secure && lhs.host == rhs.host && lhs.port == rhs.port
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(secure)
+            hasher.combine(host)
+            hasher.combine(port)
+        }
+
+        init?(url: String) {
+            let scheme: Substring
+            let rest: Substring
+            if url.hasPrefix("https://") {
+                (scheme, rest) = ("https", url.dropFirst(8))
+            } else if url.hasPrefix("http://") {
+                (scheme, rest) = ("http", url.dropFirst(7))
+            } else {
+                return nil
+            }
+            secure = scheme == "https"
+            let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+            let authority = rest[..<end]
+            var path = rest[end...]
+            if let fragment = path.firstIndex(of: "#") { path = path[..<fragment] }
+            target = path.isEmpty ? "/" : (path.first == "?" ? "/" + path : String(path))
+            guard !authority.isEmpty, !authority.contains("@") else { return nil }
+            var hostPart = authority
+            var portNumber = secure ? 443 : 80
+            if let colon = authority.lastIndex(of: ":"), !authority[colon...].contains("]") {
+                guard let parsed = Int(authority[authority.index(after: colon)...]), (1...65535).contains(parsed) else { return nil }
+                portNumber = parsed
+                hostPart = authority[..<colon]
+            }
+            guard !hostPart.isEmpty, hostPart.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else { return nil }
+            host = hostPart.lowercased()
+            port = portNumber
+            // A certificate names a host, not an address: https goes to names only.
+            if secure && (host.hasPrefix("[") || host.allSatisfy({ $0.isNumber || $0 == "." })) { return nil }
+        }
+    }
+
+    struct IdleConnection {
+        let channel: any Channel
+        let since: NIODeadline
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? 0 : Int64.max }
+        let (total, overflowTotal) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return overflowTotal ? Int64.max : max(0, total)
+    }
+
+    /// What went wrong, without anything the request carried: NIO's and NIOSSL's errors name
+    /// the failure (refused, reset, certificate), never a header or a URL's query.
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as IOError: return "\(error.description)"
+        case let error as NIOSSLError: return "TLS: \(error)"
+        case let error as NIOSSLExtraError: return "TLS: \(error)"
+        case let error as ChannelError: return "\(error)"
+        case let error as NIOConnectionError:
+            return "connection failed (\(error.connectionErrors.map { "\($0.error)" }.joined(separator: "; ")))"
+        default: return String(describing: type(of: error))
+        }
+    }
+}
+
+/// One request written on a connection and the answer it waits for.
+struct Exchange: Sendable {
+    let head: HTTPRequestHead
+    let body: ByteBuffer?
+    let limit: Int
+    let answer: EventLoopPromise<Answer>
+}
+
+struct Answer: Sendable {
+    let status: Int
+    let headers: [(String, String)]
+    let body: [UInt8]
+    let keepAlive: Bool
+}
+
+/// Writes an exchange's request and collects its answer, up to its limit; a connection that
+/// closes or fails with an exchange open fails it.
+final class ExchangeHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Exchange
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let host: String
+    private let ready: EventLoopPromise<Void>
+    private let secure: Bool
+    private var pending: EventLoopPromise<Answer>?
+    private var limit = 0
+    private var head: HTTPResponseHead?
+    private var body: [UInt8] = []
+
+    init(host: String, ready: EventLoopPromise<Void>, secure: Bool) {
+        self.host = host
+        self.ready = ready
+        self.secure = secure
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !secure { ready.succeed() }
+        context.fireChannelActive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { ready.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let exchange = unwrapOutboundIn(data)
+        guard pending == nil else {
+            exchange.answer.fail(TransportError(.other, "a connection to \(host) was given two requests at once"))
+            promise?.fail(ChannelError.inappropriateOperationForState)
+            return
+        }
+        pending = exchange.answer
+        limit = exchange.limit
+        head = nil
+        body = []
+        context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
+        if let bytes = exchange.body, bytes.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let received):
+            // An interim answer (100 Continue) is followed by the real one.
+            if received.status.code >= 200 || received.status.code < 100 { head = received }
+        case .body(var bytes):
+            guard pending != nil else { return }
+            guard body.count + bytes.readableBytes <= limit else {
+                fail(TransportError(.tooLarge, "\(host) answered more than \(limit) bytes"))
+                context.close(promise: nil)
+                return
+            }
+            body += bytes.readBytes(length: bytes.readableBytes) ?? []
+        case .end:
+            guard let promise = pending, let head else { return }
+            pending = nil
+            promise.succeed(
+                Answer(status: Int(head.status.code), headers: head.headers.map { ($0.name, $0.value) }, body: body, keepAlive: head.isKeepAlive))
+            self.head = nil
+            body = []
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        ready.fail(TransportError(.connection, "\(host) closed the connection"))
+        fail(TransportError(.connection, "\(host) closed the connection before answering"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        ready.fail(TransportError(.connection, "\(host) could not be reached: \(NIOHTTPTransport.describe(error))"))
+        fail(TransportError(.connection, "\(host) could not be reached: \(NIOHTTPTransport.describe(error))"))
+        context.close(promise: nil)
+    }
+
+    private func fail(_ error: TransportError) {
+        guard let promise = pending else { return }
+        pending = nil
+        promise.fail(error)
+    }
+}
