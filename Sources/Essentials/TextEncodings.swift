@@ -152,3 +152,72 @@ public struct WallClock: Sendable {
         return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec / 1_000_000)
     }
 }
+
+/// Base64 (RFC 4648, section 4: the standard alphabet, padded), as API Gateway, Kinesis and
+/// Bedrock use it.
+public enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    public static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index + 3 <= bytes.count {
+            let group = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+            for shift in [18, 12, 6, 0] { out.append(alphabet[Int((group >> UInt32(shift)) & 0x3F)]) }
+            index += 3
+        }
+        let rest = bytes.count - index
+        if rest > 0 {
+            let group = UInt32(bytes[index]) << 16 | (rest == 2 ? UInt32(bytes[index + 1]) << 8 : 0)
+            out.append(alphabet[Int((group >> 18) & 0x3F)])
+            out.append(alphabet[Int((group >> 12) & 0x3F)])
+            out.append(rest == 2 ? alphabet[Int((group >> 6) & 0x3F)] : UInt8(ascii: "="))
+            out.append(UInt8(ascii: "="))
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The bytes of padded standard base64; nil for anything else (a wrong length, a character
+    /// outside the alphabet, padding anywhere but at the end). Bits left over before the padding
+    /// are ignored, as Foundation ignores them.
+    public static func decode(_ text: String) -> [UInt8]? {
+        let input = Array(text.utf8)
+        guard input.count % 4 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(input.count / 4 * 3)
+        var index = 0
+        while index < input.count {
+            let last = index + 4 == input.count
+            var group: UInt32 = 0
+            var padding = 0
+            for offset in 0..<4 {
+                let byte = input[index + offset]
+                if byte == UInt8(ascii: "=") {
+                    guard last, offset >= 2 else { return nil }
+                    padding += 1
+                    group <<= 6
+                    continue
+                }
+                guard padding == 0, let value = value(of: byte) else { return nil }
+                group = group << 6 | UInt32(value)
+            }
+            out.append(UInt8(truncatingIfNeeded: group >> 16))
+            if padding < 2 { out.append(UInt8(truncatingIfNeeded: group >> 8)) }
+            if padding < 1 { out.append(UInt8(truncatingIfNeeded: group)) }
+            index += 4
+        }
+        return out
+    }
+
+    private static func value(of byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): byte - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): byte - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "+"): 62
+        case UInt8(ascii: "/"): 63
+        default: nil
+        }
+    }
+}

@@ -1,10 +1,5 @@
+import Essentials
 import SafeJSON
-
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 
 /// API Gateway's Lambda proxy integration, both payload formats:
 /// - REST API, payload 1.0: `httpMethod`, `path`, `headers`, `multiValueHeaders`,
@@ -192,7 +187,7 @@ private struct RawEvent {
         var body: [UInt8] = []
         if let text = self.body {
             if isBase64Encoded == true {
-                guard let data = Data(base64Encoded: text) else {
+                guard let data = Base64.decode(text) else {
                     throw .init(errorMessage: "the event's body is marked isBase64Encoded but is not valid base64")
                 }
                 body = Array(data)

@@ -1,10 +1,5 @@
 import Essentials
-
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import SafeJSON
 
 /// Header fields matched case-insensitively, keeping the order and the case they arrived in.
 public struct HTTPHeaders: Sendable, Equatable, Sequence {
@@ -94,9 +89,7 @@ public struct HTTPResponse: Sendable, Equatable {
 
     /// A JSON body from an `Encodable` value (keys sorted, so the output is stable).
     public static func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let body = (try? JSONNodeEncoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         return HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: body)
     }
 

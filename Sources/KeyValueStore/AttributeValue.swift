@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import Essentials
 
 /// DynamoDB's AttributeValue, encoded in DynamoDB's own JSON (`{"S": "x"}`, `{"N": "1"}`, ...).
 public indirect enum AttributeValue: Sendable, Hashable, Codable {
@@ -53,19 +49,19 @@ public indirect enum AttributeValue: Sendable, Hashable, Codable {
         switch self {
         case .s(let value): try container.encode(value, forKey: .S)
         case .n(let value): try container.encode(value, forKey: .N)
-        case .b(let value): try container.encode(Data(value).base64EncodedString(), forKey: .B)
+        case .b(let value): try container.encode(Base64.encode(value), forKey: .B)
         case .bool(let value): try container.encode(value, forKey: .BOOL)
         case .null: try container.encode(true, forKey: .NULL)
         case .m(let value): try container.encode(value, forKey: .M)
         case .l(let value): try container.encode(value, forKey: .L)
         case .ss(let value): try container.encode(value, forKey: .SS)
         case .ns(let value): try container.encode(value, forKey: .NS)
-        case .bs(let value): try container.encode(value.map { Data($0).base64EncodedString() }, forKey: .BS)
+        case .bs(let value): try container.encode(value.map { Base64.encode($0) }, forKey: .BS)
         }
     }
 
     private static func base64(_ text: String, _ decoder: any Decoder) throws -> [UInt8] {
-        guard let data = Data(base64Encoded: text) else {
+        guard let data = Base64.decode(text) else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "invalid base64"))
         }
         return Array(data)

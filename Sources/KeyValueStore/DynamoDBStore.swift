@@ -2,12 +2,6 @@ import AWSSigning
 import HTTPTransport
 import SafeJSON
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// DynamoDB over HTTP: the JSON 1.0 protocol (`POST /`, `X-Amz-Target:
 /// DynamoDB_20120810.<Operation>`, `Content-Type: application/x-amz-json-1.0`), signed with
 /// SigV4 (service `dynamodb`), against AWS or any compatible server (`DYNAMODB_ENDPOINT`).
@@ -133,9 +127,7 @@ public struct DynamoDBStore: KeyValueStore {
     // MARK: The protocol
 
     private func call<Input: Encodable, Output: Decodable>(_ operation: String, _ input: Input) async throws(KeyValueError) -> Output {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        guard let body = try? Array(encoder.encode(input)) else {
+        guard let body = try? JSONNodeEncoder.encode(input) else {
             throw KeyValueError(.invalidRequest, "\(operation): the request cannot be encoded")
         }
         let host = client.host

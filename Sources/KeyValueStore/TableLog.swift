@@ -3,11 +3,6 @@ import Essentials
 import SafeJSON
 import Synchronization
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -577,7 +572,7 @@ extension AttributeValue {
         case ("S", .string(let value)): self = .s(value)
         case ("N", .string(let value)): self = .n(value)
         case ("B", .string(let value)):
-            guard let bytes = Data(base64Encoded: value) else { return nil }
+            guard let bytes = Base64.decode(value) else { return nil }
             self = .b(Array(bytes))
         case ("BOOL", .bool(let value)): self = .bool(value)
         case ("NULL", .bool): self = .null
@@ -602,7 +597,7 @@ extension AttributeValue {
             guard let strings = Self.strings(elements) else { return nil }
             var sets: [[UInt8]] = []
             for text in strings {
-                guard let bytes = Data(base64Encoded: text) else { return nil }
+                guard let bytes = Base64.decode(text) else { return nil }
                 sets.append(Array(bytes))
             }
             self = .bs(sets)
@@ -627,14 +622,14 @@ extension AttributeValue {
         switch self {
         case .s(let value): ["S": .string(value)]
         case .n(let value): ["N": .string(value)]
-        case .b(let value): ["B": .string(Data(value).base64EncodedString())]
+        case .b(let value): ["B": .string(Base64.encode(value))]
         case .bool(let value): ["BOOL": .bool(value)]
         case .null: ["NULL": true]
         case .m(let value): ["M": Self.node(of: value)]
         case .l(let value): ["L": .array(value.map(\.node))]
         case .ss(let value): ["SS": .array(value.map(JSONNode.string))]
         case .ns(let value): ["NS": .array(value.map(JSONNode.string))]
-        case .bs(let value): ["BS": .array(value.map { .string(Data($0).base64EncodedString()) })]
+        case .bs(let value): ["BS": .array(value.map { .string(Base64.encode($0)) })]
         }
     }
 }

@@ -1,11 +1,5 @@
 import HTTPTransport
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// What the agent is asked (SPEC section 6; the body the HTTP agent receives). One request
 /// is one turn: the customer's messages that arrived together, in order.
 public struct AgentRequest: Sendable, Codable, Equatable {
@@ -103,9 +97,7 @@ public struct HTTPAgent: Agent {
     }
 
     public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> AgentReply {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let body = try? encoder.encode(request) else { throw AgentError(.invalidResponse, "the request cannot be encoded") }
+        guard let body = try? JSONNodeEncoder.encode(request) else { throw AgentError(.invalidResponse, "the request cannot be encoded") }
         let response: OutboundResponse
         do {
             response = try await transport.send(

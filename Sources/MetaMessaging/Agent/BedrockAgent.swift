@@ -2,12 +2,6 @@ import AWSSigning
 import Essentials
 import HTTPTransport
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Amazon Bedrock Agents: `InvokeAgent` of the agents runtime
 /// (`POST /agents/{agentId}/agentAliases/{agentAliasId}/sessions/{sessionId}/text` on
 /// `bedrock-agent-runtime.{region}.amazonaws.com`), SigV4-signed with the signing name
@@ -136,7 +130,7 @@ public struct BedrockAgent: Agent {
                 throw Self.error(type: type, message: text, status: nil)
             default:
                 guard message.header(":event-type") == "chunk" else { continue }  // trace, returnControl, files
-                guard let encoded = (try? JSON.parse(message.payload))?["bytes"]?.string, let bytes = Data(base64Encoded: encoded) else {
+                guard let encoded = (try? JSON.parse(message.payload))?["bytes"]?.string, let bytes = Base64.decode(encoded) else {
                     throw AgentError(.invalidResponse, "Bedrock: a chunk without base64 bytes")
                 }
                 reply += bytes

@@ -1,12 +1,6 @@
 import Essentials
 import HTTPTransport
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// A Graph API failure, kept whole as Meta reports it (Graph API "Handling Errors":
 /// `{"error": {"message", "type", "code", "error_subcode", "is_transient", "fbtrace_id"}}`).
 /// Never carries a token: messages come from Meta's error object or name the host only.

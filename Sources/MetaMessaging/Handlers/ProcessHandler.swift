@@ -3,12 +3,6 @@ import KeyValueStore
 import Logging
 import SafeJSON
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// `process`: answers the messages `receive` queued on the SQS FIFO queue (SPEC section 3 and
 /// section 4, receive step 8). Takes an SQS event (`Records[]`), claims each message in the
 /// exactly-once ledger (a `queued` record, or an `answering` claim whose lease ran out after a

@@ -2,12 +2,6 @@ import Essentials
 import HTTPTransport
 import SafeJSON
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// The OAuth `state`: what the callback needs to know, signed so it cannot be altered.
 /// Format: `base64url(JSON payload) "." base64url(HMAC-SHA256(first part, OAUTH_STATE_SECRET))`.
 public struct OAuthState: Sendable, Equatable, Codable {
@@ -45,9 +39,7 @@ public struct OAuthState: Sendable, Equatable, Codable {
     }
 
     public func signed(secret: String) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let payload = Base64URL.encode(Array((try? encoder.encode(self)) ?? Data()))
+        let payload = Base64URL.encode(Array((try? JSONNodeEncoder.encode(self)) ?? []))
         let signature = Base64URL.encode(HMACSHA256.sign(Array(payload.utf8), key: Array(secret.utf8)))
         return "\(payload).\(signature)"
     }
@@ -72,7 +64,7 @@ public struct OAuthState: Sendable, Equatable, Codable {
 enum Base64URL {
     static func encode(_ bytes: [UInt8]) -> String {
         String(
-            Data(bytes).base64EncodedString().compactMap { character -> Character? in
+            Base64.encode(bytes).compactMap { character -> Character? in
                 switch character {
                 case "+": "-"
                 case "/": "_"
@@ -86,6 +78,6 @@ enum Base64URL {
         guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else { return nil }
         var base64 = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64).map(Array.init)
+        return Base64.decode(base64).map(Array.init)
     }
 }

@@ -2,12 +2,6 @@ import AWSSigning
 import Essentials
 import HTTPTransport
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Amazon SQS over its JSON protocol (`POST /`, `X-Amz-Target: AmazonSQS.<Action>`,
 /// `Content-Type: application/x-amz-json-1.0`), SigV4-signed for service `sqs`.
 /// Accepted messages go to a FIFO queue: message group = tenant + customer, so a conversation
@@ -42,14 +36,12 @@ public struct SQSQueue: MessageQueue {
     }
 
     public func enqueue(_ messages: [AcceptedMessage]) async throws(QueueError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var start = 0
         while start < messages.count {
             let batch = Array(messages[start..<min(start + 10, messages.count)])
             var entries: [JSON] = []
             for (index, accepted) in batch.enumerated() {
-                guard let body = try? encoder.encode(accepted) else { throw QueueError("a message could not be encoded") }
+                guard let body = try? JSONNodeEncoder.encode(accepted) else { throw QueueError("a message could not be encoded") }
                 entries.append([
                     "Id": .string(String(index)), "MessageBody": .string(String(decoding: body, as: UTF8.self)),
                     "MessageGroupId": .string(Self.groupId(for: accepted)),

@@ -5,12 +5,6 @@ import HTTPTransport
 import Logging
 import Synchronization
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// One event of the conversation log (`"schema": 1`), as the stream's consumers read it.
 public struct ConversationEvent: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
@@ -175,7 +169,7 @@ public struct KinesisConversationLog: ConversationLog {
             var body: [String: JSON] = [
                 "Records": .array(
                     batch.map { record in
-                        ["Data": .string(Data(record.data).base64EncodedString()), "PartitionKey": .string(record.key)]
+                        ["Data": .string(Base64.encode(record.data)), "PartitionKey": .string(record.key)]
                     })
             ]
             body[stream.hasPrefix("arn:") ? "StreamARN" : "StreamName"] = .string(stream)
