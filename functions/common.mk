@@ -2,9 +2,9 @@
 # calls the function's build-<LogicalId> target with ARTIFACTS_DIR set; the target builds the
 # release product with the static Swift standard library and installs it as `bootstrap`.
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
-# Amazon Linux 2023 has glibc 2.34 and an older C++ runtime than the machine that builds, and
-# maybe no zlib: the C++ runtime (BoringSSL needs it) and zlib are linked statically through
-# linker scripts that stand in for their shared libraries; hypot/hypotf are bound to their
+# Amazon Linux 2023 has glibc 2.34 and an older C++ runtime than the machine that builds: the
+# C++ runtime (BoringSSL needs it) is linked statically through a linker script that stands in
+# for its shared library; hypot/hypotf are bound to their
 # pre-2.35 symbol versions and arc4random (2.36) is replaced (Sources/GlibcCompat).
 # scripts/check-al2023 proves it.
 # --no-export-dynamic undoes the -export-dynamic of the static stdlib's link arguments: a
@@ -20,7 +20,6 @@ SWIFT_BUILD := swift build --package-path $(ROOT) --scratch-path $(ROOT)/.build/
 define install_bootstrap
 	mkdir -p "$(STATIC_LIBS)"
 	echo "INPUT($$(gcc -print-file-name=libstdc++.a))" > "$(STATIC_LIBS)/libstdc++.so"
-	echo "INPUT($$(gcc -print-file-name=libz.a))" > "$(STATIC_LIBS)/libz.so"
 	$(SWIFT_BUILD) --product $(1)
 	mkdir -p "$(ARTIFACTS_DIR)"
 	cp "$$($(SWIFT_BUILD) --show-bin-path)/$(1)" "$(ARTIFACTS_DIR)/bootstrap"
