@@ -357,6 +357,20 @@ if wants("receive") {
     await graph.shutdown()
 }
 
+// MARK: the reply-only loop alone, long enough to profile (`bench <bin> loop`, not in the default run)
+if sections.contains("loop") {
+    let graph = try await demoGraph()
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: ["SENDER_ACTIONS": "off", "METRICS": "off"])
+    func event(_ index: Int) -> [UInt8] { instagramWebhook(mid: "m_loop_\(index)_\(UUID().uuidString)", timestamp: index, signature: signature) }
+    let count = 5000
+    print("receive pid \(loop.process.processIdentifier)")
+    let (latencies, seconds, _) = await loop.time(warmUp: (0..<20).map(event), events: (0..<count).map { event(1000 + $0) })
+    line("webhooks/s, Lambda loop, reply only, 5000 in a row", "\(fmt(Double(count) / seconds, 0)) /s (median \(fmt(median(latencies))) ms)")
+    await loop.stop()
+    await graph.shutdown()
+}
+
 // MARK: receive's cold start in local mode, beside verify's (issue 19)
 if wants("receive") {
     let graph = try await demoGraph()
