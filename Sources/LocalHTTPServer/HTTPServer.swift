@@ -224,10 +224,7 @@ final class ConnectionTimers: @unchecked Sendable {
     private func arm(_ duration: Duration) {
         timer?.cancel()
         let channel = self.channel
-        let (seconds, attoseconds) = duration.components
-        let whole = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let nanoseconds = whole.overflow ? Int64.max : whole.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
-        timer = channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+        timer = channel.eventLoop.scheduleTask(in: TimeAmount(duration)) {
             channel.close(promise: nil)
         }
     }

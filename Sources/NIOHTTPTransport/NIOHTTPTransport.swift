@@ -38,7 +38,7 @@ public final class NIOHTTPTransport: HTTPTransport {
     package init(maxResponseBytes: Int = 8 * 1024 * 1024, idleLimit: Duration = .seconds(15), tls: TLSConfiguration, maxIdlePerHost: Int = 16) {
         self.group = MultiThreadedEventLoopGroup.singleton
         self.maxResponseBytes = maxResponseBytes
-        self.idleLimit = .nanoseconds(Self.nanoseconds(idleLimit))
+        self.idleLimit = TimeAmount(idleLimit)
         self.tls = tls
         self.maxIdlePerHost = maxIdlePerHost
     }
@@ -53,7 +53,7 @@ public final class NIOHTTPTransport: HTTPTransport {
         guard let origin = Origin(url: request.url) else {
             throw TransportError(.other, "not an http or https URL with a host")
         }
-        let deadline = NIODeadline.now() + .nanoseconds(Self.nanoseconds(timeout))
+        let deadline = NIODeadline.now() + max(.zero, TimeAmount(timeout))
         var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: origin.target)
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
         if !head.headers.contains(name: "host") { head.headers.add(name: "Host", value: origin.hostHeader) }
@@ -255,14 +255,6 @@ public final class NIOHTTPTransport: HTTPTransport {
     struct IdleConnection {
         let channel: any Channel
         let since: NIODeadline
-    }
-
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? 0 : Int64.max }
-        let (total, overflowTotal) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
-        return overflowTotal ? Int64.max : max(0, total)
     }
 
     /// What went wrong, without anything the request carried: NIO's and NIOSSL's errors name
