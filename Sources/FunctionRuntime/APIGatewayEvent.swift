@@ -187,10 +187,10 @@ private struct RawEvent {
         var body: [UInt8] = []
         if let text = self.body {
             if isBase64Encoded == true {
-                guard let data = Base64.decode(text) else {
+                guard let decoded = Base64.decode(text) else {
                     throw .init(errorMessage: "the event's body is marked isBase64Encoded but is not valid base64")
                 }
-                body = Array(data)
+                body = decoded
             } else {
                 body = Array(text.utf8)
             }

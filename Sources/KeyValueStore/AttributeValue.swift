@@ -61,10 +61,10 @@ public indirect enum AttributeValue: Sendable, Hashable, Codable {
     }
 
     private static func base64(_ text: String, _ decoder: any Decoder) throws -> [UInt8] {
-        guard let data = Base64.decode(text) else {
+        guard let bytes = Base64.decode(text) else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "invalid base64"))
         }
-        return Array(data)
+        return bytes
     }
 }
 

@@ -39,7 +39,7 @@ public struct OAuthState: Sendable, Equatable, Codable {
     }
 
     public func signed(secret: String) -> String {
-        let payload = Base64URL.encode(Array((try? JSONNodeEncoder.encode(self)) ?? []))
+        let payload = Base64URL.encode((try? JSONNodeEncoder.encode(self)) ?? [])
         let signature = Base64URL.encode(HMACSHA256.sign(Array(payload.utf8), key: Array(secret.utf8)))
         return "\(payload).\(signature)"
     }
@@ -78,6 +78,6 @@ enum Base64URL {
         guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else { return nil }
         var base64 = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         while base64.count % 4 != 0 { base64 += "=" }
-        return Base64.decode(base64).map(Array.init)
+        return Base64.decode(base64)
     }
 }
