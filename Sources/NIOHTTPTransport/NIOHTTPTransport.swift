@@ -50,11 +50,11 @@ public final class NIOHTTPTransport: HTTPTransport {
     }
 
     public func send(_ request: OutboundRequest, timeout: Duration) async throws(TransportError) -> OutboundResponse {
-        guard let origin = Origin(url: request.url) else {
+        guard let (origin, target) = Origin.parse(request.url) else {
             throw TransportError(.other, "not an http or https URL with a host")
         }
         let deadline = NIODeadline.now() + max(.zero, TimeAmount(timeout))
-        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: origin.target)
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: target)
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
         if !head.headers.contains(name: "host") { head.headers.add(name: "Host", value: origin.hostHeader) }
         let hasBody = !request.body.isEmpty || request.method == "POST" || request.method == "PUT" || request.method == "PATCH"
@@ -68,8 +68,7 @@ public final class NIOHTTPTransport: HTTPTransport {
             case .answered(let answer):
                 if answer.keepAlive { release(channel, to: origin) } else { channel.close(promise: nil) }
                 return OutboundResponse(status: answer.status, headers: answer.headers, body: answer.body)
-            case .unsent(let error) where reused:
-                _ = error
+            case .unsent where reused:
                 (channel, reused) = try await connection(to: origin, deadline: deadline, reuse: false)
             case .unsent(let error), .failed(let error):
                 throw error
@@ -194,13 +193,11 @@ public final class NIOHTTPTransport: HTTPTransport {
 
     // MARK: Values
 
-    /// Where a request goes: scheme, host and port, and what the request line names.
+    /// Where a request goes, and what its connections are kept by: scheme, host and port.
     struct Origin: Hashable, Sendable {
         let secure: Bool
         let host: String
         let port: Int
-        /// The path and query (never empty: "/" at least).
-        let target: String
 
         /// `host` as the connection names it: an IPv6 literal without its brackets.
         var connectHost: String {
@@ -210,32 +207,23 @@ public final class NIOHTTPTransport: HTTPTransport {
         /// The Host header: the port only when it is not the scheme's own.
         var hostHeader: String { port == (secure ? 443 : 80) ? host : "\(host):\(port)" }
 
-        static func == (lhs: Origin, rhs: Origin) -> Bool {
-            lhs.secure == rhs.secure && lhs.host == rhs.host && lhs.port == rhs.port
-        }
-
-        func hash(into hasher: inout Hasher) {
-            hasher.combine(secure)
-            hasher.combine(host)
-            hasher.combine(port)
-        }
-
-        init?(url: String) {
-            let scheme: Substring
+        /// The origin of an http or https URL, and the target its request line names (the path
+        /// and query, "/" at least); nil for any other URL, or one with credentials or a bad port.
+        static func parse(_ url: String) -> (origin: Origin, target: String)? {
+            let secure: Bool
             let rest: Substring
             if url.hasPrefix("https://") {
-                (scheme, rest) = ("https", url.dropFirst(8))
+                (secure, rest) = (true, url.dropFirst(8))
             } else if url.hasPrefix("http://") {
-                (scheme, rest) = ("http", url.dropFirst(7))
+                (secure, rest) = (false, url.dropFirst(7))
             } else {
                 return nil
             }
-            secure = scheme == "https"
             let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
             let authority = rest[..<end]
             var path = rest[end...]
             if let fragment = path.firstIndex(of: "#") { path = path[..<fragment] }
-            target = path.isEmpty ? "/" : (path.first == "?" ? "/" + path : String(path))
+            let target = path.isEmpty ? "/" : (path.first == "?" ? "/" + path : String(path))
             guard !authority.isEmpty, !authority.contains("@") else { return nil }
             var hostPart = authority
             var portNumber = secure ? 443 : 80
@@ -245,10 +233,10 @@ public final class NIOHTTPTransport: HTTPTransport {
                 hostPart = authority[..<colon]
             }
             guard !hostPart.isEmpty, hostPart.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else { return nil }
-            host = hostPart.lowercased()
-            port = portNumber
+            let host = hostPart.lowercased()
             // A certificate names a host, not an address: https goes to names only.
             if secure && (host.hasPrefix("[") || host.allSatisfy({ $0.isNumber || $0 == "." })) { return nil }
+            return (Origin(secure: secure, host: host, port: portNumber), target)
         }
     }
 
@@ -261,7 +249,7 @@ public final class NIOHTTPTransport: HTTPTransport {
     /// the failure (refused, reset, certificate), never a header or a URL's query.
     static func describe(_ error: any Error) -> String {
         switch error {
-        case let error as IOError: return "\(error.description)"
+        case let error as IOError: return error.description
         case let error as NIOSSLError: return "TLS: \(error)"
         case let error as NIOSSLExtraError: return "TLS: \(error)"
         case let error as ChannelError: return "\(error)"
