@@ -56,6 +56,12 @@ public final class RuntimeAPIStandIn: Sendable {
         await state.initError(timeout: timeout)
     }
 
+    /// How long the function had the invocation: from `next` handing it out to its response or
+    /// error arriving (what Lambda bills as the duration); nil until both happened.
+    public func serviceTime(of requestID: String) async -> Duration? {
+        await state.serviceTime(of: requestID)
+    }
+
     public var nextCalls: Int { get async { await state.nextCalls } }
     public var connectionCount: Int { server.acceptedConnections }
 
@@ -69,6 +75,8 @@ private actor State {
     var outcomeWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var initErrorValue: RuntimeAPIStandIn.InitError?
     var nextCalls = 0
+    var handedOut: [String: ContinuousClock.Instant] = [:]
+    var answered: [String: ContinuousClock.Instant] = [:]
 
     func enqueue(_ invocation: RuntimeAPIStandIn.Invocation) {
         if waiters.isEmpty {
@@ -90,6 +98,7 @@ private actor State {
         if request.method == "GET", rest == "invocation/next" {
             nextCalls += 1
             let invocation = await nextInvocation()
+            handedOut[invocation.requestID] = .now
             return LoopbackServer.Response(
                 status: 200,
                 headers: [
@@ -114,10 +123,16 @@ private actor State {
             case "error": outcomes[id] = .error(errorType: request.header("Lambda-Runtime-Function-Error-Type") ?? "", body: request.bodyText)
             default: return .json(404, #"{"errorMessage":"not found"}"#)
             }
+            answered[id] = .now
             for waiter in outcomeWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
             return .json(202, #"{"status":"OK"}"#)
         }
         return .json(404, #"{"errorMessage":"not found"}"#)
+    }
+
+    func serviceTime(of id: String) -> Duration? {
+        guard let start = handedOut[id], let end = answered[id] else { return nil }
+        return end - start
     }
 
     /// Resumes as soon as the outcome is posted (or the timeout passes).
