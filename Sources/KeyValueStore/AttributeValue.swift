@@ -200,6 +200,19 @@ public protocol KeyValueStore: Sendable {
     /// (nil: from the start), and the key to go on from (nil: nothing is left). For jobs that
     /// walk a table a page at a time; the order is the store's own.
     func scan(_ table: TableSchema, after: Item?, limit: Int) async throws(KeyValueError) -> ScanPage
+    /// Several writes to one table, in order, each with its own condition and outcome (the item
+    /// as it now is, or why it was not written): not a transaction, but a write sees the ones
+    /// before it. A store that can makes them durable together (the file store: one append,
+    /// one sync); DynamoDB makes one request each.
+    func write(_ table: TableSchema, _ writes: [TableWrite]) async throws(KeyValueError) -> [Result<Item, KeyValueError>]
+}
+
+/// One write of a batch (`KeyValueStore.write`).
+public enum TableWrite: Sendable, Equatable {
+    /// As `put`: the whole item, if `condition` holds.
+    case put(Item, condition: Condition? = nil)
+    /// As `update`: sets and removes attributes of the item under `key`, if `condition` holds.
+    case update(key: Item, set: Item, remove: [String] = [], condition: Condition? = nil)
 }
 
 /// A page of a scan.
@@ -215,6 +228,26 @@ public struct ScanPage: Sendable, Equatable {
 }
 
 extension KeyValueStore {
+    /// One request after another: what a store without batches does.
+    public func write(_ table: TableSchema, _ writes: [TableWrite]) async throws(KeyValueError) -> [Result<Item, KeyValueError>] {
+        var outcomes: [Result<Item, KeyValueError>] = []
+        outcomes.reserveCapacity(writes.count)
+        for write in writes {
+            do throws(KeyValueError) {
+                switch write {
+                case .put(let item, let condition):
+                    try await put(table, item: item, condition: condition)
+                    outcomes.append(.success(item))
+                case .update(let key, let set, let remove, let condition):
+                    outcomes.append(.success(try await update(table, key: key, set: set, remove: remove, condition: condition)))
+                }
+            } catch {
+                outcomes.append(.failure(error))
+            }
+        }
+        return outcomes
+    }
+
     public func put(_ table: TableSchema, item: Item) async throws(KeyValueError) {
         try await put(table, item: item, condition: nil)
     }

@@ -57,30 +57,63 @@ public struct FileStore: KeyValueStore {
     }
 
     public func put(_ table: TableSchema, item: Item, condition: Condition?) async throws(KeyValueError) {
-        guard let key = table.key(of: item) else {
-            throw KeyValueError(.invalidRequest, "the item lacks the key attributes of \(table.name)")
-        }
-        try await log(of: table).write(now: now) { items throws(KeyValueError) in
-            if let condition, !condition.holds(for: items.item(for: key)) {
-                throw KeyValueError(.conditionFailed, "the condition on \(table.name) did not hold")
-            }
-            return (.put(key: key, item: item), ())
-        }
+        let decide = try Self.decision(table, .put(item, condition: condition))
+        _ = try await log(of: table).write(now: now) { items throws(KeyValueError) in try decide(items) }
     }
 
     public func update(_ table: TableSchema, key: Item, set: Item, remove: [String], condition: Condition?) async throws(KeyValueError) -> Item {
-        guard table.key(of: key) == key else {
-            throw KeyValueError(.invalidRequest, "the key does not match the key schema of \(table.name)")
-        }
-        return try await log(of: table).write(now: now) { items throws(KeyValueError) in
-            let current = items.item(for: key)
-            if let condition, !condition.holds(for: current) {
-                throw KeyValueError(.conditionFailed, "the condition on \(table.name) did not hold")
+        let decide = try Self.decision(table, .update(key: key, set: set, remove: remove, condition: condition))
+        return try await log(of: table).write(now: now) { items throws(KeyValueError) in try decide(items) }
+    }
+
+    /// The writes, decided in order under one lock (each sees the ones before it), appended
+    /// together and synced once.
+    public func write(_ table: TableSchema, _ writes: [TableWrite]) async throws(KeyValueError) -> [Result<Item, KeyValueError>] {
+        let log = try log(of: table)
+        var outcomes: [Result<Item, KeyValueError>?] = []
+        var deciders: [Decision] = []
+        for write in writes {
+            do throws(KeyValueError) {
+                deciders.append(try Self.decision(table, write))
+                outcomes.append(nil)
+            } catch {
+                outcomes.append(.failure(error))
             }
-            var updated = current ?? key
-            for (name, value) in set where key[name] == nil { updated[name] = value }
-            for name in remove where key[name] == nil { updated[name] = nil }
-            return (.put(key: key, item: updated), updated)
+        }
+        var decided = try await log.write(now: now, deciders)[...]
+        return outcomes.map { outcome in outcome ?? decided.popFirst() ?? .failure(KeyValueError(.unavailable, "a write went undecided")) }
+    }
+
+    typealias Decision = @Sendable (LogItems) throws(KeyValueError) -> (LogChange?, Item)
+
+    /// What a write does to the table as it is when the lock is held: the change and the item
+    /// as it then is, or `conditionFailed`. A key that does not fit the table is refused first.
+    private static func decision(_ table: TableSchema, _ write: TableWrite) throws(KeyValueError) -> Decision {
+        switch write {
+        case .put(let item, let condition):
+            guard let key = table.key(of: item) else {
+                throw KeyValueError(.invalidRequest, "the item lacks the key attributes of \(table.name)")
+            }
+            return { items throws(KeyValueError) in
+                if let condition, !condition.holds(for: items.item(for: key)) {
+                    throw KeyValueError(.conditionFailed, "the condition on \(table.name) did not hold")
+                }
+                return (.put(key: key, item: item), item)
+            }
+        case .update(let key, let set, let remove, let condition):
+            guard table.key(of: key) == key else {
+                throw KeyValueError(.invalidRequest, "the key does not match the key schema of \(table.name)")
+            }
+            return { items throws(KeyValueError) in
+                let current = items.item(for: key)
+                if let condition, !condition.holds(for: current) {
+                    throw KeyValueError(.conditionFailed, "the condition on \(table.name) did not hold")
+                }
+                var updated = current ?? key
+                for (name, value) in set where key[name] == nil { updated[name] = value }
+                for name in remove where key[name] == nil { updated[name] = nil }
+                return (.put(key: key, item: updated), updated)
+            }
         }
     }
 

@@ -65,20 +65,47 @@ final class TableLog: @unchecked Sendable {
     }
 
     /// Catches up, lets `decide` choose a change (or none) from the items as they are, and
-    /// appends it: the change is on disk when this returns. When it is time to look at
-    /// compacting, that happens afterwards on the log's queue, so no write waits for it.
+    /// appends it: the change is on disk when this returns.
     func write<T: Sendable>(
         now: @escaping @Sendable () -> Int64, _ decide: @escaping @Sendable (LogItems) throws(KeyValueError) -> (LogChange?, T)
     ) async throws(KeyValueError) -> T {
-        let (result, checkCompaction) = try await perform(exclusive: true, inline: false) { lock throws(KeyValueError) -> (T, Bool) in
+        let outcomes = try await write(now: now, [decide])
+        guard let outcome = outcomes.first else { throw KeyValueError(.unavailable, "the write went undecided") }
+        return try outcome.get()
+    }
+
+    /// Catches up, then lets each of `deciders` in turn choose a change (or none, or throw)
+    /// from the items as the ones before it left them, and appends the changes together: they
+    /// are on disk, with one sync, when this returns. When it is time to look at compacting,
+    /// that happens afterwards on the log's queue, so no write waits for it.
+    func write<T: Sendable>(
+        now: @escaping @Sendable () -> Int64, _ deciders: [@Sendable (LogItems) throws(KeyValueError) -> (LogChange?, T)]
+    ) async throws(KeyValueError) -> [Result<T, KeyValueError>] {
+        let (outcomes, checkCompaction) = try await perform(exclusive: true, inline: false) {
+            lock throws(KeyValueError) -> ([Result<T, KeyValueError>], Bool) in
             let fd = try self.openForWriting()
             defer { close(fd) }
             let tail = try self.catchUp(fd, lock: lock)
             self.state.items.now = now()
-            let (change, result) = try decide(self.state.items)
-            guard let change else { return (result, false) }
-            try self.append(change, to: fd, cutting: tail == .torn)
-            return (result, self.state.lines >= self.state.nextCompactionCheck)
+            var outcomes: [Result<T, KeyValueError>] = []
+            outcomes.reserveCapacity(deciders.count)
+            var changes: [LogChange] = []
+            for decide in deciders {
+                do throws(KeyValueError) {
+                    let (change, result) = try decide(self.state.items)
+                    if let change {
+                        // Seen by the next decider; dropped with the state if the append fails.
+                        self.state.items.apply(change)
+                        changes.append(change)
+                    }
+                    outcomes.append(.success(result))
+                } catch {
+                    outcomes.append(.failure(error))
+                }
+            }
+            guard !changes.isEmpty else { return (outcomes, false) }
+            try self.append(changes, to: fd, cutting: tail == .torn)
+            return (outcomes, self.state.lines >= self.state.nextCompactionCheck)
         }
         if checkCompaction {
             queue.async {
@@ -95,7 +122,7 @@ final class TableLog: @unchecked Sendable {
                 }
             }
         }
-        return result
+        return outcomes
     }
 
     func compactNow(now: @escaping @Sendable () -> Int64) async throws(KeyValueError) {
@@ -287,12 +314,18 @@ final class TableLog: @unchecked Sendable {
 
     // MARK: Appending
 
-    private func append(_ change: LogChange, to fd: Int32, cutting torn: Bool) throws(KeyValueError) {
+    /// Appends `changes` (already applied to `state.items`) in one write and one sync.
+    private func append(_ changes: [LogChange], to fd: Int32, cutting torn: Bool) throws(KeyValueError) {
         var line: [UInt8] = state.missingNewline ? [Self.newline] : []
-        line += LogRecord.encode(change)
-        line.append(Self.newline)
+        for change in changes {
+            line += LogRecord.encode(change)
+            line.append(Self.newline)
+        }
         if torn {
-            guard ftruncate(fd, off_t(state.offset)) == 0 else { throw Self.ioError("cannot cut the unfinished last line of \(path)") }
+            guard ftruncate(fd, off_t(state.offset)) == 0 else {
+                state = LogState(schema: schema)
+                throw Self.ioError("cannot cut the unfinished last line of \(path)")
+            }
         }
         do throws(KeyValueError) {
             try Self.writeAll(fd, line, path: path)
@@ -304,10 +337,9 @@ final class TableLog: @unchecked Sendable {
             throw error
         }
         state.offset += line.count
-        state.lines += 1
-        state.lineNumber += state.missingNewline ? 2 : 1
+        state.lines += changes.count
+        state.lineNumber += changes.count + (state.missingNewline ? 1 : 0)
         state.missingNewline = false
-        state.items.apply(change)
     }
 
     // MARK: Compacting

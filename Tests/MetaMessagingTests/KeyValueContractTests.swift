@@ -157,6 +157,35 @@ import Testing
     }
 
     @Test(arguments: StoreBackend.allCases)
+    func aBatchOfWritesHasOneOutcomeEachInOrder(_ backend: StoreBackend) async throws {
+        let (simple, sorted) = Self.tables()
+        let store = try await Stores.make(backend, tables: [simple, sorted])
+        try await store.put(simple, item: ["id": .s("claimed"), "owner": .s("first"), "leaseUntil": .n("10")])
+        let outcomes = try await store.write(
+            simple,
+            [
+                // Taken over by someone else: not written, the rest still is.
+                .update(key: ["id": .s("claimed")], set: ["status": .s("answered")], remove: ["leaseUntil"], condition: .equals("owner", .s("second"))),
+                .put(["id": .s("sent:1"), "status": .s("sent")]),
+                // Sees the put before it in the same batch.
+                .update(key: ["id": .s("sent:1")], set: ["status": .s("delivered")], condition: .itemPresent),
+                .update(key: ["id": .s("claimed")], set: ["status": .s("answered")], remove: ["leaseUntil"], condition: .equals("owner", .s("first"))),
+                // Lacks the key: refused, and the batch goes on.
+                .put(["other": .s("x")]),
+                .put(["id": .s("absent-only")], condition: .itemAbsent),
+            ])
+        #expect(outcomes.count == 6)
+        let codes = outcomes.map { outcome -> KeyValueError.Code? in if case .failure(let error) = outcome { error.code } else { nil } }
+        #expect(codes == [.conditionFailed, nil, nil, nil, .invalidRequest, nil])
+        #expect(try outcomes[2].get()["status"] == .s("delivered"))
+        #expect(try outcomes[3].get() == ["id": .s("claimed"), "owner": .s("first"), "status": .s("answered")])
+        #expect(try await store.get(simple, key: ["id": .s("claimed")]) == ["id": .s("claimed"), "owner": .s("first"), "status": .s("answered")])
+        #expect(try await store.get(simple, key: ["id": .s("sent:1")]) == ["id": .s("sent:1"), "status": .s("delivered")])
+        #expect(try await store.get(simple, key: ["id": .s("absent-only")]) != nil)
+        #expect(try await store.write(simple, []).isEmpty)
+    }
+
+    @Test(arguments: StoreBackend.allCases)
     func unknownTableIsATypedError(_ backend: StoreBackend) async throws {
         let (simple, _) = Self.tables()
         let store = try await Stores.make(backend, tables: [simple])

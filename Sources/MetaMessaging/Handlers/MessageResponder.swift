@@ -210,6 +210,9 @@ public struct MessageResponder: Sendable {
             return .noReply
         }
         var sent: [SentMessage] = []
+        // The last part's id is recorded with the turn's outcome, in the same write: it is
+        // written as soon as it would be alone, and the file store syncs once for both.
+        var lastSent: MessageLedger.SentRecord?
         let graphStart = ContinuousClock.now
         defer { trace.graphLatencyMs = Self.milliseconds(since: graphStart, until: .now) }
         for (index, part) in parts.enumerated() {
@@ -218,7 +221,11 @@ public struct MessageResponder: Sendable {
                     OutboundMessage(text: part), platform: platform, recipientId: last.senderId,
                     credentials: credentials, messagingType: .response, deadline: deadline, continuing: index > 0, logger: logger)
                 sent.append(message)
-                await recordSent(message, answering: last.messageId, businessId: tenant.businessId, platform: platform, later: later, logger: logger)
+                if index == parts.count - 1, !(platform == .whatsapp && later != nil) {
+                    lastSent = MessageLedger.SentRecord(sentId: message.messageId, inReplyTo: last.messageId, businessId: tenant.businessId)
+                } else {
+                    await recordSent(message, answering: last.messageId, businessId: tenant.businessId, platform: platform, later: later, logger: logger)
+                }
             } catch {
                 trace.errorCode = error.graph?.code
                 if index == 0, let seconds = error.retryAfterSeconds {
@@ -244,8 +251,8 @@ public struct MessageResponder: Sendable {
             }
         }
         logger.info("reply sent", metadata: ["replyId": "\(sent.last?.messageId ?? "")", "parts": "\(parts.count)"])
+        await record(turn, status: .answered, detail: reply.handoff ? "handed over" : nil, sent: lastSent, logger: logger)
         if reply.handoff { await handOver(last, account: account, tenant: tenant, logger: logger) }
-        await record(turn, status: .answered, detail: reply.handoff ? "handed over" : nil, logger: logger)
         return .answered(sent)
     }
 
@@ -356,17 +363,28 @@ public struct MessageResponder: Sendable {
         }
     }
 
-    private func record(_ turn: [Claimed], status: MessageLedger.Status, detail: String?, logger: Logger) async {
-        for claimed in turn {
-            do {
-                if try await !ledger.finish(claimed.message.messageId, owner: claimed.owner, status: status, detail: detail) {
-                    logger.warning("the claim was taken over before the outcome was recorded")
-                }
-            } catch {
-                // The reply is out; the record keeps its claim and its lease, which stops a
-                // redelivery within the lease. Logged for the operator.
-                logger.error("could not record the outcome", metadata: ["error": "\(error)"])
+    private func record(
+        _ turn: [Claimed], status: MessageLedger.Status, detail: String?, sent: MessageLedger.SentRecord? = nil, logger: Logger
+    ) async {
+        let outcome: MessageLedger.FinishOutcome
+        do {
+            outcome = try await ledger.finish(turn.map { ($0.message.messageId, $0.owner) }, status: status, detail: detail, sent: sent)
+        } catch {
+            // The reply is out; the records keep their claims and leases, which stop a
+            // redelivery within the lease. Logged for the operator.
+            logger.error("could not record the outcome", metadata: ["error": "\(error)"])
+            if sent != nil { logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"]) }
+            return
+        }
+        for claim in outcome.claims {
+            switch claim {
+            case .success(true): break
+            case .success(false): logger.warning("the claim was taken over before the outcome was recorded")
+            case .failure(let error): logger.error("could not record the outcome", metadata: ["error": "\(error)"])
             }
+        }
+        if case .failure(let error)? = outcome.sent {
+            logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
         }
     }
 }

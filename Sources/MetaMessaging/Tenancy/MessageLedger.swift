@@ -77,16 +77,57 @@ public struct MessageLedger: Sendable {
     /// claimer took the message over meanwhile.
     @discardableResult
     public func finish(_ messageId: String, owner: String, status: Status, detail: String? = nil) async throws(KeyValueError) -> Bool {
-        var set: Item = ["status": .s(status.rawValue), "updatedAt": .s(ISO8601.format(epochSeconds: clock.epochSeconds()))]
-        if let detail { set["detail"] = .s(detail) }
-        do {
-            try await store.update(
-                table, key: ["messageId": .s(messageId)], set: set, remove: ["leaseUntil"],
-                condition: .equals("owner", .s(owner)))
-            return true
-        } catch  where error.code == .conditionFailed {
-            return false
+        let outcome = try await finish([(messageId, owner)], status: status, detail: detail)
+        guard let claim = outcome.claims.first else { return false }
+        return try claim.get()
+    }
+
+    /// A message we sent (ids only), as `recordSent` records it.
+    public struct SentRecord: Sendable, Equatable {
+        public let sentId: String
+        /// The inbound message it answered (nil for a business's own `send`).
+        public let inReplyTo: String?
+        public let businessId: String
+
+        public init(sentId: String, inReplyTo: String?, businessId: String) {
+            self.sentId = sentId
+            self.inReplyTo = inReplyTo
+            self.businessId = businessId
         }
+    }
+
+    public struct FinishOutcome: Sendable {
+        /// Per claim, in order: whether its owner still held it (false: taken over, not
+        /// written), or why it could not be written.
+        public var claims: [Result<Bool, KeyValueError>]
+        /// What became of the sent message's record, when one was given.
+        public var sent: Result<Void, KeyValueError>?
+    }
+
+    /// Records the outcome of each claimed message, as `finish` does one, and the message sent
+    /// last, as `recordSent` does: one write to the table, which the file store makes durable
+    /// with one sync (a turn's final step, right after its last send).
+    public func finish(
+        _ claims: [(messageId: String, owner: String)], status: Status, detail: String? = nil, sent: SentRecord? = nil
+    ) async throws(KeyValueError) -> FinishOutcome {
+        let now = clock.epochSeconds()
+        var set: Item = ["status": .s(status.rawValue), "updatedAt": .s(ISO8601.format(epochSeconds: now))]
+        if let detail { set["detail"] = .s(detail) }
+        var writes = claims.map { claim in
+            TableWrite.update(key: ["messageId": .s(claim.messageId)], set: set, remove: ["leaseUntil"], condition: .equals("owner", .s(claim.owner)))
+        }
+        if let sent { writes.append(.put(sentItem(sent, now: now))) }
+        let outcomes = try await store.write(table, writes)
+        var finished: [Result<Bool, KeyValueError>] = []
+        for outcome in outcomes.prefix(claims.count) {
+            switch outcome {
+            case .success: finished.append(.success(true))
+            case .failure(let error) where error.code == .conditionFailed: finished.append(.success(false))
+            case .failure(let error): finished.append(.failure(error))
+            }
+        }
+        let sentOutcome = sent == nil ? nil : outcomes.dropFirst(claims.count).first.map { $0.map { _ in () } }
+        return FinishOutcome(claims: finished, sent: sentOutcome)
     }
 
     /// Gives a claim up at once (the work could not be done now and must be possible on the
@@ -132,14 +173,17 @@ public struct MessageLedger: Sendable {
     /// message it answered (nil for a business's own `send`), so a later delivery status can
     /// be put on the right record.
     public func recordSent(_ sentId: String, answering inboundId: String?, businessId: String) async throws(KeyValueError) {
-        let now = clock.epochSeconds()
-        var item = Self.sentKey(sentId)
+        try await store.put(table, item: sentItem(SentRecord(sentId: sentId, inReplyTo: inboundId, businessId: businessId), now: clock.epochSeconds()))
+    }
+
+    private func sentItem(_ sent: SentRecord, now: Int64) -> Item {
+        var item = Self.sentKey(sent.sentId)
         item["status"] = .s("sent")
-        item["businessId"] = .s(businessId)
+        item["businessId"] = .s(sent.businessId)
         item["expiresAt"] = .number(now + retentionSeconds)
         item["updatedAt"] = .s(ISO8601.format(epochSeconds: now))
-        if let inboundId { item["inReplyTo"] = .s(inboundId) }
-        try await store.put(table, item: item)
+        if let inReplyTo = sent.inReplyTo { item["inReplyTo"] = .s(inReplyTo) }
+        return item
     }
 
     /// Whether we recorded sending the message with this id (the Send API's `message_id`).
