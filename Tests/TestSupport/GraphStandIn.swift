@@ -26,15 +26,24 @@ public final class GraphStandIn: Sendable {
         /// When the call arrived (for load scripts: when a reply reached "Meta").
         public var at: ContinuousClock.Instant = .now
 
+        /// A POST on `.../messages` that carries a message (not a sender action or read receipt).
+        public let isMessage: Bool
+
+        public init(method: String, path: String, query: [String: String], token: String?, rawBody: [UInt8], body: [String: Any]?) {
+            self.method = method
+            self.path = path
+            self.query = query
+            self.token = token
+            self.rawBody = rawBody
+            isMessage = path.hasSuffix("/messages") && method == "POST" && body?["sender_action"] == nil && body?["status"] == nil
+        }
+
         /// The JSON body, parsed on demand.
-        public var body: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(rawBody))) as? [String: Any] }
+        public var body: [String: Any]? { Self.parse(rawBody) }
+
+        static func parse(_ body: [UInt8]) -> [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] }
 
         public var accountId: String { path.split(separator: "/").dropFirst().first.map(String.init) ?? "" }
-
-        /// A POST on `.../messages` that carries a message (not a sender action or read receipt).
-        public var isMessage: Bool {
-            path.hasSuffix("/messages") && method == "POST" && body?["sender_action"] == nil && body?["status"] == nil
-        }
     }
 
     public let server: LoopbackServer
@@ -197,8 +206,10 @@ actor GraphState {
 
     private func answerOrScript(_ request: LoopbackServer.Request, appSecret: String, version: String) -> (LoopbackServer.Response, ContinuousClock.Instant?) {
         let authorization = request.header("Authorization")
-        let token = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? request.query["access_token"]
-        let call = GraphStandIn.Sent(method: request.method, path: request.path, query: request.query, token: token, rawBody: request.body)
+        let query = request.query
+        let body = GraphStandIn.Sent.parse(request.body)
+        let token = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? query["access_token"]
+        let call = GraphStandIn.Sent(method: request.method, path: request.path, query: query, token: token, rawBody: request.body, body: body)
         calls.append(call)
         let isSenderAction = call.path.hasSuffix("/messages") && call.method == "POST" && !call.isMessage
         if let index = scripted.firstIndex(where: {
@@ -206,7 +217,7 @@ actor GraphState {
         }) {
             return (scripted[index].responses.removeFirst(), scripted[index].answerAt)
         }
-        return (answer(request, token: token, appSecret: appSecret, version: version), nil)
+        return (answer(request, query: query, body: body, token: token, appSecret: appSecret, version: version), nil)
     }
 
     /// Graph API "Debug-Token": the caller must use the app access token; an unknown input
@@ -237,18 +248,18 @@ actor GraphState {
         )
     }
 
-    private func answer(_ request: LoopbackServer.Request, token: String?, appSecret: String, version: String) -> LoopbackServer.Response {
+    private func answer(
+        _ request: LoopbackServer.Request, query: [String: String], body: [String: Any]?, token: String?, appSecret: String, version: String
+    ) -> LoopbackServer.Response {
         for route in preRoutes {
             if let response = route(request, token, self) { return response }
         }
-        let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]
         guard request.path.hasPrefix("/\(version)/") else {
             return GraphStandIn.error(code: 2635, message: "Unsupported API version", type: "OAuthException")
         }
         if let token, instagramTokens[token] == nil {
-            let expected = HMACSHA256.authenticationCode(for: Array(token.utf8), key: Array(appSecret.utf8))
-                .map { String(format: "%02x", $0) }.joined()
-            guard request.query["appsecret_proof"] == expected else {
+            let expected = Hex.encode(HMACSHA256.authenticationCode(for: Array(token.utf8), key: Array(appSecret.utf8)))
+            guard query["appsecret_proof"] == expected else {
                 return GraphStandIn.error(code: 100, message: "Invalid appsecret_proof provided in the API argument", type: "GraphMethodException")
             }
         }
@@ -261,7 +272,7 @@ actor GraphState {
             if let response = route(request, token) {
                 if parts.count == 3, parts[2] == "subscribed_apps", response.status == 200 {
                     if request.method == "POST" {
-                        subscriptions[parts[1]] = (request.query["subscribed_fields"] ?? "").split(separator: ",").map(String.init)
+                        subscriptions[parts[1]] = (query["subscribed_fields"] ?? "").split(separator: ",").map(String.init)
                     } else if request.method == "DELETE" {
                         subscriptions[parts[1]] = nil
                     }
@@ -327,7 +338,7 @@ actor GraphState {
                 return GraphStandIn.error(code: 190, message: "Invalid OAuth access token - Cannot parse access token")
             }
             var answer: [String: Any] = ["id": parts[1]]
-            for field in (request.query["fields"] ?? "").split(separator: ",").map(String.init) {
+            for field in (query["fields"] ?? "").split(separator: ",").map(String.init) {
                 if let value = profile[field] { answer[field] = value }
             }
             let data = (try? JSONSerialization.data(withJSONObject: answer)) ?? Data()

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import LocalHTTPServer
 
@@ -24,13 +25,12 @@ public final class LoopbackServer: Sendable {
 }
 
 extension HTTPServer.Request {
+    /// The query's parameters (form-decoded: `+` is a space), the last of a repeated name.
     public var query: [String: String] {
         var result: [String: String] = [:]
         for pair in queryString.split(separator: "&") {
             let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = String(kv[0]).removingPercentEncoding ?? String(kv[0])
-            let value = kv.count > 1 ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(kv[1])) : ""
-            result[name] = value
+            result[FormEncoding.decode(kv[0], plusIsSpace: true)] = kv.count > 1 ? FormEncoding.decode(kv[1], plusIsSpace: true) : ""
         }
         return result
     }
