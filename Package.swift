@@ -94,7 +94,7 @@ let package = Package(
             dependencies: [
                 "FunctionRuntime", "AWSSigning", "KeyValueStore", "NIOHTTPTransport", "LocalHTTPServer", "Essentials",
             ], path: "Tests/TestSupport"),
-        .executableTarget(name: "kvtool", dependencies: ["KeyValueStore"], path: "Tests/kvtool"),
+        .executableTarget(name: "kvtool", dependencies: ["KeyValueStore", "Essentials"], path: "Tests/kvtool"),
         .executableTarget(name: "graph-standin", dependencies: ["TestSupport"], path: "Tests/graph-standin"),
         .executableTarget(
             name: "fuzz", dependencies: ["TestSupport", "SafeJSON", "Essentials"], path: "Tests/fuzz",

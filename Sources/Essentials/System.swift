@@ -112,3 +112,13 @@ extension stat {
         #endif
     }
 }
+
+/// Whether the running task may wait for the disk on its own thread. Swift's cooperative pool
+/// has one thread per core, so in general such a wait (an `fdatasync`: 50 µs on a quiet disk,
+/// tens of milliseconds on a busy one) belongs on a thread of its own, and a store hands it to
+/// one. A process that does one thing at a time (a function's Lambda loop, or its local run)
+/// says so at its edge: no other task is there to be kept waiting, and the hand-off to another
+/// thread and back costs more than the wait.
+public enum DiskWaits {
+    @TaskLocal public static var inPlace = false
+}

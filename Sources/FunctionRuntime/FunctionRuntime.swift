@@ -1,3 +1,4 @@
+import Essentials
 import Logging
 
 #if canImport(Glibc)
@@ -66,10 +67,13 @@ public enum FunctionRuntime {
             fail(configuration: error, environment: environment)
         }
         let logger = Logger(label: name)
-        if let endpoint = environment["AWS_LAMBDA_RUNTIME_API"] {
-            await runLambdaLoop(endpoint: endpoint, environment: environment, logger: logger, makeHandler: makeHandler)
-        } else {
-            await runLocal(environment: environment, logger: logger, makeHandler: makeHandler)
+        // One invocation at a time, in either mode: its tasks may wait for the disk in place.
+        await DiskWaits.$inPlace.withValue(true) {
+            if let endpoint = environment["AWS_LAMBDA_RUNTIME_API"] {
+                await runLambdaLoop(endpoint: endpoint, environment: environment, logger: logger, makeHandler: makeHandler)
+            } else {
+                await runLocal(environment: environment, logger: logger, makeHandler: makeHandler)
+            }
         }
     }
 

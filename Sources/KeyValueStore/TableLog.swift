@@ -81,7 +81,7 @@ final class TableLog: @unchecked Sendable {
     func write<T: Sendable>(
         now: @escaping @Sendable () -> Int64, _ deciders: [@Sendable (LogItems) throws(KeyValueError) -> (LogChange?, T)]
     ) async throws(KeyValueError) -> [Result<T, KeyValueError>] {
-        let (outcomes, checkCompaction) = try await perform(exclusive: true, inline: false) {
+        let (outcomes, checkCompaction) = try await perform(exclusive: true, inline: DiskWaits.inPlace) {
             lock throws(KeyValueError) -> ([Result<T, KeyValueError>], Bool) in
             let fd = try self.openForWriting()
             defer { close(fd) }
@@ -139,10 +139,11 @@ final class TableLog: @unchecked Sendable {
     /// descriptor, which also holds the compaction generation). When `inline` (reads) and
     /// neither this process nor another holds the lock, it runs here and now: a read is a few
     /// system calls, less than handing the work to another thread and back. Otherwise it runs
-    /// on the log's queue, where waiting blocks no task. Writes always go to the queue: an
-    /// `fdatasync` takes 50 µs on a quiet disk but tens of milliseconds on a busy one, and
-    /// Swift's cooperative pool has one thread per core (measured: with writes run inline,
-    /// the in-process suite missed its deadlines while a build loaded the disk).
+    /// on the log's queue, where waiting blocks no task. Writes go to the queue unless the
+    /// process does one thing at a time (`DiskWaits.inPlace`): an `fdatasync` takes 50 µs on a
+    /// quiet disk but tens of milliseconds on a busy one, and Swift's cooperative pool has one
+    /// thread per core (measured: with writes run inline, even one at a time, the in-process
+    /// suite missed its deadlines).
     private func perform<T: Sendable>(
         exclusive: Bool, inline: Bool, _ body: @escaping @Sendable (Int32) throws(KeyValueError) -> T
     ) async throws(KeyValueError) -> T {

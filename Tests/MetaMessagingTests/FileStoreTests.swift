@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import KeyValueStore
 import TestSupport
@@ -18,12 +19,17 @@ import Testing
         #expect(lines[1] == #"{"Item":{"id":{"S":"b"},"ok":{"BOOL":true}}}"#)
     }
 
+    /// Every other process waits for the disk on its task's thread, as a function's Lambda loop
+    /// does; the others on the table's queue, as `serve` does.
+    static func diskWaits(_ index: Int) -> [String: String] { index % 2 == 0 ? ["DISK_WAITS": "in-place"] : [:] }
+
     @Test func severalProcessesMakingTheSameConditionalPutExactlyOneWins() async throws {
         let directory = Stores.temporaryDirectory()
         let results = try await withThrowingTaskGroup(of: String.self) { group in
-            for _ in 0..<8 {
+            for index in 0..<8 {
                 group.addTask {
-                    try await Executables.run("kvtool", environment: [:], arguments: ["claim", directory, "wamid.same"]).stdout
+                    // Half wait for the disk in place (a Lambda loop), half on the queue (`serve`).
+                    try await Executables.run("kvtool", environment: Self.diskWaits(index), arguments: ["claim", directory, "wamid.same"]).stdout
                 }
             }
             return try await group.reduce(into: [String]()) { $0.append($1.trimmingCharacters(in: .whitespacesAndNewlines)) }
@@ -32,16 +38,51 @@ import Testing
         #expect(results.filter { $0 == "lost" }.count == 7)
     }
 
+    @Test func tasksWaitingForTheDiskInPlaceStillHaveOneWinnerAndLoseNoUpdate() async throws {
+        let store = try FileStore(directory: Stores.temporaryDirectory(), tables: [table])
+        let (winners, updated) = try await DiskWaits.$inPlace.withValue(true) {
+            // Most find the table's lock taken and go to its queue; one at a time runs in place.
+            let winners = await withTaskGroup(of: Bool.self) { group in
+                for index in 0..<16 {
+                    group.addTask {
+                        do {
+                            try await store.put(table, item: ["id": .s("race"), "by": .number(index)], condition: .itemAbsent)
+                            return true
+                        } catch {
+                            return false
+                        }
+                    }
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<16 {
+                    group.addTask {
+                        _ = try await store.write(table, [.update(key: ["id": .s("shared")], set: ["t\(index)": .bool(true)])])
+                        try await store.update(table, key: ["id": .s("shared")], set: ["u\(index)": .bool(true)])
+                    }
+                }
+                try await group.waitForAll()
+            }
+            return (winners, try await store.get(table, key: ["id": .s("shared")]))
+        }
+        #expect(winners == 1)
+        #expect(updated?.count == 1 + 32)
+    }
+
     @Test func manyProcessesUpdatingLoseNoUpdate() async throws {
         let directory = Stores.temporaryDirectory()
         let processes = 6, updates = 20
         try await withThrowingTaskGroup(of: Int32.self) { group in
             for index in 0..<processes {
                 group.addTask {
-                    try await Executables.run("kvtool", environment: [:], arguments: ["update", directory, "shared", "p\(index)", String(updates)]).exitCode
+                    try await Executables.run(
+                        "kvtool", environment: Self.diskWaits(index), arguments: ["update", directory, "shared", "p\(index)", String(updates)]
+                    ).exitCode
                 }
                 group.addTask {
-                    try await Executables.run("kvtool", environment: [:], arguments: ["count", directory, "counter", String(updates)]).exitCode
+                    try await Executables.run("kvtool", environment: Self.diskWaits(index + 1), arguments: ["count", directory, "counter", String(updates)])
+                        .exitCode
                 }
             }
             for try await code in group { #expect(code == 0) }
@@ -56,7 +97,7 @@ import Testing
     @Test func aProcessKilledMidWriteLosesNothingItAcknowledged() async throws {
         let directory = Stores.temporaryDirectory()
         for round in 0..<6 {
-            let (process, log) = try Executables.start("kvtool", environment: [:], arguments: ["churn", directory])
+            let (process, log) = try Executables.start("kvtool", environment: Self.diskWaits(round), arguments: ["churn", directory])
             // Killed after 300 to 1,800 acknowledged writes (a compaction comes every 1,024),
             // at a moment that differs from round to round.
             let target = 300 + round * 300
