@@ -85,29 +85,48 @@ public final class NIOHTTPTransport: HTTPTransport {
 
     /// Writes one request on `channel` and waits for its answer, until `deadline`.
     private func exchange(_ head: HTTPRequestHead, _ body: ByteBuffer?, on channel: any Channel, host: String, deadline: NIODeadline) async -> Outcome {
-        let answer = channel.eventLoop.makePromise(of: Answer.self)
-        let written = channel.eventLoop.makePromise(of: Void.self)
-        let unsent = NIOLockedValueBox(false)
-        // Whichever comes first completes the answer; a later completion is ignored.
-        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
-            answer.fail(TransportError(.timeout, "\(host) did not answer in time"))
-            channel.close(promise: nil)
+        // One hand-off to the connection's event loop sets everything up there (the deadline,
+        // the write, the wait for the answer): each of these done from the task's thread would
+        // be a hand-off of its own.
+        let limit = maxResponseBytes
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
+            let loop = channel.eventLoop
+            loop.execute {
+                let answer = loop.makePromise(of: Answer.self)
+                let written = loop.makePromise(of: Void.self)
+                // Whichever comes first completes the answer; a later completion is ignored.
+                let timer = loop.scheduleTask(deadline: deadline) {
+                    answer.fail(TransportError(.timeout, "\(host) did not answer in time"))
+                }
+                written.futureResult.whenFailure { error in
+                    answer.fail(Unsent(failure: TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")))
+                }
+                answer.futureResult.whenComplete { result in
+                    timer.cancel()
+                    switch result {
+                    case .success(let answer): continuation.resume(returning: .answered(answer))
+                    case .failure where NIODeadline.now() >= deadline:
+                        // Whatever ended it, the caller's time is up.
+                        channel.close(promise: nil)
+                        continuation.resume(returning: .failed(TransportError(.timeout, "\(host) did not answer in time")))
+                    case .failure(let error as Unsent):
+                        channel.close(promise: nil)
+                        continuation.resume(returning: .unsent(error.failure))
+                    case .failure(let error):
+                        channel.close(promise: nil)
+                        let failure = error as? TransportError ?? TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")
+                        continuation.resume(returning: .failed(failure))
+                    }
+                }
+                channel.writeAndFlush(Exchange(head: head, body: body, limit: limit, answer: answer), promise: written)
+            }
         }
-        written.futureResult.whenFailure { error in
-            unsent.withLockedValue { $0 = true }
-            answer.fail(TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))"))
-        }
-        channel.writeAndFlush(Exchange(head: head, body: body, limit: maxResponseBytes, answer: answer), promise: written)
-        do {
-            let result = try await answer.futureResult.get()
-            timer.cancel()
-            return .answered(result)
-        } catch {
-            timer.cancel()
-            channel.close(promise: nil)
-            let failure = error as? TransportError ?? TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")
-            return unsent.withLockedValue { $0 } && failure.kind != .timeout ? .unsent(failure) : .failed(failure)
-        }
+        return outcome
+    }
+
+    /// The request never reached the connection (its write failed).
+    private struct Unsent: Error {
+        let failure: TransportError
     }
 
     // MARK: Connections
@@ -158,16 +177,21 @@ public final class NIOHTTPTransport: HTTPTransport {
             if case ChannelError.connectTimeout = error { throw TransportError(.timeout, "\(host) did not answer in time") }
             throw TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")
         }
-        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
-            ready.fail(TransportError(.timeout, "\(host) did not answer in time"))
-            channel.close(promise: nil)
+        // The handshake's deadline, set and cancelled on the event loop the handshake runs on,
+        // so a handshake that ends as the deadline comes cannot have its connection closed
+        // after it was given out.
+        let loop = channel.eventLoop
+        loop.execute {
+            let timer = loop.scheduleTask(deadline: deadline) {
+                ready.fail(TransportError(.timeout, "\(host) did not answer in time"))
+                channel.close(promise: nil)
+            }
+            ready.futureResult.whenComplete { _ in timer.cancel() }
         }
         do {
             try await ready.futureResult.get()
-            timer.cancel()
             return (channel, false)
         } catch {
-            timer.cancel()
             channel.close(promise: nil)
             throw error as? TransportError ?? TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")
         }
