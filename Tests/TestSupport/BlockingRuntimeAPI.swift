@@ -2,7 +2,7 @@ import Foundation
 
 /// A Lambda Runtime API on loopback that costs as little as possible, so the bench measures
 /// the bootstrap rather than the stand-in: one thread, blocking sockets, one connection, the
-/// same event handed out `count` times. It follows the documented protocol (AWS Lambda
+/// the events handed out in turn (the same one over and over, or each once). It follows the documented protocol (AWS Lambda
 /// Developer Guide, "Using the Lambda runtime API for custom runtimes"): `GET .../next` gets
 /// 200 with the request id, deadline, function ARN and trace id headers; `POST .../response`
 /// and `.../error` get 202. After the last event, `next` is left unanswered (as Lambda
@@ -13,8 +13,11 @@ import Foundation
 public final class BlockingRuntimeAPI: @unchecked Sendable {
     public let port: Int
     private let listener: Int32
-    private let event: [UInt8]
+    private let events: [[UInt8]]
     private let chunked: Bool
+    /// When each invocation was handed out and answered (uptime nanoseconds), by request number.
+    private var handedOutAt: [UInt64] = []
+    private var answeredAt: [UInt64] = []
     private let lock = NSCondition()
     private var responses = 0
     private var errors = 0
@@ -32,8 +35,13 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
         return lastAnswer
     }
 
-    public init(event: [UInt8], chunked: Bool = false) throws {
-        self.event = event
+    public convenience init(event: [UInt8], chunked: Bool = false) throws {
+        try self.init(events: [event], chunked: chunked)
+    }
+
+    /// Hands out `events` in turn, starting over after the last.
+    public init(events: [[UInt8]], chunked: Bool = false) throws {
+        self.events = events.isEmpty ? [[]] : events
         self.chunked = chunked
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
@@ -74,6 +82,14 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
     /// `run` from async code, waiting on a thread of its own, never on the cooperative pool.
     public func answered(_ count: Int, timeout: TimeInterval = 30) async -> (responses: Int, errors: Int) {
         await Executables.offPool { [self] in run(count, timeout: timeout) }
+    }
+
+    /// How long the function had each invocation answered so far, from `next` handing it out
+    /// to its answer arriving, in order (ms).
+    public var durations: [Double] {
+        lock.lock()
+        defer { lock.unlock() }
+        return zip(handedOutAt, answeredAt).map { Double($1 &- $0) / 1e6 }
     }
 
     public func close() {
@@ -123,7 +139,9 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
                 if closed { lock.unlock(); return }
                 served += 1
                 let id = served
+                handedOutAt.append(DispatchTime.now().uptimeNanoseconds)
                 lock.unlock()
+                let event = events[(id - 1) % events.count]
                 let deadline = UInt64(Date().timeIntervalSince1970 * 1000) + 30_000
                 var reply = Array(
                     """
@@ -157,6 +175,7 @@ public final class BlockingRuntimeAPI: @unchecked Sendable {
             } else {
                 guard Self.sendAll(accepted, to: connection) else { return }
                 lock.lock()
+                answeredAt.append(DispatchTime.now().uptimeNanoseconds)
                 if head.contains("/error ") { errors += 1 } else { responses += 1 }
                 let path = head.split(separator: " ").dropFirst().first.map(String.init) ?? ""
                 lastAnswer = (path, Array(buffer[(start - length)..<start]))

@@ -138,21 +138,49 @@ struct ReceiveLoop: @unchecked Sendable {
     static func start(
         binDir: String, graph: GraphStandIn, environment extra: [String: String], fileStore: Bool = true, folder: String? = nil
     ) async throws -> ReceiveLoop {
+        let api = try await RuntimeAPIStandIn()
+        let process = try launch(binDir: binDir, endpoint: api.endpoint, graph: graph, environment: extra, fileStore: fileStore, folder: folder)
+        return ReceiveLoop(api: api, process: process)
+    }
+
+    /// A `receive` process in its Lambda loop against the Runtime API at `endpoint`.
+    static func launch(
+        binDir: String, endpoint: String, graph: GraphStandIn, environment extra: [String: String], fileStore: Bool = true, folder: String? = nil
+    ) throws -> Process {
         var environment = [
             "META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
+            "AWS_LAMBDA_RUNTIME_API": endpoint,
         ]
         if fileStore {
             environment["KV_BACKEND"] = "file"
             environment["KV_FILE_DIR"] = try folder ?? tenantFolder()
         }
-        let api = try await RuntimeAPIStandIn()
-        environment["AWS_LAMBDA_RUNTIME_API"] = api.endpoint
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
         process.environment = environment.merging(extra) { $1 }
         process.standardError = FileHandle.nullDevice
         try process.run()
-        return ReceiveLoop(api: api, process: process)
+        return process
+    }
+
+    /// `receive` against the lean Runtime API the verify figures use (`BlockingRuntimeAPI`: one
+    /// thread, blocking sockets), every event waiting: what the loop does when the stand-in
+    /// takes next to nothing of the two cores, as Lambda's Runtime API takes none of the
+    /// function's. Webhooks/s over `events`, and how long receive had each (ms).
+    static func lean(
+        binDir: String, graph: GraphStandIn, environment: [String: String], warmUp: [[UInt8]], events: [[UInt8]]
+    ) async throws -> (perSecond: Double, durations: [Double], answered: Int) {
+        let api = try BlockingRuntimeAPI(events: warmUp + events)
+        let process = try launch(binDir: binDir, endpoint: api.endpoint, graph: graph, environment: environment)
+        _ = await api.answered(warmUp.count)
+        let start = DispatchTime.now()
+        let (responses, _) = await api.answered(events.count, timeout: 120)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        let durations = Array(api.durations.dropFirst(warmUp.count))
+        api.close()
+        process.terminate()
+        process.waitUntilExit()
+        return (Double(responses - warmUp.count) / seconds, durations, responses - warmUp.count)
     }
 
     /// Each event in turn, after `warmUp` more: the time from handing it over to its answer
@@ -382,6 +410,14 @@ if wants("receive") {
             "\(fmt(Double(backlog.answered) / backlog.seconds, 0)) /s (median \(fmt(median(backlog.durations))) ms, p99 \(fmt(percentile(backlog.durations, 0.99))) ms, \(backlogSent) replies)"
         )
         await loop.stop()
+        let leanBefore = await graph.messages.count
+        let lean = try await ReceiveLoop.lean(
+            binDir: binDir, graph: graph, environment: environment, warmUp: (0..<20).map { event(9000 + $0) },
+            events: (0..<(2 * count)).map { event(10000 + $0) })
+        let leanSent = await graph.messages.count - leanBefore - 20
+        line(
+            "    \(2 * count) waiting, the lean Runtime API (as verify's figures)",
+            "\(fmt(lean.perSecond, 0)) /s (median \(fmt(median(lean.durations))) ms, p99 \(fmt(percentile(lean.durations, 0.99))) ms, \(leanSent) replies)")
     }
     await graph.shutdown()
 }
@@ -402,6 +438,14 @@ if sections.contains("loop") {
         "\(fmt(Double(backlog.answered) / backlog.seconds, 0)) /s (median \(fmt(median(backlog.durations))) ms, p99 \(fmt(percentile(backlog.durations, 0.99))) ms)"
     )
     await loop.stop()
+    let before = await graph.messages.count
+    let lean = try await ReceiveLoop.lean(
+        binDir: binDir, graph: graph, environment: ["SENDER_ACTIONS": "off", "METRICS": "off"], warmUp: (0..<20).map { event(20000 + $0) },
+        events: (0..<count).map { event(30000 + $0) })
+    let sent = await graph.messages.count - before - 20
+    line(
+        "  the same, 5000 waiting, the lean Runtime API",
+        "\(fmt(lean.perSecond, 0)) /s (median \(fmt(median(lean.durations))) ms, p99 \(fmt(percentile(lean.durations, 0.99))) ms, \(sent) replies)")
     await graph.shutdown()
 }
 
