@@ -32,6 +32,11 @@ final class TableLog: @unchecked Sendable {
     private let queue: DispatchQueue
     /// Touched only while holding `access`.
     private var state: LogState
+    /// The lock file and the table's file, kept open from one operation to the next (opening
+    /// and closing both was most of an operation's system calls). Touched only while holding
+    /// `access`; the table's file is checked against its path at every operation.
+    private var lockDescriptor: Int32 = -1
+    private var table: OpenTable?
     private let access = Mutex(())
 
     /// Compaction waits until at least this many lines are dead, so a small table is not
@@ -47,17 +52,19 @@ final class TableLog: @unchecked Sendable {
         state = LogState(schema: schema)
     }
 
+    deinit {
+        if lockDescriptor >= 0 { close(lockDescriptor) }
+        if let table { close(table.fd) }
+    }
+
     // MARK: Operations
 
     func read<T: Sendable>(now: @escaping @Sendable () -> Int64, _ body: @escaping @Sendable (LogItems) -> T) async throws(KeyValueError) -> T {
         try await perform(exclusive: false, inline: true) { lock throws(KeyValueError) -> T in
-            let fd = open(self.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-            if fd < 0 {
-                guard errno == ENOENT else { throw self.openError() }
-                self.state = LogState(schema: self.schema)
+            if let table = try self.openTable(creating: false) {
+                _ = try self.catchUp(table, lock: lock)
             } else {
-                defer { close(fd) }
-                _ = try self.catchUp(fd, lock: lock)
+                self.state = LogState(schema: self.schema)
             }
             self.state.items.now = now()
             return body(self.state.items)
@@ -83,9 +90,8 @@ final class TableLog: @unchecked Sendable {
     ) async throws(KeyValueError) -> [Result<T, KeyValueError>] {
         let (outcomes, checkCompaction) = try await perform(exclusive: true, inline: DiskWaits.inPlace) {
             lock throws(KeyValueError) -> ([Result<T, KeyValueError>], Bool) in
-            let fd = try self.openForWriting()
-            defer { close(fd) }
-            let tail = try self.catchUp(fd, lock: lock)
+            let table = try self.writableTable()
+            let tail = try self.catchUp(table, lock: lock)
             self.state.items.now = now()
             var outcomes: [Result<T, KeyValueError>] = []
             outcomes.reserveCapacity(deciders.count)
@@ -104,7 +110,7 @@ final class TableLog: @unchecked Sendable {
                 }
             }
             guard !changes.isEmpty else { return (outcomes, false) }
-            try self.append(changes, to: fd, cutting: tail == .torn)
+            try self.append(changes, to: table.fd, cutting: tail == .torn)
             return (outcomes, self.state.lines >= self.state.nextCompactionCheck)
         }
         if checkCompaction {
@@ -114,9 +120,7 @@ final class TableLog: @unchecked Sendable {
                 try? self.access.withLock { _ throws(KeyValueError) in
                     guard let lock = try self.lockFile(exclusive: true, wait: true) else { return }
                     defer { self.unlock(lock) }
-                    let fd = try self.openForWriting()
-                    defer { close(fd) }
-                    _ = try self.catchUp(fd, lock: lock)
+                    _ = try self.catchUp(try self.writableTable(), lock: lock)
                     self.state.items.now = now()
                     if self.state.lines >= self.state.nextCompactionCheck { try self.compactIfDue(lock: lock) }
                 }
@@ -127,9 +131,7 @@ final class TableLog: @unchecked Sendable {
 
     func compactNow(now: @escaping @Sendable () -> Int64) async throws(KeyValueError) {
         try await perform(exclusive: true, inline: false) { lock throws(KeyValueError) in
-            let fd = try self.openForWriting()
-            defer { close(fd) }
-            _ = try self.catchUp(fd, lock: lock)
+            _ = try self.catchUp(try self.writableTable(), lock: lock)
             self.state.items.now = now()
             try self.compact(lock: lock)
         }
@@ -177,38 +179,101 @@ final class TableLog: @unchecked Sendable {
         return try result.get()
     }
 
-    /// The lock file, opened and locked; nil when `wait` is false and someone holds it.
+    /// The lock file, locked; nil when `wait` is false and someone holds it. It stays open; a
+    /// lock file found deleted once locked (the folder removed under a running process) is
+    /// opened again by its path, so every process locks the same file.
     private func lockFile(exclusive: Bool, wait: Bool) throws(KeyValueError) -> Int32? {
-        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard lock >= 0 else {
-            if errno == ELOOP { throw KeyValueError(.unavailable, "\(lockPath) is a symbolic link: refused") }
-            throw Self.ioError("cannot open \(lockPath)")
-        }
-        while flock(lock, (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)) != 0 {
-            if errno == EINTR { continue }
-            let error = errno == EWOULDBLOCK && !wait ? nil : Self.ioError("cannot lock \(lockPath)")
+        while true {
+            if lockDescriptor < 0 {
+                let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+                guard lock >= 0 else {
+                    if errno == ELOOP { throw KeyValueError(.unavailable, "\(lockPath) is a symbolic link: refused") }
+                    throw Self.ioError("cannot open \(lockPath)")
+                }
+                lockDescriptor = lock
+            }
+            let lock = lockDescriptor
+            while flock(lock, (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)) != 0 {
+                if errno == EINTR { continue }
+                if errno == EWOULDBLOCK && !wait { return nil }
+                throw Self.ioError("cannot lock \(lockPath)")
+            }
+            var info = stat()
+            if fstat(lock, &info) == 0, info.st_nlink > 0 { return lock }
+            flock(lock, LOCK_UN)
             close(lock)
-            if let error { throw error }
-            return nil
+            lockDescriptor = -1
         }
-        return lock
     }
 
     private func unlock(_ lock: Int32) {
         flock(lock, LOCK_UN)
-        close(lock)
     }
 
-    private func openForWriting() throws(KeyValueError) -> Int32 {
-        let fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
-        if fd >= 0 { return fd }
-        guard errno == ENOENT else { throw openError() }
-        // A new table: created under the exclusive lock, and the folder synced so the file
-        // survives a crash of the machine with its first line.
-        let created = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard created >= 0 else { throw openError() }
-        syncDirectory()
-        return created
+    /// The table's file, as its path now names it (with what `lstat` says of it), open for
+    /// reading and, unless it may not be written, appending; nil when there is none and
+    /// `creating` is false. The descriptor is kept for the next operation while the path still
+    /// names the same file.
+    private func openTable(creating: Bool) throws(KeyValueError) -> OpenTable? {
+        var info = stat()
+        if lstat(path, &info) != 0 {
+            guard errno == ENOENT else { throw Self.ioError("cannot stat \(path)") }
+            forgetTable()
+            guard creating else { return nil }
+            // A new table: created under the exclusive lock, and the folder synced so the file
+            // survives a crash of the machine with its first line.
+            let created = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard created >= 0 else { throw openError() }
+            syncDirectory()
+            guard fstat(created, &info) == 0 else {
+                close(created)
+                throw Self.ioError("cannot stat \(path)")
+            }
+            return keep(OpenTable(fd: created, info: info, writable: true))
+        }
+        if (info.st_mode & S_IFMT) == S_IFLNK { throw KeyValueError(.corruptTable, "\(path) is a symbolic link: refused, and left as it is") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw KeyValueError(.corruptTable, "\(path) is not a regular file: refused, and left as it is")
+        }
+        if var table, table.device == UInt64(info.st_dev), table.inode == UInt64(info.st_ino) {
+            table.info = info
+            self.table = table
+            return table
+        }
+        forgetTable()
+        var writable = true
+        var fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0, errno == EACCES || errno == EROFS {
+            writable = false
+            fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        }
+        guard fd >= 0 else { throw openError() }
+        // What was opened, should the path have changed since the `lstat`.
+        guard fstat(fd, &info) == 0 else {
+            close(fd)
+            throw Self.ioError("cannot stat \(path)")
+        }
+        return keep(OpenTable(fd: fd, info: info, writable: writable))
+    }
+
+    /// The table's file for a write: created if there is none.
+    private func writableTable() throws(KeyValueError) -> OpenTable {
+        guard let table = try openTable(creating: true) else { throw Self.ioError("cannot create \(path)") }
+        guard table.writable else {
+            errno = EACCES
+            throw Self.ioError("cannot open \(path) for writing")
+        }
+        return table
+    }
+
+    private func keep(_ table: OpenTable) -> OpenTable {
+        self.table = table
+        return table
+    }
+
+    private func forgetTable() {
+        if let table { close(table.fd) }
+        table = nil
     }
 
     private func openError() -> KeyValueError {
@@ -230,18 +295,17 @@ final class TableLog: @unchecked Sendable {
     /// Reads what was appended since `state.offset` (everything, if the file is not the one
     /// `state` came from) and applies it. A line that is not a record of this table throws
     /// `corruptTable`, and the state is dropped so the next operation reads afresh.
-    private func catchUp(_ fd: Int32, lock: Int32) throws(KeyValueError) -> Tail {
+    private func catchUp(_ table: OpenTable, lock: Int32) throws(KeyValueError) -> Tail {
         do {
-            return try readNewLines(fd, lock: lock)
+            return try readNewLines(table, lock: lock)
         } catch {
             state = LogState(schema: schema)
             throw error
         }
     }
 
-    private func readNewLines(_ fd: Int32, lock: Int32) throws(KeyValueError) -> Tail {
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw Self.ioError("cannot stat \(path)") }
+    private func readNewLines(_ table: OpenTable, lock: Int32) throws(KeyValueError) -> Tail {
+        let (fd, info) = (table.fd, table.info)
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw KeyValueError(.corruptTable, "\(path) is not a regular file: refused, and left as it is")
         }
@@ -398,6 +462,8 @@ final class TableLog: @unchecked Sendable {
         }
         syncDirectory()
         Self.setGeneration(lock, generation)
+        // The descriptor kept is the file renamed over: the next operation opens the new one.
+        forgetTable()
 
         var compacted = LogState(schema: schema)
         compacted.identity = FileIdentity(info, generation: generation)
@@ -481,6 +547,17 @@ final class TableLog: @unchecked Sendable {
     static func ioError(_ message: String) -> KeyValueError {
         KeyValueError(.unavailable, "\(message): \(String(cString: strerror(errno)))")
     }
+}
+
+/// The table's file held open: its descriptor, what `stat` last said of it, and whether it
+/// was opened for appending.
+private struct OpenTable {
+    let fd: Int32
+    var info: stat
+    let writable: Bool
+
+    var device: UInt64 { UInt64(info.st_dev) }
+    var inode: UInt64 { UInt64(info.st_ino) }
 }
 
 /// Which file a state was read from: device and inode, and the compaction generation.

@@ -287,4 +287,58 @@ import Testing
             #expect(try await reader.get(table, key: ["id": .s("b\(round)")]) == nil)
         }
     }
+
+    /// The store keeps its files open between operations; what is done to them by hand while
+    /// it runs is still seen at the next operation.
+    @Test func aTableReplacedOrRemovedByHandIsSeenAtTheNextOperation() async throws {
+        let directory = Stores.temporaryDirectory()
+        let path = "\(directory)/kv-test.jsonl"
+        let store = try FileStore(directory: directory, tables: [table])
+        try await store.put(table, item: ["id": .s("a"), "v": .number(1)])
+        #expect(try await store.get(table, key: ["id": .s("a")])?["v"] == .number(1))
+
+        // Replaced by another file (a backup put back): its items, not the ones read before.
+        let backup = "\(directory)/backup.jsonl"
+        try Data(#"{"Item":{"id":{"S":"b"},"v":{"N":"2"}}}"#.utf8 + [10]).write(to: URL(fileURLWithPath: backup))
+        #expect(rename(backup, path) == 0)
+        #expect(try await store.get(table, key: ["id": .s("a")]) == nil)
+        #expect(try await store.get(table, key: ["id": .s("b")])?["v"] == .number(2))
+
+        // Removed: empty, and the next write makes a new file with that one item.
+        #expect(unlink(path) == 0)
+        #expect(try await store.get(table, key: ["id": .s("b")]) == nil)
+        try await store.put(table, item: ["id": .s("c")])
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == #"{"Item":{"id":{"S":"c"}}}"# + "\n")
+
+        // Replaced by a foreign file: reported, and left as it is.
+        try Data("[1,2,3]".utf8).write(to: URL(fileURLWithPath: backup))
+        #expect(rename(backup, path) == 0)
+        await #expect(throws: KeyValueError.self) { try await store.put(table, item: ["id": .s("d")]) }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "[1,2,3]")
+    }
+
+    @Test func aFolderRemovedAndMadeAgainUnderARunningStoreKeepsOneLock() async throws {
+        let directory = Stores.temporaryDirectory()
+        let running = try FileStore(directory: directory, tables: [table])
+        try await running.put(table, item: ["id": .s("before")])
+        try FileManager.default.removeItem(atPath: directory)
+        let fresh = try FileStore(directory: directory, tables: [table])
+        #expect(try await running.get(table, key: ["id": .s("before")]) == nil)
+        // Both lock the lock file the folder now holds: one conditional put wins.
+        let winners = await withTaskGroup(of: Bool.self) { group in
+            for (index, store) in [running, fresh, running, fresh].enumerated() {
+                group.addTask {
+                    do {
+                        try await store.put(table, item: ["id": .s("race"), "by": .number(index)], condition: .itemAbsent)
+                        return true
+                    } catch {
+                        return false
+                    }
+                }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(winners == 1)
+        #expect(try await fresh.get(table, key: ["id": .s("race")]) == (try await running.get(table, key: ["id": .s("race")])))
+    }
 }
