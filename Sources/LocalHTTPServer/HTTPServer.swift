@@ -213,7 +213,13 @@ final class ConnectionTimers: @unchecked Sendable {
     private let registry: ConnectionRegistry
     private let limits: HTTPServer.Limits
     private var phase = Phase.awaitingHead
+    /// When the connection is closed unless the deadline moves or is lifted.
+    private var deadline: NIODeadline?
+    /// The one timer (and when it fires), which need not move with every deadline: a timer
+    /// firing before the deadline sets itself again for the rest (a request re-arms three
+    /// times; scheduling and cancelling each time was most of what the connection cost).
     private var timer: Scheduled<Void>?
+    private var timerFiresAt: NIODeadline?
 
     init(channel: any Channel, registry: ConnectionRegistry, limits: HTTPServer.Limits) {
         self.channel = channel
@@ -222,11 +228,25 @@ final class ConnectionTimers: @unchecked Sendable {
     }
 
     private func arm(_ duration: Duration) {
+        let due = NIODeadline.now() + TimeAmount(duration)
+        deadline = due
+        if let firesAt = timerFiresAt, firesAt <= due { return }
         timer?.cancel()
-        let channel = self.channel
-        timer = channel.eventLoop.scheduleTask(in: TimeAmount(duration)) {
-            channel.close(promise: nil)
+        schedule(at: due)
+    }
+
+    private func schedule(at due: NIODeadline) {
+        timerFiresAt = due
+        timer = channel.eventLoop.scheduleTask(deadline: due) { [self] in
+            timer = nil
+            timerFiresAt = nil
+            guard let deadline else { return }
+            if deadline <= .now() { channel.close(promise: nil) } else { schedule(at: deadline) }
         }
+    }
+
+    private func disarm() {
+        deadline = nil
     }
 
     func connected() { phase = .awaitingHead; arm(limits.headTimeout) }
@@ -247,8 +267,7 @@ final class ConnectionTimers: @unchecked Sendable {
 
     func requestComplete() {
         phase = .handling
-        timer?.cancel()
-        timer = nil
+        disarm()
     }
 
     func responseSent() {
@@ -258,8 +277,10 @@ final class ConnectionTimers: @unchecked Sendable {
     }
 
     func closed() {
+        deadline = nil
         timer?.cancel()
         timer = nil
+        timerFiresAt = nil
     }
 }
 

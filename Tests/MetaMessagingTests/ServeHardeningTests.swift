@@ -89,6 +89,13 @@ struct RawConnection {
         idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         let answered = await Executables.offPool { idle.receive(until: "ok 0\n") }
         #expect(answered.text.hasPrefix("HTTP/1.1 200"))
+        // Past the head timeout but within the idle one, the connection still takes a request:
+        // the timer set for the head found the deadline moved and waited on.
+        try await Task.sleep(for: .milliseconds(450))
+        idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let again = await Executables.offPool { idle.receive(until: "ok 0\n") }
+        #expect(again.text.hasPrefix("HTTP/1.1 200"))
+        #expect(!again.closed)
         let afterIdle = await Executables.offPool { idle.receive() }
         #expect(afterIdle.closed)
         await server.shutdown()
