@@ -177,16 +177,15 @@ public final class NIOHTTPTransport: HTTPTransport {
             if case ChannelError.connectTimeout = error { throw TransportError(.timeout, "\(host) did not answer in time") }
             throw TransportError(.connection, "\(host) could not be reached: \(Self.describe(error))")
         }
-        // The handshake's deadline, set and cancelled on the event loop the handshake runs on,
-        // so a handshake that ends as the deadline comes cannot have its connection closed
-        // after it was given out.
-        let loop = channel.eventLoop
-        loop.execute {
-            let timer = loop.scheduleTask(deadline: deadline) {
-                ready.fail(TransportError(.timeout, "\(host) did not answer in time"))
-                channel.close(promise: nil)
-            }
-            ready.futureResult.whenComplete { _ in timer.cancel() }
+        // The handshake's deadline fails `ready`, and only a failed `ready` closes the
+        // connection: a handshake ending as the deadline comes cannot have its connection
+        // closed after it was given out (a completed promise ignores a later failure).
+        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
+            ready.fail(TransportError(.timeout, "\(host) did not answer in time"))
+        }
+        ready.futureResult.whenComplete { result in
+            timer.cancel()
+            if case .failure = result { channel.close(promise: nil) }
         }
         do {
             try await ready.futureResult.get()
