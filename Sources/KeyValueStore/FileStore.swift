@@ -80,6 +80,7 @@ public struct FileStore: KeyValueStore {
                 outcomes.append(.failure(error))
             }
         }
+        guard !deciders.isEmpty else { return outcomes.compactMap { $0 } }
         var decided = try await log.write(now: now, deciders)[...]
         return outcomes.map { outcome in outcome ?? decided.popFirst() ?? .failure(KeyValueError(.unavailable, "a write went undecided")) }
     }

@@ -258,6 +258,8 @@ final class TableLog: @unchecked Sendable {
 
     /// The table's file for a write: created if there is none.
     private func writableTable() throws(KeyValueError) -> OpenTable {
+        // Kept from a read when it could not be written: it may be writable now.
+        if let table, !table.writable { forgetTable() }
         guard let table = try openTable(creating: true) else { throw Self.ioError("cannot create \(path)") }
         guard table.writable else {
             errno = EACCES
