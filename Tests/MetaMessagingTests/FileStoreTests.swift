@@ -19,6 +19,23 @@ import Testing
         #expect(lines[1] == #"{"Item":{"id":{"S":"b"},"ok":{"BOOL":true}}}"#)
     }
 
+    /// How many of the same conditional put (item absent), one task per store given, were written.
+    static func winners(of stores: [FileStore], table: TableSchema) async -> Int {
+        await withTaskGroup(of: Bool.self) { group in
+            for (index, store) in stores.enumerated() {
+                group.addTask {
+                    do {
+                        try await store.put(table, item: ["id": .s("race"), "by": .number(index)], condition: .itemAbsent)
+                        return true
+                    } catch {
+                        return false
+                    }
+                }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+    }
+
     /// Every other process waits for the disk on its task's thread, as a function's Lambda loop
     /// does; the others on the table's queue, as `serve` does.
     static func diskWaits(_ index: Int) -> [String: String] { index % 2 == 0 ? ["DISK_WAITS": "in-place"] : [:] }
@@ -42,19 +59,7 @@ import Testing
         let store = try FileStore(directory: Stores.temporaryDirectory(), tables: [table])
         let (winners, updated) = try await DiskWaits.$inPlace.withValue(true) {
             // Most find the table's lock taken and go to its queue; one at a time runs in place.
-            let winners = await withTaskGroup(of: Bool.self) { group in
-                for index in 0..<16 {
-                    group.addTask {
-                        do {
-                            try await store.put(table, item: ["id": .s("race"), "by": .number(index)], condition: .itemAbsent)
-                            return true
-                        } catch {
-                            return false
-                        }
-                    }
-                }
-                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
-            }
+            let winners = await Self.winners(of: Array(repeating: store, count: 16), table: table)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<16 {
                     group.addTask {
@@ -325,19 +330,7 @@ import Testing
         let fresh = try FileStore(directory: directory, tables: [table])
         #expect(try await running.get(table, key: ["id": .s("before")]) == nil)
         // Both lock the lock file the folder now holds: one conditional put wins.
-        let winners = await withTaskGroup(of: Bool.self) { group in
-            for (index, store) in [running, fresh, running, fresh].enumerated() {
-                group.addTask {
-                    do {
-                        try await store.put(table, item: ["id": .s("race"), "by": .number(index)], condition: .itemAbsent)
-                        return true
-                    } catch {
-                        return false
-                    }
-                }
-            }
-            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
-        }
+        let winners = await Self.winners(of: [running, fresh, running, fresh], table: table)
         #expect(winners == 1)
         #expect(try await fresh.get(table, key: ["id": .s("race")]) == (try await running.get(table, key: ["id": .s("race")])))
     }
