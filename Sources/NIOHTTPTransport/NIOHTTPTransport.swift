@@ -8,8 +8,9 @@ import NIOTLS
 
 /// The `HTTPTransport` adapter on SwiftNIO: HTTP/1.1 over TCP, TLS 1.2 or later through
 /// NIOSSL with the system's trust roots and the server's name checked, kept-alive connections
-/// reused per host, one deadline per request covering connect, TLS, request and answer, and a
-/// limit on the answer's size. Redirects are not followed: a request goes to the host it names
+/// reused per host, at most `maxConnectionsPerHost` open to one host (a request past it waits
+/// for one, within its deadline), one deadline per request covering the wait, connect, TLS,
+/// request and answer, and a limit on the answer's size. Redirects are not followed: a request goes to the host it names
 /// and nowhere else (a token in its headers or query stays with that host).
 ///
 /// It replaced AsyncHTTPClient, whose HTTP/2, proxies, compression, tracing and configuration
@@ -19,10 +20,11 @@ public final class NIOHTTPTransport: HTTPTransport {
     private let maxResponseBytes: Int
     private let tls: TLSConfiguration
     private let maxIdlePerHost: Int
+    private let maxConnectionsPerHost: Int
     private let idleLimit: TimeAmount
     /// The TLS context, made on the first https request (it reads the trust roots).
     private let context = NIOLockedValueBox<NIOSSLContext?>(nil)
-    private let idle = NIOLockedValueBox<[Origin: [IdleConnection]]>([:])
+    private let pools = NIOLockedValueBox(Pools())
 
     /// - Parameters:
     ///   - maxResponseBytes: a longer answer is refused (`TransportError.Kind.tooLarge`).
@@ -35,17 +37,24 @@ public final class NIOHTTPTransport: HTTPTransport {
     }
 
     /// With a TLS configuration of the caller's (the tests trust their own certificate authority).
-    package init(maxResponseBytes: Int = 8 * 1024 * 1024, idleLimit: Duration = .seconds(15), tls: TLSConfiguration, maxIdlePerHost: Int = 16) {
+    /// - Parameter maxConnectionsPerHost: the connections open to one host at most: a flood of
+    ///   requests (`serve` under a peak) waits for them instead of opening a socket each, which
+    ///   would run the process out of file descriptors.
+    package init(
+        maxResponseBytes: Int = 8 * 1024 * 1024, idleLimit: Duration = .seconds(15), tls: TLSConfiguration, maxIdlePerHost: Int = 16,
+        maxConnectionsPerHost: Int = 64
+    ) {
         self.group = MultiThreadedEventLoopGroup.singleton
         self.maxResponseBytes = maxResponseBytes
         self.idleLimit = TimeAmount(idleLimit)
         self.tls = tls
-        self.maxIdlePerHost = maxIdlePerHost
+        self.maxIdlePerHost = max(0, maxIdlePerHost)
+        self.maxConnectionsPerHost = max(1, maxConnectionsPerHost)
     }
 
     deinit {
-        for connections in idle.withLockedValue({ $0.values }) {
-            for connection in connections { connection.channel.close(promise: nil) }
+        for pool in pools.withLockedValue({ $0.hosts.values }) {
+            for connection in pool.idle { connection.channel.close(promise: nil) }
         }
     }
 
@@ -131,23 +140,80 @@ public final class NIOHTTPTransport: HTTPTransport {
 
     // MARK: Connections
 
-    /// A kept-alive connection to `origin` if one is idle and fresh, else a new one.
+    /// A kept-alive connection to `origin` if one is idle and fresh, else a new one if fewer
+    /// than `maxConnectionsPerHost` are open, else the first one released (or the place of the
+    /// first one closed), waiting until `deadline` at most.
     private func connection(to origin: Origin, deadline: NIODeadline, reuse: Bool) async throws(TransportError) -> (any Channel, reused: Bool) {
         let now = NIODeadline.now()
-        let reusable: (any Channel)? =
-            !reuse
-            ? nil
-            : idle.withLockedValue { idle in
-                while let candidate = idle[origin]?.popLast() {
-                    if candidate.channel.isActive && now - candidate.since < idleLimit { return candidate.channel }
-                    candidate.channel.close(promise: nil)
-                }
-                return nil
+        let (grant, stale) = pools.withLockedValue { pools -> (Grant?, [any Channel]) in
+            var stale: [any Channel] = []
+            while reuse, let candidate = pools.hosts[origin]?.idle.popLast() {
+                if candidate.channel.isActive && now - candidate.since < idleLimit { return (.connection(candidate.channel), stale) }
+                // Closing it frees its place (`closeFuture`, below).
+                stale.append(candidate.channel)
             }
-        if let reusable { return (reusable, true) }
+            if pools.hosts[origin, default: HostPool()].open < maxConnectionsPerHost {
+                pools.hosts[origin, default: HostPool()].open += 1
+                return (.openNew, stale)
+            }
+            return (nil, stale)
+        }
+        for channel in stale { channel.close(promise: nil) }
+        let given: Grant
+        if let grant { given = grant } else { given = try await waitForConnection(to: origin, deadline: deadline) }
+        if case .connection(let channel) = given { return (channel, true) }
+        return try await open(origin, deadline: deadline)
+    }
+
+    /// Waits for a connection to `origin` to be released or to close, until `deadline`.
+    private func waitForConnection(to origin: Origin, deadline: NIODeadline) async throws(TransportError) -> Grant {
+        let loop = group.any()
+        let pools = self.pools
+        let granted = await withCheckedContinuation { (continuation: CheckedContinuation<Grant?, Never>) in
+            let id = pools.withLockedValue { pools -> UInt64 in
+                pools.nextWaiter &+= 1
+                pools.hosts[origin, default: HostPool()].waiters.append(Waiter(id: pools.nextWaiter, continuation: continuation))
+                return pools.nextWaiter
+            }
+            // Whoever takes the waiter off the list resumes it: the deadline here, or a release.
+            loop.scheduleTask(deadline: deadline) {
+                let waiter = pools.withLockedValue { pools -> Waiter? in
+                    guard let index = pools.hosts[origin]?.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return pools.hosts[origin]?.waiters.remove(at: index)
+                }
+                waiter?.continuation.resume(returning: nil)
+            }
+        }
+        guard let granted else {
+            throw TransportError(.timeout, "\(origin.host) did not answer in time (all \(maxConnectionsPerHost) connections to it were busy)")
+        }
+        return granted
+    }
+
+    /// A connection's place is free (it closed, or never opened): the first waiter opens one in
+    /// its place, or the host has one fewer. Static, so a connection's close callback holds the
+    /// pools and not the transport (whose `deinit` closes the idle connections).
+    private static func placeFreed(_ origin: Origin, in pools: NIOLockedValueBox<Pools>) {
+        let waiter = pools.withLockedValue { pools -> Waiter? in
+            if let waiter = pools.hosts[origin]?.waiters.first {
+                pools.hosts[origin]?.waiters.removeFirst()
+                return waiter
+            }
+            pools.hosts[origin]?.open -= 1
+            if let pool = pools.hosts[origin], pool.open <= 0, pool.idle.isEmpty { pools.hosts[origin] = nil }
+            return nil
+        }
+        waiter?.continuation.resume(returning: .openNew)
+    }
+
+    /// A new connection to `origin`, its place already taken: freed when the connection
+    /// closes, or at once if it never opens.
+    private func open(_ origin: Origin, deadline: NIODeadline) async throws(TransportError) -> (any Channel, reused: Bool) {
+        let now = NIODeadline.now()
         let context: NIOSSLContext?
         if origin.secure {
             do { context = try tlsContext() } catch {
+                Self.placeFreed(origin, in: pools)
                 throw TransportError(.other, "TLS could not be set up: \(Self.describe(error))")
             }
         } else {
@@ -171,7 +237,10 @@ public final class NIOHTTPTransport: HTTPTransport {
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: origin.connectHost, port: origin.port).get()
+            let pools = self.pools
+            channel.closeFuture.whenComplete { _ in Self.placeFreed(origin, in: pools) }
         } catch {
+            Self.placeFreed(origin, in: pools)
             ready.fail(error)
             if NIODeadline.now() >= deadline { throw TransportError(.timeout, "\(host) did not answer in time") }
             if case ChannelError.connectTimeout = error { throw TransportError(.timeout, "\(host) did not answer in time") }
@@ -205,12 +274,23 @@ public final class NIOHTTPTransport: HTTPTransport {
         }
     }
 
+    /// A connection whose answer was read: to the first request waiting for one, else kept
+    /// idle (up to `maxIdlePerHost`), else closed.
     private func release(_ channel: any Channel, to origin: Origin) {
-        let kept = idle.withLockedValue { idle in
-            guard channel.isActive, idle[origin, default: []].count < maxIdlePerHost else { return false }
-            idle[origin, default: []].append(IdleConnection(channel: channel, since: .now()))
-            return true
+        guard channel.isActive else {
+            channel.close(promise: nil)
+            return
         }
+        let (waiter, kept) = pools.withLockedValue { pools -> (Waiter?, Bool) in
+            if let waiter = pools.hosts[origin]?.waiters.first {
+                pools.hosts[origin]?.waiters.removeFirst()
+                return (waiter, true)
+            }
+            guard pools.hosts[origin, default: HostPool()].idle.count < maxIdlePerHost else { return (nil, false) }
+            pools.hosts[origin, default: HostPool()].idle.append(IdleConnection(channel: channel, since: .now()))
+            return (nil, true)
+        }
+        waiter?.continuation.resume(returning: .connection(channel))
         if !kept { channel.close(promise: nil) }
     }
 
@@ -261,6 +341,33 @@ public final class NIOHTTPTransport: HTTPTransport {
             if secure && (host.hasPrefix("[") || host.allSatisfy({ $0.isNumber || $0 == "." })) { return nil }
             return (Origin(secure: secure, host: host, port: portNumber), target)
         }
+    }
+
+    /// The connections of every host, and the requests waiting for one.
+    struct Pools {
+        var hosts: [Origin: HostPool] = [:]
+        var nextWaiter: UInt64 = 0
+    }
+
+    struct HostPool {
+        var idle: [IdleConnection] = []
+        /// Connections open or opening, idle ones included.
+        var open = 0
+        /// Requests waiting for a connection, first come first served.
+        var waiters: [Waiter] = []
+    }
+
+    struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Grant?, Never>
+    }
+
+    /// What a request waiting for a connection is given.
+    enum Grant {
+        /// A connection just released, kept alive.
+        case connection(any Channel)
+        /// The place of a connection that closed: open a new one.
+        case openNew
     }
 
     struct IdleConnection {

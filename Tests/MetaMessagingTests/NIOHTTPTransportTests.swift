@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTPTransport
 import NIOPosix
 import NIOSSL
+import TestSupport
 import Testing
 
 /// The outbound HTTP client against loopback servers that answer scripted bytes, over plain
@@ -30,6 +31,52 @@ import Testing
         #expect(closing.requestLines == ["GET / HTTP/1.1", "GET / HTTP/1.1"])
         await server.shutdown()
         await closing.shutdown()
+    }
+
+    @Test func aFloodWaitsForItsHostsFewConnectionsAndAWaitHasADeadline() async throws {
+        let inFlight = NIOLockedValueBox((now: 0, most: 0))
+        let server = try await LoopbackServer { _ in
+            inFlight.withLockedValue {
+                $0.now += 1; $0.most = max($0.most, $0.now)
+            }
+            try? await Task.sleep(for: .milliseconds(150))
+            inFlight.withLockedValue { $0.now -= 1 }
+            return .json(200, "{}")
+        }
+        let transport = NIOHTTPTransport(tls: .makeClientConfiguration(), maxConnectionsPerHost: 2)
+        let statuses = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    (try? await transport.send(OutboundRequest(method: "GET", url: server.baseURL + "/"), timeout: .seconds(20)))?.status ?? 0
+                }
+            }
+            return await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        // Every request answered, on two connections, each handed from one request to the next.
+        #expect(statuses == Array(repeating: 200, count: 8))
+        #expect(server.acceptedConnections == 2)
+        #expect(inFlight.withLockedValue { $0.most } == 2)
+        await server.shutdown()
+
+        // One connection, busy for 2 s: a request that cannot have it before its deadline
+        // times out, saying why; the next, with time enough, gets it once it is free.
+        let slow = try await LoopbackServer { _ in
+            try? await Task.sleep(for: .seconds(2))
+            return .json(200, "{}")
+        }
+        let single = NIOHTTPTransport(tls: .makeClientConfiguration(), maxConnectionsPerHost: 1)
+        let request = OutboundRequest(method: "GET", url: slow.baseURL + "/")
+        let first = Task { try await single.send(request, timeout: .seconds(20)).status }
+        for _ in 0..<200 where slow.acceptedConnections < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        let start = ContinuousClock.now
+        let waited = await failure(single, request, timeout: .milliseconds(300))
+        #expect(waited?.kind == .timeout)
+        #expect(waited?.message.contains("connections to it were busy") == true)
+        #expect(ContinuousClock.now - start < .seconds(1.9))
+        #expect(try await single.send(request, timeout: .seconds(20)).status == 200)
+        #expect(try await first.value == 200)
+        #expect(slow.acceptedConnections == 1)
+        await slow.shutdown()
     }
 
     @Test func bodiesHeadersAndChunkedAnswersArriveWhole() async throws {
