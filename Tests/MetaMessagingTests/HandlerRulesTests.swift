@@ -163,6 +163,26 @@ import Testing
         await world.harness.shutdown()
     }
 
+    @Test func aTurnsOutcomeAndItsReplysIdGoTogetherTheIdFirst() async throws {
+        // A store without batches (as DynamoDB): the writes go one by one, in the batch's order.
+        let tables = Tables()
+        let recording = RecordingStore(try FileStore(directory: Stores.temporaryDirectory(), tables: tables.all))
+        let ledger = MessageLedger(store: recording, table: tables.processedMessages)
+        for mid in ["m_turn_1", "m_turn_2"] { _ = try await ledger.claim(mid, businessId: "B", owner: "me", as: .answering) }
+        _ = try await ledger.claim("m_turn_3", businessId: "B", owner: "someone else", as: .answering)
+        recording.operations.withLock { $0 = [] }
+        let outcome = try await ledger.finish(
+            [("m_turn_1", "me"), ("m_turn_2", "me"), ("m_turn_3", "me")], status: .answered,
+            sent: .init(sentId: "m_SENT9", inReplyTo: "m_turn_2", businessId: "B"))
+        // The reply's id first, so a quick echo of the reply finds it as soon as it did alone.
+        #expect(recording.operations.withLock { $0 } == ["put sent:m_SENT9", "update m_turn_1", "update m_turn_2", "update m_turn_3"])
+        #expect(outcome.claims.map { try? $0.get() } == [true, true, false])
+        #expect(outcome.sent.map { (try? $0.get()) != nil } == true)
+        #expect(try await ledger.wasSent("m_SENT9"))
+        #expect(try await ledger.status(of: "m_turn_2") == .answered)
+        #expect(try await ledger.status(of: "m_turn_3") == .answering)
+    }
+
     /// In process, the deadline is the test's own: a 503 that comes back with less time left
     /// than a backoff and a whole call need is reported, not retried (it was once a process
     /// test, whose budget raced the process's start-up).
@@ -264,5 +284,48 @@ import Testing
         var foreign = request
         foreign.query["redirectUri"] = ["https://evil.example/cb"]
         #expect(throws: RequestRefused.self) { try authURL.handle(foreign, logger: logger) }
+    }
+}
+
+/// A store that passes every call to another and records the writes in order; it has no batches
+/// of its own, so `write` is the port's default, one request after another.
+final class RecordingStore: KeyValueStore {
+    let inner: any KeyValueStore
+    let operations = Mutex<[String]>([])
+
+    init(_ inner: any KeyValueStore) { self.inner = inner }
+
+    private func note(_ operation: String, _ key: Item) {
+        operations.withLock { $0.append("\(operation) \(key.values.compactMap(\.string).sorted().joined(separator: ","))") }
+    }
+
+    func get(_ table: TableSchema, key: Item) async throws(KeyValueError) -> Item? { try await inner.get(table, key: key) }
+
+    func put(_ table: TableSchema, item: Item, condition: Condition?) async throws(KeyValueError) {
+        note("put", table.key(of: item) ?? [:])
+        try await inner.put(table, item: item, condition: condition)
+    }
+
+    func update(_ table: TableSchema, key: Item, set: Item, remove: [String], condition: Condition?) async throws(KeyValueError) -> Item {
+        note("update", key)
+        return try await inner.update(table, key: key, set: set, remove: remove, condition: condition)
+    }
+
+    func increment(_ table: TableSchema, key: Item, attribute: String, by amount: Int64, set: Item) async throws(KeyValueError) -> Item {
+        note("increment", key)
+        return try await inner.increment(table, key: key, attribute: attribute, by: amount, set: set)
+    }
+
+    func delete(_ table: TableSchema, key: Item) async throws(KeyValueError) {
+        note("delete", key)
+        try await inner.delete(table, key: key)
+    }
+
+    func query(_ table: TableSchema, partitionKey value: AttributeValue) async throws(KeyValueError) -> [Item] {
+        try await inner.query(table, partitionKey: value)
+    }
+
+    func scan(_ table: TableSchema, after: Item?, limit: Int) async throws(KeyValueError) -> ScanPage {
+        try await inner.scan(table, after: after, limit: limit)
     }
 }

@@ -104,29 +104,31 @@ public struct MessageLedger: Sendable {
         public var sent: Result<Void, KeyValueError>?
     }
 
-    /// Records the outcome of each claimed message, as `finish` does one, and the message sent
-    /// last, as `recordSent` does: one write to the table, which the file store makes durable
-    /// with one sync (a turn's final step, right after its last send).
+    /// Records the message sent last, as `recordSent` does, and the outcome of each claimed
+    /// message, as `finish` does one: one write to the table, which the file store makes
+    /// durable with one sync (a turn's final step, right after its last send).
     public func finish(
         _ claims: [(messageId: String, owner: String)], status: Status, detail: String? = nil, sent: SentRecord? = nil
     ) async throws(KeyValueError) -> FinishOutcome {
         let now = clock.epochSeconds()
         var set: Item = ["status": .s(status.rawValue), "updatedAt": .s(ISO8601.format(epochSeconds: now))]
         if let detail { set["detail"] = .s(detail) }
-        var writes = claims.map { claim in
-            TableWrite.update(key: ["messageId": .s(claim.messageId)], set: set, remove: ["leaseUntil"], condition: .equals("owner", .s(claim.owner)))
+        // The sent message's record first: where the writes are separate requests (DynamoDB),
+        // it lands as soon as it did on its own, before a quick echo of the reply looks for it.
+        var writes: [TableWrite] = sent.map { [.put(sentItem($0, now: now))] } ?? []
+        for claim in claims {
+            writes.append(.update(key: ["messageId": .s(claim.messageId)], set: set, remove: ["leaseUntil"], condition: .equals("owner", .s(claim.owner))))
         }
-        if let sent { writes.append(.put(sentItem(sent, now: now))) }
         let outcomes = try await store.write(table, writes)
+        let sentOutcome = sent == nil ? nil : outcomes.first.map { $0.map { _ in () } }
         var finished: [Result<Bool, KeyValueError>] = []
-        for outcome in outcomes.prefix(claims.count) {
+        for outcome in outcomes.dropFirst(sent == nil ? 0 : 1) {
             switch outcome {
             case .success: finished.append(.success(true))
             case .failure(let error) where error.code == .conditionFailed: finished.append(.success(false))
             case .failure(let error): finished.append(.failure(error))
             }
         }
-        let sentOutcome = sent == nil ? nil : outcomes.dropFirst(claims.count).first.map { $0.map { _ in () } }
         return FinishOutcome(claims: finished, sent: sentOutcome)
     }
 
