@@ -384,6 +384,36 @@ if wants("receive") {
     let perMB = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6 / Double(rounds)
     line("signature check per MB of body", "\(fmt(perMB, 3)) ms (\(fmt(1000 / perMB, 0)) MB/s)")
 }
+/// `receive`'s Lambda loop three ways, a line each: one at a time (the bench waits for each
+/// answer, then queues the next), `count` waiting (the bench's own hand-offs out of the way, as
+/// in a busy Lambda environment), and `leanCount` waiting against the lean Runtime API.
+func measureLoop(
+    graph: GraphStandIn, environment: [String: String], label: String, indent: String, count: Int, leanCount: Int,
+    showPID: Bool = false, event: (Int) -> [UInt8]
+) async throws {
+    let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: environment)
+    if showPID { print("receive pid \(loop.process.processIdentifier)") }
+    func report(_ label: String, perSecond: Double, _ times: [Double], sent: Int) {
+        line(label, "\(fmt(perSecond, 0)) /s (median \(fmt(median(times))) ms, p99 \(fmt(percentile(times, 0.99))) ms, \(sent) replies)")
+    }
+    var before = await graph.messages.count
+    let (latencies, seconds, _) = await loop.time(warmUp: (0..<20).map { event($0) }, events: (0..<count).map { event(1000 + $0) })
+    report(label, perSecond: Double(count) / seconds, latencies, sent: await graph.messages.count - before - 20)
+    before = await graph.messages.count
+    let backlog = await loop.backlog(warmUp: [], events: (0..<count).map { event(100_000 + $0) })
+    report(
+        "\(indent)\(count) waiting; the time receive had each", perSecond: Double(backlog.answered) / backlog.seconds, backlog.durations,
+        sent: await graph.messages.count - before)
+    await loop.stop()
+    before = await graph.messages.count
+    let lean = try await ReceiveLoop.lean(
+        binDir: binDir, graph: graph, environment: environment, warmUp: (0..<20).map { event(200_000 + $0) },
+        events: (0..<leanCount).map { event(300_000 + $0) })
+    report(
+        "\(indent)\(leanCount) waiting, the lean Runtime API", perSecond: lean.perSecond, lean.durations,
+        sent: await graph.messages.count - before - 20)
+}
+
 if wants("receive") {
     let graph = try await demoGraph()
     let signature = WebhookSignature(appSecret: "local-app-secret")
@@ -393,31 +423,9 @@ if wants("receive") {
         ("webhooks/s, Lambda loop, file store, echo agent, reply sent", [String: String]()),
         ("  the same, SENDER_ACTIONS=off, METRICS=off (reply only)", ["SENDER_ACTIONS": "off", "METRICS": "off"]),
     ] {
-        let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: environment)
-        func event(_ index: Int) -> [UInt8] { instagramWebhook(mid: "m_bench_\(index)_\(UUID().uuidString)", timestamp: index, signature: signature) }
-        let count = 600
-        let before = await graph.messages.count
-        let (latencies, seconds, _) = await loop.time(warmUp: (0..<20).map(event), events: (0..<count).map { event(1000 + $0) })
-        let sent = await graph.messages.count - before
-        line(label, "\(fmt(Double(count) / seconds, 0)) /s (median \(fmt(median(latencies))) ms, p99 \(fmt(percentile(latencies, 0.99))) ms, \(sent) replies)")
-        // The bench's own hand-offs (answer seen, next event queued) are out of the way when
-        // the invocations are waiting already, as in a busy Lambda environment.
-        let backlogBefore = await graph.messages.count
-        let backlog = await loop.backlog(warmUp: [], events: (0..<count).map { event(5000 + $0) })
-        let backlogSent = await graph.messages.count - backlogBefore
-        line(
-            "    \(count) waiting; the time receive had each",
-            "\(fmt(Double(backlog.answered) / backlog.seconds, 0)) /s (median \(fmt(median(backlog.durations))) ms, p99 \(fmt(percentile(backlog.durations, 0.99))) ms, \(backlogSent) replies)"
-        )
-        await loop.stop()
-        let leanBefore = await graph.messages.count
-        let lean = try await ReceiveLoop.lean(
-            binDir: binDir, graph: graph, environment: environment, warmUp: (0..<20).map { event(9000 + $0) },
-            events: (0..<(2 * count)).map { event(10000 + $0) })
-        let leanSent = await graph.messages.count - leanBefore - 20
-        line(
-            "    \(2 * count) waiting, the lean Runtime API (as verify's figures)",
-            "\(fmt(lean.perSecond, 0)) /s (median \(fmt(median(lean.durations))) ms, p99 \(fmt(percentile(lean.durations, 0.99))) ms, \(leanSent) replies)")
+        try await measureLoop(graph: graph, environment: environment, label: label, indent: "    ", count: 600, leanCount: 1200) { index in
+            instagramWebhook(mid: "m_bench_\(index)_\(UUID().uuidString)", timestamp: index, signature: signature)
+        }
     }
     await graph.shutdown()
 }
@@ -426,26 +434,12 @@ if wants("receive") {
 if sections.contains("loop") {
     let graph = try await demoGraph()
     let signature = WebhookSignature(appSecret: "local-app-secret")
-    let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: ["SENDER_ACTIONS": "off", "METRICS": "off"])
-    func event(_ index: Int) -> [UInt8] { instagramWebhook(mid: "m_loop_\(index)_\(UUID().uuidString)", timestamp: index, signature: signature) }
-    let count = 5000
-    print("receive pid \(loop.process.processIdentifier)")
-    let (latencies, seconds, _) = await loop.time(warmUp: (0..<20).map(event), events: (0..<count).map { event(1000 + $0) })
-    line("webhooks/s, Lambda loop, reply only, 5000 in a row", "\(fmt(Double(count) / seconds, 0)) /s (median \(fmt(median(latencies))) ms)")
-    let backlog = await loop.backlog(warmUp: [], events: (0..<count).map { event(10000 + $0) })
-    line(
-        "  the same, 5000 waiting; the time receive had each",
-        "\(fmt(Double(backlog.answered) / backlog.seconds, 0)) /s (median \(fmt(median(backlog.durations))) ms, p99 \(fmt(percentile(backlog.durations, 0.99))) ms)"
-    )
-    await loop.stop()
-    let before = await graph.messages.count
-    let lean = try await ReceiveLoop.lean(
-        binDir: binDir, graph: graph, environment: ["SENDER_ACTIONS": "off", "METRICS": "off"], warmUp: (0..<20).map { event(20000 + $0) },
-        events: (0..<count).map { event(30000 + $0) })
-    let sent = await graph.messages.count - before - 20
-    line(
-        "  the same, 5000 waiting, the lean Runtime API",
-        "\(fmt(lean.perSecond, 0)) /s (median \(fmt(median(lean.durations))) ms, p99 \(fmt(percentile(lean.durations, 0.99))) ms, \(sent) replies)")
+    try await measureLoop(
+        graph: graph, environment: ["SENDER_ACTIONS": "off", "METRICS": "off"], label: "webhooks/s, Lambda loop, reply only, 5000 in a row",
+        indent: "  the same, ", count: 5000, leanCount: 5000, showPID: true
+    ) { index in
+        instagramWebhook(mid: "m_loop_\(index)_\(UUID().uuidString)", timestamp: index, signature: signature)
+    }
     await graph.shutdown()
 }
 
