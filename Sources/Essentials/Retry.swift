@@ -13,8 +13,11 @@ public struct Backoff: Sendable {
 
     /// Waits `delay` before a retry; false when the task was cancelled meanwhile, and the
     /// caller stops retrying then. The one retry pause of the product (no `try? await
-    /// Task.sleep` that would sleep through a cancellation and retry anyway).
+    /// Task.sleep` that would sleep through a cancellation and retry anyway). False at once,
+    /// without waiting, when the pause would end past the current `Deadline`: a retry after it
+    /// could not be waited for.
     public static func pause(_ delay: Duration) async -> Bool {
+        guard !Deadline.leavesLessThan(delay) else { return false }
         do {
             try await Task.sleep(for: delay)
             return !Task.isCancelled

@@ -1,15 +1,21 @@
+import Essentials
 import Synchronization
 
 /// Work a handler leaves for after its answer is out: bookkeeping the caller must not wait
 /// for (the time a webhook last arrived, for instance). In Lambda the loop runs it after
 /// posting the response and before asking for the next invocation, so the invoker (API
 /// Gateway, Meta behind it) already has its answer; locally it runs after the output is
-/// written. The work is best effort: it is cut at the invocation's deadline and must not
-/// throw. A handler called directly (tests) runs it with `run(before:)`.
+/// written. The work is best effort: it is cut at the invocation's deadline or after
+/// `budget`, whichever comes first (every wait inside it bounded by that through `Deadline`),
+/// and must not throw. A handler called directly (tests) runs it with `run(before:)`.
 public final class AfterResponse: Sendable {
     private let work = Mutex<[@Sendable () async -> Void]>([])
+    /// The longest the work may take once the answer is out.
+    public let budget: Duration
 
-    public init() {}
+    public init(budget: Duration = .seconds(3)) {
+        self.budget = budget
+    }
 
     public func add(_ job: @escaping @Sendable () async -> Void) {
         work.withLock { $0.append(job) }
@@ -17,8 +23,14 @@ public final class AfterResponse: Sendable {
 
     public var isEmpty: Bool { work.withLock { $0.isEmpty } }
 
-    /// Runs what was added, concurrently, cancelling what is still running at `deadline`.
+    /// Runs what was added, concurrently, cancelling what is still running at `deadline` or
+    /// once `budget` has passed.
     public func run(before deadline: ContinuousClock.Instant) async {
+        let end = min(deadline, .now + budget)
+        await Deadline.$current.withValue(end) { await run(jobsBefore: end) }
+    }
+
+    private func run(jobsBefore deadline: ContinuousClock.Instant) async {
         let jobs = work.withLock { jobs in
             defer { jobs.removeAll() }
             return jobs

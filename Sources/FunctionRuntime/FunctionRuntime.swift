@@ -130,7 +130,7 @@ public enum FunctionRuntime {
             requestID: requestID, deadline: .now + .milliseconds(Int64(timeout * 1000)),
             traceID: environment["_X_AMZN_TRACE_ID"], logger: invocationLogger)
         do {
-            let output = try await handler.handle(event: input, context: context)
+            let output = try await context.bounded { try await handler.handle(event: input, context: context) }
             writeStdout(output)
             await context.afterResponse.run(before: context.deadline)
             exit(0)

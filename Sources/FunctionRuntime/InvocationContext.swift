@@ -1,3 +1,4 @@
+import Essentials
 import Logging
 
 /// What the runtime knows about one invocation, handed to the handler with the event.
@@ -22,6 +23,17 @@ public struct InvocationContext: Sendable {
         self.invokedFunctionARN = invokedFunctionARN
         self.logger = logger
         self.afterResponse = afterResponse
+    }
+
+    /// Time kept back from the deadline for the answer itself: the handler's waits on stores,
+    /// queues, Graph and agents end this long before it, so a stalled dependency still leaves
+    /// time to encode and post an answer (a 500 that asks for redelivery) in time.
+    public static let answerMargin: Duration = .milliseconds(500)
+
+    /// Runs the handler's work with every outbound wait bounded by the deadline less
+    /// `answerMargin` (`Deadline`).
+    public func bounded<T>(_ body: () async throws -> T) async throws -> T {
+        try await Deadline.within(deadline - Self.answerMargin) { () async throws -> T in try await body() }
     }
 
     /// Time left before the deadline (zero once it has passed).

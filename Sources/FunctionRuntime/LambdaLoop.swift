@@ -85,7 +85,7 @@ public enum LambdaLoop {
                     traceID: invocation.traceID, invokedFunctionARN: invocation.invokedFunctionARN, logger: invocationLogger)
                 let output: [UInt8]
                 do {
-                    output = try await handler.handle(event: invocation.event, context: context)
+                    output = try await context.bounded { try await handler.handle(event: invocation.event, context: context) }
                 } catch {
                     let document = ErrorDocument(error)
                     invocationLogger.error("function error", metadata: ["errorType": "\(document.errorType)"])

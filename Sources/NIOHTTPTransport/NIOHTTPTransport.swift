@@ -62,7 +62,10 @@ public final class NIOHTTPTransport: HTTPTransport {
         guard let (origin, target) = Origin.parse(request.url) else {
             throw TransportError(.other, "not an http or https URL with a host")
         }
-        let deadline = NIODeadline.now() + max(.zero, TimeAmount(timeout))
+        // Never past the invocation's deadline, whatever the caller's own timeout.
+        let timeout = Deadline.bound(timeout)
+        guard timeout > .zero else { throw TransportError(.timeout, "no time left before the deadline to call \(origin.host)") }
+        let deadline = NIODeadline.now() + TimeAmount(timeout)
         var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: target)
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
         if !head.headers.contains(name: "host") { head.headers.add(name: "Host", value: origin.hostHeader) }

@@ -108,7 +108,7 @@ struct LocalGateway: Sendable {
         let event = Self.event(for: request, routeKey: key, requestID: requestID)
         let context = InvocationContext(requestID: requestID, deadline: .now + .seconds(30), logger: logger)
         do {
-            let output = try await handler.handle(event: event, context: context)
+            let output = try await context.bounded { try await handler.handle(event: event, context: context) }
             if !context.afterResponse.isEmpty {
                 // As in Lambda: the answer does not wait for the handler's later work.
                 Task { await context.afterResponse.run(before: context.deadline) }
