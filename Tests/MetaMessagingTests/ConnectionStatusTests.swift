@@ -73,7 +73,7 @@ import Testing
         let accounts = north["accounts"] as? [[String: Any]] ?? []
         #expect(accounts.map { $0["id"] as? String } == ["301", Self.northInstagram])
         #expect(accounts.first?["lastWebhookAt"] == nil)
-        #expect(accounts.last?["lastWebhookAt"] as? String == ISO8601.format(epochSeconds: world.clock.seconds.withLock { $0 }))
+        #expect(accounts.last?["lastWebhookAt"] as? String == ISO8601.format(epochSeconds: world.clock.now))
 
         let south = try #require(connections["L-south"])
         let southToken = south["token"] as? [String: Any]
@@ -127,7 +127,7 @@ import Testing
         let world = try await W.world(backend: backend)
         let key: Item = ["identifierId": .s(H.instagramId)]
         func lastSeen() async throws -> Int64? { try await world.harness.store.get(world.harness.tables.identifiers, key: key)?["lastWebhookAt"]?.int }
-        let start = world.clock.seconds.withLock { $0 }
+        let start = world.clock.now
 
         let first = W.context()
         let body = H.messaging(events: [H.textEvent(mid: "m_seen_1", text: "hi")])

@@ -51,7 +51,7 @@ import Testing
         try await world.directory.connect(tenant: Self.salonB, pageId: "302", instagramAccountId: nil, pageAccessToken: "token-south")
         // Customer 42 wrote to both salons' Pages.
         for page in ["301", "302"] {
-            try await world.harness.openWindows(at: world.clock.seconds.withLock { $0 }, customers: [(.messenger, "42")]) { _ in page }
+            try await world.harness.openWindows(at: world.clock.now, customers: [(.messenger, "42")]) { _ in page }
         }
         let base: [String: JSON] = ["businessId": "B0200002", "platform": "messenger", "recipientId": "42", "message": ["text": "hi"]]
 

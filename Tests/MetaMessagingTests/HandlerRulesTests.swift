@@ -16,13 +16,6 @@ import Testing
 @Suite struct HandlerRulesTests {
     typealias H = FunctionHarness
 
-    /// A wall clock the test moves.
-    final class TestClock: Sendable {
-        let seconds = Mutex<Int64>(1_795_687_200)
-        var clock: WallClock { WallClock { [self] in seconds.withLock { $0 } } }
-        func advance(_ delta: Int64) { seconds.withLock { $0 += delta } }
-    }
-
     struct World {
         let harness: H
         let directory: TenantDirectory
@@ -42,7 +35,7 @@ import Testing
         inlineBudget: Duration = .milliseconds(4500)
     ) async throws -> World {
         let harness = try await H.make(backend)
-        let clock = TestClock()
+        let clock = harness.clock
         let directory = TenantDirectory(store: harness.store, tables: harness.tables)
         let ledger = MessageLedger(store: harness.store, table: harness.tables.processedMessages, clock: clock.clock)
         let graph = GraphClient(transport: NIOHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
@@ -54,7 +47,7 @@ import Testing
             presence: senderActions ? Presence(graph: graph, budget: .seconds(2)) : nil,
             profiles: CustomerProfiles(graph: graph, timeout: .seconds(2)))
         // The demo customers' windows, open at the test clock's time.
-        try await harness.openWindows(at: clock.seconds.withLock { $0 })
+        try await harness.openWindows(at: clock.now)
         return World(
             harness: harness, directory: directory, ledger: ledger, clock: clock,
             receive: ReceiveHandler(
@@ -135,7 +128,7 @@ import Testing
         let world = try await Self.world(
             agent: HTTPAgent(url: agentServer.baseURL, transport: NIOHTTPTransport()), senderActions: false,
             agentTimeout: .milliseconds(500), inlineBudget: .seconds(30))
-        try await world.harness.openWindows(at: world.clock.seconds.withLock { $0 }, customers: ["c1", "c2", "c3", "c4"].map { (.instagram, $0) })
+        try await world.harness.openWindows(at: world.clock.now, customers: ["c1", "c2", "c3", "c4"].map { (.instagram, $0) })
         let body = H.messaging(events: [
             H.textEvent(mid: "m_fail", text: "fail", sender: "c1", timestamp: 1), H.textEvent(mid: "m_garbage", text: "garbage", sender: "c2", timestamp: 2),
             H.textEvent(mid: "m_fine", text: "fine", sender: "c3", timestamp: 3), H.textEvent(mid: "m_slow", text: "slow", sender: "c4", timestamp: 4),
@@ -278,7 +271,7 @@ import Testing
             appId: "100000000000001", redirectURI: "https://example.com/cb", allowedRedirectURIs: [], scopes: "pages_messaging",
             stateSecret: "local-state-secret-0123456789abcdef", dialogBaseURL: "https://www.facebook.com", graphVersion: "v25.0",
             postConnectRedirectURI: nil)
-        let authURL = AuthURLHandler(config: config, clock: WallClock { 1_795_687_200 })
+        let authURL = AuthURLHandler(config: config, clock: TestClock().clock)
         let request = HTTPRequest(method: "GET", path: "/external/meta/auth-url", query: ["businessId": ["B1"], "locationId": ["L1"]])
         #expect(try authURL.handle(request, logger: logger).status == 200)
         var foreign = request

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import FunctionRuntime
 import KeyValueStore
@@ -156,7 +157,7 @@ import Testing
             "receive",
             H.webhookEvent(
                 H.messaging(events: [
-                    H.textEvent(mid: "m_huge_time", text: "hi", timestamp: Int.max)
+                    H.textEvent(mid: "m_huge_time", text: "hi", timestamp: Int64.max)
                 ])))
         Self.survived(messenger, "receive huge messenger timestamp")
         #expect(messenger.bodyJSON?["invalid"] as? Int == 1)
@@ -198,7 +199,7 @@ import Testing
         }
         // Six customers: six turns, more than one delivery's budget holds.
         let events = (1...6).map {
-            H.textEvent(mid: "m_busy_\($0)", text: "message \($0)", sender: "busy-customer-\($0)", timestamp: 1_795_687_200_000 + $0)
+            H.textEvent(mid: "m_busy_\($0)", text: "message \($0)", sender: "busy-customer-\($0)", timestamp: WallClock.epochMilliseconds() + Int64($0))
         }
         let delivery = H.webhookEvent(H.messaging(events: events))
         var statuses: [Int] = []

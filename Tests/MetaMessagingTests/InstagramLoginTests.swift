@@ -24,7 +24,7 @@ import Testing
 
     struct Setup {
         let harness: H
-        let clock: W.TestClock
+        let clock: TestClock
         let login: InstagramLogin
         let handler: InstagramLoginHandler
         let directory: TenantDirectory
@@ -34,9 +34,7 @@ import Testing
     static func setUp(_ backend: StoreBackend = .file, codes: [String: InstagramLoginWorld.Account] = ["ig-code-1": account]) async throws -> Setup {
         let harness = try await H.make(backend)
         await harness.graph.configure(InstagramLoginWorld(appId: appId, appSecret: secret, redirectURI: redirect, codes: codes))
-        // The test's clock starts at the real time: the stores' TTL goes by the real clock.
-        let clock = W.TestClock()
-        clock.seconds.withLock { $0 = WallClock.epochSeconds() }
+        let clock = harness.clock
         let login = InstagramLogin(
             appId: appId, appSecret: secret, redirectURI: redirect, stateSecret: "local-state-secret", authorizeBaseURL: "https://www.instagram.com",
             apiBaseURL: harness.graph.baseURL, graphBaseURL: harness.graph.baseURL)
@@ -60,7 +58,7 @@ import Testing
     static func state(_ setup: Setup, tenant: Tenant = tenant) throws -> String {
         let response = try InstagramLoginHandler.authURL(
             get(InstagramLoginHandler.authURLPath, ["businessId": tenant.businessId, "locationId": tenant.locationId]), login: setup.login,
-            now: setup.clock.seconds.withLock { $0 }, logger: logger())
+            now: setup.clock.now, logger: logger())
         let text = try #require(json(response)["url"] as? String)
         let url = try #require(URLComponents(string: text))
         return try #require(url.queryItems?.first { $0.name == "state" }?.value)
@@ -78,7 +76,7 @@ import Testing
         let setup = try await Self.setUp(backend)
         let response = try InstagramLoginHandler.authURL(
             Self.get(InstagramLoginHandler.authURLPath, ["businessId": Self.tenant.businessId, "locationId": Self.tenant.locationId]),
-            login: setup.login, now: setup.clock.seconds.withLock { $0 }, logger: Self.logger())
+            login: setup.login, now: setup.clock.now, logger: Self.logger())
         let text = try #require(Self.json(response)["url"] as? String)
         let url = try #require(URLComponents(string: text))
         #expect(url.host == "www.instagram.com")
@@ -102,7 +100,7 @@ import Testing
             try await setup.harness.store.get(
                 setup.harness.tables.credentials, key: ["businessId": .s(Self.tenant.businessId), "serviceType": .s("meta#L-ig")]))
         #expect(item["loginType"]?.string == "instagram")
-        let now = setup.clock.seconds.withLock { $0 }
+        let now = setup.clock.now
         #expect(item["tokenExpiresAt"]?.int == now + 5_183_944)
         #expect(item["tokenIssuedAt"]?.int == now)
         #expect(item["credentials"]?.map?["accessToken"]?.string == Self.account.longToken)
@@ -214,7 +212,7 @@ import Testing
     // MARK: Keeping tokens alive
 
     static func connect(_ setup: Setup, location: String, account: String, token: String, issuedAgo: Int64, expiresIn: Int64) async throws {
-        let now = setup.clock.seconds.withLock { $0 }
+        let now = setup.clock.now
         await setup.harness.graph.allowInstagram(token: token, account: account)
         try await setup.directory.connectInstagramLogin(
             tenant: Tenant(businessId: "B0500005", locationId: location), instagramAccountId: account, username: nil, token: token,
@@ -239,7 +237,7 @@ import Testing
         try await Self.connect(setup, location: "young", account: "1784100000000003", token: "tok-young", issuedAgo: 3600, expiresIn: 5 * day)
         try await Self.connect(setup, location: "gone", account: "1784100000000004", token: "tok-gone", issuedAgo: 61 * day, expiresIn: -day)
         try await Self.connect(setup, location: "revoked", account: "1784100000000005", token: "tok-revoked", issuedAgo: 55 * day, expiresIn: 5 * day)
-        await setup.harness.graph.describe(token: "tok-revoked", .expired(at: 1_795_000_000))
+        await setup.harness.graph.describe(token: "tok-revoked", .expired(at: setup.clock.now - 8 * 24 * 3600))
 
         let events = ConversationEvents()
         let report = try await Self.refresher(setup).run(deadline: .now + .seconds(60), logger: Self.logger(), events: events)
@@ -253,7 +251,7 @@ import Testing
         #expect(report.complete)
         // The seed's Facebook connection and the two not due: skipped.
         #expect(report.skipped == 3)
-        let now = setup.clock.seconds.withLock { $0 }
+        let now = setup.clock.now
         let due = try #require(try await Self.connection(setup, "due"))
         #expect(due.accessToken != "tok-due")
         #expect(due.tokenExpiresAt == now + 5_183_944)
@@ -342,7 +340,7 @@ import Testing
         let config = OAuthConfig(
             appId: "100000000000001", redirectURI: "https://connect.example.test/external/meta/callback", stateSecret: "local-state-secret")
         let page = ConnectPageHandler(config: config, directory: setup.directory, instagram: setup.login, clock: setup.clock.clock)
-        let link = config.connectURL(businessId: Self.tenant.businessId, locationId: Self.tenant.locationId, now: setup.clock.seconds.withLock { $0 })
+        let link = config.connectURL(businessId: Self.tenant.businessId, locationId: Self.tenant.locationId, now: setup.clock.now)
         let token = try #require(URLComponents(string: link)?.queryItems?.first { $0.name == "token" }?.value)
         let response = await page.handle(Self.get(ConnectPageHandler.path, ["token": token]), logger: Self.logger())
         #expect(response.status == 200)

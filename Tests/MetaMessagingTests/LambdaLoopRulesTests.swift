@@ -2,6 +2,7 @@ import Foundation
 import FunctionRuntime
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 /// A Runtime API scripted in process: hands out the invocations it is given, records what the
@@ -112,7 +113,7 @@ struct InvocationContextSnapshot: Sendable {
     }
 
     @Test func eachInvocationGetsItsTraceIDDeadlineAndARN() async {
-        let now: Int64 = 1_795_687_200_000
+        let now = TestClock().nowMilliseconds
         let api = ScriptedRuntimeAPI([
             LambdaInvocation(
                 requestID: "r1", deadlineMilliseconds: String(now + 2500), traceID: "Root=1-abc;Sampled=1",
@@ -151,7 +152,7 @@ struct InvocationContextSnapshot: Sendable {
     }
 
     @Test func workLeftForLaterRunsOnceTheAnswerIsPostedAndBeforeTheNextNext() async {
-        let now: Int64 = 1_795_687_200_000
+        let now = TestClock().nowMilliseconds
         let api = ScriptedRuntimeAPI([
             LambdaInvocation(requestID: "r1", deadlineMilliseconds: String(now + 300), event: []),
             LambdaInvocation(requestID: "r2", deadlineMilliseconds: String(now + 300), event: []),

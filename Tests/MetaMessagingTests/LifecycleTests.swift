@@ -49,6 +49,17 @@ import Testing
 
     static let logger = Logger(label: "test")
 
+    /// A `signed_request` as Meta makes it for `userId`, issued at `issuedAt` (the fixture's
+    /// vectors check the parser at their own time; the handlers get one made at the world's).
+    static func signedRequest(userId: String, issuedAt: Int64, secret: String = H.appSecret, padded: Bool = false) -> String {
+        func base64URL(_ bytes: [UInt8]) -> String {
+            let text = Base64.encode(bytes).replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            return padded ? text : String(text.reversed().drop { $0 == "=" }.reversed())
+        }
+        let payload = base64URL(Array(#"{"algorithm":"HMAC-SHA256","issued_at":\#(issuedAt),"user_id":"\#(userId)"}"#.utf8))
+        return base64URL(HMACSHA256.sign(Array(payload.utf8), key: Array(secret.utf8))) + "." + payload
+    }
+
     static func handler(_ world: W.World, now: Int64) -> ConnectionsHandler {
         ConnectionsHandler(
             directory: world.directory, ledger: world.ledger,
@@ -82,7 +93,7 @@ import Testing
     func deauthorizeMakesThePersonsConnectionsInactiveAndReleasesThem(_ backend: StoreBackend) async throws {
         let fixture = try #require(Self.vectors)
         let world = try await Self.connected(backend)
-        let handler = Self.handler(world, now: fixture.now)
+        let handler = Self.handler(world, now: world.clock.now)
         let forged = try #require(fixture.vectors.first { $0.name == "forged: another secret" })
         do {
             _ = try await handler.handle(Self.callback("/external/meta/deauthorize", signedRequest: forged.signedRequest), logger: Self.logger)
@@ -92,8 +103,8 @@ import Testing
         }
         #expect(try await world.directory.credentials(tenant: Self.salon)?.isActive == true)
 
-        let valid = try #require(fixture.vectors.first { $0.name == "valid" })
-        let answer = try await handler.handle(Self.callback("/external/meta/deauthorize", signedRequest: valid.signedRequest), logger: Self.logger)
+        let valid = Self.signedRequest(userId: "10987654321", issuedAt: world.clock.now)
+        let answer = try await handler.handle(Self.callback("/external/meta/deauthorize", signedRequest: valid), logger: Self.logger)
         #expect(answer.status == 200)
         #expect(try await world.directory.credentials(tenant: Self.salon) == nil)  // no token left to use
         let item = try await world.harness.store.get(
@@ -110,11 +121,10 @@ import Testing
 
     @Test(arguments: StoreBackend.allCases)
     func dataDeletionDeletesEverythingAndShowsItsStatus(_ backend: StoreBackend) async throws {
-        let fixture = try #require(Self.vectors)
         let world = try await Self.connected(backend)
-        let handler = Self.handler(world, now: fixture.now)
-        let valid = try #require(fixture.vectors.first { $0.name == "valid, padded" })
-        let answer = try await handler.handle(Self.callback("/external/meta/data-deletion", signedRequest: valid.signedRequest), logger: Self.logger)
+        let handler = Self.handler(world, now: world.clock.now)
+        let valid = Self.signedRequest(userId: "10987654321", issuedAt: world.clock.now, padded: true)
+        let answer = try await handler.handle(Self.callback("/external/meta/data-deletion", signedRequest: valid), logger: Self.logger)
         #expect(answer.status == 200)
         let code = try #require(Self.body(answer)["confirmation_code"] as? String)
         #expect(code.count == 32)
@@ -124,7 +134,7 @@ import Testing
         #expect(try await world.directory.route(identifier: "17841400000000202") == nil)
         #expect(try await world.directory.connectionsMade(by: "10987654321").isEmpty)
         let record = try await world.harness.store.get(world.harness.tables.processedMessages, key: ["messageId": .s("data-deletion:\(code)")])
-        #expect(record?["expiresAt"]?.int == fixture.now + 90 * 24 * 3600)
+        #expect(record?["expiresAt"]?.int == world.clock.now + 90 * 24 * 3600)
         #expect(record?.values.contains(.s("10987654321")) == false)
 
         let status = try await handler.handle(
@@ -142,7 +152,7 @@ import Testing
     @Test(arguments: StoreBackend.allCases)
     func disconnectIsIdempotentAndSurvivesAGraphFailure(_ backend: StoreBackend) async throws {
         let world = try await Self.connected(backend)
-        let handler = Self.handler(world, now: 1_795_687_260)
+        let handler = Self.handler(world, now: world.clock.now + 60)
         let path = "/external/meta/connections/B0300003/L1"
         let first = try await handler.handle(HTTPRequest(method: "DELETE", path: path), logger: Self.logger)
         #expect(Self.body(first)["status"] as? String == "disconnected")

@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import KeyValueStore
 import MetaMessaging
@@ -38,7 +39,7 @@ import Testing
                 "attributes": [
                     "MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? "",
                     "MessageDeduplicationId": message["Attributes"]?["MessageDeduplicationId"]?.string ?? "",
-                    "ApproximateReceiveCount": "1", "SentTimestamp": "1795687200000",
+                    "ApproximateReceiveCount": "1", "SentTimestamp": "\(WallClock.epochMilliseconds())",
                 ],
                 "messageAttributes": [:], "md5OfBody": "", "eventSource": "aws:sqs",
                 "eventSourceARN": queueARN, "awsRegion": "eu-west-1",
@@ -86,10 +87,11 @@ import Testing
         var environment = setup.environment
         environment["AGENT_BACKEND"] = "http"
         environment["AGENT_HTTP_URL"] = agent.baseURL
+        let sentAt = WallClock.epochMilliseconds()
         let events =
             ["one", "two", "three"].enumerated().map { index, text in
-                H.textEvent(mid: "m_order_\(index)", text: text, sender: "customer-a", timestamp: 1000 + index)
-            } + [H.textEvent(mid: "m_broken", text: "broken", sender: "customer-b", timestamp: 2000)]
+                H.textEvent(mid: "m_order_\(index)", text: text, sender: "customer-a", timestamp: sentAt + Int64(index))
+            } + [H.textEvent(mid: "m_broken", text: "broken", sender: "customer-b", timestamp: sentAt + 1000)]
         let received = try await Executables.run("receive", environment: environment, stdin: H.webhookEvent(H.messaging(events: events)))
         #expect(received.bodyJSON?["queued"] as? Int == 4)
         var messages: [JSON] = []

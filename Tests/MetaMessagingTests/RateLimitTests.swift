@@ -56,7 +56,7 @@ import Testing
         #expect(error.secondsToRegainAccess == 420)
 
         // Near the limit (95 % or more), an account is left alone before Meta throttles it.
-        let throttle = AccountThrottle(clock: WallClock { 1_795_687_200 })
+        let throttle = AccountThrottle(clock: TestClock().clock)
         #expect(throttle.observe(GraphUsage(highestPercent: 94), account: "a") == nil)
         #expect(throttle.remaining("a") == nil)
         #expect(throttle.observe(GraphUsage(highestPercent: 97), account: "a") == 60)
@@ -70,8 +70,8 @@ import Testing
         // Two customers of one account in one delivery: the first turn meets the limit, the
         // second is not even tried (nor its agent asked).
         let body = H.messaging(events: [
-            H.textEvent(mid: "m_limit_1", text: "hi", sender: "customer-a", timestamp: 1000),
-            H.textEvent(mid: "m_limit_2", text: "hello", sender: "customer-b", timestamp: 1001),
+            H.textEvent(mid: "m_limit_1", text: "hi", sender: "customer-a", timestamp: H.now),
+            H.textEvent(mid: "m_limit_2", text: "hello", sender: "customer-b", timestamp: H.now + 1),
         ])
         let result = try await harness.run("receive", H.webhookEvent(body))
         #expect(result.statusCode == 500, "\(result.stderr.suffix(800))")
@@ -113,8 +113,8 @@ import Testing
             body: Array(#"{"recipient_id":"customer-a","message_id":"m_SENT_NEAR"}"#.utf8))
         await harness.graph.script([nearLimit], pathSuffix: "/messages")
         let body = H.messaging(events: [
-            H.textEvent(mid: "m_near_1", text: "hi", sender: "customer-a", timestamp: 1000),
-            H.textEvent(mid: "m_near_2", text: "hello", sender: "customer-b", timestamp: 1001),
+            H.textEvent(mid: "m_near_1", text: "hi", sender: "customer-a", timestamp: H.now),
+            H.textEvent(mid: "m_near_2", text: "hello", sender: "customer-b", timestamp: H.now + 1),
         ])
         let result = try await harness.run("receive", H.webhookEvent(body))
         // The first reply went out at 98 %; the second waits for the next minute.
@@ -141,7 +141,7 @@ import Testing
             status: 200, headers: [("Content-Type", "application/json"), Self.bucHeader(callCount: 99, minutes: 0)],
             body: Array(#"{"recipient_id":"customer-a","message_id":"m_PART_1"}"#.utf8))
         await harness.graph.script([nearLimit], pathSuffix: "/messages")
-        let body = H.messaging(events: [H.textEvent(mid: "m_long_near", text: "tell me everything", sender: "customer-a", timestamp: 1000)])
+        let body = H.messaging(events: [H.textEvent(mid: "m_long_near", text: "tell me everything", sender: "customer-a", timestamp: H.now)])
         let result = try await harnessWithAgent.run("receive", H.webhookEvent(body))
         #expect(result.bodyJSON?["answered"] as? Int == 1, "\(result.stderr.suffix(800))")
         // Every part went: the pause applies to the next turn, not to the rest of this reply.
@@ -153,8 +153,8 @@ import Testing
     @Test func processReturnsAThrottledAccountsRecordsAndKeepsThemAwayUntilMetaLetsGo() async throws {
         let setup = try await QueueDispatchTests.setUp()
         let events = [
-            H.textEvent(mid: "m_queued_limit_1", text: "one", sender: "customer-a", timestamp: 1000),
-            H.textEvent(mid: "m_queued_limit_2", text: "two", sender: "customer-a", timestamp: 1001),
+            H.textEvent(mid: "m_queued_limit_1", text: "one", sender: "customer-a", timestamp: H.now),
+            H.textEvent(mid: "m_queued_limit_2", text: "two", sender: "customer-a", timestamp: H.now + 1),
         ]
         let received = try await Executables.run("receive", environment: setup.environment, stdin: H.webhookEvent(H.messaging(events: events)))
         #expect(received.bodyJSON?["queued"] as? Int == 2)

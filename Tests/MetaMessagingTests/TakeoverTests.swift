@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import FunctionRuntime
 import KeyValueStore
@@ -35,7 +36,7 @@ import Testing
     /// What the business's account sent, as Meta echoes it: Instagram (`message` with `is_echo`)
     /// or Messenger (`message_echoes`, with `app_id` when an app sent it).
     static func echo(
-        mid: String, customer: String = customer, platform: Platform = .instagram, appId: String? = nil, timestamp: Int = 1_795_687_300_000
+        mid: String, customer: String = customer, platform: Platform = .instagram, appId: String? = nil, timestamp: Int64 = WallClock.epochMilliseconds()
     )
         -> String
     {
@@ -71,7 +72,7 @@ import Testing
         #expect(try await Self.state(world).pausedUntil == nil)
 
         // An echo nobody recorded: the owner answered from the Instagram app.
-        let start = world.clock.seconds.withLock { $0 }
+        let start = world.clock.now
         let human = try await W.deliver(world, Self.echo(mid: "m_written_by_a_person"))
         #expect(W.summary(human)["humanReplies"] as? Int == 1)
         let paused = try await Self.state(world)
@@ -101,7 +102,7 @@ import Testing
 
     @Test func everyHumanMessageExtendsThePause() async throws {
         let world = try await W.world()
-        let start = world.clock.seconds.withLock { $0 }
+        let start = world.clock.now
         _ = try await W.deliver(world, Self.echo(mid: "m_person_1"))
         world.clock.advance(1800)
         _ = try await W.deliver(world, Self.echo(mid: "m_person_2"))
@@ -392,12 +393,13 @@ import Testing
         let agent = ScriptedAgent(AgentReply(text: "Mulțumim!"))
         let world = try await W.world(agent: agent)
         await world.harness.graph.setProfile(of: "6543210987654321", ["first_name": "Ioana", "last_name": "Pop"])
+        let sentAt = world.clock.nowMilliseconds
         let burst = H.messaging(
             object: "page", account: H.pageId,
             events: [
-                H.textEvent(mid: "m_burst_1", text: "bună", sender: "6543210987654321", timestamp: 1_795_687_200_001, recipient: H.pageId),
-                #"{"sender":{"id":"6543210987654321"},"recipient":{"id":"\#(H.pageId)"},"timestamp":1795687200002,"message":{"mid":"m_burst_2","attachments":[{"type":"image","payload":{"url":"https://cdn.example/masa.jpg"}}]}}"#,
-                H.textEvent(mid: "m_burst_3", text: "pentru două persoane", sender: "6543210987654321", timestamp: 1_795_687_200_003, recipient: H.pageId),
+                H.textEvent(mid: "m_burst_1", text: "bună", sender: "6543210987654321", timestamp: sentAt + 1, recipient: H.pageId),
+                #"{"sender":{"id":"6543210987654321"},"recipient":{"id":"\#(H.pageId)"},"timestamp":\#(sentAt + 2),"message":{"mid":"m_burst_2","attachments":[{"type":"image","payload":{"url":"https://cdn.example/masa.jpg"}}]}}"#,
+                H.textEvent(mid: "m_burst_3", text: "pentru două persoane", sender: "6543210987654321", timestamp: sentAt + 3, recipient: H.pageId),
             ])
         let first = try await W.deliver(world, burst)
         #expect(W.summary(first)["answered"] as? Int == 3)
@@ -429,7 +431,7 @@ import Testing
 
         // WhatsApp: the webhook's profile name, and the media id.
         let whatsapp =
-            #"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"\#(H.phoneNumberId)"},"contacts":[{"profile":{"name":"Andrei Ionescu"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.PHOTO1","timestamp":"1795687200","type":"image","image":{"caption":"meniul?","mime_type":"image/jpeg","sha256":"abc","id":"1479537139650973"}}]}}]}]}"#
+            #"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"\#(H.phoneNumberId)"},"contacts":[{"profile":{"name":"Andrei Ionescu"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.PHOTO1","timestamp":"\#(world.clock.now)","type":"image","image":{"caption":"meniul?","mime_type":"image/jpeg","sha256":"abc","id":"1479537139650973"}}]}}]}]}"#
         _ = try await W.deliver(world, whatsapp)
         let last = try #require(agent.requests.last)
         #expect(last.customerName == "Andrei Ionescu")

@@ -15,20 +15,10 @@ import Testing
     static let other = Tenant(businessId: "B0200002", locationId: "L0200002")
     static let queueARN = "arn:aws:sqs:eu-west-1:123456789012:process.fifo"
 
-    /// The share's clock, in milliseconds: the test moves it, from the real time (the file
-    /// store honours the schedule's TTL by the real time; the world's clock is fixed in the past).
-    final class ShareClock: Sendable {
-        let milliseconds = Mutex<Int64>(WallClock.epochMilliseconds())
-        var now: @Sendable () -> Int64 { { [self] in milliseconds.withLock { $0 } } }
-        func advance(milliseconds delta: Int64) { milliseconds.withLock { $0 += delta } }
-    }
-
-    static func shareClock() -> ShareClock { ShareClock() }
-
     /// A world whose `process` has a share of `perSecond`, and a second business on the same
     /// Instagram account (its own credentials item, the same token).
     static func world(
-        perSecond: Int, customers: [String], clock: ShareClock = shareClock(), backend: StoreBackend = .file
+        perSecond: Int, customers: [String], backend: StoreBackend = .file
     ) async throws -> (
         HandlerRulesTests.World, ProcessHandler
     ) {
@@ -39,10 +29,10 @@ import Testing
                 "businessId": .s(other.businessId), "serviceType": .s("meta"), "isActive": .bool(true),
                 "credentials": .m(["accessToken": .s(H.token), "pageId": .s(H.pageId), "instagramAccountId": .s(H.instagramId)]),
             ])
-        try await world.harness.openWindows(at: world.clock.seconds.withLock { $0 }, customers: customers.map { (.instagram, $0) })
+        try await world.harness.openWindows(at: world.clock.now, customers: customers.map { (.instagram, $0) })
         var process = world.process
         process.share = TenantShare(
-            store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: perSecond, now: clock.now)
+            store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: perSecond, now: world.clock.epochMilliseconds)
         return (world, process)
     }
 
@@ -52,7 +42,7 @@ import Testing
             tenant: tenant,
             message: InboundMessage(
                 platform: .instagram, messageId: "m_share_\(customer)", accountId: H.instagramId, senderId: customer,
-                timestamp: 1_795_687_200_000, content: .text("hello")))
+                timestamp: WallClock.epochMilliseconds(), content: .text("hello")))
         let body = String(decoding: try JSONEncoder().encode(accepted), as: UTF8.self)
         let record: [String: Any] = [
             "messageId": "record-\(customer)", "receiptHandle": "handle-\(customer)", "body": body,
@@ -68,8 +58,8 @@ import Testing
 
     @Test func aBusinessPastItsShareWaitsItsTurnWhileTheOthersPass() async throws {
         let customers = (1...11).map { "c\($0)" }
-        let clock = Self.shareClock()
-        let (world, process) = try await Self.world(perSecond: 2, customers: customers, clock: clock)
+        let (world, process) = try await Self.world(perSecond: 2, customers: customers)
+        let clock = world.clock
         let a = H.tenant
         let b = Self.other
         // Six customers of A and two of B in one batch, A's first.
@@ -130,9 +120,9 @@ import Testing
 
     @Test(arguments: StoreBackend.allCases)
     func everyExecutionTakesSlotsFromOneScheduleThatAQuietBusinessStartsAfresh(_ backend: StoreBackend) async throws {
-        let clock = Self.shareClock()
-        let (world, _) = try await Self.world(perSecond: 3, customers: [], clock: clock, backend: backend)
-        let share = TenantShare(store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: 3, now: clock.now)
+        let (world, _) = try await Self.world(perSecond: 3, customers: [], backend: backend)
+        let clock = world.clock
+        let share = TenantShare(store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: 3, now: clock.epochMilliseconds)
         let logger = HandlerRulesTests.context().logger
         // Eight executions at once, four messages each: each takes the next four slots, three
         // start within the second, and the 29 others wait for theirs, each slot given once.
@@ -145,7 +135,7 @@ import Testing
         #expect(admissions.flatMap(\.waits).sorted() == (3..<32).map { ($0 + 2) / 3 })
         // Another business has a schedule of its own.
         #expect(await share.admit(3, businessId: "B2", logger: logger) == .all(3))
-        let start = clock.now()
+        let start = clock.nowMilliseconds
         let schedule = try await world.harness.store.get(world.harness.tables.processedMessages, key: ["messageId": .s("share:B1")])
         #expect(schedule?["nextSlot"] == .n(String(start * 1000 + 8 * 1_333_333)))
         // Quiet for a minute, B1 starts afresh: the slots it did not use are not saved up.

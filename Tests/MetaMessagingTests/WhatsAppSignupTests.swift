@@ -32,7 +32,7 @@ import Testing
         OAuthState(
             businessId: tenant.businessId, locationId: tenant.locationId, pageId: nil, redirectUri: "https://example.com/external/meta/callback",
             // Ten minutes past both the test's clock and the file store's (the real one, for its TTL).
-            nonce: OAuthState.randomNonce(), expiresAt: max(world.clock.seconds.withLock { $0 }, WallClock.epochSeconds()) + 600
+            nonce: OAuthState.randomNonce(), expiresAt: max(world.clock.now, WallClock.epochSeconds()) + 600
         ).signed(secret: stateSecret)
     }
 
@@ -143,7 +143,7 @@ import Testing
     static let config = OAuthConfig(appId: "100000000000001", redirectURI: "https://api.example.com/external/meta/callback", stateSecret: "link-secret")
 
     @Test func aLinkOpensItsLocationForThirtyMinutesAndNothingElse() throws {
-        let now: Int64 = 1_795_687_200
+        let now = TestClock().now
         let url = Self.config.connectURL(businessId: "B0500005", locationId: "L-shop", now: now)
         #expect(url.hasPrefix("https://api.example.com/connect?token="))
         let token = try #require(url.split(separator: "=", maxSplits: 1).last.map { FormEncoding.decode($0, plusIsSpace: false) })

@@ -18,7 +18,7 @@ import Testing
     static let phone = "1065400000401"
     static let waba = "1022900000401"
 
-    static func whatsAppText(to phone: String = phone, id: String, text: String, from: String = "16505551234", timestamp: Int64 = 1_795_687_200) -> String {
+    static func whatsAppText(to phone: String = phone, id: String, text: String, from: String = "16505551234", timestamp: Int64 = WallClock.epochSeconds()) -> String {
         #"{"object":"whatsapp_business_account","entry":[{"id":"\#(waba)","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000401","phone_number_id":"\#(phone)"},"contacts":[{"profile":{"name":"Ana"},"wa_id":"\#(from)"}],"messages":[{"from":"\#(from)","id":"\#(id)","timestamp":"\#(timestamp)","type":"text","text":{"body":"\#(text)"}}]}}]}]}"#
     }
 
@@ -98,7 +98,7 @@ import Testing
         let errors =
             error.map { #","errors":[{"code":\#($0.0),"title":"\#($0.1)","message":"\#($0.1)","error_data":{"details":"Message failed to send."}}]"# } ?? ""
         return
-            #"{"object":"whatsapp_business_account","entry":[{"id":"\#(waba)","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000401","phone_number_id":"\#(phone)"},"statuses":[{"id":"\#(sentId)","status":"\#(state)","timestamp":"1795687300","recipient_id":"16505551234"\#(errors)}]}}]}]}"#
+            #"{"object":"whatsapp_business_account","entry":[{"id":"\#(waba)","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000401","phone_number_id":"\#(phone)"},"statuses":[{"id":"\#(sentId)","status":"\#(state)","timestamp":"\#(WallClock.epochSeconds())","recipient_id":"16505551234"\#(errors)}]}}]}]}"#
     }
 
     @Test(arguments: StoreBackend.allCases)
@@ -194,7 +194,7 @@ import Testing
         #expect(await graph.messages.last?.body?["messaging_type"] as? String == "RESPONSE")
 
         // 25 hours on: the agent's kind of message is refused, with when the window closed.
-        let wrote = world.clock.seconds.withLock { $0 }
+        let wrote = world.clock.now
         world.clock.advance(25 * 3600)
         let late = await Self.refusal(world, try Self.request(newcomer))
         #expect(

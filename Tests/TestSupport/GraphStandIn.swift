@@ -244,7 +244,7 @@ actor GraphState {
             ? "" : #","error":{"code":190,"message":"Error validating access token: Session has expired on Thursday, 01-Jan-2026 00:00:00 PST.","subcode":463}"#
         return .json(
             200,
-            #"{"data":{"app_id":"\#(appId)","type":"\#(info.type)","application":"Meta Messaging","data_access_expires_at":1798761600,"expires_at":\#(info.expiresAt),"is_valid":\#(info.isValid),"issued_at":1764547200,"scopes":[\#(scopes)],"granular_scopes":[\#(granular)],"user_id":"1234567890"\#(error)}}"#
+            #"{"data":{"app_id":"\#(appId)","type":"\#(info.type)","application":"Meta Messaging","data_access_expires_at":\#(WallClock.epochSeconds() + 90 * 24 * 3600),"expires_at":\#(info.expiresAt),"is_valid":\#(info.isValid),"issued_at":\#(WallClock.epochSeconds() - 24 * 3600),"scopes":[\#(scopes)],"granular_scopes":[\#(granular)],"user_id":"1234567890"\#(error)}}"#
         )
     }
 

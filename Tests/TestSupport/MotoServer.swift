@@ -38,9 +38,11 @@ public actor MotoServer {
         // moto's request recorder (the bench's traced run) writes to `moto_recording` in the
         // working folder unless told otherwise: a temporary file, never the repository.
         let recording = FileManager.default.temporaryDirectory.appendingPathComponent("moto-recording-\(UUID().uuidString).jsonl").path
+        // The whole environment: a run a year ahead (scripts/test) moves moto's clock too.
+        let environment = ProcessInfo.processInfo.environment.merging(["MOTO_RECORDER_FILEPATH": recording]) { $1 }
         let harness = try ChildProcess(
             "/usr/bin/env", arguments: ["python3", Executables.packageRoot.appendingPathComponent("Tests/support/moto_harness.py").path],
-            environment: ProcessInfo.processInfo.environment.merging(["MOTO_RECORDER_FILEPATH": recording]) { $1 }, stdin: .pipe,
+            environment: environment, stdin: .pipe,
             stdout: .pipe, stderr: .file(errorLog))
         self.harness = harness
         // The first line is the connection document; read it off the cooperative pool, and give

@@ -76,9 +76,16 @@ public enum Executables {
         }
     }
 
-    /// `environment` with a PATH, as a shell would give a child.
+    /// `environment` with a PATH, as a shell would give a child, and the test run's own clock:
+    /// when scripts/test runs the suite a year ahead (Tests/support/clock_ahead.c), a child lives
+    /// in the same year as the test that reads its records.
     private static func withPath(_ environment: [String: String]) -> [String: String] {
-        environment["PATH"] == nil ? environment.merging(["PATH": "/usr/bin:/bin"]) { $1 } : environment
+        var environment = environment
+        if environment["PATH"] == nil { environment["PATH"] = "/usr/bin:/bin" }
+        for (name, value) in ProcessInfo.processInfo.environment where name == "LD_PRELOAD" || name == "CLOCK_AHEAD_SECONDS" {
+            if environment[name] == nil { environment[name] = value }
+        }
+        return environment
     }
 
     /// Starts `name` in the background (for the Lambda loop and the local gateway); the caller

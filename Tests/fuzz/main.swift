@@ -264,7 +264,7 @@ var caseCounter = 0
         let content = Array(intactLedgerLine.utf8) + mutated + (flip ? [] : [UInt8(ascii: "\n")])
         FileManager.default.createFile(atPath: ledger, contents: Data(content))
         let body =
-            #"{"object":"page","entry":[{"id":"102030405060708","time":1795687200000,"messaging":[{"sender":{"id":"42"},"recipient":{"id":"102030405060708"},"timestamp":1795687200000,"message":{"mid":"m_table_\#(caseCounter)","text":"hi"}}]}]}"#
+            #"{"object":"page","entry":[{"id":"102030405060708","time":\#(WallClock.epochMilliseconds()),"messaging":[{"sender":{"id":"42"},"recipient":{"id":"102030405060708"},"timestamp":\#(WallClock.epochMilliseconds()),"message":{"mid":"m_table_\#(caseCounter)","text":"hi"}}]}]}"#
         stdin = signedWebhook(Array(body.utf8), base64: false)
         if let failure = await runProcess(target, environment: environment, stdin: stdin) { return failure }
         // Whatever the line was, the store never rewrote what came before it.
@@ -282,7 +282,7 @@ var caseCounter = 0
         }
         // A new message each time, so the ledger never answers "duplicate" instead.
         let body =
-            #"{"object":"page","entry":[{"id":"102030405060708","time":1795687200000,"messaging":[{"sender":{"id":"42"},"recipient":{"id":"102030405060708"},"timestamp":1795687200000,"message":{"mid":"m_fuzz_\#(caseCounter)_\#(UInt32.random(in: 0...UInt32.max))","text":"hi"}}]}]}"#
+            #"{"object":"page","entry":[{"id":"102030405060708","time":\#(WallClock.epochMilliseconds()),"messaging":[{"sender":{"id":"42"},"recipient":{"id":"102030405060708"},"timestamp":\#(WallClock.epochMilliseconds()),"message":{"mid":"m_fuzz_\#(caseCounter)_\#(UInt32.random(in: 0...UInt32.max))","text":"hi"}}]}]}"#
         stdin = signedWebhook(Array(body.utf8), base64: false)
     }
     return await runProcess(target, environment: environment, stdin: stdin)

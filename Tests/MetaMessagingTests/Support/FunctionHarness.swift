@@ -19,6 +19,8 @@ struct FunctionHarness {
     let store: any KeyValueStore
     let tables: Tables
     let graph: GraphStandIn
+    /// The world's clock: the file store's TTL goes by it, and so does every handler a test builds.
+    let clock: TestClock
     var environment: [String: String]
 
     static func make(_ backend: StoreBackend, seedTenant: Bool = true) async throws -> FunctionHarness {
@@ -32,11 +34,12 @@ struct FunctionHarness {
             "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
             "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name,
         ]
+        let clock = TestClock()
         let store: any KeyValueStore
         switch backend {
         case .file:
             let directory = Stores.temporaryDirectory()
-            store = try FileStore(directory: directory, tables: tables.all)
+            store = try FileStore(directory: directory, tables: tables.all, now: clock.epochSeconds)
             environment["KV_BACKEND"] = "file"
             environment["KV_FILE_DIR"] = directory
         case .dynamodb:
@@ -49,7 +52,7 @@ struct FunctionHarness {
         let graph = try await GraphStandIn(appSecret: appSecret)
         await graph.allow(token: token, accounts: [pageId, phoneNumberId])
         environment["META_GRAPH_API_BASE_URL"] = graph.baseURL
-        let harness = FunctionHarness(backend: backend, store: store, tables: tables, graph: graph, environment: environment)
+        let harness = FunctionHarness(backend: backend, store: store, tables: tables, graph: graph, clock: clock, environment: environment)
         if seedTenant {
             try await harness.seedTenant()
             try await harness.openWindows()
@@ -74,7 +77,7 @@ struct FunctionHarness {
             tables.credentials,
             item: [
                 "businessId": .s(Self.tenant.businessId), "serviceType": .s("meta"), "isActive": .bool(active),
-                "createdAt": .s("2026-11-26T00:00:00Z"), "updatedAt": .s("2026-11-26T00:00:00Z"),
+                "createdAt": .s(ISO8601.format(epochSeconds: clock.now)), "updatedAt": .s(ISO8601.format(epochSeconds: clock.now)),
                 "credentials": .m([
                     "accessToken": .s(Self.token), "pageId": .s(Self.pageId), "instagramAccountId": .s(Self.instagramId),
                     "phoneNumberId": .s(Self.phoneNumberId),
@@ -92,9 +95,10 @@ struct FunctionHarness {
     ]
 
     func openWindows(
-        at epochSeconds: Int64 = WallClock.epochSeconds(), customers: [(Platform, String)] = FunctionHarness.customers,
+        at epochSeconds: Int64? = nil, customers: [(Platform, String)] = FunctionHarness.customers,
         account: (Platform) -> String = { $0 == .whatsapp ? FunctionHarness.phoneNumberId : FunctionHarness.pageId }
     ) async throws {
+        let epochSeconds = epochSeconds ?? clock.now
         for (platform, customer) in customers {
             try await store.put(
                 tables.conversations,
@@ -126,6 +130,10 @@ struct FunctionHarness {
 
     // MARK: Events
 
+    /// The real time in epoch milliseconds, for events a child process reads (it has the real
+    /// clock); a world's clock starts at it.
+    static var now: Int64 { WallClock.epochMilliseconds() }
+
     /// An HTTP API event carrying `body` as Meta sends it, signed with `secret`.
     static func webhookEvent(_ body: String, secret: String = appSecret, signature: String?? = nil, base64: Bool = false) -> [UInt8] {
         webhookEvent(bytes: Array(body.utf8), secret: secret, signature: signature, base64: base64)
@@ -147,13 +155,17 @@ struct FunctionHarness {
         return Array((try? JSONSerialization.data(withJSONObject: event)) ?? Data())
     }
 
-    /// One Instagram or Messenger messaging event.
-    static func messaging(object: String = "instagram", account: String = instagramId, events: [String]) -> String {
-        #"{"object":"\#(object)","entry":[{"id":"\#(account)","time":1795687200000,"messaging":[\#(events.joined(separator: ","))]}]}"#
+    /// One Instagram or Messenger messaging event, sent now (the real time: a child process reads
+    /// the real clock, and a world's clock starts at it).
+    static func messaging(
+        object: String = "instagram", account: String = instagramId, time: Int64 = WallClock.epochMilliseconds(), events: [String]
+    ) -> String {
+        #"{"object":"\#(object)","entry":[{"id":"\#(account)","time":\#(time),"messaging":[\#(events.joined(separator: ","))]}]}"#
     }
 
     static func textEvent(
-        mid: String, text: String, sender: String = "1234567890123456", timestamp: Int = 1795687200000, recipient: String = instagramId
+        mid: String, text: String, sender: String = "1234567890123456", timestamp: Int64 = WallClock.epochMilliseconds(),
+        recipient: String = instagramId
     ) -> String {
         #"{"sender":{"id":"\#(sender)"},"recipient":{"id":"\#(recipient)"},"timestamp":\#(timestamp),"message":{"mid":"\#(mid)","text":"\#(text)"}}"#
     }
