@@ -18,7 +18,9 @@ import Testing
     static let phone = "1065400000401"
     static let waba = "1022900000401"
 
-    static func whatsAppText(to phone: String = phone, id: String, text: String, from: String = "16505551234", timestamp: Int64 = WallClock.epochSeconds()) -> String {
+    static func whatsAppText(
+        to phone: String = phone, id: String, text: String, from: String = "16505551234", timestamp: Int64 = WallClock.epochSeconds()
+    ) -> String {
         #"{"object":"whatsapp_business_account","entry":[{"id":"\#(waba)","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000401","phone_number_id":"\#(phone)"},"contacts":[{"profile":{"name":"Ana"},"wa_id":"\#(from)"}],"messages":[{"from":"\#(from)","id":"\#(id)","timestamp":"\#(timestamp)","type":"text","text":{"body":"\#(text)"}}]}}]}]}"#
     }
 
