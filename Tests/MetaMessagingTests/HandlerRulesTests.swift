@@ -32,12 +32,15 @@ import Testing
 
     static func world(
         backend: StoreBackend = .file, agent: any Agent = EchoAgent(), senderActions: Bool = true, agentTimeout: Duration = .seconds(3),
-        inlineBudget: Duration = .milliseconds(4500)
+        inlineBudget: Duration = .milliseconds(4500), harness existing: H? = nil, inDoubt: MessageLedger.InDoubt = .doNotSendAgain,
+        ledgerStore: ((any KeyValueStore) -> any KeyValueStore)? = nil
     ) async throws -> World {
-        let harness = try await H.make(backend)
+        let harness: H
+        if let existing { harness = existing } else { harness = try await H.make(backend) }
         let clock = harness.clock
         let directory = TenantDirectory(store: harness.store, tables: harness.tables)
-        let ledger = MessageLedger(store: harness.store, table: harness.tables.processedMessages, clock: clock.clock)
+        let ledger = MessageLedger(
+            store: ledgerStore?(harness.store) ?? harness.store, table: harness.tables.processedMessages, clock: clock.clock, inDoubt: inDoubt)
         let graph = GraphClient(transport: NIOHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
         let sender = MessageSender(graph: graph, directory: directory)
         let conversations = Conversations(store: harness.store, table: harness.tables.conversations, clock: clock.clock)
@@ -148,7 +151,7 @@ import Testing
     @Test func aLeaseThatRunsOutLetsAnotherClaimerFinish() async throws {
         let world = try await Self.world()
         #expect(try await world.ledger.claim("m_lease", businessId: "B", owner: "first", as: .answering) == .claimed)
-        #expect(try await world.ledger.claim("m_lease", businessId: "B", owner: "second", as: .answering) == .taken(.answering))
+        #expect(try await world.ledger.claim("m_lease", businessId: "B", owner: "second", as: .answering) == .held(.answering))
         world.clock.advance(61)
         #expect(try await world.ledger.claim("m_lease", businessId: "B", owner: "second", as: .answering) == .claimed)
         #expect(try await world.ledger.finish("m_lease", owner: "first", status: .answered) == false)

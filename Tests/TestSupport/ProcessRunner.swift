@@ -88,6 +88,21 @@ public enum Executables {
         return environment
     }
 
+    /// Starts `name` in local mode in the background with `stdin` as its event (for tests that
+    /// kill it midway); its output goes nowhere. The caller stops it.
+    public static func start(_ name: String, environment: [String: String], stdin: [UInt8]) throws -> ChildProcess {
+        let child = try ChildProcess(url(name).path, environment: withPath(environment), stdin: .pipe)
+        var written = 0
+        while written < stdin.count {
+            let count = stdin[written...].withUnsafeBytes { write(child.stdinWriter, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            written += count
+        }
+        child.closeStdin()
+        return child
+    }
+
     /// Starts `name` in the background (for the Lambda loop and the local gateway); the caller
     /// stops it. Its stderr goes to a temporary file, returned for reading.
     public static func start(_ name: String, environment: [String: String], arguments: [String] = []) throws -> (ChildProcess, URL) {

@@ -84,7 +84,7 @@ public struct Services: Sendable {
         return OAuthCallbackHandler(
             config: try OAuthConfig(environment: environment), appSecret: try appSecret(), graph: try graph(),
             directory: TenantDirectory(store: store, tables: tables),
-            ledger: MessageLedger(store: store, table: tables.processedMessages))
+            ledger: try ledger(store: store))
     }
 
     public func whatsAppSignupHandler() throws(ConfigurationError) -> WhatsAppSignupHandler {
@@ -92,7 +92,7 @@ public struct Services: Sendable {
         return WhatsAppSignupHandler(
             config: try OAuthConfig(environment: environment), appSecret: try appSecret(), graph: try graph(),
             directory: TenantDirectory(store: store, tables: tables),
-            ledger: MessageLedger(store: store, table: tables.processedMessages))
+            ledger: try ledger(store: store))
     }
 
     /// The `oauth-callback` function's three routes: the Facebook Login callback, WhatsApp
@@ -140,7 +140,7 @@ public struct Services: Sendable {
     public func connectionsHandler() throws(ConfigurationError) -> ConnectionsHandler {
         let store = try store()
         var handler = ConnectionsHandler(
-            directory: TenantDirectory(store: store, tables: tables), ledger: MessageLedger(store: store, table: tables.processedMessages),
+            directory: TenantDirectory(store: store, tables: tables), ledger: try ledger(store: store),
             graph: try graph(), appSecret: try appSecret(), appId: environment["META_APP_ID"], publicBaseURL: environment["PUBLIC_BASE_URL"])
         handler.telemetry = try telemetry(function: "connections")
         return handler
@@ -177,6 +177,14 @@ public struct Services: Sendable {
         return Telemetry(function: function, log: log, metrics: metrics, includeText: includeText)
     }
 
+    /// The exactly-once ledger. `REPLY_IN_DOUBT` is the rule for a reply that may have gone
+    /// out without its outcome recorded: `skip` (default: never sent again, at most one reply)
+    /// or `resend` (sent again, at least one reply, a possible duplicate).
+    public func ledger(store: any KeyValueStore) throws(ConfigurationError) -> MessageLedger {
+        let rule = try environment.choice("REPLY_IN_DOUBT", of: ["skip", "resend"], default: "skip")
+        return MessageLedger(store: store, table: tables.processedMessages, inDoubt: MessageLedger.InDoubt(rawValue: rule) ?? .doNotSendAgain)
+    }
+
     /// `HANDOFF_PAUSE_MINUTES` (default 60, at most 7 days): how long a person's answer or the
     /// agent's handoff pauses the agent in a conversation.
     public func handoffPauseSeconds() throws(ConfigurationError) -> Int64 {
@@ -195,7 +203,7 @@ public struct Services: Sendable {
         let showsReading = try environment.choice("SENDER_ACTIONS", of: ["on", "off"], default: "on") == "on"
         return MessageResponder(
             agent: try agent(), sender: MessageSender(graph: graph, instagramGraph: instagram, directory: directory),
-            ledger: MessageLedger(store: store, table: tables.processedMessages), agentTimeout: try agentTimeout(default: fallback),
+            ledger: try ledger(store: store), agentTimeout: try agentTimeout(default: fallback),
             conversations: Conversations(store: store, table: tables.conversations),
             presence: showsReading ? Presence(graph: graph, instagramGraph: instagram) : nil,
             profiles: CustomerProfiles(graph: graph, instagramGraph: instagram), handoffPauseSeconds: try handoffPauseSeconds())
@@ -206,7 +214,7 @@ public struct Services: Sendable {
         let directory = TenantDirectory(store: store, tables: tables)
         var handler = SendHandler(
             directory: directory, sender: MessageSender(graph: try graph(), instagramGraph: try instagramGraph(), directory: directory),
-            ledger: MessageLedger(store: store, table: tables.processedMessages),
+            ledger: try ledger(store: store),
             conversations: Conversations(store: store, table: tables.conversations), pauseSeconds: try handoffPauseSeconds())
         handler.telemetry = try telemetry(function: "send")
         return handler
@@ -215,7 +223,7 @@ public struct Services: Sendable {
     public func receiveHandler() throws(ConfigurationError) -> ReceiveHandler {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)
-        let ledger = MessageLedger(store: store, table: tables.processedMessages)
+        let ledger = try ledger(store: store)
         let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(3))
         let dispatch: ReceiveHandler.Dispatch
         switch try environment.choice("RECEIVE_DISPATCH", of: ["inline", "sqs"], default: "inline") {
@@ -255,7 +263,7 @@ public struct Services: Sendable {
             graphBaseURL: environment.value("INSTAGRAM_GRAPH_BASE_URL", default: "https://graph.instagram.com"),
             graphVersion: environment.value("META_GRAPH_API_VERSION", default: "v25.0"))
         var handler = RefreshHandler(
-            directory: TenantDirectory(store: store, tables: tables), ledger: MessageLedger(store: store, table: tables.processedMessages),
+            directory: TenantDirectory(store: store, tables: tables), ledger: try ledger(store: store),
             login: login, transport: transport)
         handler.telemetry = try telemetry(function: "refresh")
         return handler
@@ -264,7 +272,7 @@ public struct Services: Sendable {
     public func processHandler() throws(ConfigurationError) -> ProcessHandler {
         let store = try store()
         let directory = TenantDirectory(store: store, tables: tables)
-        let ledger = MessageLedger(store: store, table: tables.processedMessages)
+        let ledger = try ledger(store: store)
         let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(25))
         // The queue of a record, to delay a throttled account's records: Lambda gives the
         // function AWS credentials; without them records come back at the visibility timeout.

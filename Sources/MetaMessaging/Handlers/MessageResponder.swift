@@ -23,6 +23,13 @@ public struct MessageResponder: Sendable {
         /// if it was known before, and the claims were released; worth trying again after
         /// `retryAfterSeconds`, not sooner.
         case throttled(String, retryAfterSeconds: Int)
+        /// The reply's first message may have reached Meta (no answer came back), and the
+        /// in-doubt rule says not to send it again: recorded `unconfirmed`.
+        case unconfirmed(String)
+        /// The reply went out, but its outcome could not be written (the store failed): the
+        /// claims stay `sending` under their lease, and the caller asks for the delivery again
+        /// so a later one settles them (by the in-doubt rule, never a silent 200).
+        case unrecorded([SentMessage])
     }
 
     /// A message whose claim in the ledger `owner` holds.
@@ -112,6 +119,12 @@ public struct MessageResponder: Sendable {
             var reply = event(.replySent)
             reply.sentMessageIds = sent.map(\.messageId)
             events.add(reply)
+        case .unrecorded(let sent):
+            var reply = event(.replySent, reason: "unrecorded")
+            reply.sentMessageIds = sent.map(\.messageId)
+            events.add(reply)
+        case .unconfirmed:
+            events.add(event(.replyInDoubt, reason: "not sent again"))
         case .noReply: events.add(event(.noReply))
         case .paused: events.add(event(.paused))
         case .failed(let reason), .retryLater(let reason), .throttled(let reason, _):
@@ -213,6 +226,9 @@ public struct MessageResponder: Sendable {
         // The last part's id is recorded with the turn's outcome, in the same write: it is
         // written as soon as it would be alone, and the file store syncs once for both.
         var lastSent: MessageLedger.SentRecord?
+        // The claims say a reply is on its way before Meta can have it: a death from here on
+        // leaves a record the in-doubt rule settles, never one that is answered as if new.
+        if let refusal = await markSending(turn, logger: logger) { return refusal }
         let graphStart = ContinuousClock.now
         defer { trace.graphLatencyMs = Self.milliseconds(since: graphStart, until: .now) }
         for (index, part) in parts.enumerated() {
@@ -234,6 +250,10 @@ public struct MessageResponder: Sendable {
                     return await release(turn, throttled: error.errorMessage, retryAfterSeconds: seconds, logger: logger)
                 }
                 guard index > 0 else {
+                    if let graph = error.graph, graph.kind == .transport, !graph.notSent {
+                        // Sent, but no answer came back: Meta may have taken it.
+                        return await inDoubt(turn, reason: "\(error.errorType): \(error.errorMessage)", logger: logger)
+                    }
                     let outOfTime = error.isOutOfTime
                     let transient = error.graph?.isTransient ?? outOfTime
                     let retry = retryTransient || outOfTime
@@ -251,8 +271,21 @@ public struct MessageResponder: Sendable {
             }
         }
         logger.info("reply sent", metadata: ["replyId": "\(sent.last?.messageId ?? "")", "parts": "\(parts.count)"])
-        await record(turn, status: .answered, detail: reply.handoff ? "handed over" : nil, sent: lastSent, logger: logger)
+        let recorded = await record(turn, status: .answered, detail: reply.handoff ? "handed over" : nil, sent: lastSent, logger: logger)
         if reply.handoff { await handOver(last, account: account, tenant: tenant, logger: logger) }
+        guard recorded else {
+            // Tried once more after the answer; if that fails too, a redelivery settles it.
+            let (ledger, detail, lastSent, logger) = (self.ledger, reply.handoff ? "handed over" : nil as String?, lastSent, logger)
+            let claims = turn.map { ($0.message.messageId, $0.owner) }
+            later?.add {
+                do {
+                    _ = try await ledger.finish(claims, status: .answered, detail: detail, sent: lastSent)
+                } catch {
+                    logger.error("the outcome of a sent reply could not be recorded: a redelivery settles it", metadata: ["error": "\(error)"])
+                }
+            }
+            return .unrecorded(sent)
+        }
         return .answered(sent)
     }
 
@@ -363,28 +396,65 @@ public struct MessageResponder: Sendable {
         }
     }
 
+    /// Records the turn's outcome; false when a claim's outcome could not be written (the
+    /// records keep their claims and leases, which stop a redelivery within the lease).
+    @discardableResult
     private func record(
         _ turn: [Claimed], status: MessageLedger.Status, detail: String?, sent: MessageLedger.SentRecord? = nil, logger: Logger
-    ) async {
+    ) async -> Bool {
         let outcome: MessageLedger.FinishOutcome
         do {
             outcome = try await ledger.finish(turn.map { ($0.message.messageId, $0.owner) }, status: status, detail: detail, sent: sent)
         } catch {
-            // The reply is out; the records keep their claims and leases, which stop a
-            // redelivery within the lease. Logged for the operator.
             logger.error("could not record the outcome", metadata: ["error": "\(error)"])
             if sent != nil { logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"]) }
-            return
+            return false
         }
+        var written = true
         for claim in outcome.claims {
             switch claim {
             case .success(true): break
             case .success(false): logger.warning("the claim was taken over before the outcome was recorded")
-            case .failure(let error): logger.error("could not record the outcome", metadata: ["error": "\(error)"])
+            case .failure(let error):
+                written = false
+                logger.error("could not record the outcome", metadata: ["error": "\(error)"])
             }
         }
         if case .failure(let error)? = outcome.sent {
             logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
+        }
+        return written
+    }
+
+    /// Marks the turn's claims `sending`; nil when every one is marked, else the outcome that
+    /// stops the send (nothing is sent unless the ledger can say it may have been).
+    private func markSending(_ turn: [Claimed], logger: Logger) async -> Outcome? {
+        do {
+            let marked = try await ledger.markSending(turn.map { ($0.message.messageId, $0.owner) })
+            guard marked.allSatisfy({ $0 }) else {
+                logger.warning("a claim was taken over before the reply went out: not sent")
+                await releaseClaims(turn, logger: logger)
+                return .retryLater("a claim was taken over before the reply went out")
+            }
+            return nil
+        } catch {
+            logger.error("the ledger could not be written before sending: not sent", metadata: ["error": "\(error)"])
+            await releaseClaims(turn, logger: logger)
+            return .retryLater("the ledger could not be written before sending (\(error))")
+        }
+    }
+
+    /// The reply's first message may have reached Meta without an answer: the in-doubt rule.
+    private func inDoubt(_ turn: [Claimed], reason: String, logger: Logger) async -> Outcome {
+        switch ledger.inDoubt {
+        case .sendAgain:
+            logger.warning("the reply may have been sent: it will be sent again (REPLY_IN_DOUBT=resend)", metadata: ["reason": "\(reason)"])
+            await releaseClaims(turn, logger: logger)
+            return .retryLater(reason)
+        case .doNotSendAgain:
+            logger.warning("the reply may have been sent: not sent again (REPLY_IN_DOUBT=skip)", metadata: ["reason": "\(reason)"])
+            await record(turn, status: .unconfirmed, detail: "a reply may have been sent (\(reason)): not sent again", logger: logger)
+            return .unconfirmed(reason)
         }
     }
 }

@@ -206,7 +206,15 @@ public struct ProcessHandler: Sendable {
                 switch try await ledger.claim(message.messageId, businessId: tenant.businessId, owner: owner, as: .answering, claimable: [.queued]) {
                 case .claimed:
                     claimed.append((entry, MessageResponder.Claimed(message: message, owner: owner)))
-                case .taken(.answering):
+                case .claimedInDoubt:
+                    logger.warning("a reply may have gone out already: answered again (REPLY_IN_DOUBT=resend)")
+                    events?.add(inDoubt(message, tenant: tenant, reason: "sent again"))
+                    claimed.append((entry, MessageResponder.Claimed(message: message, owner: owner)))
+                case .settledInDoubt:
+                    logger.warning("a reply may have gone out already: not sent again (REPLY_IN_DOUBT=skip)")
+                    events?.add(inDoubt(message, tenant: tenant, reason: "not sent again"))
+                    report.skipped += 1
+                case .held:
                     logger.info("another invocation is answering this message: retried later")
                     retryFrom = index
                 case .taken(let status):
@@ -259,7 +267,13 @@ public struct ProcessHandler: Sendable {
         switch outcome {
         case .answered, .noReply: report.answered += turn.count
         case .paused: report.paused += turn.count
-        case .failed: report.skipped += turn.count
+        case .failed, .unconfirmed: report.skipped += turn.count
+        case .unrecorded:
+            // Sent, not recorded: the records come back to a later delivery, which settles
+            // them by the in-doubt rule once their lease runs out.
+            report.answered += turn.count
+            report.failures += claimed.map(\.0.recordId)
+            failedGroups.insert(first.group)
         case .retryLater:
             report.failures += claimed.map(\.0.recordId)
             failedGroups.insert(first.group)
@@ -273,6 +287,13 @@ public struct ProcessHandler: Sendable {
                 report.delayed.append(Delay(recordId: entry.recordId, receiptHandle: handle, queueARN: arn, seconds: seconds))
             }
         }
+    }
+
+    private func inDoubt(_ message: InboundMessage, tenant: Tenant, reason: String) -> ConversationEvent {
+        ConversationEvent(
+            .replyInDoubt, businessId: tenant.businessId, locationId: tenant.locationId, platform: message.platform,
+            conversationId: ConversationEvent.conversationId(tenant, message.platform, message.senderId), messageIds: [message.messageId],
+            reason: reason)
     }
 
     /// Makes the delayed records invisible for their time (a failure only means they come

@@ -100,6 +100,15 @@ public struct ReceiveHandler: Sendable {
         var humanReplies = 0
         /// Messages of accounts Meta throttles: not answered now, left for Meta's redelivery.
         var throttled = 0
+        /// Messages another invocation holds under a live lease (inline): not done, so Meta is
+        /// asked (500) to deliver them again; a holder that died lets its lease run out.
+        var inProgress = 0
+        /// Messages whose reply may have gone out without its outcome recorded, settled by
+        /// the in-doubt rule without sending again (`REPLY_IN_DOUBT=skip`): final.
+        var unconfirmed = 0
+        /// Messages answered whose outcome could not be written: asked for again (500) so a
+        /// later delivery settles them.
+        var unrecorded = 0
     }
 
     /// One customer's claimed messages of this delivery, answered as one turn.
@@ -225,7 +234,36 @@ public struct ReceiveHandler: Sendable {
                         if log?.includeText == true { event.text = message.content.agentText }
                         return event
                     }
-                    guard claim == .claimed else {
+                    switch claim {
+                    case .claimed:
+                        break
+                    case .claimedInDoubt:
+                        // A reply may have gone out already; the rule allows sending again.
+                        log?.add(event(.replyInDoubt, reason: "sent again"))
+                        logger.warning(
+                            "a reply may have gone out already: answered again (REPLY_IN_DOUBT=resend)", metadata: ["messageId": "\(message.messageId)"])
+                    case .settledInDoubt:
+                        log?.add(event(.replyInDoubt, reason: "not sent again"))
+                        summary.unconfirmed += 1
+                        logger.warning(
+                            "a reply may have gone out already: not sent again (REPLY_IN_DOUBT=skip)", metadata: ["messageId": "\(message.messageId)"])
+                        continue
+                    case .held(let status):
+                        if case .inline = dispatch {
+                            // Not done: another invocation has it, or had it and died. Meta's
+                            // redelivery comes back to it; after the lease it is taken over.
+                            summary.inProgress += 1
+                            retry = true
+                            logger.info(
+                                "another invocation holds this message: asked for again",
+                                metadata: ["messageId": "\(message.messageId)", "status": "\(status.rawValue)"])
+                            continue
+                        }
+                        // The queue has it: `process` holds it, and SQS gives it back if that dies.
+                        log?.add(event(.duplicate))
+                        summary.duplicates += 1
+                        continue
+                    case .taken:
                         log?.add(event(.duplicate))
                         summary.duplicates += 1
                         logger.info("already handled: not answered again", metadata: ["messageId": "\(message.messageId)"])
@@ -284,6 +322,13 @@ public struct ReceiveHandler: Sendable {
                 // Meta throttles the account: the claims were released and the redelivery
                 // (asked for by the 500, on Meta's own backoff) answers them once it lets go.
                 summary.throttled += count
+                retry = true
+            case .unconfirmed: summary.unconfirmed += count
+            case .unrecorded:
+                // Sent, not recorded: the redelivery settles the records (never sent twice by
+                // default: REPLY_IN_DOUBT).
+                summary.answered += count
+                summary.unrecorded += count
                 retry = true
             }
         }

@@ -15,6 +15,9 @@ public struct ConversationEvent: Sendable, Equatable {
         case paused = "message.paused"
         case replySent = "reply.sent"
         case replyFailed = "reply.failed"
+        /// A reply that may have gone out without its outcome recorded (its sender stopped):
+        /// `reason` says whether the in-doubt rule sent it again.
+        case replyInDoubt = "reply.in_doubt"
         case noReply = "reply.none"
         case deliveryStatus = "delivery.status"
         /// The agent stepped back: a person answered, the agent handed over, or the API paused it.

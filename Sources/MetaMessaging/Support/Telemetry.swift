@@ -21,6 +21,8 @@ public struct Metrics: Sendable {
         ("DeliveryStatuses", { $0.kind == .deliveryStatus }),
         // Of the failed, those Meta throttled (left for redelivery); which account, the log line says.
         ("Throttled", { $0.kind == .replyFailed && ($0.reason?.hasPrefix("throttled") ?? false) }),
+        // Replies that may have gone out without their outcome recorded (REPLY_IN_DOUBT decides).
+        ("RepliesInDoubt", { $0.kind == .replyInDoubt }),
     ]
 
     /// The EMF documents for these events (one per platform seen; none without events).

@@ -12,9 +12,16 @@ public struct MessageLedger: Sendable {
     public enum Status: String, Sendable, Equatable {
         /// Accepted by `receive` and put on the queue for `process` (RECEIVE_DISPATCH=sqs).
         case queued
-        /// Someone is running the agent and sending the reply (under a lease).
+        /// Someone is running the agent (under a lease).
         case answering
+        /// A reply is being sent (under the same lease): written just before the Send API call,
+        /// so a claimer that dies between Meta taking the reply and the outcome being written
+        /// leaves a record that says a reply may have gone out.
+        case sending
         case answered
+        /// A claimer died (or lost the store) while sending a reply, so whether the customer got
+        /// it is unknown; the in-doubt rule said not to send it again (final).
+        case unconfirmed
         /// Accepted while a person had the conversation: recorded, not answered (final).
         case paused
         /// The agent or the Graph API failed for good; not retried.
@@ -23,8 +30,30 @@ public struct MessageLedger: Sendable {
 
     public enum Claim: Sendable, Equatable {
         case claimed
-        /// Another claimer holds the message, or it is done: the status it has.
+        /// Taken over from a claimer whose lease ran out while it was sending a reply: the
+        /// customer may have that reply already. Claimed because the in-doubt rule allows a
+        /// possible duplicate (`InDoubt.sendAgain`).
+        case claimedInDoubt
+        /// The same, but the rule says not to send again: now recorded `unconfirmed` (final).
+        case settledInDoubt
+        /// Another claimer holds the message under a live lease (`answering` or `sending`): not
+        /// done, so the delivery must come again (a crash leaves the lease to run out).
+        case held(Status)
+        /// Its outcome is final, or it waits in the queue: the status it has.
         case taken(Status?)
+    }
+
+    /// What a redelivery does with a message whose reply may have gone out (its claimer died,
+    /// or lost the store, between marking it `sending` and recording what Meta answered). The
+    /// Send API has no idempotency key, so this window cannot be closed, only chosen for.
+    public enum InDoubt: String, Sendable, Equatable {
+        /// Never sent again: at most one reply, and a reply lost in the (microseconds) window
+        /// between the mark and the request stays unsent. The default: nearly every death in
+        /// that window comes after Meta took the reply, whose answer takes far longer than the
+        /// step from the mark to the request.
+        case doNotSendAgain = "skip"
+        /// Sent again: at least one reply, and a possible duplicate.
+        case sendAgain = "resend"
     }
 
     public let store: any KeyValueStore
@@ -34,20 +63,25 @@ public struct MessageLedger: Sendable {
     public let retentionSeconds: Int64
     /// How long a claimer may hold a message before another may take it over.
     public let leaseSeconds: Int64
+    /// The rule for a reply that may have gone out (`REPLY_IN_DOUBT`).
+    public let inDoubt: InDoubt
 
     public init(
         store: any KeyValueStore, table: TableSchema, clock: WallClock = .system,
-        retentionSeconds: Int64 = 7 * 24 * 3600, leaseSeconds: Int64 = 60
+        retentionSeconds: Int64 = 7 * 24 * 3600, leaseSeconds: Int64 = 60, inDoubt: InDoubt = .doNotSendAgain
     ) {
         self.store = store
         self.table = table
         self.clock = clock
         self.retentionSeconds = retentionSeconds
         self.leaseSeconds = leaseSeconds
+        self.inDoubt = inDoubt
     }
 
     /// Claims `messageId` with `status` if no one has it yet, if an `answering` claim's lease
-    /// has run out, or if its status is one of `claimable`.
+    /// has run out, or if its status is one of `claimable`. A `sending` claim whose lease ran
+    /// out follows the in-doubt rule: claimed again (`claimedInDoubt`) or settled
+    /// `unconfirmed` (`settledInDoubt`). A claim whose lease still runs is `held`.
     public func claim(
         _ messageId: String, businessId: String, owner: String, as status: Status, claimable: [Status] = []
     ) async throws(KeyValueError) -> Claim {
@@ -57,11 +91,7 @@ public struct MessageLedger: Sendable {
             .and(
                 .equals("status", .s(Status.answering.rawValue)), .lessThan("leaseUntil", .number(now))))
         for other in claimable { condition = .or(condition, .equals("status", .s(other.rawValue))) }
-        let item: Item = [
-            "messageId": .s(messageId), "status": .s(status.rawValue), "businessId": .s(businessId),
-            "owner": .s(owner), "leaseUntil": .number(now + leaseSeconds), "expiresAt": .number(now + retentionSeconds),
-            "updatedAt": .s(ISO8601.format(epochSeconds: now)),
-        ]
+        let item = claimItem(messageId, businessId: businessId, owner: owner, status: status, now: now)
         do {
             try await store.put(table, item: item, condition: condition)
             return .claimed
@@ -69,8 +99,77 @@ public struct MessageLedger: Sendable {
             // Our own earlier attempt may have landed before a retried request: read it back.
             let current = try await store.get(table, key: ["messageId": .s(messageId)])
             if current?["owner"]?.string == owner, current?["status"]?.string == status.rawValue { return .claimed }
-            return .taken(current?["status"]?.string.flatMap(Status.init(rawValue:)))
+            let found = current?["status"]?.string.flatMap(Status.init(rawValue:))
+            let leaseRuns = (current?["leaseUntil"]?.int).map { $0 >= now } ?? false
+            switch found {
+            case .answering? where leaseRuns, .sending? where leaseRuns:
+                return .held(found ?? .answering)
+            case .sending?:
+                return try await settleInDoubt(messageId, businessId: businessId, owner: owner, as: status, now: now)
+            default:
+                return .taken(found)
+            }
         }
+    }
+
+    private func claimItem(_ messageId: String, businessId: String, owner: String, status: Status, now: Int64) -> Item {
+        [
+            "messageId": .s(messageId), "status": .s(status.rawValue), "businessId": .s(businessId),
+            "owner": .s(owner), "leaseUntil": .number(now + leaseSeconds), "expiresAt": .number(now + retentionSeconds),
+            "updatedAt": .s(ISO8601.format(epochSeconds: now)),
+        ]
+    }
+
+    /// A `sending` record whose lease ran out: its claimer died (or lost the store) after
+    /// marking it and before recording what Meta answered. The rule decides, once: whoever
+    /// makes the conditional write first.
+    private func settleInDoubt(
+        _ messageId: String, businessId: String, owner: String, as status: Status, now: Int64
+    ) async throws(KeyValueError) -> Claim {
+        let stillInDoubt: Condition = .and(.equals("status", .s(Status.sending.rawValue)), .lessThan("leaseUntil", .number(now)))
+        do {
+            switch inDoubt {
+            case .sendAgain:
+                var item = claimItem(messageId, businessId: businessId, owner: owner, status: status, now: now)
+                item["inDoubt"] = .s("sent again")
+                try await store.put(table, item: item, condition: stillInDoubt)
+                return .claimedInDoubt
+            case .doNotSendAgain:
+                _ = try await store.update(
+                    table, key: ["messageId": .s(messageId)],
+                    set: [
+                        "status": .s(Status.unconfirmed.rawValue), "updatedAt": .s(ISO8601.format(epochSeconds: now)),
+                        "detail": .s("a reply may have been sent (its sender stopped before Meta's answer was recorded): not sent again"),
+                    ], remove: ["leaseUntil"], condition: stillInDoubt)
+                return .settledInDoubt
+            }
+        } catch  where error.code == .conditionFailed {
+            // Another delivery settled it first: what it made of it.
+            let current = try await store.get(table, key: ["messageId": .s(messageId)])
+            let found = current?["status"]?.string.flatMap(Status.init(rawValue:))
+            if found == .answering || found == .sending { return .held(found ?? .answering) }
+            return .taken(found)
+        }
+    }
+
+    /// Marks the claimed messages `sending`, just before the first Send API call of their
+    /// reply (one write to the table). Per claim, in order: whether its owner still held it.
+    /// Nothing is sent unless every claim of the turn is marked.
+    public func markSending(_ claims: [(messageId: String, owner: String)]) async throws(KeyValueError) -> [Bool] {
+        let now = clock.epochSeconds()
+        let set: Item = ["status": .s(Status.sending.rawValue), "sendingAt": .number(now), "updatedAt": .s(ISO8601.format(epochSeconds: now))]
+        let writes: [TableWrite] = claims.map { claim in
+            .update(key: ["messageId": .s(claim.messageId)], set: set, remove: [], condition: .equals("owner", .s(claim.owner)))
+        }
+        var marked: [Bool] = []
+        for outcome in try await store.write(table, writes) {
+            switch outcome {
+            case .success: marked.append(true)
+            case .failure(let error) where error.code == .conditionFailed: marked.append(false)
+            case .failure(let error): throw error
+            }
+        }
+        return marked
     }
 
     /// Records the outcome, if `owner` still holds the claim. Returns false when another
