@@ -21,7 +21,7 @@ import Testing
         let directory: TenantDirectory
         let ledger: MessageLedger
         let clock: TestClock
-        let receive: ReceiveHandler
+        var receive: ReceiveHandler
         let send: SendHandler
         let process: ProcessHandler
         let conversations: Conversations

@@ -67,13 +67,14 @@ import Testing
     @Test func receiveLeavesAThrottledAccountsMessagesToMetasRedeliveryWithoutRetrying() async throws {
         let harness = try await H.make(.file)
         await harness.graph.script([Self.throttledAnswer(minutes: 7)], pathSuffix: "/messages")
-        // Two customers of one account in one delivery: the first turn meets the limit, the
-        // second is not even tried (nor its agent asked).
+        // Two customers of one account in one delivery, one turn at a time: the first turn
+        // meets the limit, the second is not even tried (nor its agent asked). (Turns that run
+        // at the same time each meet Meta's answer themselves.)
         let body = H.messaging(events: [
             H.textEvent(mid: "m_limit_1", text: "hi", sender: "customer-a", timestamp: H.now),
             H.textEvent(mid: "m_limit_2", text: "hello", sender: "customer-b", timestamp: H.now + 1),
         ])
-        let result = try await harness.run("receive", H.webhookEvent(body))
+        let result = try await harness.run("receive", H.webhookEvent(body), extra: ["TURN_CONCURRENCY": "1"])
         #expect(result.statusCode == 500, "\(result.stderr.suffix(800))")
         #expect(result.bodyJSON?["throttled"] as? Int == 2)
         #expect(await harness.graph.messages.count == 1)
@@ -116,8 +117,8 @@ import Testing
             H.textEvent(mid: "m_near_1", text: "hi", sender: "customer-a", timestamp: H.now),
             H.textEvent(mid: "m_near_2", text: "hello", sender: "customer-b", timestamp: H.now + 1),
         ])
-        let result = try await harness.run("receive", H.webhookEvent(body))
-        // The first reply went out at 98 %; the second waits for the next minute.
+        let result = try await harness.run("receive", H.webhookEvent(body), extra: ["TURN_CONCURRENCY": "1"])
+        // One turn at a time: the first reply went out at 98 %; the second waits for the next minute.
         #expect(result.bodyJSON?["answered"] as? Int == 1, "\(result.stderr.suffix(800))")
         #expect(result.bodyJSON?["throttled"] as? Int == 1)
         #expect(result.statusCode == 500)

@@ -202,7 +202,8 @@ public struct Services: Sendable {
         let instagram = try instagramGraph()
         let showsReading = try environment.choice("SENDER_ACTIONS", of: ["on", "off"], default: "on") == "on"
         return MessageResponder(
-            agent: try agent(), sender: MessageSender(graph: graph, instagramGraph: instagram, directory: directory),
+            agent: try agent(),
+            sender: MessageSender(graph: graph, instagramGraph: instagram, directory: directory, gate: AccountGate(permits: try graphSendsPerAccount())),
             ledger: try ledger(store: store), agentTimeout: try agentTimeout(default: fallback),
             conversations: Conversations(store: store, table: tables.conversations),
             presence: showsReading ? Presence(graph: graph, instagramGraph: instagram) : nil,
@@ -237,6 +238,7 @@ public struct Services: Sendable {
             responder: responder, dispatch: dispatch, conversations: Conversations(store: store, table: tables.conversations),
             appId: environment["META_APP_ID"])
         handler.telemetry = try telemetry(function: "receive")
+        handler.maxConcurrentTurns = try turnConcurrency()
         return handler
     }
 
@@ -285,9 +287,23 @@ public struct Services: Sendable {
                 return SQSQueue(transport: transport, queueURL: queue.url, region: queue.region, endpoint: endpoint, credentials: credentials)
             }
         }
-        return ProcessHandler(
+        var handler = ProcessHandler(
             directory: directory, ledger: ledger, responder: responder, telemetry: try telemetry(function: "process"), queues: queues,
             share: try tenantShare(store: store))
+        handler.maxConcurrentTurns = try turnConcurrency()
+        return handler
+    }
+
+    /// `TURN_CONCURRENCY` (1 to 100, default 10): how many conversations' turns one invocation
+    /// of receive (inline) or process answers at once.
+    public func turnConcurrency() throws(ConfigurationError) -> Int {
+        Int(try environment.integer("TURN_CONCURRENCY", in: 1...100, default: 10))
+    }
+
+    /// `GRAPH_SENDS_PER_ACCOUNT` (1 to 100, default 10): how many Send API calls one execution
+    /// makes to one account at once; the others wait their turn.
+    public func graphSendsPerAccount() throws(ConfigurationError) -> Int {
+        Int(try environment.integer("GRAPH_SENDS_PER_ACCOUNT", in: 1...100, default: 10))
     }
 
     /// `TENANT_SHARE_PER_SECOND` (default 10; 0 turns it off): the messages of one business

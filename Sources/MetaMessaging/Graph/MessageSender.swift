@@ -24,12 +24,15 @@ public struct MessageSender: Sendable {
     public let requestTimeout: Duration
     /// The accounts Meta throttles, or nearly: not sent to until the time Meta gave.
     public let throttle: AccountThrottle
+    /// At most so many Send API calls to one account at once from this execution.
+    public let gate: AccountGate
 
     public init(
         graph: GraphClient, instagramGraph: GraphClient? = nil, directory: TenantDirectory,
         backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)),
-        requestTimeout: Duration = .seconds(10), throttle: AccountThrottle = AccountThrottle()
+        requestTimeout: Duration = .seconds(10), throttle: AccountThrottle = AccountThrottle(), gate: AccountGate = AccountGate()
     ) {
+        self.gate = gate
         self.graph = graph
         self.instagramGraph = instagramGraph
         self.directory = directory
@@ -78,9 +81,12 @@ public struct MessageSender: Sendable {
                 throw SendError.deadlineExceeded("no time left to send the message before the invocation's deadline", graph: nil)
             }
             do {
-                let (answer, usage) = try await graph.callReportingUsage(
-                    "POST", "\(account)/messages", token: token, json: body,
-                    timeout: min(requestTimeout, remaining))
+                let requestTimeout = self.requestTimeout
+                let (answer, usage) = try await gate.around(account) { () async throws(GraphError) in
+                    // The time left once this call has its place.
+                    let timeout = min(requestTimeout, max(.zero, deadline - ContinuousClock.now))
+                    return try await graph.callReportingUsage("POST", "\(account)/messages", token: token, json: body, timeout: timeout)
+                }
                 if let usage, let seconds = throttle.observe(usage, account: account) {
                     logger.warning(
                         "an account is near its Graph API rate limit: left alone for a while",

@@ -21,6 +21,9 @@ public struct ProcessHandler: Sendable {
     public var queues: (@Sendable (String) -> SQSQueue?)?
     /// Each business's share of the answering (nil: none).
     public var share: TenantShare?
+    /// How many conversations' turns run at once (`TURN_CONCURRENCY`); one conversation's
+    /// turns never do.
+    public var maxConcurrentTurns: Int = 10
 
     public init(
         directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder, telemetry: Telemetry = .none,
@@ -78,13 +81,30 @@ public struct ProcessHandler: Sendable {
         var waits: [String: ArraySlice<Int>] = [:]
     }
 
-    /// Consecutive records of one conversation (one message group, one tenant, one customer)
-    /// are one turn: one agent call, one reply. Each message is still claimed on its own, so
-    /// each is recorded once and a redelivery of any is a duplicate.
+    /// What the share says of a turn, decided before any turn runs.
+    enum Admission: Sendable {
+        case go
+        /// Back to the queue until its slot, this many seconds from now.
+        case wait(seconds: Int)
+    }
+
+    /// One message group's records of the batch, in order: its turns and the records that
+    /// can never be read.
+    struct Lane {
+        enum Item {
+            case turn([Entry], Admission)
+            case unreadable(recordId: String)
+        }
+        var items: [Item] = []
+    }
+
+    /// The records of one conversation (one message group) run in order, one turn after the
+    /// other: consecutive records of one tenant's customer are one turn (one agent call, one
+    /// reply), and after a failure the group's later records go back unprocessed, so its
+    /// order holds. Different conversations run at the same time, up to
+    /// `maxConcurrentTurns`. Each message is still claimed on its own, so each is recorded
+    /// once and a redelivery of any is a duplicate.
     public func handle(records: [JSON], context: InvocationContext) async -> Report {
-        var report = Report()
-        var failedGroups: Set<String> = []
-        var pending: [Entry] = []
         let log = telemetry.events(for: context)
         let parsed = records.compactMap { self.read($0, logger: context.logger) }
         let entries = parsed.compactMap { record -> Entry? in
@@ -92,37 +112,110 @@ public struct ProcessHandler: Sendable {
         }
         var allowances = await self.allowances(for: entries, logger: context.logger)
 
-        func flush() async {
-            guard !pending.isEmpty else { return }
-            let turn = pending
-            pending = []
-            await answer(turn, report: &report, failedGroups: &failedGroups, allowances: &allowances, events: log, context: context)
+        var lanes: [Lane] = []
+        var laneOfGroup: [String: Int] = [:]
+        var position: [String: Int] = [:]
+        func lane(_ group: String) -> Int {
+            if let index = laneOfGroup[group] { return index }
+            lanes.append(Lane())
+            laneOfGroup[group] = lanes.count - 1
+            return lanes.count - 1
         }
-
-        for record in parsed {
+        for (index, record) in parsed.enumerated() {
             switch record {
             case .unreadable(let recordId, let group):
                 // Never answerable: after the queue's maxReceiveCount it lands in the dead-letter queue.
-                await flush()
-                report.failures.append(recordId)
-                failedGroups.insert(group)
+                position[recordId] = position[recordId] ?? index
+                lanes[lane(group)].items.append(.unreadable(recordId: recordId))
             case .entry(let entry):
-                if let previous = pending.last,
-                    previous.group != entry.group || previous.accepted.tenant != entry.accepted.tenant
-                        || previous.accepted.message.platform != entry.accepted.message.platform
-                        || previous.accepted.message.senderId != entry.accepted.message.senderId
+                position[entry.recordId] = position[entry.recordId] ?? index
+                let laneIndex = lane(entry.group)
+                if case .turn(var turn, let admission)? = lanes[laneIndex].items.last, let previous = turn.last,
+                    previous.accepted.tenant == entry.accepted.tenant, previous.accepted.message.platform == entry.accepted.message.platform,
+                    previous.accepted.message.senderId == entry.accepted.message.senderId
                 {
-                    await flush()
+                    turn.append(entry)
+                    lanes[laneIndex].items[lanes[laneIndex].items.count - 1] = .turn(turn, admission)
+                } else {
+                    lanes[laneIndex].items.append(.turn([entry], .go))
                 }
-                if failedGroups.contains(entry.group) {
-                    report.failures.append(entry.recordId)
-                    continue
-                }
-                pending.append(entry)
             }
         }
-        await flush()
+        // The share decides every turn in the batch's order, before any runs.
+        var starts: [(position: Int, lane: Int, item: Int)] = []
+        for (laneIndex, lane) in lanes.enumerated() {
+            for (itemIndex, item) in lane.items.enumerated() {
+                if case .turn(let turn, _) = item, let first = turn.first { starts.append((position[first.recordId] ?? 0, laneIndex, itemIndex)) }
+            }
+        }
+        for start in starts.sorted(by: { $0.position < $1.position }) {
+            guard case .turn(let turn, _) = lanes[start.lane].items[start.item] else { continue }
+            lanes[start.lane].items[start.item] = .turn(turn, admit(turn, allowances: &allowances))
+        }
+
+        // Conversations at the same time, each in its own order.
+        let limit = max(1, maxConcurrentTurns)
+        var report = await withTaskGroup(of: Report.self) { group in
+            var next = 0
+            for lane in lanes.prefix(limit) {
+                group.addTask { await self.run(lane, events: log, context: context) }
+                next += 1
+            }
+            var all = Report()
+            for await laneReport in group {
+                all.failures += laneReport.failures
+                all.answered += laneReport.answered
+                all.skipped += laneReport.skipped
+                all.paused += laneReport.paused
+                all.deferred += laneReport.deferred
+                all.delayed += laneReport.delayed
+                if next < lanes.count {
+                    let lane = lanes[next]
+                    group.addTask { await self.run(lane, events: log, context: context) }
+                    next += 1
+                }
+            }
+            return all
+        }
+        // Reported in the batch's order, whatever order the conversations finished in.
+        report.failures.sort { (position[$0] ?? 0) < (position[$1] ?? 0) }
+        report.delayed.sort { (position[$0.recordId] ?? 0) < (position[$1.recordId] ?? 0) }
         return report
+    }
+
+    /// One conversation's turns, in order; after a failure its later records go back.
+    private func run(_ lane: Lane, events: ConversationEvents?, context: InvocationContext) async -> Report {
+        var report = Report()
+        var failed = false
+        for item in lane.items {
+            switch item {
+            case .unreadable(let recordId):
+                report.failures.append(recordId)
+                failed = true
+            case .turn(let entries, let admission):
+                if failed {
+                    report.failures += entries.map(\.recordId)
+                    continue
+                }
+                failed = await answer(entries, admission: admission, report: &report, events: events, context: context)
+            }
+        }
+        return report
+    }
+
+    /// A turn starts when any of its business's share is left (one customer's several
+    /// messages are one reply); else it waits for the business's next slot.
+    private func admit(_ entries: [Entry], allowances: inout Allowances) -> Admission {
+        guard let tenant = entries.first?.accepted.tenant else { return .go }
+        let deferrable = entries.filter { $0.receiveCount == 1 }.count
+        guard deferrable > 0, let remaining = allowances.remaining[tenant.businessId] else { return .go }
+        if remaining > 0 {
+            allowances.remaining[tenant.businessId] = remaining - deferrable
+            return .go
+        }
+        let waits = allowances.waits[tenant.businessId] ?? []
+        allowances.waits[tenant.businessId] = waits.dropFirst(deferrable)
+        return .wait(seconds: waits.first ?? 1)
     }
 
     private func read(_ record: JSON, logger: Logger) -> Read? {
@@ -162,35 +255,26 @@ public struct ProcessHandler: Sendable {
         return allowances
     }
 
-    /// Claims each message of a turn, then answers the claimed ones together.
+    /// Claims each message of a turn, then answers the claimed ones together. True when the
+    /// turn went back (its conversation's later records must go back too).
     func answer(
-        _ entries: [Entry], report: inout Report, failedGroups: inout Set<String>, allowances: inout Allowances,
-        events: ConversationEvents? = nil, context: InvocationContext
-    ) async {
-        guard let first = entries.first else { return }
+        _ entries: [Entry], admission: Admission, report: inout Report, events: ConversationEvents? = nil, context: InvocationContext
+    ) async -> Bool {
+        guard let first = entries.first else { return false }
         var logger = context.logger
         logger[metadataKey: "messageId"] = "\(first.accepted.message.messageId)"
         let tenant = first.accepted.tenant
-        // Past the business's share: the turn goes back until its slot. A turn starts when any of
-        // its business's share is left (one customer's several messages are one reply).
-        let deferrable = entries.filter { $0.receiveCount == 1 }.count
-        if deferrable > 0, let remaining = allowances.remaining[tenant.businessId] {
-            if remaining > 0 {
-                allowances.remaining[tenant.businessId] = remaining - deferrable
-            } else {
-                let waits = allowances.waits[tenant.businessId] ?? []
-                let seconds = waits.first ?? 1
-                allowances.waits[tenant.businessId] = waits.dropFirst(deferrable)
-                logger.info("over its business's share: back in \(seconds) s", metadata: ["records": "\(entries.count)"])
-                report.failures += entries.map(\.recordId)
-                report.deferred += entries.count
-                failedGroups.insert(first.group)
-                for entry in entries {
-                    guard let handle = entry.receiptHandle, let arn = entry.queueARN else { continue }
-                    report.delayed.append(Delay(recordId: entry.recordId, receiptHandle: handle, queueARN: arn, seconds: seconds))
-                }
-                return
+        var failed = false
+        // Past the business's share: the turn goes back until its slot.
+        if case .wait(let seconds) = admission {
+            logger.info("over its business's share: back in \(seconds) s", metadata: ["records": "\(entries.count)"])
+            report.failures += entries.map(\.recordId)
+            report.deferred += entries.count
+            for entry in entries {
+                guard let handle = entry.receiptHandle, let arn = entry.queueARN else { continue }
+                report.delayed.append(Delay(recordId: entry.recordId, receiptHandle: handle, queueARN: arn, seconds: seconds))
             }
+            return true
         }
         var claimed: [(Entry, MessageResponder.Claimed)] = []
         var retryFrom: Int? = nil
@@ -235,9 +319,9 @@ public struct ProcessHandler: Sendable {
         // This record and the rest of its conversation go back, in order (after the claimed
         // ones, if those go back too).
         let notClaimed = retryFrom.map { entries[$0...].map(\.recordId) } ?? []
-        if !notClaimed.isEmpty { failedGroups.insert(first.group) }
+        if !notClaimed.isEmpty { failed = true }
         defer { report.failures += notClaimed }
-        guard !claimed.isEmpty else { return }
+        guard !claimed.isEmpty else { return failed }
         let turn = claimed.map(\.1)
         let credentials: TenantCredentials?
         do {
@@ -246,8 +330,7 @@ public struct ProcessHandler: Sendable {
             logger.error("store failure: retried later", metadata: ["error": "\(error)"])
             await release(turn, logger: logger)
             report.failures += claimed.map(\.0.recordId)
-            failedGroups.insert(first.group)
-            return
+            return true
         }
         guard let credentials, credentials.isActive else {
             logger.warning("tenant has no active credentials: not answered")
@@ -259,7 +342,7 @@ public struct ProcessHandler: Sendable {
                 }
             }
             report.skipped += turn.count
-            return
+            return failed
         }
         let outcome = await responder.answer(
             turn, tenant: tenant, credentials: credentials, deadline: context.deadline - .milliseconds(300),
@@ -273,20 +356,21 @@ public struct ProcessHandler: Sendable {
             // them by the in-doubt rule once their lease runs out.
             report.answered += turn.count
             report.failures += claimed.map(\.0.recordId)
-            failedGroups.insert(first.group)
+            failed = true
         case .retryLater:
             report.failures += claimed.map(\.0.recordId)
-            failedGroups.insert(first.group)
+            failed = true
         case .throttled(_, let seconds):
             // Back to the queue, and kept there until Meta lets the account go: SQS's own
             // redelivery would come at the visibility timeout and spend another receive.
             report.failures += claimed.map(\.0.recordId)
-            failedGroups.insert(first.group)
+            failed = true
             for (entry, _) in claimed {
                 guard let handle = entry.receiptHandle, let arn = entry.queueARN else { continue }
                 report.delayed.append(Delay(recordId: entry.recordId, receiptHandle: handle, queueARN: arn, seconds: seconds))
             }
         }
+        return failed
     }
 
     private func inDoubt(_ message: InboundMessage, tenant: Tenant, reason: String) -> ConversationEvent {

@@ -1,0 +1,174 @@
+import Essentials
+import Foundation
+import FunctionRuntime
+import KeyValueStore
+import MetaMessaging
+import Synchronization
+import TestSupport
+import Testing
+
+/// Turns of different conversations answered at the same time (issue 33), in process: an
+/// agent that holds every call until as many are in flight as the test expects shows how
+/// many ran at once (sequential turns would never reach it), and never more than the bound.
+@Suite struct ConcurrentTurnsTests {
+    typealias H = FunctionHarness
+    typealias W = HandlerRulesTests
+
+    /// Holds each call until `together` calls have been in flight at once (or a safety
+    /// timeout passes, which only a sequential answerer would meet); records the most seen and
+    /// the order of each customer's messages.
+    final class TogetherAgent: Agent {
+        struct State {
+            var inFlight = 0
+            var most = 0
+            var reached = false
+            var turns: [[String]] = []
+        }
+        let together: Int
+        let refusing: Set<String>
+        let state = Mutex(State())
+
+        init(together: Int, refusing: Set<String> = []) {
+            self.together = together
+            self.refusing = refusing
+        }
+
+        func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> AgentReply {
+            state.withLock {
+                $0.inFlight += 1
+                $0.most = max($0.most, $0.inFlight)
+                if $0.inFlight >= together { $0.reached = true }
+                $0.turns.append(request.messageIds)
+            }
+            let end = ContinuousClock.now + .seconds(5)
+            while !state.withLock({ $0.reached }), ContinuousClock.now < end {
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+            state.withLock { $0.inFlight -= 1 }
+            if refusing.contains(request.senderId) {
+                throw AgentError(.invalidResponse, "the agent refused this one")
+            }
+            return AgentReply(text: "re: \(request.messageId)")
+        }
+
+        var most: Int { state.withLock { $0.most } }
+        var reached: Bool { state.withLock { $0.reached } }
+        var turns: [[String]] { state.withLock { $0.turns } }
+    }
+
+    static func process(_ world: W.World, limit: Int) -> ProcessHandler {
+        var process = world.process
+        process.maxConcurrentTurns = limit
+        return process
+    }
+
+    @Test func aBatchOfTenConversationsIsAnsweredAtOnce() async throws {
+        let agent = TogetherAgent(together: 10)
+        let world = try await W.world(agent: agent, senderActions: false)
+        let customers = (1...10).map { "burst-\($0)" }
+        try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
+        let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
+        let report = await Self.process(world, limit: 10).handle(records: batch, context: W.context())
+        #expect(agent.reached, "the ten turns never ran at the same time")
+        #expect(agent.most == 10)
+        #expect(report.answered == 10)
+        #expect(report.failures.isEmpty)
+        #expect(Set(await TenantShareTests.recipients(world)) == Set(customers))
+        await world.harness.shutdown()
+    }
+
+    @Test func neverMoreTurnsAtOnceThanTheBound() async throws {
+        let agent = TogetherAgent(together: 3)
+        let world = try await W.world(agent: agent, senderActions: false)
+        let customers = (1...9).map { "bound-\($0)" }
+        try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
+        let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
+        let report = await Self.process(world, limit: 3).handle(records: batch, context: W.context())
+        #expect(agent.most == 3)
+        #expect(report.answered == 9)
+        await world.harness.shutdown()
+    }
+
+    @Test func aConversationKeepsItsOrderAndAFailureLeavesTheOthersAlone() async throws {
+        let agent = TogetherAgent(together: 3, refusing: ["refused"])
+        let world = try await W.world(agent: agent, senderActions: false)
+        try await world.harness.openWindows(customers: [(.instagram, "ordered"), (.instagram, "refused"), (.instagram, "other")])
+        // One conversation: a message, a record that can never be read, then another message
+        // of the same conversation, which must wait for (and go back with) what came before.
+        let unreadable = try JSON.parse(
+            Array(
+                #"{"messageId":"record-broken","receiptHandle":"handle-broken","body":"not an accepted message","attributes":{"MessageGroupId":"\#(H.tenant.businessId)#instagram#ordered","ApproximateReceiveCount":"1"},"eventSource":"aws:sqs","eventSourceARN":"\#(TenantShareTests.queueARN)"}"#
+                    .utf8))
+        var later = try TenantShareTests.record(H.tenant, customer: "ordered")
+        later = try JSON.parse(Array(later.encoded()).replacing(Array("m_share_ordered".utf8), with: Array("m_share_ordered_2".utf8)))
+        later = try JSON.parse(Array(later.encoded()).replacing(Array("record-ordered".utf8), with: Array("record-ordered-2".utf8)))
+        let batch = try [
+            TenantShareTests.record(H.tenant, customer: "ordered"), TenantShareTests.record(H.tenant, customer: "refused"), unreadable,
+            TenantShareTests.record(H.tenant, customer: "other"), later,
+        ]
+        let report = await Self.process(world, limit: 10).handle(records: batch, context: W.context())
+        // The first message answered, the broken record and the one after it back, in order.
+        #expect(report.failures == ["record-broken", "record-ordered-2"])
+        #expect(try await world.ledger.status(of: "m_share_ordered") == .answered)
+        #expect(try await world.ledger.status(of: "m_share_ordered_2") == nil)
+        // The refusal is recorded for its own conversation only.
+        #expect(try await world.ledger.status(of: "m_share_refused") == .failed)
+        #expect(try await world.ledger.status(of: "m_share_other") == .answered)
+        #expect(report.answered == 2)
+        #expect(Set(await TenantShareTests.recipients(world)) == ["ordered", "other"])
+        #expect(agent.most == 3)
+        await world.harness.shutdown()
+    }
+
+    @Test func receiveAnswersADeliverysConversationsAtOnceWithinItsBound() async throws {
+        for (limit, customers) in [(5, 5), (2, 6)] {
+            let agent = TogetherAgent(together: min(limit, customers))
+            var world = try await W.world(agent: agent, senderActions: false)
+            world.receive.maxConcurrentTurns = limit
+            let names = (1...customers).map { "inline-\(limit)-\($0)" }
+            let body = H.messaging(
+                events: names.enumerated().map { index, customer in
+                    H.textEvent(mid: "m_inline_\(limit)_\(index)", text: "hi", sender: customer, timestamp: world.clock.nowMilliseconds + Int64(index))
+                })
+            let response = try await W.deliver(world, body)
+            #expect(response.status == 200)
+            #expect(W.summary(response)["answered"] as? Int == customers)
+            #expect(agent.most == limit, "limit \(limit)")
+            #expect(await world.harness.graph.messages.count == customers)
+            await world.harness.shutdown()
+        }
+    }
+
+    @Test func anAccountsSendsWaitForAPlaceBeyondTheGate() async throws {
+        final class Count: Sendable {
+            let value = Mutex((now: 0, most: 0))
+        }
+        let gate = AccountGate(permits: 2)
+        let count = Count()
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<8 {
+                group.addTask {
+                    await gate.around("page-1") { () async -> Int in
+                        count.value.withLock {
+                            $0.now += 1
+                            $0.most = max($0.most, $0.now)
+                        }
+                        try? await Task.sleep(for: .milliseconds(5))
+                        count.value.withLock { $0.now -= 1 }
+                        return index
+                    }
+                }
+            }
+            var done = 0
+            for try await _ in group { done += 1 }
+            #expect(done == 8)
+        }
+        #expect(count.value.withLock { $0.most } == 2)
+        // Another account has places of its own.
+        #expect(await gate.holding("page-1") == 0)
+        await gate.enter("page-1")
+        await gate.enter("page-1")
+        await gate.enter("page-2")
+        #expect(await gate.holding("page-2") == 1)
+    }
+}
