@@ -33,7 +33,7 @@ import Testing
     static func world(
         backend: StoreBackend = .file, agent: any Agent = EchoAgent(), senderActions: Bool = true, agentTimeout: Duration = .seconds(3),
         inlineBudget: Duration = .milliseconds(4500), harness existing: H? = nil, inDoubt: MessageLedger.InDoubt = .doNotSendAgain,
-        ledgerStore: ((any KeyValueStore) -> any KeyValueStore)? = nil
+        ledgerStore: ((any KeyValueStore) -> any KeyValueStore)? = nil, sharedThrottle: Bool = false
     ) async throws -> World {
         let harness: H
         if let existing { harness = existing } else { harness = try await H.make(backend) }
@@ -42,13 +42,18 @@ import Testing
         let ledger = MessageLedger(
             store: ledgerStore?(harness.store) ?? harness.store, table: harness.tables.processedMessages, clock: clock.clock, inDoubt: inDoubt)
         let graph = GraphClient(transport: NIOHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
-        let sender = MessageSender(graph: graph, directory: directory)
+        // One execution's memory of Meta's throttles, shared through the store when asked.
+        let throttle = AccountThrottle(clock: clock.clock)
+        let sender = MessageSender(graph: graph, directory: directory, throttle: throttle)
         let conversations = Conversations(store: harness.store, table: harness.tables.conversations, clock: clock.clock)
-        let responder = MessageResponder(
+        var responder = MessageResponder(
             agent: agent, sender: sender, ledger: ledger, agentTimeout: agentTimeout, conversations: conversations,
             // Budgets wide enough for a loaded test machine; the tests of the bounds hang longer.
-            presence: senderActions ? Presence(graph: graph, budget: .seconds(2)) : nil,
-            profiles: CustomerProfiles(graph: graph, timeout: .seconds(2)))
+            presence: senderActions ? Presence(graph: graph, budget: .seconds(2), throttle: throttle) : nil,
+            profiles: CustomerProfiles(graph: graph, timeout: .seconds(2), throttle: throttle))
+        if sharedThrottle {
+            responder.sharedThrottle = SharedThrottle(store: harness.store, table: harness.tables.processedMessages, throttle: throttle)
+        }
         // The demo customers' windows, open at the test clock's time.
         try await harness.openWindows(at: clock.now)
         return World(

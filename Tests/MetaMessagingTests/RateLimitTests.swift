@@ -11,6 +11,7 @@ import Testing
 /// alone, in `receive` by Meta's redelivery and in `process` by the queue.
 @Suite struct RateLimitTests {
     typealias H = FunctionHarness
+    typealias W = HandlerRulesTests
 
     /// The Business Use Case header as Meta documents it, for the connected Instagram account.
     static func bucHeader(callCount: Int, minutes: Int) -> (String, String) {
@@ -87,12 +88,69 @@ import Testing
         #expect(result.stderr.contains(#""Throttled":2"#), "\(result.stderr.suffix(800))")
         #expect(!result.stderr.contains(H.token))
 
-        // The redelivery, Meta's limit over: answered once each.
-        let again = try await harness.run("receive", H.webhookEvent(body))
-        #expect(again.statusCode == 200)
-        #expect(again.bodyJSON?["answered"] as? Int == 2)
+        // A redelivery to another execution within Meta's seven minutes: that one knows too
+        // (the shared throttle), so nothing is tried.
+        let soon = try await harness.run("receive", H.webhookEvent(body))
+        #expect(soon.statusCode == 500)
+        #expect(soon.bodyJSON?["throttled"] as? Int == 2)
+        #expect(await harness.graph.messages.count == 1)
+
+        // The redelivery once Meta's limit is over: answered once each.
+        let world = try await W.world(senderActions: false, harness: harness, sharedThrottle: true)
+        world.clock.advance(max(0, WallClock.epochSeconds() - world.clock.now) + 7 * 60 + 1)
+        let again = try await W.deliver(world, body)
+        #expect(again.status == 200)
+        #expect(W.summary(again)["answered"] as? Int == 2)
         #expect(try await harness.ledgerStatus("m_limit_1") == "answered")
         await harness.shutdown()
+    }
+
+    /// Two executions on one store (each its own memory): a throttle one meets on a reply
+    /// stops the other before its agent runs, until Meta's time is over.
+    @Test(arguments: StoreBackend.allCases)
+    func aThrottleOneExecutionMeetsStopsTheOthersBeforeTheirAgent(_ backend: StoreBackend) async throws {
+        let harness = try await H.make(backend)
+        let first = TakeoverTests.ScriptedAgent(AgentReply(text: "hi"))
+        let second = TakeoverTests.ScriptedAgent(AgentReply(text: "hello"))
+        let one = try await W.world(agent: first, senderActions: false, harness: harness, sharedThrottle: true)
+        let other = try await W.world(agent: second, senderActions: false, harness: harness, sharedThrottle: true)
+        await harness.graph.script([Self.throttledAnswer(minutes: 7)], pathSuffix: "/messages")
+        let met = try await W.deliver(one, H.messaging(events: [H.textEvent(mid: "m_shared_1", text: "hi", sender: "customer-a")]))
+        #expect(met.status == 500)
+        #expect(W.summary(met)["throttled"] as? Int == 1)
+        let shared = try await harness.store.get(harness.tables.processedMessages, key: ["messageId": .s("throttle:\(H.pageId)")])
+        #expect(shared?["until"]?.int == harness.clock.now + 7 * 60)
+
+        let body = H.messaging(events: [H.textEvent(mid: "m_shared_2", text: "hello", sender: "customer-b")])
+        let stopped = try await W.deliver(other, body)
+        #expect(stopped.status == 500)
+        #expect(W.summary(stopped)["throttled"] as? Int == 1)
+        #expect(second.requests.isEmpty, "the other execution's agent ran for an account Meta throttles")
+        #expect(await harness.graph.messages.count == 1)
+
+        // Meta's seven minutes over: answered.
+        harness.clock.advance(7 * 60 + 1)
+        let later = try await W.deliver(other, body)
+        #expect(later.status == 200)
+        #expect(W.summary(later)["answered"] as? Int == 1)
+        #expect(second.requests.count == 1)
+        await harness.shutdown()
+    }
+
+    @Test func aThrottledProfileLookupStopsTheAgentBeforeItRuns() async throws {
+        let agent = TakeoverTests.ScriptedAgent(AgentReply(text: "hi"))
+        let world = try await W.world(agent: agent, senderActions: false, sharedThrottle: true)
+        await world.harness.graph.script(
+            [GraphStandIn.error(status: 400, code: 613, message: "Calls to this api have exceeded the rate limit.")], pathSuffix: "/customer-p")
+        let response = try await W.deliver(world, H.messaging(events: [H.textEvent(mid: "m_profile_limit", text: "hi", sender: "customer-p")]))
+        #expect(response.status == 500)
+        #expect(W.summary(response)["throttled"] as? Int == 1)
+        #expect(agent.requests.isEmpty)
+        #expect(await world.harness.graph.messages.isEmpty)
+        #expect(try await world.ledger.status(of: "m_profile_limit") == .answering)
+        // Known to the other executions too.
+        #expect(try await world.harness.store.get(world.harness.tables.processedMessages, key: ["messageId": .s("throttle:\(H.pageId)")]) != nil)
+        await world.harness.shutdown()
     }
 
     @Test func sendAnswersThrottledAtOnceInsteadOfSpendingRetries() async throws {

@@ -201,13 +201,20 @@ public struct Services: Sendable {
         let graph = try graph()
         let instagram = try instagramGraph()
         let showsReading = try environment.choice("SENDER_ACTIONS", of: ["on", "off"], default: "on") == "on"
-        return MessageResponder(
+        // One memory of Meta's throttles per execution, fed by every Graph call a turn makes
+        // and shared with the other executions through the processed-messages table.
+        let throttle = AccountThrottle()
+        var responder = MessageResponder(
             agent: try agent(),
-            sender: MessageSender(graph: graph, instagramGraph: instagram, directory: directory, gate: AccountGate(permits: try graphSendsPerAccount())),
+            sender: MessageSender(
+                graph: graph, instagramGraph: instagram, directory: directory, throttle: throttle,
+                gate: AccountGate(permits: try graphSendsPerAccount())),
             ledger: try ledger(store: store), agentTimeout: try agentTimeout(default: fallback),
             conversations: Conversations(store: store, table: tables.conversations),
-            presence: showsReading ? Presence(graph: graph, instagramGraph: instagram) : nil,
-            profiles: CustomerProfiles(graph: graph, instagramGraph: instagram), handoffPauseSeconds: try handoffPauseSeconds())
+            presence: showsReading ? Presence(graph: graph, instagramGraph: instagram, throttle: throttle) : nil,
+            profiles: CustomerProfiles(graph: graph, instagramGraph: instagram, throttle: throttle), handoffPauseSeconds: try handoffPauseSeconds())
+        responder.sharedThrottle = SharedThrottle(store: store, table: tables.processedMessages, throttle: throttle)
+        return responder
     }
 
     public func sendHandler() throws(ConfigurationError) -> SendHandler {

@@ -12,11 +12,14 @@ public struct Presence: Sendable {
     /// `graph.instagram.com`, for Instagram-Login connections.
     public let instagramGraph: GraphClient?
     public let budget: Duration
+    /// Where a throttling answer is remembered for the account (nil: nowhere).
+    public let throttle: AccountThrottle?
 
-    public init(graph: GraphClient, instagramGraph: GraphClient? = nil, budget: Duration = .milliseconds(400)) {
+    public init(graph: GraphClient, instagramGraph: GraphClient? = nil, budget: Duration = .milliseconds(400), throttle: AccountThrottle? = nil) {
         self.graph = graph
         self.instagramGraph = instagramGraph
         self.budget = budget
+        self.throttle = throttle
     }
 
     /// Marks `message` seen and shows typing to its sender. True when Meta took every call.
@@ -48,6 +51,7 @@ public struct Presence: Sendable {
             do {
                 _ = try await graph.call("POST", "\(account)/messages", token: token, json: body.encoded(), timeout: remaining)
             } catch {
+                if error.isThrottled { throttle?.pause(account, seconds: error.secondsToRegainAccess) }
                 logger.info("a sender action was not shown (the reply goes on)", metadata: ["error": "\(error)"])
                 return false
             }
@@ -80,11 +84,14 @@ public struct CustomerProfiles: Sendable {
     /// `graph.instagram.com`, for Instagram-Login connections.
     public let instagramGraph: GraphClient?
     public let timeout: Duration
+    /// Where a throttling answer is remembered for the account (nil: nowhere).
+    public let throttle: AccountThrottle?
 
-    public init(graph: GraphClient, instagramGraph: GraphClient? = nil, timeout: Duration = .milliseconds(300)) {
+    public init(graph: GraphClient, instagramGraph: GraphClient? = nil, timeout: Duration = .milliseconds(300), throttle: AccountThrottle? = nil) {
         self.graph = graph
         self.instagramGraph = instagramGraph
         self.timeout = timeout
+        self.throttle = throttle
     }
 
     public enum Lookup: Sendable, Equatable {
@@ -103,6 +110,10 @@ public struct CustomerProfiles: Sendable {
         do {
             profile = try await graph.call("GET", customer, query: [("fields", fields)], token: token, timeout: timeout)
         } catch {
+            if error.isThrottled, let account = credentials.sendingAccount(for: platform) {
+                // The agent is not asked while Meta throttles the account (the responder checks).
+                throttle?.pause(account, seconds: error.secondsToRegainAccess)
+            }
             logger.info("the customer's profile could not be read", metadata: ["error": "\(error)"])
             return error.kind == .graph && error.httpStatus.map { $0 < 500 } == true ? .found(nil) : .unknown
         }

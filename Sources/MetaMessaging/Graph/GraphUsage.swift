@@ -90,6 +90,8 @@ public final class AccountThrottle: Sendable {
     public static let nearLimitPauseSeconds = 60
 
     private let pausedUntil = Mutex<[String: Int64]>([:])
+    /// Pauses this execution learned and has not yet written where the others see them.
+    private let unshared = Mutex<[String: Int64]>([:])
     private let clock: WallClock
 
     public init(clock: WallClock = WallClock()) { self.clock = clock }
@@ -111,7 +113,24 @@ public final class AccountThrottle: Sendable {
     public func pause(_ account: String, seconds: Int) {
         let until = clock.epochSeconds() + Int64(max(1, seconds))
         pausedUntil.withLock { $0[account] = max($0[account] ?? 0, until) }
+        unshared.withLock { $0[account] = max($0[account] ?? 0, until) }
     }
+
+    /// A pause another execution wrote (epoch seconds it ends): kept, not shared again.
+    public func seed(_ account: String, until: Int64) {
+        guard until > clock.epochSeconds() else { return }
+        pausedUntil.withLock { $0[account] = max($0[account] ?? 0, until) }
+    }
+
+    /// The pauses learned here since the last call, to be written for the other executions.
+    public func takeUnshared() -> [String: Int64] {
+        unshared.withLock { pauses in
+            defer { pauses.removeAll() }
+            return pauses
+        }
+    }
+
+    public var now: Int64 { clock.epochSeconds() }
 
     /// Pauses `account` when an answer says it is near its limit; the seconds paused, if so.
     @discardableResult

@@ -57,6 +57,8 @@ public struct MessageResponder: Sendable {
     public let profiles: CustomerProfiles?
     /// How long a handoff by the agent pauses it (`HANDOFF_PAUSE_MINUTES`).
     public let handoffPauseSeconds: Int64
+    /// Meta's throttles as every execution knows them (nil: this execution's own only).
+    public var sharedThrottle: SharedThrottle?
 
     public init(
         agent: any Agent, sender: MessageSender, ledger: MessageLedger,
@@ -104,6 +106,8 @@ public struct MessageResponder: Sendable {
         let outcome = await answer(
             turn, tenant: tenant, credentials: credentials, deadline: deadline, retryTransient: retryTransient, later: later, trace: &trace,
             logger: logger)
+        // What this turn learned of Meta's throttles, for the other executions.
+        await sharedThrottle?.share(logger: logger)
         guard let events, let last = turn.last?.message else { return outcome }
         func event(_ kind: ConversationEvent.Kind, reason: String? = nil) -> ConversationEvent {
             var event = ConversationEvent(
@@ -177,7 +181,9 @@ public struct MessageResponder: Sendable {
             }
         }
 
-        // Meta throttles the account: no agent call (it would be paid for nothing), no typing.
+        // Meta throttles the account (as any execution learned it): no agent call (it would
+        // be paid for nothing), no typing.
+        if let account { await sharedThrottle?.refresh(account, logger: logger) }
         if let account, let throttled = sender.throttled(account), let seconds = throttled.retryAfterSeconds {
             return await release(turn, throttled: throttled.errorMessage, retryAfterSeconds: seconds, logger: logger)
         }
@@ -195,6 +201,11 @@ public struct MessageResponder: Sendable {
             Task { await presence.showReading(last, credentials: credentials, logger: presenceLogger) }
         }
         let name = await customerName(of: last, state: state, tenant: tenant, credentials: credentials, later: later, logger: logger)
+        // The profile lookup may have met Meta's throttle: still no agent call then.
+        if let account, let throttled = sender.throttled(account), let seconds = throttled.retryAfterSeconds {
+            showing?.cancel()
+            return await release(turn, throttled: throttled.errorMessage, retryAfterSeconds: seconds, logger: logger)
+        }
         let reply: AgentReply
         let agentStart = ContinuousClock.now
         do {
