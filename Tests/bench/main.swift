@@ -21,7 +21,7 @@ if CommandLine.arguments.dropFirst().first == "--bare-runtime-client" {
 
 let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
 /// `bench BIN_DIR [SECTION...]` runs only the sections named (verify, store, receive, sqs,
-/// requests, fairness, signals, log); none named runs them all. Only verify runs without moto.
+/// requests, fairness, signals, log, turns); none named runs them all. Only verify runs without moto.
 let sections = Set(CommandLine.arguments.dropFirst(2))
 func wants(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
 let root = Executables.packageRoot
@@ -547,6 +547,62 @@ if wants("receive") {
         }
         line("last-webhook write, once a minute per account, \(name)", "\(fmt(median(latencies))) ms median (after the answer)")
     }
+}
+
+if wants("turns") {
+    // One `process` invocation (local mode, the release product, a file store with the demo
+    // tenant) with a batch of SQS records: an HTTP agent that answers after 1 s or 5 s, a Graph
+    // API that answers after 80 ms. TURN_CONCURRENCY=1 answers the turns one after the other,
+    // as process did before conversations ran at the same time.
+    let graph = try await demoGraph()
+    await graph.setLatency(.milliseconds(80))
+    for agentSeconds in [1, 5] {
+        let agent = try await LoopbackServer { request in
+            try? await Task.sleep(for: .seconds(agentSeconds))
+            return .json(200, #"{"reply":"re: \#(request.jsonBody?["text"] as? String ?? "")"}"#)
+        }
+        for (shape, conversations) in [("10 records of 10 conversations", 10), ("10 records of one conversation", 1)] {
+            for concurrency in [1, 10] where !(conversations == 1 && concurrency == 1) {
+                let folder = NSTemporaryDirectory() + "bench-turns-\(UUID().uuidString)"
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                for name in ["meta-platform-identifiers.jsonl", "business-external-credentials.jsonl"] {
+                    try FileManager.default.copyItem(
+                        atPath: root.appendingPathComponent("scripts/local-tenant/\(name)").path, toPath: "\(folder)/\(name)")
+                }
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                let records: [[String: Any]] = try (0..<10).map { index in
+                    let customer = "turns-customer-\(index % conversations)"
+                    let accepted = AcceptedMessage(
+                        tenant: Tenant(businessId: "B0100001", locationId: "L0100001"),
+                        message: InboundMessage(
+                            platform: .instagram, messageId: "m_turns_\(UUID().uuidString)", accountId: "17841400000000001", senderId: customer,
+                            timestamp: now + Int64(index), content: .text("question \(index)")))
+                    return [
+                        "messageId": "record-\(index)", "receiptHandle": "handle-\(index)",
+                        "body": String(decoding: try JSONEncoder().encode(accepted), as: UTF8.self),
+                        "attributes": ["MessageGroupId": "B0100001#instagram#\(customer)", "ApproximateReceiveCount": "1"],
+                        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:process.fifo",
+                    ]
+                }
+                let eventFile = "\(folder)/event.json"
+                try JSONSerialization.data(withJSONObject: ["Records": records]).write(to: URL(fileURLWithPath: eventFile))
+                let before = await graph.messages.count
+                let milliseconds = try timeProcess(
+                    "\(binDir)/process",
+                    environment: [
+                        "KV_BACKEND": "file", "KV_FILE_DIR": folder, "META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL,
+                        "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_TIMEOUT_MS": "25000", "FUNCTION_TIMEOUT_SECONDS": "60",
+                        "TURN_CONCURRENCY": "\(concurrency)", "METRICS": "off", "LOG_LEVEL": "warning", "TENANT_SHARE_PER_SECOND": "0",
+                    ], stdinFile: eventFile)
+                let replies = await graph.messages.count - before
+                line(
+                    "process, \(agentSeconds) s agent, \(shape), TURN_CONCURRENCY=\(concurrency)",
+                    "\(fmt(milliseconds / 1000, 2)) s wall, \(fmt(Double(10) / (milliseconds / 1000), 2)) messages/s, \(replies) replies")
+            }
+        }
+        await agent.shutdown()
+    }
+    await graph.shutdown()
 }
 
 /// The stack on moto that the sections going through SQS share: the four tables (named from
