@@ -23,7 +23,7 @@ import Testing
         let clock: TestClock
         var receive: ReceiveHandler
         let send: SendHandler
-        let process: ProcessHandler
+        var process: ProcessHandler
         let conversations: Conversations
     }
 

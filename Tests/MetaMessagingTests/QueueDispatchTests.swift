@@ -202,3 +202,104 @@ import Testing
         await setup.harness.shutdown()
     }
 }
+
+/// A deferral is not a failure (issue 33): an account throttled through more receives than the
+/// queue's old limit never sends its customers' messages to the dead-letter queue, and a
+/// message that really fails still gets there after its tries, moved by `process` itself.
+@Suite struct DeferralTests {
+    typealias H = FunctionHarness
+    typealias W = HandlerRulesTests
+
+    /// Lambda's SQS record for a message received from moto, with its real receive count.
+    static func record(_ message: JSON) throws -> JSON {
+        let object: [String: Any] = [
+            "messageId": message["MessageId"]?.string ?? "", "receiptHandle": message["ReceiptHandle"]?.string ?? "",
+            "body": message["Body"]?.string ?? "",
+            "attributes": [
+                "MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? "",
+                "ApproximateReceiveCount": message["Attributes"]?["ApproximateReceiveCount"]?.string ?? "1",
+            ],
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:process.fifo",
+        ]
+        return try JSON.parse(Array(try JSONSerialization.data(withJSONObject: object)))
+    }
+
+    /// What Lambda's poller does with one batch: receive, invoke, delete what did not fail.
+    static func poll(_ queue: SQSQueue, _ process: ProcessHandler) async throws -> (received: Int, report: ProcessHandler.Report?) {
+        let messages = try await queue.receive(max: 10)
+        guard !messages.isEmpty else { return (0, nil) }
+        let report = await process.handle(records: try messages.map(Self.record), context: W.context())
+        let done = messages.filter { !report.failures.contains($0["MessageId"]?.string ?? "") }.compactMap { $0["ReceiptHandle"]?.string }
+        if !done.isEmpty { try await queue.delete(receiptHandles: done) }
+        return (messages.count, report)
+    }
+
+    @Test func aLongThrottleNeverDeadLettersAndARealFailureDoesAfterItsTries() async throws {
+        let harness = try await H.make(.dynamodb)
+        let moto = try await MotoServer.shared.start()
+        func queue(_ url: String) -> SQSQueue {
+            SQSQueue(transport: NIOHTTPTransport(), queueURL: url, region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        }
+        let admin = queue("")
+        // Visibility 0: a record sent back is received again at once (the poll is the test's).
+        let main = queue(try await admin.createFIFOQueue(name: Stores.unique("deferrals") + ".fifo", visibilityTimeout: 0))
+        let dead = queue(try await admin.createFIFOQueue(name: Stores.unique("dead") + ".fifo", visibilityTimeout: 0))
+        let agent = TakeoverTests.ScriptedAgent(AgentReply(text: "hi"))
+        let world = try await W.world(agent: agent, senderActions: false, harness: harness, sharedThrottle: true)
+        var process = world.process
+        process.deadLetters = dead
+        process.maxTries = 5
+
+        // Another execution met Meta's throttle for an hour.
+        try await harness.store.put(
+            harness.tables.processedMessages,
+            item: ["messageId": .s("throttle:\(H.pageId)"), "status": .s("throttle"), "until": .number(harness.clock.now + 3600)])
+        let accepted = AcceptedMessage(
+            tenant: H.tenant,
+            message: InboundMessage(
+                platform: .instagram, messageId: "m_long_throttle", accountId: H.instagramId, senderId: "1234567890123456",
+                timestamp: harness.clock.nowMilliseconds, content: .text("hello")))
+        #expect(try await world.ledger.claim("m_long_throttle", businessId: H.tenant.businessId, owner: "receive", as: .queued) == .claimed)
+        try await main.enqueue([accepted])
+        for round in 1...8 {
+            let (received, report) = try await Self.poll(main, process)
+            #expect(received == 1, "round \(round)")
+            #expect(report?.failures.count == 1, "round \(round)")
+        }
+        // Eight receives, all deferrals: still in the queue, never in the dead-letter queue,
+        // and the agent never ran.
+        #expect(try await world.ledger.deferrals(of: "m_long_throttle") == 8)
+        #expect(try await dead.receive(max: 10).isEmpty)
+        #expect(agent.requests.isEmpty)
+        // Meta lets the account go: answered.
+        harness.clock.advance(3601)
+        let (_, answered) = try await Self.poll(main, process)
+        #expect(answered?.answered == 1)
+        #expect(try await world.ledger.status(of: "m_long_throttle") == .answered)
+
+        // A message whose agent fails every time (the agent cannot be reached) has five tries.
+        var failing = try await W.world(
+            agent: HTTPAgent(url: "http://127.0.0.1:1", transport: NIOHTTPTransport()), senderActions: false, harness: harness)
+        failing.process.deadLetters = dead
+        let broken = AcceptedMessage(
+            tenant: H.tenant,
+            message: InboundMessage(
+                platform: .instagram, messageId: "m_really_fails", accountId: H.instagramId, senderId: "42",
+                timestamp: harness.clock.nowMilliseconds, content: .text("hello")))
+        #expect(try await world.ledger.claim("m_really_fails", businessId: H.tenant.businessId, owner: "receive", as: .queued) == .claimed)
+        try await main.enqueue([broken])
+        var receives = 0
+        while receives < 10 {
+            let (received, _) = try await Self.poll(main, failing.process)
+            guard received > 0 else { break }
+            receives += received
+        }
+        // Five tries, then the sixth receive moves it: in the dead-letter queue, whole.
+        #expect(receives == 6)
+        let letters = try await dead.receive(max: 10)
+        #expect(letters.count == 1)
+        let body = try #require(letters.first?["Body"]?.string)
+        #expect(body.contains("m_really_fails"))
+        await harness.shutdown()
+    }
+}

@@ -298,7 +298,22 @@ public struct Services: Sendable {
             directory: directory, ledger: ledger, responder: responder, telemetry: try telemetry(function: "process"), queues: queues,
             share: try tenantShare(store: store))
         handler.maxConcurrentTurns = try turnConcurrency()
+        handler.deadLetters = try deadLetterQueue()
         return handler
+    }
+
+    /// `PROCESS_DEAD_LETTER_QUEUE_URL`: where `process` moves a record after its real tries
+    /// (unset: the queue's own redrive policy decides, counting deferrals as tries).
+    public func deadLetterQueue() throws(ConfigurationError) -> SQSQueue? {
+        guard let url = environment["PROCESS_DEAD_LETTER_QUEUE_URL"], !url.isEmpty else { return nil }
+        guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+            throw ConfigurationError(variable: "PROCESS_DEAD_LETTER_QUEUE_URL", problem: "must be the queue's URL")
+        }
+        let region = try environment.required("AWS_REGION")
+        guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
+            throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for PROCESS_DEAD_LETTER_QUEUE_URL")
+        }
+        return SQSQueue(transport: transport, queueURL: url, region: region, endpoint: environment["SQS_ENDPOINT"], credentials: credentials)
     }
 
     /// `TURN_CONCURRENCY` (1 to 100, default 10): how many conversations' turns one invocation

@@ -24,6 +24,11 @@ public struct ProcessHandler: Sendable {
     /// How many conversations' turns run at once (`TURN_CONCURRENCY`); one conversation's
     /// turns never do.
     public var maxConcurrentTurns: Int = 10
+    /// Where a record goes after `maxTries` real tries (`PROCESS_DEAD_LETTER_QUEUE_URL`): its
+    /// receives sent back for the share or a throttle are not counted (the ledger counts
+    /// them), so only real failures bring it there. Nil: the queue's own `maxReceiveCount`.
+    public var deadLetters: SQSQueue?
+    public var maxTries: Int = 5
 
     public init(
         directory: TenantDirectory, ledger: MessageLedger, responder: MessageResponder, telemetry: Telemetry = .none,
@@ -58,7 +63,7 @@ public struct ProcessHandler: Sendable {
     }
 
     /// One SQS record read as an accepted message.
-    struct Entry {
+    struct Entry: Sendable {
         let recordId: String
         let group: String
         let accepted: AcceptedMessage
@@ -66,12 +71,14 @@ public struct ProcessHandler: Sendable {
         var queueARN: String? = nil
         /// SQS's ApproximateReceiveCount: 1 on the first delivery.
         var receiveCount = 1
+        /// The record's body as SQS gave it (what goes to the dead-letter queue).
+        var body = ""
     }
 
     /// A record as read: an accepted message, or one that never will be.
     private enum Read {
         case entry(Entry)
-        case unreadable(recordId: String, group: String)
+        case unreadable(recordId: String, group: String, body: String, receiveCount: Int)
     }
 
     /// Per business, what its share lets start now: admissions are asked once per business
@@ -106,7 +113,7 @@ public struct ProcessHandler: Sendable {
     /// once and a redelivery of any is a duplicate.
     public func handle(records: [JSON], context: InvocationContext) async -> Report {
         let log = telemetry.events(for: context)
-        let parsed = records.compactMap { self.read($0, logger: context.logger) }
+        let parsed = await deadLetterSpent(records.compactMap { self.read($0, logger: context.logger) }, context: context)
         let entries = parsed.compactMap { record -> Entry? in
             if case .entry(let entry) = record { entry } else { nil }
         }
@@ -123,8 +130,8 @@ public struct ProcessHandler: Sendable {
         }
         for (index, record) in parsed.enumerated() {
             switch record {
-            case .unreadable(let recordId, let group):
-                // Never answerable: after the queue's maxReceiveCount it lands in the dead-letter queue.
+            case .unreadable(let recordId, let group, _, _):
+                // Never answerable: after its tries it lands in the dead-letter queue.
                 position[recordId] = position[recordId] ?? index
                 lanes[lane(group)].items.append(.unreadable(recordId: recordId))
             case .entry(let entry):
@@ -183,6 +190,53 @@ public struct ProcessHandler: Sendable {
         return report
     }
 
+    /// Moves the records that have had their real tries (receives less deferrals) to the
+    /// dead-letter queue, and returns the others. A record that cannot be moved now stays (it
+    /// comes back, and the queue's own `maxReceiveCount` is the last resort).
+    private func deadLetterSpent(_ records: [Read], context: InvocationContext) async -> [Read] {
+        guard let deadLetters else { return records }
+        var kept: [Read] = []
+        for record in records {
+            let (recordId, group, body, receives, messageId): (String, String, String, Int, String?)
+            switch record {
+            case .entry(let entry):
+                (recordId, group, body, receives, messageId) = (
+                    entry.recordId, entry.group, entry.body, entry.receiveCount, entry.accepted.message.messageId
+                )
+            case .unreadable(let id, let groupId, let text, let count):
+                (recordId, group, body, receives, messageId) = (id, groupId, text, count, nil)
+            }
+            guard receives > maxTries else {
+                kept.append(record)
+                continue
+            }
+            var deferrals: Int64 = 0
+            if let messageId {
+                do {
+                    deferrals = try await ledger.deferrals(of: messageId)
+                } catch {
+                    kept.append(record)
+                    continue
+                }
+            }
+            let tries = Int64(receives) - deferrals
+            guard tries > Int64(maxTries) else {
+                kept.append(record)
+                continue
+            }
+            do {
+                try await deadLetters.send(body: body, groupId: group, deduplicationId: recordId)
+                context.logger.error(
+                    "a record had its tries: moved to the dead-letter queue",
+                    metadata: ["recordId": "\(recordId)", "tries": "\(tries)", "deferrals": "\(deferrals)"])
+            } catch {
+                context.logger.error("a spent record could not be moved to the dead-letter queue", metadata: ["error": "\(error)"])
+                kept.append(record)
+            }
+        }
+        return kept
+    }
+
     /// One conversation's turns, in order; after a failure its later records go back.
     private func run(_ lane: Lane, events: ConversationEvents?, context: InvocationContext) async -> Report {
         var report = Report()
@@ -229,13 +283,15 @@ public struct ProcessHandler: Sendable {
             let accepted = try? SafeJSON.decode(AcceptedMessage.self, from: Array(body.utf8))
         else {
             logger.error("an SQS record is not an accepted message", metadata: ["recordId": "\(recordId)"])
-            return .unreadable(recordId: recordId, group: group)
+            return .unreadable(
+                recordId: recordId, group: group, body: record["body"]?.string ?? "",
+                receiveCount: attributes?["ApproximateReceiveCount"]?.string.flatMap { Int($0) } ?? 1)
         }
         return .entry(
             Entry(
                 recordId: recordId, group: group, accepted: accepted, receiptHandle: record["receiptHandle"]?.string,
                 queueARN: record["eventSourceARN"]?.string,
-                receiveCount: attributes?["ApproximateReceiveCount"]?.string.flatMap { Int($0) }.map { max(1, $0) } ?? 1))
+                receiveCount: attributes?["ApproximateReceiveCount"]?.string.flatMap { Int($0) }.map { max(1, $0) } ?? 1, body: body))
     }
 
     /// Asks the share once per business for slots for the batch's new messages (a message that
@@ -268,6 +324,7 @@ public struct ProcessHandler: Sendable {
         // Past the business's share: the turn goes back until its slot.
         if case .wait(let seconds) = admission {
             logger.info("over its business's share: back in \(seconds) s", metadata: ["records": "\(entries.count)"])
+            await countDeferrals(entries.map(\.accepted.message.messageId), logger: logger)
             report.failures += entries.map(\.recordId)
             report.deferred += entries.count
             for entry in entries {
@@ -365,12 +422,25 @@ public struct ProcessHandler: Sendable {
             // redelivery would come at the visibility timeout and spend another receive.
             report.failures += claimed.map(\.0.recordId)
             failed = true
+            await countDeferrals(claimed.map(\.0.accepted.message.messageId), logger: logger)
             for (entry, _) in claimed {
                 guard let handle = entry.receiptHandle, let arn = entry.queueARN else { continue }
                 report.delayed.append(Delay(recordId: entry.recordId, receiptHandle: handle, queueARN: arn, seconds: seconds))
             }
         }
         return failed
+    }
+
+    /// A deferral is not a try: counted, so the record's tries stay its real ones.
+    private func countDeferrals(_ messageIds: [String], logger: Logger) async {
+        guard deadLetters != nil else { return }
+        for messageId in messageIds {
+            do {
+                try await ledger.countDeferral(messageId)
+            } catch {
+                logger.warning("a deferral could not be counted (it counts as a try)", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     private func inDoubt(_ message: InboundMessage, tenant: Tenant, reason: String) -> ConversationEvent {

@@ -102,6 +102,17 @@ public struct SQSQueue: MessageQueue {
         return url
     }
 
+    /// Sends one message as it is (a record moved to the dead-letter queue): its body, its
+    /// conversation's group, and a deduplication id (the record's own id).
+    public func send(body: String, groupId: String, deduplicationId: String) async throws(QueueError) {
+        _ = try await call(
+            "SendMessage",
+            [
+                "QueueUrl": .string(queueURL), "MessageBody": .string(body), "MessageGroupId": .string(Self.sqsId(groupId)),
+                "MessageDeduplicationId": .string(Self.sqsId(deduplicationId)),
+            ])
+    }
+
     /// Deletes received messages (what Lambda's poller does after a batch), 10 at a time.
     public func delete(receiptHandles: [String]) async throws(QueueError) {
         var start = 0

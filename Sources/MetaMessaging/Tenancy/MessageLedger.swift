@@ -244,6 +244,22 @@ public struct MessageLedger: Sendable {
         }
     }
 
+    /// Counts one more receive of a queued message that was sent back without being tried
+    /// (its business's share, Meta's throttle), so that `process` tells such receives from
+    /// real tries: a deferral never brings a message nearer the dead-letter queue. Kept beside
+    /// the message's record (`deferrals:<messageId>`, whose claims replace it whole), for as
+    /// long.
+    public func countDeferral(_ messageId: String) async throws(KeyValueError) {
+        try await store.increment(
+            table, key: ["messageId": .s("deferrals:\(messageId)")], attribute: "deferrals", by: 1,
+            set: ["expiresAt": .number(clock.epochSeconds() + retentionSeconds)])
+    }
+
+    /// How many of a message's receives were deferrals.
+    public func deferrals(of messageId: String) async throws(KeyValueError) -> Int64 {
+        try await store.get(table, key: ["messageId": .s("deferrals:\(messageId)")])?["deferrals"]?.int ?? 0
+    }
+
     public func status(of messageId: String) async throws(KeyValueError) -> Status? {
         try await store.get(table, key: ["messageId": .s(messageId)])?["status"]?.string.flatMap(Status.init(rawValue:))
     }
