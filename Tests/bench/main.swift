@@ -559,9 +559,10 @@ if wants("turns") {
     for agentSeconds in [1, 5] {
         let agent = try await LoopbackServer { request in
             try? await Task.sleep(for: .seconds(agentSeconds))
-            return .json(200, #"{"reply":"re: \#(request.jsonBody?["text"] as? String ?? "")"}"#)
+            let reply = ["reply": "re: " + (request.jsonBody?["text"] as? String ?? "")]
+            return .json(200, String(decoding: (try? JSONSerialization.data(withJSONObject: reply)) ?? Data(), as: UTF8.self))
         }
-        for (shape, conversations) in [("10 records of 10 conversations", 10), ("10 records of one conversation", 1)] {
+        for (shape, conversations) in [("10 conversations", 10), ("1 conversation", 1)] {
             for concurrency in [1, 10] where !(conversations == 1 && concurrency == 1) {
                 let folder = NSTemporaryDirectory() + "bench-turns-\(UUID().uuidString)"
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -596,7 +597,7 @@ if wants("turns") {
                     ], stdinFile: eventFile)
                 let replies = await graph.messages.count - before
                 line(
-                    "process, \(agentSeconds) s agent, \(shape), TURN_CONCURRENCY=\(concurrency)",
+                    "process, 10 records, \(shape), \(agentSeconds) s agent, \(concurrency) at once",
                     "\(fmt(milliseconds / 1000, 2)) s wall, \(fmt(Double(10) / (milliseconds / 1000), 2)) messages/s, \(replies) replies")
             }
         }
