@@ -59,6 +59,18 @@ import Testing
 
     // MARK: receive
 
+    /// Delivers `body` while its claim is held (500, in progress), then again once the
+    /// holder's lease has run out (200): the second answer.
+    static func heldThenPastTheLease(_ world: W.World, _ body: String) async throws -> HTTPResponse {
+        let during = try await W.deliver(world, body)
+        #expect(during.status == 500)
+        #expect(W.summary(during)["inProgress"] as? Int == 1)
+        world.clock.advance(61)
+        let after = try await W.deliver(world, body)
+        #expect(after.status == 200)
+        return after
+    }
+
     @Test func aMessageAnotherInvocationHoldsIsAskedForAgainAndAnsweredOnceItsLeaseRunsOut() async throws {
         let world = try await W.world(senderActions: false)
         let body = H.messaging(events: [H.textEvent(mid: "m_held_receive", text: "hello", timestamp: world.clock.nowMilliseconds)])
@@ -88,13 +100,7 @@ import Testing
         // Its claimer died between marking the reply on its way and recording Meta's answer.
         #expect(try await world.ledger.claim("m_doubt", businessId: H.tenant.businessId, owner: "dead", as: .answering) == .claimed)
         #expect(try await world.ledger.markSending([("m_doubt", "dead")]) == [true])
-        let during = try await W.deliver(world, body)
-        #expect(during.status == 500)
-        #expect(W.summary(during)["inProgress"] as? Int == 1)
-
-        world.clock.advance(61)
-        let after = try await W.deliver(world, body)
-        #expect(after.status == 200)
+        let after = try await Self.heldThenPastTheLease(world, body)
         switch rule {
         case .doNotSendAgain:
             #expect(W.summary(after)["unconfirmed"] as? Int == 1)
@@ -140,12 +146,7 @@ import Testing
         #expect(try await world.ledger.status(of: "m_unrecorded") == .sending)
 
         failing.end()
-        let during = try await W.deliver(world, body)
-        #expect(during.status == 500)
-        #expect(W.summary(during)["inProgress"] as? Int == 1)
-        world.clock.advance(61)
-        let after = try await W.deliver(world, body)
-        #expect(after.status == 200)
+        let after = try await Self.heldThenPastTheLease(world, body)
         #expect(W.summary(after)["unconfirmed"] as? Int == 1)
         #expect(await world.harness.graph.messages.count == 1)
         await world.harness.shutdown()

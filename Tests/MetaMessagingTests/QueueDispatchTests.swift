@@ -254,13 +254,17 @@ import Testing
         try await harness.store.put(
             harness.tables.processedMessages,
             item: ["messageId": .s("throttle:\(H.pageId)"), "status": .s("throttle"), "until": .number(harness.clock.now + 3600)])
-        let accepted = AcceptedMessage(
-            tenant: H.tenant,
-            message: InboundMessage(
-                platform: .instagram, messageId: "m_long_throttle", accountId: H.instagramId, senderId: "1234567890123456",
-                timestamp: harness.clock.nowMilliseconds, content: .text("hello")))
-        #expect(try await world.ledger.claim("m_long_throttle", businessId: H.tenant.businessId, owner: "receive", as: .queued) == .claimed)
-        try await main.enqueue([accepted])
+        /// A message `receive` accepted and queued.
+        func queued(_ messageId: String, from customer: String) async throws {
+            let accepted = AcceptedMessage(
+                tenant: H.tenant,
+                message: InboundMessage(
+                    platform: .instagram, messageId: messageId, accountId: H.instagramId, senderId: customer,
+                    timestamp: harness.clock.nowMilliseconds, content: .text("hello")))
+            #expect(try await world.ledger.claim(messageId, businessId: H.tenant.businessId, owner: "receive", as: .queued) == .claimed)
+            try await main.enqueue([accepted])
+        }
+        try await queued("m_long_throttle", from: "1234567890123456")
         for round in 1...8 {
             let (received, report) = try await Self.poll(main, process)
             #expect(received == 1, "round \(round)")
@@ -281,13 +285,7 @@ import Testing
         var failing = try await W.world(
             agent: HTTPAgent(url: "http://127.0.0.1:1", transport: NIOHTTPTransport()), senderActions: false, harness: harness)
         failing.process.deadLetters = dead
-        let broken = AcceptedMessage(
-            tenant: H.tenant,
-            message: InboundMessage(
-                platform: .instagram, messageId: "m_really_fails", accountId: H.instagramId, senderId: "42",
-                timestamp: harness.clock.nowMilliseconds, content: .text("hello")))
-        #expect(try await world.ledger.claim("m_really_fails", businessId: H.tenant.businessId, owner: "receive", as: .queued) == .claimed)
-        try await main.enqueue([broken])
+        try await queued("m_really_fails", from: "42")
         var receives = 0
         while receives < 10 {
             let (received, _) = try await Self.poll(main, failing.process)

@@ -251,13 +251,17 @@ public struct Services: Sendable {
 
     /// The FIFO queue of `RECEIVE_DISPATCH=sqs`: `PROCESS_QUEUE_URL`, `SQS_ENDPOINT`, AWS signing.
     public func queue() throws(ConfigurationError) -> SQSQueue {
-        let url = try environment.required("PROCESS_QUEUE_URL")
+        try sqsQueue(url: try environment.required("PROCESS_QUEUE_URL"), variable: "PROCESS_QUEUE_URL", purpose: "RECEIVE_DISPATCH=sqs")
+    }
+
+    /// A queue by its URL (named by `variable`), with `SQS_ENDPOINT` and AWS signing.
+    private func sqsQueue(url: String, variable: String, purpose: String) throws(ConfigurationError) -> SQSQueue {
         guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
-            throw ConfigurationError(variable: "PROCESS_QUEUE_URL", problem: "must be the queue's URL")
+            throw ConfigurationError(variable: variable, problem: "must be the queue's URL")
         }
         let region = try environment.required("AWS_REGION")
         guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
-            throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for RECEIVE_DISPATCH=sqs")
+            throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for \(purpose)")
         }
         return SQSQueue(transport: transport, queueURL: url, region: region, endpoint: environment["SQS_ENDPOINT"], credentials: credentials)
     }
@@ -306,14 +310,7 @@ public struct Services: Sendable {
     /// (unset: the queue's own redrive policy decides, counting deferrals as tries).
     public func deadLetterQueue() throws(ConfigurationError) -> SQSQueue? {
         guard let url = environment["PROCESS_DEAD_LETTER_QUEUE_URL"], !url.isEmpty else { return nil }
-        guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
-            throw ConfigurationError(variable: "PROCESS_DEAD_LETTER_QUEUE_URL", problem: "must be the queue's URL")
-        }
-        let region = try environment.required("AWS_REGION")
-        guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
-            throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for PROCESS_DEAD_LETTER_QUEUE_URL")
-        }
-        return SQSQueue(transport: transport, queueURL: url, region: region, endpoint: environment["SQS_ENDPOINT"], credentials: credentials)
+        return try sqsQueue(url: url, variable: "PROCESS_DEAD_LETTER_QUEUE_URL", purpose: "PROCESS_DEAD_LETTER_QUEUE_URL")
     }
 
     /// `TURN_CONCURRENCY` (1 to 100, default 10): how many conversations' turns one invocation
