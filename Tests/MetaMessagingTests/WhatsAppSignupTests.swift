@@ -113,6 +113,13 @@ import Testing
             world, ["state": Self.state(world), "code": "es-code-taken", "wabaId": Self.waba, "phoneNumberId": H.phoneNumberId])
         #expect(taken == 409 && answer3["error"] as? String == "already_connected")
         #expect(try await world.directory.route(identifier: H.phoneNumberId)?.tenant == H.tenant)
+        // One link cannot probe again: its state was spent before the 409.
+        let probe = Self.state(world)
+        let (first, _) = await Self.post(world, ["state": probe, "code": "es-code-taken", "wabaId": Self.waba, "phoneNumberId": H.phoneNumberId])
+        let (second, answer4) = await Self.post(
+            world, ["state": probe, "code": "es-code-taken", "wabaId": Self.waba, "phoneNumberId": "1065400000777"])
+        #expect(first == 409)
+        #expect(second == 400 && answer4["error"] as? String == "state_already_used")
         // Forged and missing input.
         let (forged, _) = await Self.post(world, ["state": Self.state(world) + "x", "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
         #expect(forged == 400)

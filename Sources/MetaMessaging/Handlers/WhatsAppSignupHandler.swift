@@ -78,6 +78,9 @@ public struct WhatsAppSignupHandler: Sendable {
             throw RequestRefused(400, code: error.rawValue, "the state was altered, has expired or is not ours; start the connection again")
         }
         let tenant = Tenant(businessId: state.businessId, locationId: state.locationId)
+        // Spent before anything is said about the number, so one connect link cannot probe,
+        // again and again, which numbers other businesses have connected.
+        try await useOnce(state)
         // The number must not belong to another business (checked again, atomically, when stored).
         do {
             if let owner = try await directory.route(identifier: phoneNumberId)?.tenant, owner.businessId != tenant.businessId {
@@ -88,7 +91,6 @@ public struct WhatsAppSignupHandler: Sendable {
         } catch {
             throw RequestRefused(503, code: "store_unavailable", "the connection could not be checked")
         }
-        try await useOnce(state)
 
         let token = try await exchange(code)
         try await checkAccess(token: token, wabaId: wabaId)
