@@ -141,6 +141,9 @@ import Testing
             HTTPRequest(method: "GET", path: "/external/meta/data-deletion/status", query: ["code": [code]]), logger: Self.logger)
         #expect(status.status == 200)
         #expect(status.headers["Content-Type"]?.hasPrefix("text/html") == true)
+        #expect(status.headers["Content-Security-Policy"]?.contains("default-src 'none'") == true)
+        #expect(status.headers["X-Content-Type-Options"] == "nosniff")
+        #expect(status.headers["Referrer-Policy"] == "no-referrer")
         #expect(status.body.contains("Status: done"))
         let unknown = try await handler.handle(
             HTTPRequest(method: "GET", path: "/external/meta/data-deletion/status", query: ["code": [String(repeating: "a", count: 32)]]),

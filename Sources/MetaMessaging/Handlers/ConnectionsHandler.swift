@@ -406,7 +406,14 @@ public struct ConnectionsHandler: Sendable {
             <title>\(escape(title))</title></head>
             <body><main><h1>\(escape(title))</h1><p>\(escape(text))</p></main></body></html>
             """
-        return HTTPResponse(status: status, headers: ["Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"], body: body)
+        // The connect page's security headers: no script, style, frame or form of anyone's.
+        return HTTPResponse(
+            status: status,
+            headers: [
+                "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+            ], body: body)
     }
 
     public var function: HTTPFunction {
