@@ -167,10 +167,22 @@ public struct ReceiveHandler: Sendable {
             case .invalid(let reason):
                 summary.invalid += 1
                 logger.warning("unreadable event skipped: \(reason)")
-            case .skipped(let reason, _, _):
+            case .skipped(let reason, let accountId, let customerId, _):
                 summary.skipped += 1
                 logger.debug("event not answered", metadata: ["kind": "\(reason.rawValue)"])
-                log?.add(ConversationEvent(.skipped, platform: objectPlatform, reason: reason.rawValue))
+                if let log {
+                    // Whose it is, when the event says: the record is partitioned by its
+                    // conversation, not every tenant's reads in one shard.
+                    var event = ConversationEvent(.skipped, platform: objectPlatform, reason: reason.rawValue)
+                    if !accountId.isEmpty, let tenant = (try? await route(accountId, cache: &routes))??.tenant {
+                        event.businessId = tenant.businessId
+                        event.locationId = tenant.locationId
+                        if let customerId, let platform = objectPlatform {
+                            event.conversationId = ConversationEvent.conversationId(tenant, platform, customerId)
+                        }
+                    }
+                    log.add(event)
+                }
             case .echo(let echo):
                 echoes.append(echo)
             case .delivery(let status):
@@ -531,7 +543,7 @@ extension ReceiveHandler {
         for event in events {
             switch event {
             case .message(let message): accounts.insert(message.accountId)
-            case .skipped(_, let accountId, _): accounts.insert(accountId)
+            case .skipped(_, let accountId, _, _): accounts.insert(accountId)
             case .delivery(let status): accounts.insert(status.accountId)
             case .echo(let echo): accounts.insert(echo.accountId)
             case .invalid: continue

@@ -194,7 +194,9 @@ public enum WebhookEvent: Sendable, Equatable {
     case delivery(DeliveryStatus)
     /// A message the business's account sent (ours or a person's).
     case echo(Echo)
-    case skipped(SkipReason, accountId: String, timestamp: Int64)
+    /// An event never answered; `customerId` when the event names the customer (the
+    /// conversation's log records are partitioned by it).
+    case skipped(SkipReason, accountId: String, customerId: String? = nil, timestamp: Int64)
     /// An event we could not read; reported, never answered, never stops the others.
     case invalid(String)
 
@@ -203,7 +205,7 @@ public enum WebhookEvent: Sendable, Equatable {
         case .message(let message): message.timestamp
         case .delivery(let status): status.timestamp
         case .echo(let echo): echo.timestamp
-        case .skipped(_, _, let timestamp): timestamp
+        case .skipped(_, _, _, let timestamp): timestamp
         case .invalid: 0
         }
     }

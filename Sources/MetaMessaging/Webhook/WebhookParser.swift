@@ -66,9 +66,9 @@ public enum WebhookParser {
         } else {
             timestamp = entryTime
         }
-        if event["reaction"] != nil { return .skipped(.reaction, accountId: accountId, timestamp: timestamp) }
-        if event["read"] != nil { return .skipped(.read, accountId: accountId, timestamp: timestamp) }
-        if event["delivery"] != nil { return .skipped(.delivery, accountId: accountId, timestamp: timestamp) }
+        if event["reaction"] != nil { return .skipped(.reaction, accountId: accountId, customerId: senderId, timestamp: timestamp) }
+        if event["read"] != nil { return .skipped(.read, accountId: accountId, customerId: senderId, timestamp: timestamp) }
+        if event["delivery"] != nil { return .skipped(.delivery, accountId: accountId, customerId: senderId, timestamp: timestamp) }
 
         if let postback = event["postback"] {
             if senderId == accountId { return .skipped(.echo, accountId: accountId, timestamp: timestamp) }
@@ -82,7 +82,7 @@ public enum WebhookParser {
                     content: .postback(title: title.isEmpty ? payload : title, payload: payload)))
         }
 
-        guard let message = event["message"] else { return .skipped(.other, accountId: accountId, timestamp: timestamp) }
+        guard let message = event["message"] else { return .skipped(.other, accountId: accountId, customerId: senderId, timestamp: timestamp) }
         if message["is_echo"]?.bool == true || senderId == accountId {
             // The business's account wrote to the customer (`recipient`).
             guard let customer = event["recipient"]?["id"]?.id, customer != accountId, let mid = message["mid"]?.id else {
@@ -91,8 +91,8 @@ public enum WebhookParser {
             return .echo(
                 Echo(platform: platform, accountId: accountId, customerId: customer, messageId: mid, appId: message["app_id"]?.id, timestamp: timestamp))
         }
-        if message["is_deleted"]?.bool == true { return .skipped(.deleted, accountId: accountId, timestamp: timestamp) }
-        if message["is_unsupported"]?.bool == true { return .skipped(.unsupported, accountId: accountId, timestamp: timestamp) }
+        if message["is_deleted"]?.bool == true { return .skipped(.deleted, accountId: accountId, customerId: senderId, timestamp: timestamp) }
+        if message["is_unsupported"]?.bool == true { return .skipped(.unsupported, accountId: accountId, customerId: senderId, timestamp: timestamp) }
         guard let mid = message["mid"]?.id else { return .invalid("a message has no mid") }
         let text = message["text"]?.string
 
@@ -106,12 +106,12 @@ public enum WebhookParser {
                 guard let type = attachment["type"]?.string, answerableAttachmentTypes.contains(type) else { return nil }
                 return Attachment(type: type, url: attachment["payload"]?["url"]?.string)
             }
-            guard !answerable.isEmpty else { return .skipped(.unsupported, accountId: accountId, timestamp: timestamp) }
+            guard !answerable.isEmpty else { return .skipped(.unsupported, accountId: accountId, customerId: senderId, timestamp: timestamp) }
             content = .attachments(answerable, caption: text)
         } else if let text, !text.isEmpty {
             content = .text(text)
         } else {
-            return .skipped(.unsupported, accountId: accountId, timestamp: timestamp)
+            return .skipped(.unsupported, accountId: accountId, customerId: senderId, timestamp: timestamp)
         }
         return .message(
             InboundMessage(
@@ -194,18 +194,18 @@ public enum WebhookParser {
             guard let reply = interactive?["button_reply"] ?? interactive?["list_reply"],
                 let replyId = reply["id"]?.string
             else {
-                return .skipped(.unsupported, accountId: phoneNumberId, timestamp: timestamp)
+                return .skipped(.unsupported, accountId: phoneNumberId, customerId: from, timestamp: timestamp)
             }
             content = .quickReply(text: reply["title"]?.string ?? replyId, payload: replyId)
         case "button":
             guard let payload = message["button"]?["payload"]?.string else {
-                return .skipped(.unsupported, accountId: phoneNumberId, timestamp: timestamp)
+                return .skipped(.unsupported, accountId: phoneNumberId, customerId: from, timestamp: timestamp)
             }
             content = .quickReply(text: message["button"]?["text"]?.string ?? payload, payload: payload)
         case "reaction":
-            return .skipped(.reaction, accountId: phoneNumberId, timestamp: timestamp)
+            return .skipped(.reaction, accountId: phoneNumberId, customerId: from, timestamp: timestamp)
         default:
-            return .skipped(.unsupported, accountId: phoneNumberId, timestamp: timestamp)
+            return .skipped(.unsupported, accountId: phoneNumberId, customerId: from, timestamp: timestamp)
         }
         return .message(
             InboundMessage(
