@@ -54,12 +54,17 @@ import Testing
             SignupWorld(
                 appId: appId,
                 codes: [
+                    // The number the signup chose is on the third page of its WABA's numbers.
                     "es-code-ok": .init(
-                        businessToken: "biz-token-777", grantedWabas: [waba], numbers: [waba: [(phone, "+1 555-000-0777")], "1022900000888": []]),
+                        businessToken: "biz-token-777", grantedWabas: [waba],
+                        numbers: [
+                            waba: [("1065400000701", "+1 555-000-0701"), ("1065400000702", "+1 555-000-0702"), (phone, "+1 555-000-0777")],
+                            "1022900000888": [],
+                        ]),
                     "es-code-other-waba": .init(
                         businessToken: "biz-token-888", grantedWabas: [], numbers: ["1022900000888": [("1065400000888", "+1 555-000-0888")]]),
                     "es-code-taken": .init(businessToken: "biz-token-999", grantedWabas: [waba], numbers: [waba: [(H.phoneNumberId, "+1 555-078-3881")]]),
-                ]))
+                ], pageSize: 1))
         return world
     }
 

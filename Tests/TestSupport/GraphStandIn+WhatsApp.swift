@@ -6,7 +6,10 @@ import Foundation
 ///   `{"access_token": <business token>, "token_type": "bearer"}`;
 /// - `debug_token` on the business token shows `granular_scopes` with the WABAs granted;
 /// - `GET /{v}/{waba-id}/phone_numbers` → `{"data": [{"verified_name", "display_phone_number",
-///   "id", "quality_rating"}]}` (a WABA the token cannot reach: error 100, subcode 33);
+///   "id", "quality_rating"}], "paging": {"cursors": {"before", "after"}, "next"?}}`, a page of
+///   `pageSize` (or `limit`) at a time from the `after` cursor, `next` only while more are left
+///   (Graph API "Paginated Results", cursor-based); a WABA the token cannot reach: error 100,
+///   subcode 33;
 /// - `POST /{v}/{waba-id}/subscribed_apps` → `{"success": true}`;
 /// - `POST /{v}/{phone-number-id}/register` with `{"messaging_product": "whatsapp", "pin"}`
 ///   (six digits) → `{"success": true}`.
@@ -27,10 +30,14 @@ public struct SignupWorld: Sendable {
 
     public let appId: String
     public var codes: [String: Grant]
+    /// How many numbers a page of `phone_numbers` holds when the call sets no `limit` (Meta's
+    /// default is 25; tests make it small to see the paging).
+    public var pageSize: Int
 
-    public init(appId: String, codes: [String: Grant]) {
+    public init(appId: String, codes: [String: Grant], pageSize: Int = 25) {
         self.appId = appId
         self.codes = codes
+        self.pageSize = pageSize
     }
 }
 
@@ -71,10 +78,21 @@ extension GraphStandIn {
                             "Unsupported get request. Object with ID '\(object)' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
                     )
                 }
-                let data = numbers.map {
+                // Cursors are opaque to the caller; here, the index of the next number, in base64.
+                let start = query["after"].flatMap { Data(base64Encoded: $0) }.flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
+                let size = max(1, query["limit"].flatMap { Int($0) } ?? world.pageSize)
+                let page = numbers.dropFirst(start).prefix(size)
+                let data = page.map {
                     #"{"verified_name":"Demo Bistro","display_phone_number":"\#($0.display)","id":"\#($0.id)","quality_rating":"GREEN"}"#
                 }
-                return .json(200, #"{"data":[\#(data.joined(separator: ","))]}"#)
+                let cursor = { (index: Int) in Data(String(index).utf8).base64EncodedString() }
+                let end = start + page.count
+                let next =
+                    end < numbers.count
+                    ? #","next":"https://graph.facebook.com/\#(version)/\#(object)/phone_numbers?limit=\#(size)&after=\#(cursor(end))""# : ""
+                return .json(
+                    200,
+                    #"{"data":[\#(data.joined(separator: ","))],"paging":{"cursors":{"before":"\#(cursor(start))","after":"\#(cursor(end))"}\#(next)}}"#)
             }
             if request.method == "POST", edge == "subscribed_apps", grant.numbers[object] != nil {
                 guard grant.grantedWabas.contains(object) else {

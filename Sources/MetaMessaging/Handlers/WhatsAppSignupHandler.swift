@@ -183,18 +183,30 @@ public struct WhatsAppSignupHandler: Sendable {
     }
 
     /// The WABA must list the number (`GET /{waba-id}/phone_numbers`); its display number.
+    /// The number's display form, from the WABA's numbers, page after page (Graph's cursor
+    /// paging: `paging.cursors.after` while `paging.next` says more are left; the `next` URL
+    /// itself is never followed, so the token only ever goes to our Graph host). At most 20
+    /// pages.
     private func phoneNumber(_ phoneNumberId: String, of wabaId: String, token: String) async throws(RequestRefused) -> String? {
-        let answer: JSON
-        do {
-            answer = try await graph.call(
-                "GET", "\(wabaId)/phone_numbers", query: [("fields", "id,display_phone_number,verified_name")], token: token, timeout: timeout)
-        } catch {
-            throw refusal(error, status: 403, code: "waba_not_reachable", what: "read the WhatsApp account's numbers")
+        var after: String?
+        for _ in 0..<20 {
+            var query = [("fields", "id,display_phone_number,verified_name")]
+            if let after { query.append(("after", after)) }
+            let answer: JSON
+            do {
+                answer = try await graph.call("GET", "\(wabaId)/phone_numbers", query: query, token: token, timeout: timeout)
+            } catch {
+                throw refusal(error, status: 403, code: "waba_not_reachable", what: "read the WhatsApp account's numbers")
+            }
+            if let number = (answer["data"]?.array ?? []).first(where: { $0["id"]?.id == phoneNumberId }) {
+                return number["display_phone_number"]?.string
+            }
+            guard answer["paging"]?["next"]?.string != nil, let cursor = answer["paging"]?["cursors"]?["after"]?.string, !cursor.isEmpty,
+                cursor != after
+            else { break }
+            after = cursor
         }
-        guard let number = (answer["data"]?.array ?? []).first(where: { $0["id"]?.id == phoneNumberId }) else {
-            throw RequestRefused(403, code: "phone_not_in_waba", "WhatsApp account \(wabaId) has no number \(phoneNumberId) this token can reach")
-        }
-        return number["display_phone_number"]?.string
+        throw RequestRefused(403, code: "phone_not_in_waba", "WhatsApp account \(wabaId) has no number \(phoneNumberId) this token can reach")
     }
 
     private func succeed(_ method: String, _ path: String, json: [UInt8]?, token: String, what: String) async throws(RequestRefused) {
