@@ -102,6 +102,29 @@ import Testing
         await world.harness.shutdown()
     }
 
+    /// Embedded Signup (the business's details, an SMS code) often outlasts a state's ten
+    /// minutes: the page's state lives as long as the link that opened it.
+    @Test func aSignupFinishedTwentyFiveMinutesIntoTheLinkIsTaken() async throws {
+        let world = try await Self.world(.file)
+        let config = OAuthConfig(appId: Self.appId, redirectURI: "https://example.com/external/meta/callback", stateSecret: Self.stateSecret)
+        let page = ConnectPageHandler(config: config, directory: world.directory, clock: world.clock.clock)
+        let link = config.connectURL(businessId: Self.salon.businessId, locationId: Self.salon.locationId, now: world.clock.now)
+        let token = FormEncoding.decode(link.split(separator: "=", maxSplits: 1).last ?? "", plusIsSpace: false)
+        let opened = await page.handle(HTTPRequest(method: "GET", path: "/connect", query: ["token": [token]]), logger: Logger(label: "test"))
+        #expect(opened.status == 200)
+        let marker = #""signupState":""#
+        let start = try #require(opened.body.range(of: marker)?.upperBound)
+        let state = String(opened.body[start...].prefix { $0 != "\"" })
+        world.clock.advance(25 * 60)
+        let (status, answer) = await Self.post(world, ["state": state, "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        #expect(status == 200, "\(answer)")
+        // Past the link's own thirty minutes, the page's state is refused like the link.
+        world.clock.advance(6 * 60)
+        let late = await page.handle(HTTPRequest(method: "GET", path: "/connect", query: ["token": [token]]), logger: Logger(label: "test"))
+        #expect(late.status == 403)
+        await world.harness.shutdown()
+    }
+
     @Test(arguments: StoreBackend.allCases)
     func whatTheTokenCannotReachOrAnotherBusinessOwnsIsRefusedAndNothingIsStored(_ backend: StoreBackend) async throws {
         let world = try await Self.world(backend)

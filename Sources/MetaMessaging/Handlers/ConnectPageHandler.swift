@@ -29,7 +29,7 @@ public struct ConnectPageHandler: Sendable {
 
     public func handle(_ request: HTTPRequest, logger: Logger) async -> HTTPResponse {
         guard let token = request.queryValue("token"), token.utf8.count <= 2048,
-            let tenant = config.connectLink(token, now: clock.epochSeconds())
+            let (tenant, linkExpiresAt) = config.connectLinkWithExpiry(token, now: clock.epochSeconds())
         else {
             logger.info("connect page refused: no valid link")
             return Self.page(
@@ -44,10 +44,14 @@ public struct ConnectPageHandler: Sendable {
                 503, title: "Please try again", body: "<p>Your connections could not be read just now. Reload this page in a moment.</p>", nonce: nil)
         }
         let now = clock.epochSeconds()
+        // The page's states live as long as the link that opened it (Embedded Signup, with the
+        // business's details and an SMS code, often takes longer than a state's 10 minutes),
+        // and never less than a state's own lifetime.
+        let stateExpiresAt = max(now + config.stateLifetimeSeconds, linkExpiresAt)
         func state() -> OAuthState {
             OAuthState(
                 businessId: tenant.businessId, locationId: tenant.locationId, pageId: nil, redirectUri: config.redirectURI,
-                nonce: OAuthState.randomNonce(), expiresAt: now + config.stateLifetimeSeconds)
+                nonce: OAuthState.randomNonce(), expiresAt: stateExpiresAt)
         }
         let nonce = OAuthState.randomNonce()
         var items: [String] = []

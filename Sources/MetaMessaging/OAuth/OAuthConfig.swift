@@ -79,8 +79,13 @@ public struct OAuthConfig: Sendable {
 
     /// The business location a connect link's token names, if it is ours and current.
     public func connectLink(_ token: String, now: Int64) -> Tenant? {
+        connectLinkWithExpiry(token, now: now)?.tenant
+    }
+
+    /// The same, with when the link expires (epoch seconds).
+    public func connectLinkWithExpiry(_ token: String, now: Int64) -> (tenant: Tenant, expiresAt: Int64)? {
         guard let state = try? OAuthState.verify(token, secret: connectLinkSecret, now: now), state.redirectUri == "connect-page" else { return nil }
-        return Tenant(businessId: state.businessId, locationId: state.locationId)
+        return (Tenant(businessId: state.businessId, locationId: state.locationId), state.expiresAt)
     }
 
     static func origin(of url: String) -> String {
