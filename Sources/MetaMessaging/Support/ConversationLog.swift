@@ -150,7 +150,9 @@ public struct KinesisConversationLog: ConversationLog {
     public func put(_ events: [ConversationEvent], function: String, logger: Logger) async -> ConversationLogOutcome {
         var outcome = ConversationLogOutcome()
         guard !events.isEmpty else { return outcome }
-        let deadline = ContinuousClock.now + budget
+        // Its own budget, never past the time the invocation has left (the work after the
+        // answer has a deadline of its own: `Deadline`).
+        let deadline = Deadline.earlier(than: ContinuousClock.now + budget)
         var pending = events.map { (data: $0.json(function: function).encoded(), key: String($0.partitionKey.prefix(256))) }
         var attempt = 0
         while !pending.isEmpty {
