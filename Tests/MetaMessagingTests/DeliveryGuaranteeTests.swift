@@ -188,23 +188,6 @@ import Testing
         await world.harness.shutdown()
     }
 
-    @Test func aMessagePutBackAfterSevenDaysIsRecordedNotAnswered() async throws {
-        let world = try await W.world(senderActions: false)
-        try await world.harness.openWindows(customers: [(.instagram, "week-old"), (.instagram, "six-days")])
-        let day: Int64 = 24 * 3600 * 1000
-        let batch = try [
-            TenantShareTests.record(H.tenant, customer: "week-old", timestamp: world.clock.nowMilliseconds - 7 * day - 1000),
-            TenantShareTests.record(H.tenant, customer: "six-days", timestamp: world.clock.nowMilliseconds - 6 * day),
-        ]
-        let report = await world.process.handle(records: batch, context: W.context())
-        #expect(report.failures.isEmpty)
-        #expect(report.skipped == 1)
-        #expect(report.answered == 1)
-        #expect(try await world.ledger.status(of: "m_share_week-old") == .failed)
-        #expect(await TenantShareTests.recipients(world) == ["six-days"])
-        await world.harness.shutdown()
-    }
-
     // MARK: Killed for real
 
     /// The world's clock past every lease a child took with the real clock.

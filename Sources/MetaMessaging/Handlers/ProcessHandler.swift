@@ -345,17 +345,6 @@ public struct ProcessHandler: Sendable {
             let owner = "\(context.requestID):\(entry.recordId)"
             do {
                 switch try await ledger.claim(message.messageId, businessId: tenant.businessId, owner: owner, as: .answering, claimable: [.queued]) {
-                case .claimed where Self.isPastRepliesWindow(message, now: ledger.clock.epochSeconds()):
-                    // A record put back from the dead-letter queue days later: Meta allows no
-                    // reply after seven days (the human-agent tag's window), so none is tried.
-                    logger.warning("older than the 7 days Meta allows a reply: not answered")
-                    try await ledger.finish(message.messageId, owner: owner, status: .failed, detail: Self.pastWindowDetail)
-                    events?.add(
-                        ConversationEvent(
-                            .replyFailed, businessId: tenant.businessId, locationId: tenant.locationId, platform: message.platform,
-                            conversationId: ConversationEvent.conversationId(tenant, message.platform, message.senderId),
-                            messageIds: [message.messageId], reason: "too old"))
-                    report.skipped += 1
                 case .claimed:
                     claimed.append((entry, MessageResponder.Claimed(message: message, owner: owner)))
                 case .claimedInDoubt:
@@ -440,15 +429,6 @@ public struct ProcessHandler: Sendable {
             }
         }
         return failed
-    }
-
-    static let pastWindowDetail = "older than the 7 days Meta allows a reply: not answered"
-
-    /// Whether a message is older than any reply Meta allows (7 days, the human-agent tag's
-    /// window; the standard window is 24 hours), by its own timestamp.
-    static func isPastRepliesWindow(_ message: InboundMessage, now: Int64) -> Bool {
-        let (limit, overflow) = now.subtractingReportingOverflow(7 * 24 * 3600)
-        return !overflow && message.timestamp / 1000 < limit
     }
 
     /// A deferral is not a try: counted, so the record's tries stay its real ones.
