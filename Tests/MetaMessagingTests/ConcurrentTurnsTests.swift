@@ -172,3 +172,43 @@ import Testing
         #expect(await gate.holding("page-2") == 1)
     }
 }
+
+/// Fewer requests per message (issue 33): a warm execution reads an account's route and a
+/// location's connection once per `TENANCY_CACHE_SECONDS`, sees a change made through itself
+/// at once and one made elsewhere within the lifetime, and never keeps what does not exist.
+@Suite struct TenancyCacheTests {
+    typealias H = FunctionHarness
+
+    @Test func aRouteAndAConnectionAreReadOnceInTheirLifetime() async throws {
+        let harness = try await H.make(.file)
+        let store = RecordingStore(harness.store)
+        let directory = TenantDirectory(store: store, tables: harness.tables, cache: TenancyCache(seconds: 5, clock: harness.clock.clock))
+        func reads() -> Int { store.gets.withLock { $0 } }
+
+        #expect(try await directory.route(identifier: H.pageId)?.tenant == H.tenant)
+        #expect(try await directory.route(identifier: H.pageId)?.tenant == H.tenant)
+        #expect(reads() == 1)
+        let first = try #require(try await directory.credentials(tenant: H.tenant))
+        let afterConnection = reads()
+        #expect(try await directory.credentials(tenant: H.tenant)?.accessToken == first.accessToken)
+        #expect(reads() == afterConnection)
+
+        // Changed elsewhere: seen once the lifetime is over.
+        let other = TenantDirectory(store: harness.store, tables: harness.tables)
+        try await other.markNeedsReconnection(first, reason: "Graph API code 190")
+        #expect(try await directory.credentials(tenant: H.tenant)?.isActive == true)
+        harness.clock.advance(5)
+        #expect(try await directory.credentials(tenant: H.tenant)?.isActive == false)
+
+        // Changed through this directory: at once.
+        try await directory.connect(tenant: H.tenant, pageId: H.pageId, instagramAccountId: H.instagramId, pageAccessToken: "page-token-new")
+        #expect(try await directory.credentials(tenant: H.tenant)?.accessToken == "page-token-new")
+
+        // What does not exist is read every time: a new connection answers its first message.
+        let before = reads()
+        #expect(try await directory.route(identifier: "999000999") == nil)
+        #expect(try await directory.route(identifier: "999000999") == nil)
+        #expect(reads() == before + 2)
+        await harness.shutdown()
+    }
+}

@@ -293,6 +293,8 @@ import Testing
 final class RecordingStore: KeyValueStore {
     let inner: any KeyValueStore
     let operations = Mutex<[String]>([])
+    /// Reads, counted apart from the writes' order.
+    let gets = Mutex(0)
 
     init(_ inner: any KeyValueStore) { self.inner = inner }
 
@@ -300,7 +302,10 @@ final class RecordingStore: KeyValueStore {
         operations.withLock { $0.append("\(operation) \(key.values.compactMap(\.string).sorted().joined(separator: ","))") }
     }
 
-    func get(_ table: TableSchema, key: Item) async throws(KeyValueError) -> Item? { try await inner.get(table, key: key) }
+    func get(_ table: TableSchema, key: Item) async throws(KeyValueError) -> Item? {
+        gets.withLock { $0 += 1 }
+        return try await inner.get(table, key: key)
+    }
 
     func put(_ table: TableSchema, item: Item, condition: Condition?) async throws(KeyValueError) {
         note("put", table.key(of: item) ?? [:])

@@ -231,7 +231,7 @@ import Testing
         for index in 1...4 {
             let message = InboundMessage(
                 platform: .instagram, messageId: "m_proc_\(index)", accountId: H.instagramId,
-                senderId: "customer-\(index)", timestamp: 1, content: .text("hello \(index)"))
+                senderId: "customer-\(index)", timestamp: H.now, content: .text("hello \(index)"))
             _ = try await ledger.claim(message.messageId, businessId: H.tenant.businessId, owner: "receive", as: .queued)
             let body = try JSONEncoder().encode(AcceptedMessage(tenant: H.tenant, message: message))
             records.append([
@@ -240,11 +240,11 @@ import Testing
             ])
         }
         let event = Array(try JSONSerialization.data(withJSONObject: ["Records": records]))
-        // 3 s of deadline: room for one or two answers, not four.
+        // 3 s of deadline, two conversations at a time: room for two answers, not four.
         let result = try await harness.run(
             "process", event,
             extra: [
-                "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "FUNCTION_TIMEOUT_SECONDS": "3",
+                "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "FUNCTION_TIMEOUT_SECONDS": "3", "TURN_CONCURRENCY": "2",
             ])
         Self.survived(result, "process")
         let failures = QueueDispatchTests.failures(result)

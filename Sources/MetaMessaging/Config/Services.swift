@@ -230,7 +230,7 @@ public struct Services: Sendable {
 
     public func receiveHandler() throws(ConfigurationError) -> ReceiveHandler {
         let store = try store()
-        let directory = TenantDirectory(store: store, tables: tables)
+        let directory = TenantDirectory(store: store, tables: tables, cache: try tenancyCache())
         let ledger = try ledger(store: store)
         let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(3))
         let dispatch: ReceiveHandler.Dispatch
@@ -284,7 +284,7 @@ public struct Services: Sendable {
 
     public func processHandler() throws(ConfigurationError) -> ProcessHandler {
         let store = try store()
-        let directory = TenantDirectory(store: store, tables: tables)
+        let directory = TenantDirectory(store: store, tables: tables, cache: try tenancyCache())
         let ledger = try ledger(store: store)
         let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(25))
         // The queue of a record, to delay a throttled account's records: Lambda gives the
@@ -311,6 +311,14 @@ public struct Services: Sendable {
     public func deadLetterQueue() throws(ConfigurationError) -> SQSQueue? {
         guard let url = environment["PROCESS_DEAD_LETTER_QUEUE_URL"], !url.isEmpty else { return nil }
         return try sqsQueue(url: url, variable: "PROCESS_DEAD_LETTER_QUEUE_URL", purpose: "PROCESS_DEAD_LETTER_QUEUE_URL")
+    }
+
+    /// `TENANCY_CACHE_SECONDS` (0 to 60): how long a warm receive or process keeps an
+    /// account's route and a location's connection (README "Fewer requests"). 5 in the Lambda
+    /// loop; 0 (off) in local mode and `serve`, where a connect and a message share a process.
+    public func tenancyCache() throws(ConfigurationError) -> TenancyCache? {
+        let seconds = try environment.integer("TENANCY_CACHE_SECONDS", in: 0...60, default: environment.isLambda ? 5 : 0)
+        return seconds > 0 ? TenancyCache(seconds: seconds) : nil
     }
 
     /// `TURN_CONCURRENCY` (1 to 100, default 10): how many conversations' turns one invocation

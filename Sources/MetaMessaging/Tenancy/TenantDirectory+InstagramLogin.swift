@@ -10,6 +10,7 @@ extension TenantDirectory {
         tenant: Tenant, instagramAccountId: String, username: String?, token: String, issuedAt: Int64, expiresAt: Int64,
         connectedBy: String? = nil
     ) async throws(ConnectError) {
+        cache?.clear()
         try await connecting {
             let claim = try await claim(
                 instagramAccountId, type: "instagram_account", platform: "instagram", for: tenant, extra: ["loginType": .s(InstagramLogin.loginType)])
@@ -52,6 +53,7 @@ extension TenantDirectory {
     public func replaceInstagramToken(
         _ connection: TenantCredentials, with token: String, issuedAt: Int64, expiresAt: Int64
     ) async throws(KeyValueError) -> Bool {
+        cache?.clear()
         let key: Item = ["businessId": .s(connection.businessId), "serviceType": .s(connection.serviceType)]
         guard var item = try await store.get(tables.credentials, key: key), var credentials = item["credentials"]?.map,
             credentials["accessToken"]?.string == connection.accessToken

@@ -3,7 +3,7 @@ import Logging
 import Synchronization
 
 /// A business location that connected its Meta accounts.
-public struct Tenant: Sendable, Equatable, Codable {
+public struct Tenant: Sendable, Hashable, Codable {
     public let businessId: String
     public let locationId: String
 
@@ -104,33 +104,45 @@ public struct TenantDirectory: Sendable {
     public let store: any KeyValueStore
     public let tables: Tables
     let now: @Sendable () -> String
+    /// Routes and connections read lately (receive and process in Lambda; nil: every read
+    /// goes to the store).
+    public var cache: TenancyCache?
 
     public static let serviceType = "meta"
 
-    public init(store: any KeyValueStore, tables: Tables, now: @escaping @Sendable () -> String = ISO8601.now) {
+    public init(store: any KeyValueStore, tables: Tables, now: @escaping @Sendable () -> String = ISO8601.now, cache: TenancyCache? = nil) {
         self.store = store
         self.tables = tables
         self.now = now
+        self.cache = cache
     }
 
     public func route(identifier: String) async throws(KeyValueError) -> TenantRoute? {
+        if let cached = cache?.route(identifier) { return cached }
         guard let item = try await store.get(tables.identifiers, key: ["identifierId": .s(identifier)]),
             let businessId = item["businessId"]?.string
         else { return nil }
-        return TenantRoute(
+        let route = TenantRoute(
             tenant: Tenant(businessId: businessId, locationId: item["locationId"]?.string ?? ""),
             platform: item["platform"]?.string, identifierType: item["identifierType"]?.string)
+        cache?.keep(route, for: identifier)
+        return route
     }
 
     /// The connection of a business location: its own, or else the business's item of the
     /// single-connection shape.
     public func credentials(tenant: Tenant) async throws(KeyValueError) -> TenantCredentials? {
+        if let cached = cache?.credentials(tenant) { return cached }
+        let found: TenantCredentials?
         if let own = try await store.get(tables.credentials, key: credentialsKey(tenant.businessId, location: tenant.locationId)),
             let credentials = Self.credentials(from: own)
         {
-            return credentials
+            found = credentials
+        } else {
+            found = try await store.get(tables.credentials, key: credentialsKey(tenant.businessId)).flatMap(Self.credentials(from:))
         }
-        return try await store.get(tables.credentials, key: credentialsKey(tenant.businessId)).flatMap(Self.credentials(from:))
+        if let found { cache?.keep(found, for: tenant) }
+        return found
     }
 
     /// Every connection of a business, per location first, the single-connection item last.
@@ -174,6 +186,7 @@ public struct TenantDirectory: Sendable {
     /// Marks a connection as needing reconnection (an expired or revoked token): `receive` and
     /// `send` stop using it until the business connects that location again.
     public func markNeedsReconnection(_ credentials: TenantCredentials, reason: String) async throws(KeyValueError) {
+        cache?.clear()
         try await store.update(
             tables.credentials, key: ["businessId": .s(credentials.businessId), "serviceType": .s(credentials.serviceType)],
             set: ["isActive": .bool(false), "inactiveReason": .s(reason), "updatedAt": .s(now())],
@@ -208,6 +221,7 @@ extension TenantDirectory {
     public func connect(
         tenant: Tenant, pageId: String, instagramAccountId: String?, pageAccessToken: String, connectedBy: String? = nil
     ) async throws(ConnectError) {
+        cache?.clear()
         var claimed: [String] = []
         let accounts: [(String, String, String)] =
             [(pageId, "page", "messenger")]
@@ -275,6 +289,7 @@ extension TenantDirectory {
         tenant: Tenant, phoneNumberId: String, wabaId: String?, displayPhoneNumber: String?, token: String, registrationPin: String? = nil,
         connectedBy: String? = nil
     ) async throws(ConnectError) {
+        cache?.clear()
         try await connecting {
             guard try await claim(phoneNumberId, type: "whatsapp_phone_number", platform: "whatsapp", for: tenant) != .refused else {
                 throw ConnectError.ownedByAnotherBusiness(identifier: phoneNumberId)
@@ -399,6 +414,7 @@ extension TenantDirectory {
     }
 
     public func forgetConnector(_ userId: String) async throws(KeyValueError) {
+        cache?.clear()
         try await store.delete(tables.identifiers, key: Self.connectorKey(userId))
     }
 
@@ -436,6 +452,7 @@ extension TenantDirectory {
     /// Removes a location's connection: its identifiers are released and its token deleted.
     /// nil when there was none (disconnecting twice is not an error).
     public func disconnect(_ tenant: Tenant) async throws(KeyValueError) -> Removal? {
+        cache?.clear()
         guard let key = try await connectionItemKey(tenant), let item = try await store.get(tables.credentials, key: key),
             let credentials = Self.credentials(from: item)
         else { return nil }
@@ -447,6 +464,7 @@ extension TenantDirectory {
     /// Makes a location's connection inactive with `reason`, deletes its token and releases its
     /// identifiers (Meta's deauthorize callback). The item stays, so the status shows why.
     public func deactivate(_ tenant: Tenant, reason: String) async throws(KeyValueError) -> [String] {
+        cache?.clear()
         guard let key = try await connectionItemKey(tenant), let item = try await store.get(tables.credentials, key: key) else { return [] }
         var released: [String] = []
         if let credentials = Self.credentials(from: item) { released = try await release(credentials) }
