@@ -127,7 +127,7 @@ import Testing
             switch request.jsonBody?["text"] as? String {
             case "fail": return .json(500, #"{"message":"boom"}"#)
             case "slow":
-                try? await Task.sleep(for: .seconds(6))
+                try? await Task.sleep(for: .seconds(10))
                 return .json(200, #"{"reply":"too late"}"#)
             case "garbage": return LoopbackServer.Response(status: 200, body: Array("<html>".utf8))
             default: return .json(200, #"{"reply":"fine"}"#)
@@ -135,11 +135,15 @@ import Testing
         }
         let world = try await Self.world(
             agent: HTTPAgent(url: agentServer.baseURL, transport: NIOHTTPTransport()), senderActions: false,
-            agentTimeout: .milliseconds(500), inlineBudget: .seconds(30))
+            // The four turns run at once: the good one's call shares the loaded machine with the
+            // others, so the agent's timeout (the slow one's end) leaves it seconds, not 0.5.
+            agentTimeout: .seconds(3), inlineBudget: .seconds(30))
         try await world.harness.openWindows(at: world.clock.now, customers: ["c1", "c2", "c3", "c4"].map { (.instagram, $0) })
         let body = H.messaging(events: [
-            H.textEvent(mid: "m_fail", text: "fail", sender: "c1", timestamp: 1), H.textEvent(mid: "m_garbage", text: "garbage", sender: "c2", timestamp: 2),
-            H.textEvent(mid: "m_fine", text: "fine", sender: "c3", timestamp: 3), H.textEvent(mid: "m_slow", text: "slow", sender: "c4", timestamp: 4),
+            H.textEvent(mid: "m_fail", text: "fail", sender: "c1", timestamp: H.now),
+            H.textEvent(mid: "m_garbage", text: "garbage", sender: "c2", timestamp: H.now + 1),
+            H.textEvent(mid: "m_fine", text: "fine", sender: "c3", timestamp: H.now + 2),
+            H.textEvent(mid: "m_slow", text: "slow", sender: "c4", timestamp: H.now + 3),
         ])
         let response = try await Self.deliver(world, body)
         #expect(response.status == 200)
