@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Module layout (see README "Inside"):
+// Module layout (see docs/architecture.md, "Inside"):
 //   FunctionRuntime   event in, response out, local mode and the Lambda Runtime API loop; knows nothing of Meta
 //   SafeJSON          the strict JSON reader (limits, no repeated names) and a Decoder over its tree:
 //                     the one way a JSON document from outside is read

@@ -14,7 +14,7 @@ import NIOTLS
 /// and nowhere else (a token in its headers or query stays with that host).
 ///
 /// It replaced AsyncHTTPClient, whose HTTP/2, proxies, compression, tracing and configuration
-/// we did not use and every bootstrap carried (README "The HTTP client").
+/// we did not use and every bootstrap carried (docs/architecture.md "The HTTP client").
 public final class NIOHTTPTransport: HTTPTransport {
     private let group: any EventLoopGroup
     private let maxResponseBytes: Int

@@ -314,7 +314,7 @@ public struct Services: Sendable {
     }
 
     /// `TENANCY_CACHE_SECONDS` (0 to 60): how long a warm receive or process keeps an
-    /// account's route and a location's connection (README "Fewer requests"). 5 in the Lambda
+    /// account's route and a location's connection (docs/deploying.md "Fewer requests"). 5 in the Lambda
     /// loop; 0 (off) in local mode and `serve`, where a connect and a message share a process.
     public func tenancyCache() throws(ConfigurationError) -> TenancyCache? {
         let seconds = try environment.integer("TENANCY_CACHE_SECONDS", in: 0...60, default: environment.isLambda ? 5 : 0)
