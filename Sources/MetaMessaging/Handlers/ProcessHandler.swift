@@ -279,19 +279,16 @@ public struct ProcessHandler: Sendable {
         }
         let attributes = record["attributes"]
         let group = attributes?["MessageGroupId"]?.string ?? recordId
-        guard let body = record["body"]?.string,
-            let accepted = try? SafeJSON.decode(AcceptedMessage.self, from: Array(body.utf8))
-        else {
+        let receiveCount = attributes?["ApproximateReceiveCount"]?.string.flatMap { Int($0) }.map { max(1, $0) } ?? 1
+        let body = record["body"]?.string ?? ""
+        guard let accepted = try? SafeJSON.decode(AcceptedMessage.self, from: Array(body.utf8)) else {
             logger.error("an SQS record is not an accepted message", metadata: ["recordId": "\(recordId)"])
-            return .unreadable(
-                recordId: recordId, group: group, body: record["body"]?.string ?? "",
-                receiveCount: attributes?["ApproximateReceiveCount"]?.string.flatMap { Int($0) } ?? 1)
+            return .unreadable(recordId: recordId, group: group, body: body, receiveCount: receiveCount)
         }
         return .entry(
             Entry(
                 recordId: recordId, group: group, accepted: accepted, receiptHandle: record["receiptHandle"]?.string,
-                queueARN: record["eventSourceARN"]?.string,
-                receiveCount: attributes?["ApproximateReceiveCount"]?.string.flatMap { Int($0) }.map { max(1, $0) } ?? 1, body: body))
+                queueARN: record["eventSourceARN"]?.string, receiveCount: receiveCount, body: body))
     }
 
     /// Asks the share once per business for slots for the batch's new messages (a message that
