@@ -1,3 +1,4 @@
+import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
@@ -161,28 +162,14 @@ public struct ProcessHandler: Sendable {
         }
 
         // Conversations at the same time, each in its own order.
-        let limit = max(1, maxConcurrentTurns)
-        var report = await withTaskGroup(of: Report.self) { group in
-            var next = 0
-            for lane in lanes.prefix(limit) {
-                group.addTask { await self.run(lane, events: log, context: context) }
-                next += 1
-            }
-            var all = Report()
-            for await laneReport in group {
-                all.failures += laneReport.failures
-                all.answered += laneReport.answered
-                all.skipped += laneReport.skipped
-                all.paused += laneReport.paused
-                all.deferred += laneReport.deferred
-                all.delayed += laneReport.delayed
-                if next < lanes.count {
-                    let lane = lanes[next]
-                    group.addTask { await self.run(lane, events: log, context: context) }
-                    next += 1
-                }
-            }
-            return all
+        var report = Report()
+        for laneReport in await mapConcurrently(lanes, limit: maxConcurrentTurns, { await self.run($0, events: log, context: context) }) {
+            report.failures += laneReport.failures
+            report.answered += laneReport.answered
+            report.skipped += laneReport.skipped
+            report.paused += laneReport.paused
+            report.deferred += laneReport.deferred
+            report.delayed += laneReport.delayed
         }
         // Reported in the batch's order, whatever order the conversations finished in.
         report.failures.sort { (position[$0] ?? 0) < (position[$1] ?? 0) }

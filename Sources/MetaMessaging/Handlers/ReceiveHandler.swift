@@ -319,7 +319,12 @@ public struct ReceiveHandler: Sendable {
 
         // Different conversations at the same time (up to `maxConcurrentTurns`), all within
         // the inline budget; one conversation is one turn.
-        let outcomes = await answerConcurrently(turns, budgetEnd: budgetEnd, context: context, events: log)
+        let responder = self.responder
+        let outcomes = await mapConcurrently(turns, limit: maxConcurrentTurns) { turn in
+            await responder.answer(
+                turn.messages, tenant: turn.tenant, credentials: turn.credentials, deadline: budgetEnd,
+                retryTransient: false, later: context.afterResponse, events: log, logger: context.logger)
+        }
         for (turn, outcome) in zip(turns, outcomes) {
             let count = turn.messages.count
             switch outcome {
@@ -378,38 +383,6 @@ public struct ReceiveHandler: Sendable {
 }
 
 extension ReceiveHandler {
-    /// Each turn's outcome, in the turns' order; at most `maxConcurrentTurns` run at once.
-    func answerConcurrently(
-        _ turns: [Turn], budgetEnd: ContinuousClock.Instant, context: InvocationContext, events: ConversationEvents?
-    ) async -> [MessageResponder.Outcome] {
-        let limit = max(1, maxConcurrentTurns)
-        return await withTaskGroup(of: (Int, MessageResponder.Outcome).self) { group in
-            var outcomes = [MessageResponder.Outcome](repeating: .noReply, count: turns.count)
-            var next = 0
-            func start(_ index: Int) {
-                let turn = turns[index]
-                group.addTask {
-                    let outcome = await responder.answer(
-                        turn.messages, tenant: turn.tenant, credentials: turn.credentials, deadline: budgetEnd,
-                        retryTransient: false, later: context.afterResponse, events: events, logger: context.logger)
-                    return (index, outcome)
-                }
-            }
-            while next < min(limit, turns.count) {
-                start(next)
-                next += 1
-            }
-            for await (index, outcome) in group {
-                outcomes[index] = outcome
-                if next < turns.count {
-                    start(next)
-                    next += 1
-                }
-            }
-            return outcomes
-        }
-    }
-
     /// The tenant an account routes to, read once per delivery.
     func route(_ account: String, cache: inout [String: TenantRoute?]) async throws(KeyValueError) -> TenantRoute? {
         if let cached = cache[account] { return cached }
