@@ -14,49 +14,44 @@ import Synchronization
 public final class TenancyCache: Sendable {
     public let seconds: Int64
     private let clock: WallClock
-    private let routes = Mutex<[String: (TenantRoute, Int64)]>([:])
-    private let connections = Mutex<[Tenant: (TenantCredentials, Int64)]>([:])
+    private let routes = Mutex<[String: (TenantRoute, until: Int64)]>([:])
+    private let connections = Mutex<[Tenant: (TenantCredentials, until: Int64)]>([:])
 
     public init(seconds: Int64 = 5, clock: WallClock = .system) {
         self.seconds = seconds
         self.clock = clock
     }
 
-    func route(_ identifier: String) -> TenantRoute? {
-        let now = clock.epochSeconds()
-        return routes.withLock { routes in
-            guard let (route, until) = routes[identifier], until > now else { return nil }
-            return route
-        }
-    }
+    func route(_ identifier: String) -> TenantRoute? { Self.live(identifier, in: routes, now: clock.epochSeconds()) }
+    func keep(_ route: TenantRoute, for identifier: String) { Self.keep(route, for: identifier, in: routes, until: clock.epochSeconds() + seconds) }
 
-    func keep(_ route: TenantRoute, for identifier: String) {
-        let until = clock.epochSeconds() + seconds
-        routes.withLock { routes in
-            if routes.count > 10_000 { routes.removeAll() }
-            routes[identifier] = (route, until)
-        }
-    }
-
-    func credentials(_ tenant: Tenant) -> TenantCredentials? {
-        let now = clock.epochSeconds()
-        return connections.withLock { connections in
-            guard let (credentials, until) = connections[tenant], until > now else { return nil }
-            return credentials
-        }
-    }
-
+    func credentials(_ tenant: Tenant) -> TenantCredentials? { Self.live(tenant, in: connections, now: clock.epochSeconds()) }
     func keep(_ credentials: TenantCredentials, for tenant: Tenant) {
-        let until = clock.epochSeconds() + seconds
-        connections.withLock { connections in
-            if connections.count > 10_000 { connections.removeAll() }
-            connections[tenant] = (credentials, until)
-        }
+        Self.keep(credentials, for: tenant, in: connections, until: clock.epochSeconds() + seconds)
     }
 
     /// Forgets everything (a write through the directory).
     public func clear() {
         routes.withLock { $0.removeAll() }
         connections.withLock { $0.removeAll() }
+    }
+
+    private static func live<Key: Hashable & Sendable, Value: Sendable>(_ key: Key, in map: borrowing Mutex<[Key: (Value, until: Int64)]>, now: Int64) -> Value?
+    {
+        map.withLock { entries in
+            guard let (value, until) = entries[key], until > now else { return nil }
+            return value
+        }
+    }
+
+    /// At most 10,000 entries: past that the map starts afresh (a flood of accounts never
+    /// grows an execution's memory).
+    private static func keep<Key: Hashable & Sendable, Value: Sendable>(
+        _ value: Value, for key: Key, in map: borrowing Mutex<[Key: (Value, until: Int64)]>, until: Int64
+    ) {
+        map.withLock { entries in
+            if entries.count > 10_000 { entries.removeAll() }
+            entries[key] = (value, until)
+        }
     }
 }
