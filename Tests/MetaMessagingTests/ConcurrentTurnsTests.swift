@@ -77,6 +77,30 @@ import Testing
         await world.harness.shutdown()
     }
 
+    @Test func aBusinessConnectionIsReadOnceForAWholeBatch() async throws {
+        // No tenancy cache (as locally): ten conversations of one business at once still read
+        // its connection once, not once per turn.
+        let agent = TogetherAgent(together: 10)
+        let world = try await W.world(agent: agent, senderActions: false)
+        let store = RecordingStore(world.harness.store)
+        let process = ProcessHandler(
+            directory: TenantDirectory(store: store, tables: world.harness.tables), ledger: world.process.ledger, responder: world.process.responder)
+        let customers = (1...10).map { "one-read-\($0)" }
+        try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
+        let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
+        let report = await process.handle(records: batch, context: W.context())
+        #expect(report.answered == 10)
+        // The location's own item (absent here) and the business's: two reads for the batch.
+        #expect(store.getsOf.withLock { $0[world.harness.tables.credentials.name] } == 2)
+
+        // The next batch reads it again: a change is seen from one batch to the next.
+        let again = try (1...3).map { try TenantShareTests.record(H.tenant, customer: "one-read-again-\($0)") }
+        try await world.harness.openWindows(customers: (1...3).map { (.instagram, "one-read-again-\($0)") })
+        #expect(await process.handle(records: again, context: W.context()).answered == 3)
+        #expect(store.getsOf.withLock { $0[world.harness.tables.credentials.name] } == 4)
+        await world.harness.shutdown()
+    }
+
     @Test func neverMoreTurnsAtOnceThanTheBound() async throws {
         let agent = TogetherAgent(together: 3)
         let world = try await W.world(agent: agent, senderActions: false)

@@ -299,6 +299,8 @@ final class RecordingStore: KeyValueStore {
     let operations = Mutex<[String]>([])
     /// Reads, counted apart from the writes' order.
     let gets = Mutex(0)
+    /// Reads by table name.
+    let getsOf = Mutex<[String: Int]>([:])
 
     init(_ inner: any KeyValueStore) { self.inner = inner }
 
@@ -308,6 +310,7 @@ final class RecordingStore: KeyValueStore {
 
     func get(_ table: TableSchema, key: Item) async throws(KeyValueError) -> Item? {
         gets.withLock { $0 += 1 }
+        getsOf.withLock { $0[table.name, default: 0] += 1 }
         return try await inner.get(table, key: key)
     }
 

@@ -161,9 +161,13 @@ public struct ProcessHandler: Sendable {
             lanes[start.lane].items[start.item] = .turn(turn, admit(turn, allowances: &allowances))
         }
 
-        // Conversations at the same time, each in its own order.
+        // Conversations at the same time, each in its own order; each business's connection
+        // read once for the batch, however many of its conversations run.
         var report = Report()
-        for laneReport in await mapConcurrently(lanes, limit: maxConcurrentTurns, { await self.run($0, events: log, context: context) }) {
+        let connections = OncePerKey<Tenant, TenantCredentials?>()
+        for laneReport in await mapConcurrently(
+            lanes, limit: maxConcurrentTurns, { await self.run($0, connections: connections, events: log, context: context) })
+        {
             report.failures += laneReport.failures
             report.answered += laneReport.answered
             report.skipped += laneReport.skipped
@@ -225,7 +229,8 @@ public struct ProcessHandler: Sendable {
     }
 
     /// One conversation's turns, in order; after a failure its later records go back.
-    private func run(_ lane: Lane, events: ConversationEvents?, context: InvocationContext) async -> Report {
+    private func run(_ lane: Lane, connections: OncePerKey<Tenant, TenantCredentials?>, events: ConversationEvents?, context: InvocationContext) async -> Report
+    {
         var report = Report()
         var failed = false
         for item in lane.items {
@@ -238,7 +243,7 @@ public struct ProcessHandler: Sendable {
                     report.failures += entries.map(\.recordId)
                     continue
                 }
-                failed = await answer(entries, admission: admission, report: &report, events: events, context: context)
+                failed = await answer(entries, admission: admission, connections: connections, report: &report, events: events, context: context)
             }
         }
         return report
@@ -298,7 +303,8 @@ public struct ProcessHandler: Sendable {
     /// Claims each message of a turn, then answers the claimed ones together. True when the
     /// turn went back (its conversation's later records must go back too).
     func answer(
-        _ entries: [Entry], admission: Admission, report: inout Report, events: ConversationEvents? = nil, context: InvocationContext
+        _ entries: [Entry], admission: Admission, connections: OncePerKey<Tenant, TenantCredentials?> = OncePerKey(), report: inout Report,
+        events: ConversationEvents? = nil, context: InvocationContext
     ) async -> Bool {
         guard let first = entries.first else { return false }
         var logger = context.logger
@@ -366,7 +372,8 @@ public struct ProcessHandler: Sendable {
         let turn = claimed.map(\.1)
         let credentials: TenantCredentials?
         do {
-            credentials = try await directory.credentials(tenant: tenant)
+            let directory = self.directory
+            credentials = try await connections.value(for: tenant) { try await directory.credentials(tenant: tenant) }
         } catch {
             logger.error("store failure: retried later", metadata: ["error": "\(error)"])
             await release(turn, logger: logger)
