@@ -45,13 +45,15 @@ func line(_ name: String, _ value: String) { print(name.padding(toLength: 62, wi
 /// the child's peak RSS in `peakRSSKB` (its own, from wait4: RUSAGE_CHILDREN would also count
 /// the builds scripts/bench ran before exec'ing this tool).
 nonisolated(unsafe) var peakRSSKB = 0
-func timeProcess(_ path: String, environment: [String: String], stdinFile: String, stdoutFile: String = "/dev/null") throws -> Double {
+func timeProcess(
+    _ path: String, environment: [String: String], stdinFile: String, stdoutFile: String = "/dev/null", stderrFile: String = "/dev/null"
+) throws -> Double {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, stdinFile, O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, stdoutFile, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, stderrFile, O_WRONLY | O_CREAT | O_APPEND, 0o600)
     let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
     let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { (argv + envp).forEach { free($0) } }
@@ -136,16 +138,19 @@ struct ReceiveLoop: @unchecked Sendable {
     /// `receive` in its Lambda loop, on a file store in `folder` (a new one when nil) unless
     /// `fileStore` is false.
     static func start(
-        binDir: String, graph: GraphStandIn, environment extra: [String: String], fileStore: Bool = true, folder: String? = nil
+        binDir: String, graph: GraphStandIn, environment extra: [String: String], fileStore: Bool = true, folder: String? = nil,
+        stderrFile: String? = nil
     ) async throws -> ReceiveLoop {
         let api = try await RuntimeAPIStandIn()
-        let process = try launch(binDir: binDir, endpoint: api.endpoint, graph: graph, environment: extra, fileStore: fileStore, folder: folder)
+        let process = try launch(
+            binDir: binDir, endpoint: api.endpoint, graph: graph, environment: extra, fileStore: fileStore, folder: folder, stderrFile: stderrFile)
         return ReceiveLoop(api: api, process: process)
     }
 
     /// A `receive` process in its Lambda loop against the Runtime API at `endpoint`.
     static func launch(
-        binDir: String, endpoint: String, graph: GraphStandIn, environment extra: [String: String], fileStore: Bool = true, folder: String? = nil
+        binDir: String, endpoint: String, graph: GraphStandIn, environment extra: [String: String], fileStore: Bool = true, folder: String? = nil,
+        stderrFile: String? = nil
     ) throws -> Process {
         var environment = [
             "META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
@@ -158,7 +163,12 @@ struct ReceiveLoop: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
         process.environment = environment.merging(extra) { $1 }
-        process.standardError = FileHandle.nullDevice
+        if let stderrFile {
+            FileManager.default.createFile(atPath: stderrFile, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: stderrFile)
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         return process
     }
@@ -717,7 +727,11 @@ if wants("requests") {
                 let headers = entry["headers"] as? [String: String]
             else { continue }
             let target = headers.first { $0.key.lowercased() == "x-amz-target" }?.value ?? "(no target)"
-            counts[target, default: 0] += 1
+            // DynamoDB's requests by table too (the table's name without the run's suffix).
+            let raw = (entry["body"] as? String).flatMap { entry["body_encoded"] as? Bool == true ? Data(base64Encoded: $0) : Data($0.utf8) }
+            let body = raw.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+            let table = (body?["TableName"] as? String).map { " " + $0.replacingOccurrences(of: "-\(suffix)", with: "") } ?? ""
+            counts[target + table, default: 0] += 1
         }
         return counts
     }
@@ -734,15 +748,20 @@ if wants("requests") {
         instagramWebhook(mid: "m_trace_\(mode)_\(index)_\(suffix)", sender: "c\(mode)\(index % 10)", timestamp: 1_000 + index, signature: signature)
     }
 
+    // What CloudWatch Logs is sent at LOG_LEVEL=info: every line each function writes (the
+    // JSON log and the EMF metrics, both on stderr).
+    let logs = NSTemporaryDirectory() + "trace-logs-\(suffix)"
     for mode in ["inline", "sqs"] {
         let loop = try await ReceiveLoop.start(
-            binDir: binDir, graph: graph, environment: environment.merging(["RECEIVE_DISPATCH": mode]) { $1 }, fileStore: false)
+            binDir: binDir, graph: graph, environment: environment.merging(["RECEIVE_DISPATCH": mode, "LOG_LEVEL": "info"]) { $1 }, fileStore: false,
+            stderrFile: "\(logs)-receive-\(mode)")
         _ = try await recording("reset")
         _ = try await recording("start")
         _ = await loop.time(warmUp: [], events: (0..<count).map { event($0, mode) })
         _ = try await recording("stop")
         await loop.stop()
         report("receive, RECEIVE_DISPATCH=\(mode), as deployed", actions(try await recording("download")), messages: count)
+        line("  log bytes (LOG_LEVEL=info, metrics on)", "\(fileSize("\(logs)-receive-\(mode)") / count) per message")
     }
 
     // `process` on what the sqs run queued, in batches of up to 10 as the event source hands them.
@@ -764,12 +783,14 @@ if wants("requests") {
         let event = NSTemporaryDirectory() + "trace-event-\(UUID().uuidString).json"
         try JSONSerialization.data(withJSONObject: ["Records": records]).write(to: URL(fileURLWithPath: event))
         _ = try timeProcess(
-            "\(binDir)/process", environment: environment.merging(["META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL]) { $1 },
-            stdinFile: event)
+            "\(binDir)/process",
+            environment: environment.merging(["META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "info"]) { $1 },
+            stdinFile: event, stderrFile: "\(logs)-process")
         start += 10
     }
     _ = try await recording("stop")
     report("process, batches of up to 10 (\(messages.count) records)", actions(try await recording("download")), messages: max(1, messages.count))
+    line("  log bytes (LOG_LEVEL=info, metrics on)", "\(fileSize("\(logs)-process") / max(1, messages.count)) per message")
     line("  replies sent by all runs", "\(await graph.messages.count)")
     await graph.shutdown()
 }
