@@ -101,6 +101,45 @@ import Testing
         await world.harness.shutdown()
     }
 
+    @Test func aTurnWritesItsConversationOnceWithTheTimeReceiveAcceptedIt() async throws {
+        // A new customer's turn: the service window (from receive's time, however late
+        // process takes it) and Meta's name for them go in one write.
+        let recording = Mutex<RecordingStore?>(nil)
+        let world = try await W.world(
+            senderActions: false,
+            conversationStore: { store in
+                let wrapped = RecordingStore(store)
+                recording.withLock { $0 = wrapped }
+                return wrapped
+            })
+        let store = try #require(recording.withLock { $0 })
+        let customer = "new-customer-1"
+        await world.harness.graph.setProfile(of: customer, ["name": "Ana Pop", "username": "ana.pop"])
+        let acceptedAt = world.clock.now
+        let record = try TenantShareTests.record(H.tenant, customer: customer, acceptedAt: acceptedAt)
+        // process takes it two minutes later (a queue behind a burst).
+        world.clock.advance(120)
+        store.operations.withLock { $0 = [] }
+        let context = W.context()
+        let report = await world.process.handle(records: [record], context: context)
+        await context.afterResponse.run(before: .now + .seconds(5))
+        #expect(report.answered == 1)
+        #expect(store.operations.withLock { $0 }.filter { $0.hasPrefix("update") || $0.hasPrefix("put") }.count == 1)
+        let state = try await world.conversations.state(platform: .instagram, account: H.pageId, customer: customer)
+        #expect(state.lastCustomerMessageAt == acceptedAt)
+        #expect(state.customerName == "Ana Pop")
+        #expect(state.profileCheckedAt == acceptedAt + 120)
+
+        // An older message taken later never moves the time back, and its name still counts.
+        try await world.conversations.customerWrote(
+            platform: .instagram, account: H.pageId, customer: customer, businessId: H.tenant.businessId, at: acceptedAt - 60,
+            profile: .init(name: "Ana P.", looked: true))
+        let after = try await world.conversations.state(platform: .instagram, account: H.pageId, customer: customer)
+        #expect(after.lastCustomerMessageAt == acceptedAt)
+        #expect(after.customerName == "Ana P.")
+        await world.harness.shutdown()
+    }
+
     @Test func neverMoreTurnsAtOnceThanTheBound() async throws {
         let agent = TogetherAgent(together: 3)
         let world = try await W.world(agent: agent, senderActions: false)

@@ -33,7 +33,8 @@ import Testing
     static func world(
         backend: StoreBackend = .file, agent: any Agent = EchoAgent(), senderActions: Bool = true, agentTimeout: Duration = .seconds(3),
         inlineBudget: Duration = .milliseconds(4500), harness existing: H? = nil, inDoubt: MessageLedger.InDoubt = .doNotSendAgain,
-        ledgerStore: ((any KeyValueStore) -> any KeyValueStore)? = nil, sharedThrottle: Bool = false
+        ledgerStore: ((any KeyValueStore) -> any KeyValueStore)? = nil, sharedThrottle: Bool = false,
+        conversationStore: ((any KeyValueStore) -> any KeyValueStore)? = nil
     ) async throws -> World {
         let harness: H
         if let existing { harness = existing } else { harness = try await H.make(backend) }
@@ -45,7 +46,8 @@ import Testing
         // One execution's memory of Meta's throttles, shared through the store when asked.
         let throttle = AccountThrottle(clock: clock.clock)
         let sender = MessageSender(graph: graph, directory: directory, throttle: throttle)
-        let conversations = Conversations(store: harness.store, table: harness.tables.conversations, clock: clock.clock)
+        let conversations = Conversations(
+            store: conversationStore?(harness.store) ?? harness.store, table: harness.tables.conversations, clock: clock.clock)
         var responder = MessageResponder(
             agent: agent, sender: sender, ledger: ledger, agentTimeout: agentTimeout, conversations: conversations,
             // Budgets wide enough for a loaded test machine; the tests of the bounds hang longer.

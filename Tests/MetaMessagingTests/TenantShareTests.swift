@@ -37,12 +37,13 @@ import Testing
     }
 
     /// An SQS record as Lambda delivers it, carrying a message `receive` accepted.
-    static func record(_ tenant: Tenant, customer: String, receiveCount: Int = 1) throws -> JSON {
+    static func record(_ tenant: Tenant, customer: String, receiveCount: Int = 1, acceptedAt: Int64? = nil) throws -> JSON {
         let accepted = AcceptedMessage(
             tenant: tenant,
             message: InboundMessage(
                 platform: .instagram, messageId: "m_share_\(customer)", accountId: H.instagramId, senderId: customer,
-                timestamp: WallClock.epochMilliseconds(), content: .text("hello")))
+                timestamp: WallClock.epochMilliseconds(), content: .text("hello")),
+            acceptedAt: acceptedAt)
         let body = String(decoding: try JSONEncoder().encode(accepted), as: UTF8.self)
         let record: [String: Any] = [
             "messageId": "record-\(customer)", "receiptHandle": "handle-\(customer)", "body": body,

@@ -36,10 +36,13 @@ public struct MessageResponder: Sendable {
     public struct Claimed: Sendable, Equatable {
         public let message: InboundMessage
         public let owner: String
+        /// When `receive` accepted it (epoch seconds; nil: now).
+        public var acceptedAt: Int64?
 
-        public init(message: InboundMessage, owner: String) {
+        public init(message: InboundMessage, owner: String, acceptedAt: Int64? = nil) {
             self.message = message
             self.owner = owner
+            self.acceptedAt = acceptedAt
         }
     }
 
@@ -176,6 +179,7 @@ public struct MessageResponder: Sendable {
             if state.isPaused(at: now) {
                 let detail = "paused (\(state.pausedBy?.rawValue ?? "human") until \(ISO8601.format(epochSeconds: state.pausedUntil ?? now)))"
                 logger.info("a person has this conversation: not answered", metadata: ["pausedBy": "\(state.pausedBy?.rawValue ?? "human")"])
+                await customerWrote(turn, tenant: tenant, account: account, profile: nil, later: later, logger: logger)
                 await record(turn, status: .paused, detail: detail, logger: logger)
                 return .paused
             }
@@ -185,6 +189,7 @@ public struct MessageResponder: Sendable {
         // be paid for nothing), no typing.
         if let account { await sharedThrottle?.refresh(account, logger: logger) }
         if let account, let throttled = sender.throttled(account), let seconds = throttled.retryAfterSeconds {
+            await customerWrote(turn, tenant: tenant, account: account, profile: nil, later: later, logger: logger)
             return await release(turn, throttled: throttled.errorMessage, retryAfterSeconds: seconds, logger: logger)
         }
 
@@ -200,7 +205,11 @@ public struct MessageResponder: Sendable {
         let showing: Task<Void, Never>? = presence.map { presence in
             Task { await presence.showReading(last, credentials: credentials, logger: presenceLogger) }
         }
-        let name = await customerName(of: last, state: state, tenant: tenant, credentials: credentials, later: later, logger: logger)
+        let (name, profile) = await customerName(of: last, state: state, credentials: credentials, logger: logger)
+        // The customer wrote (their service window is open) and what Meta said of their
+        // name: one write, after the answer when it can wait (a failed write only makes a
+        // later `send` more cautious, so it stops nothing here).
+        await customerWrote(turn, tenant: tenant, account: account, profile: profile, later: later, logger: logger)
         // The profile lookup may have met Meta's throttle: still no agent call then.
         if let account, let throttled = sender.throttled(account), let seconds = throttled.retryAfterSeconds {
             showing?.cancel()
@@ -302,37 +311,41 @@ public struct MessageResponder: Sendable {
 
     /// The customer's name: the webhook's (WhatsApp), the one kept for the conversation, or
     /// Meta's user profile, asked at most once a day per conversation and for at most the
-    /// lookup's short timeout.
+    /// lookup's short timeout; with what is new to keep of it.
     private func customerName(
-        of message: InboundMessage, state: Conversations.State, tenant: Tenant, credentials: TenantCredentials, later: AfterResponse?,
-        logger: Logger
-    ) async -> String? {
-        guard let conversations, let account = credentials.sendingAccount(for: message.platform) else { return message.senderName }
+        of message: InboundMessage, state: Conversations.State, credentials: TenantCredentials, logger: Logger
+    ) async -> (String?, Conversations.ProfileNote?) {
+        guard let conversations, credentials.sendingAccount(for: message.platform) != nil else { return (message.senderName, nil) }
         let now = conversations.clock.epochSeconds()
-        let remember: (String?) async -> Void = { name in
-            let write: @Sendable () async -> Void = {
-                do {
-                    try await conversations.rememberProfile(
-                        platform: message.platform, account: account, customer: message.senderId, businessId: tenant.businessId, name: name)
-                } catch {
-                    logger.warning("could not keep the customer's name", metadata: ["error": "\(error)"])
-                }
-            }
-            if let later { later.add(write) } else { await write() }
-        }
         if let name = message.senderName {
-            if name != state.customerName { await remember(name) }
-            return name
+            return (name, name != state.customerName ? Conversations.ProfileNote(name: name, looked: false) : nil)
         }
-        if let checked = state.profileCheckedAt, now - checked < Conversations.profileRecheckSeconds { return state.customerName }
-        guard let profiles else { return state.customerName }
+        if let checked = state.profileCheckedAt, now - checked < Conversations.profileRecheckSeconds { return (state.customerName, nil) }
+        guard let profiles else { return (state.customerName, nil) }
         switch await profiles.name(of: message.senderId, platform: message.platform, credentials: credentials, logger: logger) {
         case .found(let name):
-            await remember(name ?? state.customerName)
-            return name ?? state.customerName
+            return (name ?? state.customerName, Conversations.ProfileNote(name: name ?? state.customerName, looked: true))
         case .unknown:
-            return state.customerName
+            return (state.customerName, nil)
         }
+    }
+
+    /// Records that the customer wrote, at the turn's acceptance, with what is new of their
+    /// name: after the answer with `later`, else at once.
+    private func customerWrote(
+        _ turn: [Claimed], tenant: Tenant, account: String?, profile: Conversations.ProfileNote?, later: AfterResponse?, logger: Logger
+    ) async {
+        guard let conversations, let account, let last = turn.last?.message else { return }
+        let at = turn.compactMap(\.acceptedAt).max()
+        let write: @Sendable () async -> Void = {
+            do {
+                try await conversations.customerWrote(
+                    platform: last.platform, account: account, customer: last.senderId, businessId: tenant.businessId, at: at, profile: profile)
+            } catch {
+                logger.warning("could not record the customer's message time", metadata: ["error": "\(error)"])
+            }
+        }
+        if let later { later.add(write) } else { await write() }
     }
 
     /// The agent handed over: it stays quiet in this conversation for the handoff pause.

@@ -336,11 +336,11 @@ public struct ProcessHandler: Sendable {
             do {
                 switch try await ledger.claim(message.messageId, businessId: tenant.businessId, owner: owner, as: .answering, claimable: [.queued]) {
                 case .claimed:
-                    claimed.append((entry, MessageResponder.Claimed(message: message, owner: owner)))
+                    claimed.append((entry, MessageResponder.Claimed(message: message, owner: owner, acceptedAt: entry.accepted.acceptedAt)))
                 case .claimedInDoubt:
                     logger.warning("a reply may have gone out already: answered again (REPLY_IN_DOUBT=resend)")
                     events?.add(inDoubt(message, tenant: tenant, reason: "sent again"))
-                    claimed.append((entry, MessageResponder.Claimed(message: message, owner: owner)))
+                    claimed.append((entry, MessageResponder.Claimed(message: message, owner: owner, acceptedAt: entry.accepted.acceptedAt)))
                 case .settledInDoubt:
                     logger.warning("a reply may have gone out already: not sent again (REPLY_IN_DOUBT=skip)")
                     events?.add(inDoubt(message, tenant: tenant, reason: "not sent again"))

@@ -7,10 +7,15 @@ import Logging
 public struct AcceptedMessage: Sendable, Codable, Equatable {
     public let tenant: Tenant
     public let message: InboundMessage
+    /// When `receive` accepted it (epoch seconds, our clock): the time the customer's service
+    /// window is recorded from when `process` answers it (absent in records queued before
+    /// this field existed: `process`'s own time then).
+    public var acceptedAt: Int64?
 
-    public init(tenant: Tenant, message: InboundMessage) {
+    public init(tenant: Tenant, message: InboundMessage, acceptedAt: Int64? = nil) {
         self.tenant = tenant
         self.message = message
+        self.acceptedAt = acceptedAt
     }
 }
 
@@ -211,19 +216,6 @@ public struct ReceiveHandler: Sendable {
                         summary.skipped += 1
                         continue
                     }
-                    if let conversations, let account = credentials.sendingAccount(for: message.platform) {
-                        // The customer wrote: their service window is open. Recorded after the
-                        // answer to Meta (a failed write only makes a later `send` more
-                        // cautious, so it stops nothing here).
-                        let (platform, customer, businessId) = (message.platform, message.senderId, tenant.businessId)
-                        context.afterResponse.add {
-                            do {
-                                try await conversations.customerWrote(platform: platform, account: account, customer: customer, businessId: businessId)
-                            } catch {
-                                logger.warning("could not record the customer's message time", metadata: ["error": "\(error)"])
-                            }
-                        }
-                    }
                     if case .inline = dispatch, ContinuousClock.now > budgetEnd - .seconds(1) {
                         // Not claimed: Meta redelivers, and what was answered is skipped then.
                         summary.deferred += 1
@@ -287,14 +279,14 @@ public struct ReceiveHandler: Sendable {
                     switch dispatch {
                     case .inline:
                         // A customer's messages of one delivery are one turn: one reply.
-                        let claimed = MessageResponder.Claimed(message: message, owner: owner)
+                        let claimed = MessageResponder.Claimed(message: message, owner: owner, acceptedAt: clock.epochSeconds())
                         if let index = turns.firstIndex(where: { $0.tenant == tenant && $0.conversation == Turn.conversation(of: message) }) {
                             turns[index].messages.append(claimed)
                         } else {
                             turns.append(Turn(tenant: tenant, credentials: credentials, messages: [claimed]))
                         }
                     case .queue:
-                        toQueue.append((AcceptedMessage(tenant: tenant, message: message), owner))
+                        toQueue.append((AcceptedMessage(tenant: tenant, message: message, acceptedAt: clock.epochSeconds()), owner))
                     }
                 } catch {
                     // The store could not be read or written: Meta's retry can fix that.

@@ -25,21 +25,48 @@ public struct Conversations: Sendable {
         ["conversationId": .s("\(platform.rawValue)#\(account)#\(customer)")]
     }
 
-    /// Records that the customer wrote, at our clock's time of receipt (a few seconds after
-    /// Meta's, so the window we keep may close that much later than Meta's; Meta's refusal is
-    /// then reported as it comes). Never moves the time back, and leaves the rest of the
-    /// conversation (a pause, the customer's name) as it is.
-    public func customerWrote(platform: Platform, account: String, customer: String, businessId: String) async throws(KeyValueError) {
+    /// What Meta said of the customer's name, kept with the time they wrote.
+    public struct ProfileNote: Sendable, Equatable {
+        /// The name (nil: Meta gave none).
+        public var name: String?
+        /// Whether Meta's user profile was asked now (`profileCheckedAt`), or the name came
+        /// with the message (WhatsApp's profile name).
+        public var looked: Bool
+
+        public init(name: String?, looked: Bool) {
+            self.name = name
+            self.looked = looked
+        }
+    }
+
+    /// Records that the customer wrote, at `at` (our clock's time of receipt, a few seconds
+    /// after Meta's, so the window we keep may close that much later than Meta's; Meta's
+    /// refusal is then reported as it comes; nil: now), and with it, in the same write, what
+    /// Meta said of their name. One write per turn. Never moves the time back (a profile note
+    /// is still kept then), and leaves the rest of the conversation (a pause) as it is.
+    public func customerWrote(
+        platform: Platform, account: String, customer: String, businessId: String, at: Int64? = nil, profile: ProfileNote? = nil
+    ) async throws(KeyValueError) {
         let now = clock.epochSeconds()
+        let wrote = min(at ?? now, now)
+        var set: Item = ["businessId": .s(businessId), "lastCustomerMessageAt": .number(wrote), "expiresAt": .number(now + Self.retentionSeconds)]
+        if let profile { set.merge(Self.fields(of: profile, now: now)) { $1 } }
         do {
             _ = try await store.update(
-                table, key: Self.key(platform: platform, account: account, customer: customer),
-                set: ["businessId": .s(businessId), "lastCustomerMessageAt": .number(now), "expiresAt": .number(now + Self.retentionSeconds)],
-                remove: [],
-                condition: .or(.attributeAbsent("lastCustomerMessageAt"), .lessThan("lastCustomerMessageAt", .number(now))))
+                table, key: Self.key(platform: platform, account: account, customer: customer), set: set, remove: [],
+                condition: .or(.attributeAbsent("lastCustomerMessageAt"), .lessThan("lastCustomerMessageAt", .number(wrote))))
         } catch  where error.code == .conditionFailed {
-            return
+            // A later message's time is there already: only the name is news.
+            guard let profile else { return }
+            try await remember(profile, platform: platform, account: account, customer: customer, businessId: businessId)
         }
+    }
+
+    private static func fields(of profile: ProfileNote, now: Int64) -> Item {
+        var fields: Item = [:]
+        if profile.looked { fields["profileCheckedAt"] = .number(now) }
+        if let name = profile.name { fields["customerName"] = .s(name) }
+        return fields
     }
 
     /// How long a conversation is kept after its last change: past the longest window.
@@ -134,9 +161,13 @@ public struct Conversations: Sendable {
     /// Keeps what Meta said of the customer's name (nil: Meta gave none; asked again after
     /// `profileRecheckSeconds`).
     public func rememberProfile(platform: Platform, account: String, customer: String, businessId: String, name: String?) async throws(KeyValueError) {
+        try await remember(ProfileNote(name: name, looked: true), platform: platform, account: account, customer: customer, businessId: businessId)
+    }
+
+    private func remember(_ profile: ProfileNote, platform: Platform, account: String, customer: String, businessId: String) async throws(KeyValueError) {
         let now = clock.epochSeconds()
-        var set: Item = ["businessId": .s(businessId), "profileCheckedAt": .number(now), "expiresAt": .number(now + Self.retentionSeconds)]
-        if let name { set["customerName"] = .s(name) }
+        var set: Item = ["businessId": .s(businessId), "expiresAt": .number(now + Self.retentionSeconds)]
+        set.merge(Self.fields(of: profile, now: now)) { $1 }
         _ = try await store.update(table, key: Self.key(platform: platform, account: account, customer: customer), set: set, remove: [], condition: nil)
     }
 
