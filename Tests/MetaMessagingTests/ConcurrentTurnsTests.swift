@@ -275,3 +275,29 @@ import Testing
         await harness.shutdown()
     }
 }
+
+/// The Graph stand-in holds accounts to Meta's documented Send API limit, and `process`
+/// treats its refusal as the throttle it is.
+@Suite struct SendLimitTests {
+    typealias H = FunctionHarness
+    typealias W = HandlerRulesTests
+
+    @Test func callsPastAnAccountsLimitAreRefusedAndTheirTurnsComeBackLater() async throws {
+        let world = try await W.world(senderActions: false)
+        await world.harness.graph.limitSends(perSecond: 3)
+        let customers = (1...5).map { "limited-\($0)" }
+        try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
+        let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
+        let report = await world.process.handle(records: batch, context: W.context())
+        // Three replies within the second; the other two met code 613 and go back, delayed.
+        #expect(await world.harness.graph.messages.count == 5)
+        #expect(report.answered == 3)
+        #expect(report.failures.count == 2)
+        #expect(report.delayed.count == 2)
+        #expect(report.delayed.allSatisfy { $0.seconds >= 1 })
+        let rate = try #require(await world.harness.graph.sendRates[H.pageId])
+        #expect(rate.most == 3)
+        #expect(rate.refused == 2)
+        await world.harness.shutdown()
+    }
+}

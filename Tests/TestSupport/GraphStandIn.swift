@@ -111,6 +111,17 @@ public final class GraphStandIn: Sendable {
 
     public func shutdown() async { await server.shutdown() }
 
+    /// Holds every account to Meta's Send API limit (Messenger Platform "Rate Limits": 300
+    /// calls a second per Page or Instagram professional account for text, links, reactions
+    /// and stickers): a `POST /{account}/messages` (a message, a sender action, a read
+    /// receipt) beyond `perSecond` in the last second is refused with code 613, "Calls to
+    /// this api have exceeded the rate limit". Nil: no limit.
+    public func limitSends(perSecond: Int?) async { await state.limitSends(perSecond: perSecond) }
+
+    /// Per account: the most Send API calls it made within one second, and how many were
+    /// refused for the limit.
+    public var sendRates: [String: (most: Int, refused: Int)] { get async { await state.sendRates } }
+
     /// Meta's error object (Graph API "Handling Errors").
     public static func error(
         status: Int = 400, code: Int, subcode: Int? = nil, message: String, type: String = "OAuthException", transient: Bool = false
@@ -176,6 +187,32 @@ actor GraphState {
     var latency: Duration = .zero
     func setLatency(_ value: Duration) { latency = value }
 
+    var sendLimit: Int?
+    var recentSends: [String: [ContinuousClock.Instant]] = [:]
+    var sendRates: [String: (most: Int, refused: Int)] = [:]
+    func limitSends(perSecond: Int?) { sendLimit = perSecond }
+
+    /// A Send API call over the account's limit, refused; nil when it may go.
+    private func overSendLimit(_ call: GraphStandIn.Sent) -> LoopbackServer.Response? {
+        guard let limit = sendLimit, call.method == "POST", call.path.hasSuffix("/messages") else { return nil }
+        let account = call.accountId
+        let now = ContinuousClock.now
+        var recent = recentSends[account, default: []]
+        recent.removeAll { now - $0 >= .seconds(1) }
+        var rate = sendRates[account] ?? (most: 0, refused: 0)
+        guard recent.count < limit else {
+            rate.refused += 1
+            sendRates[account] = rate
+            recentSends[account] = recent
+            return GraphStandIn.error(code: 613, message: "(#613) Calls to this api have exceeded the rate limit.")
+        }
+        recent.append(now)
+        rate.most = max(rate.most, recent.count)
+        sendRates[account] = rate
+        recentSends[account] = recent
+        return nil
+    }
+
     func describe(token: String, _ info: TokenInfo) { tokenInfo[token] = info }
     func subscribe(page: String, fields: [String]) { subscriptions[page] = fields }
     var scripted: [(suffix: String, responses: [LoopbackServer.Response], answerAt: ContinuousClock.Instant?, senderActions: Bool)] = []
@@ -211,6 +248,7 @@ actor GraphState {
         let token = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? query["access_token"]
         let call = GraphStandIn.Sent(method: request.method, path: request.path, query: query, token: token, rawBody: request.body, body: body)
         calls.append(call)
+        if let refused = overSendLimit(call) { return (refused, nil) }
         let isSenderAction = call.path.hasSuffix("/messages") && call.method == "POST" && !call.isMessage
         if let index = scripted.firstIndex(where: {
             request.path.hasSuffix($0.suffix) && !$0.responses.isEmpty && $0.senderActions == isSenderAction
