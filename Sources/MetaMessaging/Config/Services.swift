@@ -333,10 +333,10 @@ public struct Services: Sendable {
         Int(try environment.integer("GRAPH_SENDS_PER_ACCOUNT", in: 1...100, default: 10))
     }
 
-    /// `TENANT_SHARE_PER_SECOND` (default 10; 0 turns it off): the messages of one business
+    /// `TENANT_SHARE_PER_SECOND` (default 50; 0 turns it off): the messages of one business
     /// `process` starts answering per second, across every execution; the rest wait their slot.
     public func tenantShare(store: any KeyValueStore) throws(ConfigurationError) -> TenantShare? {
-        let perSecond = try environment.integer("TENANT_SHARE_PER_SECOND", in: 0...100_000, default: 10)
+        let perSecond = try environment.integer("TENANT_SHARE_PER_SECOND", in: 0...100_000, default: 50)
         return perSecond == 0 ? nil : TenantShare(store: store, table: tables.processedMessages, perSecond: Int(perSecond))
     }
 }
