@@ -21,9 +21,10 @@ if CommandLine.arguments.dropFirst().first == "--bare-runtime-client" {
 
 let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
 /// `bench BIN_DIR [SECTION...]` runs only the sections named (verify, store, receive, sqs,
-/// requests, fairness, signals, log, turns); none named runs them all. Only verify runs without moto.
+/// requests, fairness, signals, log, turns, campaign); none named runs them all but the
+/// campaign (about 12 minutes), which runs only when named. Only verify runs without moto.
 let sections = Set(CommandLine.arguments.dropFirst(2))
-func wants(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
+func wants(_ section: String) -> Bool { sections.contains(section) || (sections.isEmpty && section != "campaign") }
 let root = Executables.packageRoot
 
 func median(_ values: [Double]) -> Double {
@@ -150,7 +151,7 @@ struct ReceiveLoop: @unchecked Sendable {
     /// A `receive` process in its Lambda loop against the Runtime API at `endpoint`.
     static func launch(
         binDir: String, endpoint: String, graph: GraphStandIn, environment extra: [String: String], fileStore: Bool = true, folder: String? = nil,
-        stderrFile: String? = nil
+        stderrFile: String? = nil, function: String = "receive"
     ) throws -> Process {
         var environment = [
             "META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
@@ -161,10 +162,10 @@ struct ReceiveLoop: @unchecked Sendable {
             environment["KV_FILE_DIR"] = try folder ?? tenantFolder()
         }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "\(binDir)/receive")
+        process.executableURL = URL(fileURLWithPath: "\(binDir)/\(function)")
         process.environment = environment.merging(extra) { $1 }
         if let stderrFile {
-            FileManager.default.createFile(atPath: stderrFile, contents: nil)
+            _ = FileManager.default.createFile(atPath: stderrFile, contents: nil)
             process.standardError = FileHandle(forWritingAtPath: stderrFile)
         } else {
             process.standardError = FileHandle.nullDevice
@@ -751,6 +752,11 @@ if wants("requests") {
     // What CloudWatch Logs is sent at LOG_LEVEL=info: every line each function writes (the
     // JSON log and the EMF metrics, both on stderr).
     let logs = NSTemporaryDirectory() + "trace-logs-\(suffix)"
+    // Each customer has a profile Meta answers with (the common case: a lookup that fails
+    // writes a log line more).
+    for mode in ["inline", "sqs"] {
+        for customer in 0..<10 { await graph.setProfile(of: "c\(mode)\(customer)", ["name": "Customer \(customer)", "username": "customer.\(customer)"]) }
+    }
     for mode in ["inline", "sqs"] {
         let loop = try await ReceiveLoop.start(
             binDir: binDir, graph: graph, environment: environment.merging(["RECEIVE_DISPATCH": mode, "LOG_LEVEL": "info"]) { $1 }, fileStore: false,
@@ -1016,3 +1022,193 @@ if wants("log") {
 }
 
 struct SpawnError: Error { let path: String }
+
+// MARK: a campaign: 10,000 messages to one account in 10 minutes beside nine trickles (issue 33)
+if wants("campaign") {
+    // Figures of a deployed shape: `receive` (sqs dispatch) and twelve `process` execution
+    // environments, each in its Lambda loop against a Runtime API stand-in, fed by pollers
+    // that do what Lambda's event source does (up to 10 records, the partial batch response,
+    // delete the rest) with the product's defaults (a share of 50 a second);
+    // moto for DynamoDB and SQS; the Graph stand-in answering after 80 ms
+    // and holding every account to Meta's Send API limit (300 calls a second); an HTTP agent
+    // answering after 1 s. Business 0 runs the campaign (BENCH_CAMPAIGN_MESSAGES, 10,000 by
+    // default, spread evenly over BENCH_CAMPAIGN_SECONDS, 600), each from a customer of its
+    // own; businesses 1 to 9 each get a message every 10 s. The baseline is the same trickle
+    // alone for 60 s. Latency: from the webhook's acceptance to the reply reaching "Meta".
+    let settings = ProcessInfo.processInfo.environment
+    let campaignMessages = Int(settings["BENCH_CAMPAIGN_MESSAGES"] ?? "") ?? 10_000
+    let campaignSeconds = Double(settings["BENCH_CAMPAIGN_SECONDS"] ?? "") ?? 600
+    let environments = 12
+    print("\n## a campaign (\(campaignMessages) messages to one account in \(Int(campaignSeconds)) s) beside nine trickles")
+    let graph = try await GraphStandIn()
+    await graph.setLatency(.milliseconds(80))
+    await graph.limitSends(perSecond: 300)
+    let agent = try await LoopbackServer { _ in
+        try? await Task.sleep(for: .seconds(1))
+        return .json(200, #"{"reply":"Here is your link: https://example.com/offer"}"#)
+    }
+    let tenants = 10
+    func instagramId(_ tenant: Int) -> String { "1784140000002\(String(format: "%02d", tenant))" }
+    func pageId(_ tenant: Int) -> String { "3030405060700\(String(format: "%02d", tenant))" }
+    let businesses = (0..<tenants).map { tenant in
+        MotoStack.Business(
+            id: "B0C000\(String(format: "%02d", tenant))", locationId: "L1", instagramId: instagramId(tenant), pageId: pageId(tenant),
+            token: "campaign-token-\(tenant)")
+    }
+    let stack = try await MotoStack.start(prefix: "campaign", businesses: businesses, visibilityTimeout: 60)
+    for business in businesses { await graph.allow(token: business.token, accounts: [business.pageId, business.instagramId]) }
+    let (moto, suffix, queue) = (stack.moto, stack.suffix, stack.queue)
+    let environment = stack.environment.merging([
+        "RECEIVE_DISPATCH": "sqs", "META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
+        "METRICS": "off", "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_TIMEOUT_MS": "25000",
+    ]) { $1 }
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    func webhook(_ tenant: Int, _ customer: String) -> [UInt8] {
+        let body =
+            #"{"object":"instagram","entry":[{"id":"\#(instagramId(tenant))","time":1,"messaging":[{"sender":{"id":"\#(customer)"},"recipient":{"id":"\#(instagramId(tenant))"},"timestamp":\#(WallClock.epochMilliseconds()),"message":{"mid":"m_campaign_\#(customer)_\#(suffix)","text":"LINK"}}]}]}"#
+        let object: [String: Any] = [
+            "version": "2.0", "rawPath": "/webhooks/meta", "headers": ["x-hub-signature-256": signature.header(for: Array(body.utf8))],
+            "requestContext": ["http": ["method": "POST"]], "body": body, "isBase64Encoded": false,
+        ]
+        return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
+    }
+    func ms(_ duration: Duration) -> Double { Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15 }
+
+    // The process environments and their pollers, for the whole section.
+    var apis: [RuntimeAPIStandIn] = []
+    var processes: [Process] = []
+    for _ in 0..<environments {
+        let api = try await RuntimeAPIStandIn()
+        apis.append(api)
+        processes.append(
+            try ReceiveLoop.launch(binDir: binDir, endpoint: api.endpoint, graph: graph, environment: environment, fileStore: false, function: "process"))
+    }
+    let done = Mutex(false)
+    let billed = Mutex<(batches: Int, records: Int, milliseconds: Double, sentBack: Int)>((0, 0, 0, 0))
+    let pollers = apis.enumerated().map { index, api in
+        Task {
+            while !done.withLock({ $0 }) {
+                // Short polls: moto's server here answers one request at a time, so a long
+                // poll would hold every other caller up.
+                guard let messages = try? await queue.receive(max: 10), !messages.isEmpty else {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+                let records: [[String: Any]] = messages.map { message in
+                    [
+                        "messageId": message["MessageId"]?.string ?? UUID().uuidString, "receiptHandle": message["ReceiptHandle"]?.string ?? "",
+                        "body": message["Body"]?.string ?? "",
+                        "attributes": [
+                            "MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? "",
+                            "ApproximateReceiveCount": message["Attributes"]?["ApproximateReceiveCount"]?.string ?? "1",
+                        ],
+                        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:\(moto.region):123456789012:campaign-\(suffix).fifo",
+                    ]
+                }
+                let event = Array((try? JSONSerialization.data(withJSONObject: ["Records": records])) ?? Data())
+                let id = await api.enqueue(event, deadlineIn: 60)
+                guard case .response(let body)? = await api.outcome(of: id, timeout: .seconds(90)) else { continue }
+                let output = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+                let failed = Set(((output?["batchItemFailures"] as? [[String: Any]]) ?? []).compactMap { $0["itemIdentifier"] as? String })
+                let time = await api.serviceTime(of: id).map(ms) ?? 0
+                billed.withLock { $0 = ($0.batches + 1, $0.records + messages.count, $0.milliseconds + time, $0.sentBack + failed.count) }
+                try? await queue.delete(
+                    receiptHandles: messages.filter { !failed.contains($0["MessageId"]?.string ?? "") }.compactMap { $0["ReceiptHandle"]?.string })
+            }
+            _ = index
+        }
+    }
+
+    /// Sends the arrivals (seconds from the start, tenant, customer) through `receive` on
+    /// time, waits until every one is answered (or 15 minutes more), and returns each
+    /// customer's latency by tenant, with the replies each customer got.
+    func run(_ arrivals: [(at: Double, tenant: Int, customer: String)], label: String) async throws -> [Int: [Double]] {
+        let before = await graph.messages.count
+        let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: environment, fileStore: false)
+        var accepted: [String: ContinuousClock.Instant] = [:]
+        var statuses: [Int: Int] = [:]
+        let start = ContinuousClock.now
+        for arrival in arrivals {
+            let due = start + .milliseconds(Int64(arrival.at * 1000))
+            if due > .now { try await Task.sleep(until: due, clock: .continuous) }
+            let (_, _, answers) = await loop.time(warmUp: [], events: [webhook(arrival.tenant, arrival.customer)])
+            accepted[arrival.customer] = .now
+            let status = answers.first.flatMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["statusCode"] as? Int } ?? 0
+            statuses[status, default: 0] += 1
+        }
+        let received = ContinuousClock.now - start
+        let deadline = ContinuousClock.now + .seconds(900)
+        while await graph.messages.count - before < arrivals.count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
+        let drained = ContinuousClock.now - start
+        await loop.stop()
+        var latencies: [Int: [Double]] = [:]
+        var repliesTo: [String: Int] = [:]
+        let tenantOf = Dictionary(arrivals.map { ($0.customer, $0.tenant) }, uniquingKeysWith: { first, _ in first })
+        for reply in await graph.messages.dropFirst(before) {
+            guard let customer = (reply.body?["recipient"] as? [String: Any])?["id"] as? String, let at = accepted[customer],
+                let tenant = tenantOf[customer]
+            else { continue }
+            repliesTo[customer, default: 0] += 1
+            if repliesTo[customer] == 1 { latencies[tenant, default: []].append(ms(reply.at - at)) }
+        }
+        let once = arrivals.filter { repliesTo[$0.customer] == 1 }.count
+        let twice = repliesTo.values.filter { $0 > 1 }.count
+        line(
+            label,
+            "\(arrivals.count) accepted in \(fmt(ms(received) / 1000, 1)) s (statuses \(statuses)), all answered after \(fmt(ms(drained) / 1000, 1)) s")
+        line("  answered exactly once / more than once / never", "\(once) / \(twice) / \(arrivals.count - repliesTo.count)")
+        return latencies
+    }
+
+    var trickle: [(at: Double, tenant: Int, customer: String)] = []
+    func trickles(seconds: Double, tag: String) -> [(at: Double, tenant: Int, customer: String)] {
+        var arrivals: [(at: Double, tenant: Int, customer: String)] = []
+        for tenant in 1..<tenants {
+            var at = Double(tenant)
+            while at < seconds {
+                arrivals.append((at, tenant, "t\(tenant)\(tag)\(arrivals.count)"))
+                at += 10
+            }
+        }
+        return arrivals
+    }
+    trickle = trickles(seconds: 60, tag: "b")
+    let baseline = try await run(trickle.sorted { $0.at < $1.at }, label: "baseline: nine businesses, a message each every 10 s, 60 s")
+    let baselineLight = (1..<tenants).flatMap { baseline[$0] ?? [] }
+    line("  the nine: median / p99", "\(fmt(median(baselineLight), 0)) ms / \(fmt(percentile(baselineLight, 0.99), 0)) ms")
+
+    var arrivals = trickles(seconds: campaignSeconds, tag: "c")
+    let spacing = campaignSeconds / Double(max(1, campaignMessages))
+    arrivals += (0..<campaignMessages).map { (Double($0) * spacing, 0, "t0c\($0)") }
+    arrivals.sort { $0.at < $1.at }
+    let billedBefore = billed.withLock { $0 }
+    let latencies = try await run(arrivals, label: "the campaign beside the nine")
+    let heavy = latencies[0] ?? []
+    let light = (1..<tenants).flatMap { latencies[$0] ?? [] }
+    line("  business 0 (the campaign): median / p99", "\(fmt(median(heavy), 0)) ms / \(fmt(percentile(heavy, 0.99), 0)) ms")
+    line("  the nine: median / p99", "\(fmt(median(light), 0)) ms / \(fmt(percentile(light, 0.99), 0)) ms")
+    line("  the nine's p99 against their baseline", "\(fmt(percentile(light, 0.99) / max(1, percentile(baselineLight, 0.99)), 2))x")
+    let rates = await graph.sendRates
+    let campaignRate = rates[pageId(0)] ?? (most: 0, refused: 0)
+    line("  business 0's Send API calls: most in one second / refused (limit 300/s)", "\(campaignRate.most) / \(campaignRate.refused)")
+    line("  any account's calls refused for the limit", "\(rates.values.map(\.refused).reduce(0, +))")
+    let spent = billed.withLock { $0 }
+    let batches = spent.batches - billedBefore.batches
+    let records = spent.records - billedBefore.records
+    line(
+        "  process: batches / records per batch / records sent back",
+        "\(batches) / \(fmt(Double(records) / Double(max(1, batches)), 1)) / \(spent.sentBack - billedBefore.sentBack)")
+    line(
+        "  process: billed time per batch / per message answered",
+        "\(fmt((spent.milliseconds - billedBefore.milliseconds) / Double(max(1, batches)), 0)) ms / \(fmt((spent.milliseconds - billedBefore.milliseconds) / Double(max(1, arrivals.count)), 0)) ms"
+    )
+    done.withLock { $0 = true }
+    for poller in pollers { await poller.value }
+    for process in processes {
+        process.terminate()
+        process.waitUntilExit()
+    }
+    for api in apis { await api.shutdown() }
+    await agent.shutdown()
+    await graph.shutdown()
+}
