@@ -112,10 +112,15 @@ public struct DynamoDBStore: KeyValueStore {
             attributes.append(AttributeDefinition(AttributeName: sort, AttributeType: "S"))
             keys.append(KeySchemaElement(AttributeName: sort, KeyType: "RANGE"))
         }
-        let _: Empty = try await call(
-            "CreateTable",
-            CreateTableInput(
-                TableName: table.name, AttributeDefinitions: attributes, KeySchema: keys, BillingMode: "PAY_PER_REQUEST"))
+        do {
+            let _: Empty = try await call(
+                "CreateTable",
+                CreateTableInput(
+                    TableName: table.name, AttributeDefinitions: attributes, KeySchema: keys, BillingMode: "PAY_PER_REQUEST"))
+        } catch  where error.code == .invalidRequest && error.message.contains("ResourceInUseException") {
+            // Our own earlier attempt may have created it before a retried request (its answer
+            // was lost or late): the table asked for is there.
+        }
         if let ttl = table.ttlAttribute {
             let _: Empty = try await call(
                 "UpdateTimeToLive",
