@@ -100,6 +100,65 @@ import Testing
         await world.harness.shutdown()
     }
 
+    // MARK: An echo that overtakes our own send (Instagram echoes carry no app_id)
+
+    /// The customer's message answered with a Send API that holds its answer until `answerAt`;
+    /// returns once the stand-in has the send (our reply is then on its way, its id unknown).
+    static func slowReply(_ world: W.World, mid: String, replyId: String, answerAt: ContinuousClock.Instant) async throws -> Task<HTTPResponse, any Error> {
+        await world.harness.graph.script(
+            [.json(200, #"{"recipient_id":"\#(customer)","message_id":"\#(replyId)"}"#)], pathSuffix: "/messages", answerAt: answerAt)
+        let answering = Task { try await W.deliver(world, Self.customerMessage(mid, "bună")) }
+        while await world.harness.graph.messages.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        return answering
+    }
+
+    @Test func ourEchoArrivingBeforeTheSendAPIAnswersNeverPausesTheAgent() async throws {
+        let world = try await W.world(senderActions: false)
+        let answering = try await Self.slowReply(world, mid: "m_slow_1", replyId: "m_SLOW_REPLY", answerAt: .now + .seconds(1))
+        // Meta echoes the reply before its Send API answers us: the echo waits for the turn.
+        let echo = try await W.deliver(world, Self.echo(mid: "m_SLOW_REPLY"))
+        #expect(echo.status == 200)
+        #expect(W.summary(echo)["humanReplies"] as? Int == 0)
+        #expect(W.summary(try await answering.value)["answered"] as? Int == 1)
+        #expect(try await Self.state(world).pausedUntil == nil)
+        // The agent answers the next message.
+        let next = try await W.deliver(world, Self.customerMessage("m_slow_2"))
+        #expect(W.summary(next)["answered"] as? Int == 1)
+        await world.harness.shutdown()
+    }
+
+    @Test func aPersonsEchoWhileOurReplyIsOnItsWayPausesOnceTheTurnSettles() async throws {
+        let world = try await W.world(senderActions: false)
+        let answering = try await Self.slowReply(world, mid: "m_slow_3", replyId: "m_SLOW_REPLY_3", answerAt: .now + .seconds(1))
+        let start = world.clock.now
+        let human = try await W.deliver(world, Self.echo(mid: "m_typed_by_the_owner"))
+        #expect(W.summary(human)["humanReplies"] as? Int == 1)
+        #expect(W.summary(try await answering.value)["answered"] as? Int == 1)
+        let state = try await Self.state(world)
+        #expect(state.pausedBy == .human)
+        #expect(state.pausedUntil == start + 3600)
+        await world.harness.shutdown()
+    }
+
+    @Test func anEchoWhoseTurnOutlastsItsBudgetIsAskedForAgain() async throws {
+        let world = try await W.world(senderActions: false)
+        let answering = try await Self.slowReply(world, mid: "m_slow_4", replyId: "m_SLOW_REPLY_4", answerAt: .now + .seconds(3))
+        // A delivery with 2 s left: the turn is still sending when its time is up.
+        let context = W.context(seconds: 2)
+        let echo = try await world.receive.handle(W.webhook(Self.echo(mid: "m_SLOW_REPLY_4")), context: context)
+        #expect(echo.status == 500)
+        #expect(W.summary(echo)["echoesPending"] as? Int == 1)
+        #expect(W.summary(echo)["humanReplies"] as? Int == 0)
+        #expect(try await Self.state(world).pausedUntil == nil)
+        // Meta's redelivery, once the turn settled, finds the id: ours.
+        #expect(W.summary(try await answering.value)["answered"] as? Int == 1)
+        let again = try await W.deliver(world, Self.echo(mid: "m_SLOW_REPLY_4"))
+        #expect(again.status == 200)
+        #expect(W.summary(again)["humanReplies"] as? Int == 0)
+        #expect(try await Self.state(world).pausedUntil == nil)
+        await world.harness.shutdown()
+    }
+
     @Test func everyHumanMessageExtendsThePause() async throws {
         let world = try await W.world()
         let start = world.clock.now

@@ -206,14 +206,20 @@ public struct MessageResponder: Sendable {
             Task { await presence.showReading(last, credentials: credentials, logger: presenceLogger) }
         }
         let (name, profile) = await customerName(of: last, state: state, credentials: credentials, logger: logger)
-        // The customer wrote (their service window is open) and what Meta said of their
-        // name: one write, after the answer when it can wait (a failed write only makes a
-        // later `send` more cautious, so it stops nothing here).
-        await customerWrote(turn, tenant: tenant, account: account, profile: profile, later: later, logger: logger)
         // The profile lookup may have met Meta's throttle: still no agent call then.
         if let account, let throttled = sender.throttled(account), let seconds = throttled.retryAfterSeconds {
             showing?.cancel()
+            await customerWrote(turn, tenant: tenant, account: account, profile: profile, later: later, logger: logger)
             return await release(turn, throttled: throttled.errorMessage, retryAfterSeconds: seconds, logger: logger)
+        }
+        // One write while the agent works: the customer wrote (their service window is open),
+        // what Meta said of their name, and that a reply of ours may follow (an echo Meta
+        // sends before the Send API answers must not be taken for a person's). Done before
+        // anything is sent; a failed write stops nothing here.
+        let seconds = (deadline - ContinuousClock.now).components.seconds
+        let inFlight = conversations.map { Conversations.InFlight(messageId: last.messageId, until: $0.clock.epochSeconds() + max(0, seconds) + 1) }
+        let noting = Task {
+            await customerWrote(turn, tenant: tenant, account: account, profile: profile, inFlight: inFlight, later: nil, logger: logger)
         }
         let reply: AgentReply
         let agentStart = ContinuousClock.now
@@ -221,8 +227,10 @@ public struct MessageResponder: Sendable {
             reply = try await agent.reply(
                 to: AgentRequest(tenant: tenant, turn: turn.map(\.message), customerName: name), timeout: agentBudget)
             trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
+            await noting.value
         } catch {
             trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
+            await noting.value
             showing?.cancel()
             let transient = error.code != .invalidResponse && error.code != .refused
             let outOfTime = error.code == .timeout && budgetCut
@@ -333,14 +341,16 @@ public struct MessageResponder: Sendable {
     /// Records that the customer wrote, at the turn's acceptance, with what is new of their
     /// name: after the answer with `later`, else at once.
     private func customerWrote(
-        _ turn: [Claimed], tenant: Tenant, account: String?, profile: Conversations.ProfileNote?, later: AfterResponse?, logger: Logger
+        _ turn: [Claimed], tenant: Tenant, account: String?, profile: Conversations.ProfileNote?, inFlight: Conversations.InFlight? = nil,
+        later: AfterResponse?, logger: Logger
     ) async {
         guard let conversations, let account, let last = turn.last?.message else { return }
         let at = turn.compactMap(\.acceptedAt).max()
         let write: @Sendable () async -> Void = {
             do {
                 try await conversations.customerWrote(
-                    platform: last.platform, account: account, customer: last.senderId, businessId: tenant.businessId, at: at, profile: profile)
+                    platform: last.platform, account: account, customer: last.senderId, businessId: tenant.businessId, at: at, profile: profile,
+                    inFlight: inFlight)
             } catch {
                 logger.warning("could not record the customer's message time", metadata: ["error": "\(error)"])
             }

@@ -116,6 +116,9 @@ public struct ReceiveHandler: Sendable {
         /// Messages answered whose outcome could not be written: asked for again (500) so a
         /// later delivery settles them.
         var unrecorded = 0
+        /// Echoes not placed yet: a reply of ours to that customer was still on its way when
+        /// the time ran out, so the echo may be it. Asked for again (500), judged then.
+        var echoesPending = 0
     }
 
     /// One customer's claimed messages of this delivery, answered as one turn.
@@ -302,6 +305,7 @@ public struct ReceiveHandler: Sendable {
             do {
                 try await handle(
                     echoes, budgetEnd: budgetEnd, summary: &summary, routes: &routes, cache: &credentialsCache, events: log, logger: logger)
+                if summary.echoesPending > 0 { retry = true }
             } catch {
                 retry = true
                 summary.failed += 1
@@ -458,6 +462,17 @@ extension ReceiveHandler {
                 summary.skipped += 1
                 continue
             }
+            switch try await placed(echo, account: account, conversations: conversations, budgetEnd: budgetEnd) {
+            case .ours:
+                summary.skipped += 1
+                continue
+            case .pending:
+                summary.echoesPending += 1
+                logger.info("an echo came while our reply was on its way: asked for again", metadata: ["businessId": "\(tenant.businessId)"])
+                continue
+            case .person:
+                break
+            }
             let until = try await conversations.pause(
                 platform: echo.platform, account: account, customer: echo.customerId, businessId: tenant.businessId,
                 seconds: responder.handoffPauseSeconds, by: .human)
@@ -472,6 +487,28 @@ extension ReceiveHandler {
                 metadata: [
                     "businessId": "\(tenant.businessId)", "platform": "\(echo.platform.rawValue)", "pausedUntil": "\(ISO8601.format(epochSeconds: until))",
                 ])
+        }
+    }
+
+    enum EchoAuthor { case ours, person, pending }
+
+    /// Whose an echo is that no recorded id names: while a turn of ours in that conversation
+    /// may still be sending (its marker live, its claim `answering` or `sending`), it may be
+    /// ours with its id not yet written, so it waits for the turn to settle (polling, within
+    /// the budget); settled, it is ours if its id was recorded, else a person's. `pending`
+    /// when the budget ran out first.
+    func placed(
+        _ echo: Echo, account: String, conversations: Conversations, budgetEnd: ContinuousClock.Instant
+    ) async throws(KeyValueError) -> EchoAuthor {
+        while true {
+            let state = try await conversations.state(platform: echo.platform, account: account, customer: echo.customerId)
+            guard let inFlight = state.inFlight, inFlight.until >= clock.epochSeconds() else { return .person }
+            let status = try await ledger.status(of: inFlight.messageId)
+            let settled = status != .answering && status != .sending
+            if try await ledger.wasSent(echo.messageId) { return .ours }
+            if settled { return .person }
+            guard ContinuousClock.now + .milliseconds(100) < budgetEnd - .seconds(1) else { return .pending }
+            try? await Task.sleep(for: .milliseconds(100))
         }
     }
 

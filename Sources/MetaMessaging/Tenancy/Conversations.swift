@@ -39,33 +39,54 @@ public struct Conversations: Sendable {
         }
     }
 
+    /// A reply of ours that may be on its way to the customer: the turn answering
+    /// `messageId` (its last inbound message), until `until` (epoch seconds, the turn's
+    /// deadline). An echo we cannot place yet in this conversation waits for that turn to
+    /// settle before it is taken for a person's.
+    public struct InFlight: Sendable, Equatable {
+        public var messageId: String
+        public var until: Int64
+
+        public init(messageId: String, until: Int64) {
+            self.messageId = messageId
+            self.until = until
+        }
+    }
+
     /// Records that the customer wrote, at `at` (our clock's time of receipt, a few seconds
     /// after Meta's, so the window we keep may close that much later than Meta's; Meta's
     /// refusal is then reported as it comes; nil: now), and with it, in the same write, what
-    /// Meta said of their name. One write per turn. Never moves the time back (a profile note
-    /// is still kept then), and leaves the rest of the conversation (a pause) as it is.
+    /// Meta said of their name and the reply about to be composed. One write per turn. Never
+    /// moves the time back (the rest is still kept then), and leaves the rest of the
+    /// conversation (a pause) as it is.
     public func customerWrote(
-        platform: Platform, account: String, customer: String, businessId: String, at: Int64? = nil, profile: ProfileNote? = nil
+        platform: Platform, account: String, customer: String, businessId: String, at: Int64? = nil, profile: ProfileNote? = nil,
+        inFlight: InFlight? = nil
     ) async throws(KeyValueError) {
         let now = clock.epochSeconds()
         let wrote = min(at ?? now, now)
         var set: Item = ["businessId": .s(businessId), "lastCustomerMessageAt": .number(wrote), "expiresAt": .number(now + Self.retentionSeconds)]
-        if let profile { set.merge(Self.fields(of: profile, now: now)) { $1 } }
+        let news = Self.fields(of: profile, inFlight: inFlight, now: now)
+        set.merge(news) { $1 }
         do {
             _ = try await store.update(
                 table, key: Self.key(platform: platform, account: account, customer: customer), set: set, remove: [],
                 condition: .or(.attributeAbsent("lastCustomerMessageAt"), .lessThan("lastCustomerMessageAt", .number(wrote))))
         } catch  where error.code == .conditionFailed {
-            // A later message's time is there already: only the name is news.
-            guard let profile else { return }
-            try await remember(profile, platform: platform, account: account, customer: customer, businessId: businessId)
+            // A later message's time is there already: only the rest is news.
+            guard !news.isEmpty else { return }
+            try await keep(news, platform: platform, account: account, customer: customer, businessId: businessId)
         }
     }
 
-    private static func fields(of profile: ProfileNote, now: Int64) -> Item {
+    private static func fields(of profile: ProfileNote?, inFlight: InFlight?, now: Int64) -> Item {
         var fields: Item = [:]
-        if profile.looked { fields["profileCheckedAt"] = .number(now) }
-        if let name = profile.name { fields["customerName"] = .s(name) }
+        if profile?.looked == true { fields["profileCheckedAt"] = .number(now) }
+        if let name = profile?.name { fields["customerName"] = .s(name) }
+        if let inFlight {
+            fields["replyInFlight"] = .s(inFlight.messageId)
+            fields["replyInFlightUntil"] = .number(inFlight.until)
+        }
         return fields
     }
 
@@ -98,16 +119,19 @@ public struct Conversations: Sendable {
         /// Messenger user profile), and when we last asked Meta for it.
         public var customerName: String?
         public var profileCheckedAt: Int64?
+        /// The last turn that may be sending a reply (see `InFlight`).
+        public var inFlight: InFlight?
 
         public init(
             lastCustomerMessageAt: Int64? = nil, pausedUntil: Int64? = nil, pausedBy: PauseSource? = nil, customerName: String? = nil,
-            profileCheckedAt: Int64? = nil
+            profileCheckedAt: Int64? = nil, inFlight: InFlight? = nil
         ) {
             self.lastCustomerMessageAt = lastCustomerMessageAt
             self.pausedUntil = pausedUntil
             self.pausedBy = pausedBy
             self.customerName = customerName
             self.profileCheckedAt = profileCheckedAt
+            self.inFlight = inFlight
         }
 
         public func isPaused(at now: Int64) -> Bool { (pausedUntil ?? 0) > now }
@@ -120,7 +144,8 @@ public struct Conversations: Sendable {
         return State(
             lastCustomerMessageAt: item["lastCustomerMessageAt"]?.int, pausedUntil: item["pausedUntil"]?.int,
             pausedBy: item["pausedBy"]?.string.flatMap(PauseSource.init(rawValue:)), customerName: item["customerName"]?.string,
-            profileCheckedAt: item["profileCheckedAt"]?.int)
+            profileCheckedAt: item["profileCheckedAt"]?.int,
+            inFlight: item["replyInFlight"]?.string.flatMap { id in item["replyInFlightUntil"]?.int.map { InFlight(messageId: id, until: $0) } })
     }
 
     /// Pauses the agent in the conversation until `now + seconds` (a later pause replaces an
@@ -161,13 +186,14 @@ public struct Conversations: Sendable {
     /// Keeps what Meta said of the customer's name (nil: Meta gave none; asked again after
     /// `profileRecheckSeconds`).
     public func rememberProfile(platform: Platform, account: String, customer: String, businessId: String, name: String?) async throws(KeyValueError) {
-        try await remember(ProfileNote(name: name, looked: true), platform: platform, account: account, customer: customer, businessId: businessId)
+        let fields = Self.fields(of: ProfileNote(name: name, looked: true), inFlight: nil, now: clock.epochSeconds())
+        try await keep(fields, platform: platform, account: account, customer: customer, businessId: businessId)
     }
 
-    private func remember(_ profile: ProfileNote, platform: Platform, account: String, customer: String, businessId: String) async throws(KeyValueError) {
+    private func keep(_ fields: Item, platform: Platform, account: String, customer: String, businessId: String) async throws(KeyValueError) {
         let now = clock.epochSeconds()
         var set: Item = ["businessId": .s(businessId), "expiresAt": .number(now + Self.retentionSeconds)]
-        set.merge(Self.fields(of: profile, now: now)) { $1 }
+        set.merge(fields) { $1 }
         _ = try await store.update(table, key: Self.key(platform: platform, account: account, customer: customer), set: set, remove: [], condition: nil)
     }
 
