@@ -1085,13 +1085,26 @@ if wants("campaign") {
     }
     let done = Mutex(false)
     let billed = Mutex<(batches: Int, records: Int, milliseconds: Double, sentBack: Int)>((0, 0, 0, 0))
+    // Lambda's pollers long-poll: one waiting on an empty queue returns as soon as a message
+    // comes. moto answers one request at a time here, so a long poll would hold every other
+    // caller up, and short polls from twelve pollers would take most of its one core; so a
+    // poller that found the queue empty waits (without asking moto) for a ticket, one given
+    // per accepted webhook, or for a second (records sent back come back that way).
+    let tickets = Mutex(0)
     let pollers = apis.enumerated().map { index, api in
         Task {
             while !done.withLock({ $0 }) {
-                // Short polls: moto's server here answers one request at a time, so a long
-                // poll would hold every other caller up.
                 guard let messages = try? await queue.receive(max: 10), !messages.isEmpty else {
-                    try? await Task.sleep(for: .milliseconds(100))
+                    let until = ContinuousClock.now + .seconds(1)
+                    while ContinuousClock.now < until, !done.withLock({ $0 }),
+                        !tickets.withLock({ count in
+                            guard count > 0 else { return false }
+                            count -= 1
+                            return true
+                        })
+                    {
+                        try? await Task.sleep(for: .milliseconds(10))
+                    }
                     continue
                 }
                 let records: [[String: Any]] = messages.map { message in
@@ -1133,6 +1146,7 @@ if wants("campaign") {
             if due > .now { try await Task.sleep(until: due, clock: .continuous) }
             let (_, _, answers) = await loop.time(warmUp: [], events: [webhook(arrival.tenant, arrival.customer)])
             accepted[arrival.customer] = .now
+            tickets.withLock { $0 += 1 }
             let status = answers.first.flatMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["statusCode"] as? Int } ?? 0
             statuses[status, default: 0] += 1
         }
@@ -1190,7 +1204,7 @@ if wants("campaign") {
     line("  the nine's p99 against their baseline", "\(fmt(percentile(light, 0.99) / max(1, percentile(baselineLight, 0.99)), 2))x")
     let rates = await graph.sendRates
     let campaignRate = rates[pageId(0)] ?? (most: 0, refused: 0)
-    line("  business 0's Send API calls: most in one second / refused (limit 300/s)", "\(campaignRate.most) / \(campaignRate.refused)")
+    line("  business 0's Send API calls: most in 1 s / refused (300/s)", "\(campaignRate.most) / \(campaignRate.refused)")
     line("  any account's calls refused for the limit", "\(rates.values.map(\.refused).reduce(0, +))")
     let spent = billed.withLock { $0 }
     let batches = spent.batches - billedBefore.batches
