@@ -107,7 +107,12 @@ import Testing
     static func slowReply(_ world: W.World, mid: String, replyId: String, answerAt: ContinuousClock.Instant) async throws -> Task<HTTPResponse, any Error> {
         await world.harness.graph.script(
             [.json(200, #"{"recipient_id":"\#(customer)","message_id":"\#(replyId)"}"#)], pathSuffix: "/messages", answerAt: answerAt)
-        let answering = Task { try await W.deliver(world, Self.customerMessage(mid, "bună")) }
+        let answering = Task {
+            let context = W.context(seconds: 15)
+            let response = try await world.receive.handle(W.webhook(Self.customerMessage(mid, "bună")), context: context)
+            await context.afterResponse.run(before: .now + .seconds(5))
+            return response
+        }
         while await world.harness.graph.messages.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
         return answering
     }
@@ -141,8 +146,10 @@ import Testing
     }
 
     @Test func anEchoWhoseTurnOutlastsItsBudgetIsAskedForAgain() async throws {
-        let world = try await W.world(senderActions: false)
-        let answering = try await Self.slowReply(world, mid: "m_slow_4", replyId: "m_SLOW_REPLY_4", answerAt: .now + .seconds(3))
+        // The reply's delivery may take 12 s; its Send API answers after 7 s, long after the
+        // echo's delivery (2 s) has given up, however loaded the machine.
+        let world = try await W.world(senderActions: false, inlineBudget: .seconds(12))
+        let answering = try await Self.slowReply(world, mid: "m_slow_4", replyId: "m_SLOW_REPLY_4", answerAt: .now + .seconds(7))
         // A delivery with 2 s left: the turn is still sending when its time is up.
         let context = W.context(seconds: 2)
         let echo = try await world.receive.handle(W.webhook(Self.echo(mid: "m_SLOW_REPLY_4")), context: context)
