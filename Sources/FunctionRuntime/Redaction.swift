@@ -29,7 +29,7 @@ public struct Redaction: Sendable {
     public init(environment: Environment) {
         self.init(
             secrets: [
-                "META_APP_SECRET", "INSTAGRAM_APP_SECRET", "META_WEBHOOK_VERIFY_TOKEN", "OAUTH_STATE_SECRET", "SERVE_API_KEY",
+                "META_APP_SECRET", "INSTAGRAM_APP_SECRET", "META_WEBHOOK_VERIFY_TOKEN", "OAUTH_STATE_SECRET", "SERVE_API_KEY", "AGENT_HTTP_SECRET",
                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
             ].compactMap { environment[$0] })
     }

@@ -87,24 +87,40 @@ public struct EchoAgent: Agent {
 /// Any HTTP service: `POST AGENT_HTTP_URL` with the `AgentRequest` as JSON, answering
 /// `{"reply": "...", "handoff": true|false}`; an empty or absent reply sends nothing, and
 /// `handoff: true` pauses the agent in the conversation (after the reply, if any).
+///
+/// With a secret (`AGENT_HTTP_SECRET`) every request is signed, so the agent can refuse anyone
+/// else: `X-Agent-Signature: t=<unix seconds>,v1=<hex>`, where `<hex>` is HMAC-SHA256, keyed
+/// by the secret's bytes, of `<t>` and `.` followed by the body's exact bytes. An agent
+/// recomputes it over the raw body it received, compares in constant time, and refuses a `t`
+/// more than five minutes from its own clock (a replayed request).
 public struct HTTPAgent: Agent {
     public let url: String
     private let transport: any HTTPTransport
+    private let secret: [UInt8]?
+    private let clock: WallClock
 
-    public init(url: String, transport: any HTTPTransport) {
+    public static let signatureHeader = "X-Agent-Signature"
+
+    public init(url: String, transport: any HTTPTransport, secret: [UInt8]? = nil, clock: WallClock = .system) {
         self.url = url
         self.transport = transport
+        self.secret = secret
+        self.clock = clock
+    }
+
+    /// The header's value for `body` sent at `seconds` (epoch).
+    public static func signature(of body: [UInt8], at seconds: Int64, secret: [UInt8]) -> String {
+        let signed = Array("\(seconds).".utf8) + body
+        return "t=\(seconds),v1=\(Hex.encode(HMACSHA256.authenticationCode(for: signed, key: secret)))"
     }
 
     public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> AgentReply {
         guard let body = try? JSONNodeEncoder.encode(request) else { throw AgentError(.invalidResponse, "the request cannot be encoded") }
         let response: OutboundResponse
+        var headers = [("Content-Type", "application/json"), ("Accept", "application/json")]
+        if let secret { headers.append((Self.signatureHeader, Self.signature(of: Array(body), at: clock.epochSeconds(), secret: secret))) }
         do {
-            response = try await transport.send(
-                OutboundRequest(
-                    method: "POST", url: url, headers: [("Content-Type", "application/json"), ("Accept", "application/json")],
-                    body: Array(body)),
-                timeout: timeout)
+            response = try await transport.send(OutboundRequest(method: "POST", url: url, headers: headers, body: Array(body)), timeout: timeout)
         } catch {
             throw AgentError(error.kind == .timeout ? .timeout : .unavailable, error.message)
         }

@@ -56,7 +56,7 @@ public struct Services: Sendable {
             guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
                 throw ConfigurationError(variable: "AGENT_HTTP_URL", problem: "must be an http(s) URL")
             }
-            return HTTPAgent(url: url, transport: transport)
+            return HTTPAgent(url: url, transport: transport, secret: try agentSecret())
         case "bedrock-agent":
             let agentId = try environment.required("BEDROCK_AGENT_ID")
             let aliasId = try environment.required("BEDROCK_AGENT_ALIAS_ID")
@@ -70,6 +70,23 @@ public struct Services: Sendable {
         default:
             return EchoAgent(template: environment.value("AGENT_ECHO_TEMPLATE", default: "Echo: {text}"))
         }
+    }
+
+    /// `AGENT_HTTP_SECRET`: the key every HTTP agent request is signed with (at least 32
+    /// characters). Required in Lambda, where an agent's URL is reachable by anyone who learns
+    /// it; optional locally (unsigned requests then).
+    func agentSecret() throws(ConfigurationError) -> [UInt8]? {
+        guard let secret = environment["AGENT_HTTP_SECRET"], !secret.isEmpty else {
+            if environment.isLambda {
+                throw ConfigurationError(
+                    variable: "AGENT_HTTP_SECRET", problem: "is required with AGENT_BACKEND=http in Lambda: the agent must be able to refuse others")
+            }
+            return nil
+        }
+        guard secret.utf8.count >= 32, secret.utf8.count <= 512 else {
+            throw ConfigurationError(variable: "AGENT_HTTP_SECRET", problem: "must be 32 to 512 characters (openssl rand -hex 32)")
+        }
+        return Array(secret.utf8)
     }
 
     /// `AGENT_TIMEOUT_MS`: how long the agent may take for one message.
