@@ -26,6 +26,8 @@ let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
 let sections = Set(CommandLine.arguments.dropFirst(2))
 func wants(_ section: String) -> Bool { sections.contains(section) || (sections.isEmpty && section != "campaign") }
 let root = Executables.packageRoot
+/// The key the bench's HTTP agents are called with (required in Lambda mode).
+let benchAgentSecret = "bench-agent-secret-0123456789abcdef0123"
 
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
@@ -617,6 +619,21 @@ if wants("turns") {
     await graph.shutdown()
 }
 
+/// The records Lambda's event source would hand `process` for messages SQS gave it.
+func lambdaRecords(_ messages: [JSON], queueARN: String) -> [[String: Any]] {
+    messages.map { message in
+        [
+            "messageId": message["MessageId"]?.string ?? UUID().uuidString, "receiptHandle": message["ReceiptHandle"]?.string ?? "",
+            "body": message["Body"]?.string ?? "",
+            "attributes": [
+                "MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? "",
+                "ApproximateReceiveCount": message["Attributes"]?["ApproximateReceiveCount"]?.string ?? "1",
+            ],
+            "eventSource": "aws:sqs", "eventSourceARN": queueARN,
+        ]
+    }
+}
+
 /// The stack on moto that the sections going through SQS share: the four tables (named from
 /// `prefix` and a fresh suffix), each business's Instagram account and Page token, a FIFO
 /// queue, and the environment a function needs to reach them.
@@ -825,7 +842,7 @@ if wants("fairness") {
     let environment = stack.environment.merging([
         "RECEIVE_DISPATCH": "sqs", "META_APP_SECRET": "local-app-secret",
         "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "METRICS": "off", "SENDER_ACTIONS": "off",
-        "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL,
+        "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_HTTP_SECRET": benchAgentSecret,
     ]) { $1 }
     // Tenant 0 sends 200 messages, tenants 1 to 9 ten each, in a shuffled order; each message
     // from a customer of its own (a conversation each).
@@ -868,17 +885,7 @@ if wants("fairness") {
                         try? await Task.sleep(for: .milliseconds(20))
                         continue
                     }
-                    let records: [[String: Any]] = messages.map { message in
-                        [
-                            "messageId": message["MessageId"]?.string ?? UUID().uuidString, "receiptHandle": message["ReceiptHandle"]?.string ?? "",
-                            "body": message["Body"]?.string ?? "",
-                            "attributes": [
-                                "MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? "",
-                                "ApproximateReceiveCount": message["Attributes"]?["ApproximateReceiveCount"]?.string ?? "1",
-                            ],
-                            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:\(moto.region):123456789012:fair-\(suffix).fifo",
-                        ]
-                    }
+                    let records = lambdaRecords(messages, queueARN: "arn:aws:sqs:\(moto.region):123456789012:fair-\(suffix).fifo")
                     let event = NSTemporaryDirectory() + "fair-\(suffix)-\(label.prefix(5))-\(poller)-\(batches).json"
                     let answer = event + ".out"
                     batches += 1
@@ -966,6 +973,7 @@ if wants("signals") {
         if let agentURL {
             environment["AGENT_BACKEND"] = "http"
             environment["AGENT_HTTP_URL"] = agentURL
+            environment["AGENT_HTTP_SECRET"] = benchAgentSecret
         }
         let loop = try await ReceiveLoop.start(binDir: binDir, graph: graph, environment: environment)
         // A new customer every time: each reply also pays the first profile lookup, as the
@@ -1060,7 +1068,7 @@ if wants("campaign") {
     let (moto, suffix, queue) = (stack.moto, stack.suffix, stack.queue)
     let environment = stack.environment.merging([
         "RECEIVE_DISPATCH": "sqs", "META_APP_SECRET": "local-app-secret", "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning",
-        "METRICS": "off", "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_TIMEOUT_MS": "25000",
+        "METRICS": "off", "AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_HTTP_SECRET": benchAgentSecret, "AGENT_TIMEOUT_MS": "25000",
     ]) { $1 }
     let signature = WebhookSignature(appSecret: "local-app-secret")
     func webhook(_ tenant: Int, _ customer: String) -> [UInt8] {
@@ -1107,17 +1115,7 @@ if wants("campaign") {
                     }
                     continue
                 }
-                let records: [[String: Any]] = messages.map { message in
-                    [
-                        "messageId": message["MessageId"]?.string ?? UUID().uuidString, "receiptHandle": message["ReceiptHandle"]?.string ?? "",
-                        "body": message["Body"]?.string ?? "",
-                        "attributes": [
-                            "MessageGroupId": message["Attributes"]?["MessageGroupId"]?.string ?? "",
-                            "ApproximateReceiveCount": message["Attributes"]?["ApproximateReceiveCount"]?.string ?? "1",
-                        ],
-                        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:\(moto.region):123456789012:campaign-\(suffix).fifo",
-                    ]
-                }
+                let records = lambdaRecords(messages, queueARN: "arn:aws:sqs:\(moto.region):123456789012:campaign-\(suffix).fifo")
                 let event = Array((try? JSONSerialization.data(withJSONObject: ["Records": records])) ?? Data())
                 let id = await api.enqueue(event, deadlineIn: 60)
                 guard case .response(let body)? = await api.outcome(of: id, timeout: .seconds(90)) else { continue }
