@@ -21,7 +21,7 @@ struct LocalGateway: Sendable {
     /// Every route that acts for a tenant; a new admin route belongs here.
     static let protectedRoutes: Set<String> = [
         "POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections", "GET /external/meta/connections",
-        "POST /conversations/pause", "POST /conversations/resume", "GET /external/instagram/auth-url",
+        "POST /conversations/pause", "POST /conversations/resume", "POST /conversations/status", "GET /external/instagram/auth-url",
     ]
 
     enum Route: Sendable {
@@ -57,6 +57,7 @@ struct LocalGateway: Sendable {
             "POST /messages": route { try services.get().sendHandler().function },
             "POST /conversations/pause": route { try services.get().sendHandler().function },
             "POST /conversations/resume": route { try services.get().sendHandler().function },
+            "POST /conversations/status": route { try services.get().sendHandler().function },
             "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
             "GET /external/meta/connections": route { try services.get().connectionsHandler().function },
             "POST /external/meta/deauthorize": route { try services.get().connectionsHandler().function },

@@ -278,6 +278,18 @@ import Testing
         #expect(during.bodyJSON?["paused"] as? Int == 1)
         #expect(await harness.graph.messages.isEmpty)
 
+        // Anyone may look without changing anything: paused by the API until then, and the
+        // customer's message of a moment ago opened the window.
+        for _ in 0..<2 {
+            let status = try await control("status")
+            #expect(status.exitCode == 0, "\(status.stderr)")
+            #expect(status.json?["paused"] as? Bool == true)
+            #expect(status.json?["pausedBy"] as? String == "api")
+            #expect(status.json?["pausedUntil"] as? String == until)
+            #expect(status.json?["windowOpen"] as? Bool == true)
+            #expect(status.json?["customerWroteAt"] is String)
+        }
+
         // Through API Gateway, as a business's tool calls it.
         let gateway = try await harness.run(
             "send",
@@ -286,6 +298,14 @@ import Testing
         #expect(gateway.bodyJSON?["wasPaused"] as? Bool == true)
         let after = try await harness.run("receive", H.webhookEvent(Self.customerMessage("m_api_2")))
         #expect(after.bodyJSON?["answered"] as? Int == 1)
+        let resumed = try await harness.run(
+            "send",
+            Self.gatewayEvent(path: "/conversations/status", body: #"{"businessId":"B0100001","platform":"instagram","customerId":"\#(Self.customer)"}"#))
+        #expect(resumed.statusCode == 200, "\(resumed.stdout)")
+        #expect(resumed.bodyJSON?["paused"] as? Bool == false)
+        #expect(resumed.bodyJSON?["pausedBy"] == nil)
+        let status = try await control("status", #","minutes":15"#)
+        #expect(status.json?["errorType"] as? String == "InvalidInput")
 
         // Bad requests say what is wrong, and change nothing.
         let tooLong = try await control("pause", #","minutes":20000"#)

@@ -293,11 +293,11 @@ public struct SendHandler: Sendable {
 
     // MARK: Pause and resume
 
-    /// `POST /conversations/pause` and `/conversations/resume` (or a direct invocation with
-    /// `"action": "pause"|"resume"`): `{businessId, locationId?, accountId?, platform,
-    /// customerId, minutes?}`.
+    /// `POST /conversations/pause`, `/conversations/resume` and `/conversations/status` (or a
+    /// direct invocation with `"action": "pause"|"resume"|"status"`): `{businessId,
+    /// locationId?, accountId?, platform, customerId, minutes?}`. `status` changes nothing.
     public struct ControlRequest: Sendable, Equatable {
-        public enum Action: String, Sendable { case pause, resume }
+        public enum Action: String, Sendable { case pause, resume, status }
         public let action: Action
         public let businessId: String
         public var locationId: String?
@@ -341,13 +341,15 @@ public struct SendHandler: Sendable {
     }
 
     /// Pauses or resumes the agent in one conversation: `{"paused": true, "pausedUntil"}` or
-    /// `{"paused": false, "wasPaused"}`.
+    /// `{"paused": false, "wasPaused"}`; or says, changing nothing, whether it is paused (by
+    /// whom, until when) and whether the customer's 24-hour window is open.
     public func control(_ request: ControlRequest, context: InvocationContext) async throws(SendError) -> JSON {
         guard let conversations else { throw SendError.storeUnavailable("conversations are not kept by this function") }
         let credentials = try await connection(businessId: request.businessId, locationId: request.locationId, accountId: request.accountId)
         guard let account = credentials.sendingAccount(for: request.platform) else {
             throw SendError.missingAccount("business \(request.businessId) has no \(request.platform.rawValue) account connected")
         }
+        if request.action == .status { return try await status(of: request, account: account) }
         var logger = context.logger
         logger[metadataKey: "businessId"] = "\(request.businessId)"
         logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
@@ -371,14 +373,39 @@ public struct SendHandler: Sendable {
                 let wasPaused = try await conversations.resume(platform: request.platform, account: account, customer: request.customerId)
                 logger.info("the agent was resumed in a conversation", metadata: ["wasPaused": "\(wasPaused)"])
                 return ["paused": false, "wasPaused": .bool(wasPaused)]
+            case .status:
+                break
             }
         } catch {
             throw SendError.storeUnavailable("the conversation could not be written: \(error.code.rawValue)")
         }
+        return try await status(of: request, account: account)
+    }
+
+    /// `{"paused", "pausedUntil"?, "pausedBy"?, "customerWroteAt"?, "windowOpen"}`: read only.
+    private func status(of request: ControlRequest, account: String) async throws(SendError) -> JSON {
+        guard let conversations else { throw SendError.storeUnavailable("conversations are not kept by this function") }
+        let state: Conversations.State
+        do {
+            state = try await conversations.state(platform: request.platform, account: account, customer: request.customerId)
+        } catch {
+            throw SendError.storeUnavailable("the conversation could not be read: \(error.code.rawValue)")
+        }
+        let now = conversations.clock.epochSeconds()
+        var answer: [String: JSON] = ["paused": .bool(state.isPaused(at: now))]
+        if state.isPaused(at: now), let until = state.pausedUntil {
+            answer["pausedUntil"] = .string(ISO8601.format(epochSeconds: until))
+            answer["pausedBy"] = .string((state.pausedBy ?? .human).rawValue)
+        }
+        if let wrote = state.lastCustomerMessageAt { answer["customerWroteAt"] = .string(ISO8601.format(epochSeconds: wrote)) }
+        let permission = Conversations.permission(lastCustomerMessage: state.lastCustomerMessageAt, now: now, platform: request.platform, humanAgent: false)
+        answer["windowOpen"] = .bool(permission == .response)
+        return JSON.dictionary(answer)
     }
 
     public static let pausePath = "/conversations/pause"
     public static let resumePath = "/conversations/resume"
+    public static let statusPath = "/conversations/status"
 
     /// Direct invocation: the output or a function error. Through API Gateway: a proxy
     /// response (400 invalid input, 404 unknown tenant, 409 inactive credentials, 502 Graph
@@ -404,11 +431,11 @@ public struct SendHandler: Sendable {
                     return SendHandler.output(try await handler.send(try SendHandler.parse(document), context: context)).encoded()
                 case .string(let name)?:
                     guard let action = ControlRequest.Action(rawValue: name) else {
-                        throw SendError.invalidInput("action must be pause or resume (or absent, to send)")
+                        throw SendError.invalidInput("action must be pause, resume or status (or absent, to send)")
                     }
                     return try await handler.control(try SendHandler.parseControl(document, action: action), context: context).encoded()
                 default:
-                    throw SendError.invalidInput("action must be pause or resume (or absent, to send)")
+                    throw SendError.invalidInput("action must be pause, resume or status (or absent, to send)")
                 }
             }
             return try await HTTPFunction { request, context in
@@ -424,6 +451,8 @@ public struct SendHandler: Sendable {
                     answer = try await handler.control(try SendHandler.parseControl(body, action: .pause), context: context)
                 case SendHandler.resumePath:
                     answer = try await handler.control(try SendHandler.parseControl(body, action: .resume), context: context)
+                case SendHandler.statusPath:
+                    answer = try await handler.control(try SendHandler.parseControl(body, action: .status), context: context)
                 default:
                     answer = SendHandler.output(try await handler.send(try SendHandler.parse(body), context: context))
                 }
