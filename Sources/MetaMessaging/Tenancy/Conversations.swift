@@ -183,13 +183,7 @@ public struct Conversations: Sendable {
         return state.isPaused(at: clock.epochSeconds())
     }
 
-    /// Keeps what Meta said of the customer's name (nil: Meta gave none; asked again after
-    /// `profileRecheckSeconds`).
-    public func rememberProfile(platform: Platform, account: String, customer: String, businessId: String, name: String?) async throws(KeyValueError) {
-        let fields = Self.fields(of: ProfileNote(name: name, looked: true), inFlight: nil, now: clock.epochSeconds())
-        try await keep(fields, platform: platform, account: account, customer: customer, businessId: businessId)
-    }
-
+    /// Writes `fields` on the conversation without its time (a later message's time is there).
     private func keep(_ fields: Item, platform: Platform, account: String, customer: String, businessId: String) async throws(KeyValueError) {
         let now = clock.epochSeconds()
         var set: Item = ["businessId": .s(businessId), "expiresAt": .number(now + Self.retentionSeconds)]
