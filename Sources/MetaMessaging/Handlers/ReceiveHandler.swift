@@ -494,15 +494,16 @@ extension ReceiveHandler {
 
     /// Whose an echo is that no recorded id names: while a turn of ours in that conversation
     /// may still be sending (its marker live, its claim `answering` or `sending`), it may be
-    /// ours with its id not yet written, so it waits for the turn to settle (polling, within
+    /// ours with its id not yet written, so it waits for that turn to settle (polling, within
     /// the budget); settled, it is ours if its id was recorded, else a person's. `pending`
-    /// when the budget ran out first.
+    /// when the budget ran out first. The marker is read once: a turn started after the echo
+    /// came cannot have sent it.
     func placed(
         _ echo: Echo, account: String, conversations: Conversations, budgetEnd: ContinuousClock.Instant
     ) async throws(KeyValueError) -> EchoAuthor {
+        let state = try await conversations.state(platform: echo.platform, account: account, customer: echo.customerId)
+        guard let inFlight = state.inFlight, inFlight.until >= clock.epochSeconds() else { return .person }
         while true {
-            let state = try await conversations.state(platform: echo.platform, account: account, customer: echo.customerId)
-            guard let inFlight = state.inFlight, inFlight.until >= clock.epochSeconds() else { return .person }
             let status = try await ledger.status(of: inFlight.messageId)
             let settled = status != .answering && status != .sending
             if try await ledger.wasSent(echo.messageId) { return .ours }
