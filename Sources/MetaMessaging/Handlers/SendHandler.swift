@@ -349,7 +349,7 @@ public struct SendHandler: Sendable {
         guard let account = credentials.sendingAccount(for: request.platform) else {
             throw SendError.missingAccount("business \(request.businessId) has no \(request.platform.rawValue) account connected")
         }
-        if request.action == .status { return try await status(of: request, account: account) }
+        guard request.action != .status else { return try await status(of: request, account: account, in: conversations) }
         var logger = context.logger
         logger[metadataKey: "businessId"] = "\(request.businessId)"
         logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
@@ -362,29 +362,23 @@ public struct SendHandler: Sendable {
                     conversationId: ConversationEvent.conversationId(tenant, request.platform, request.customerId), reason: "api"))
         }
         do {
-            switch request.action {
-            case .pause:
+            if request.action == .pause {
                 let until = try await conversations.pause(
                     platform: request.platform, account: account, customer: request.customerId, businessId: request.businessId,
                     seconds: request.minutes.map { $0 * 60 } ?? pauseSeconds, by: .api)
                 logger.info("the agent was paused in a conversation", metadata: ["pausedUntil": "\(ISO8601.format(epochSeconds: until))"])
                 return ["paused": true, "pausedUntil": .string(ISO8601.format(epochSeconds: until))]
-            case .resume:
-                let wasPaused = try await conversations.resume(platform: request.platform, account: account, customer: request.customerId)
-                logger.info("the agent was resumed in a conversation", metadata: ["wasPaused": "\(wasPaused)"])
-                return ["paused": false, "wasPaused": .bool(wasPaused)]
-            case .status:
-                break
             }
+            let wasPaused = try await conversations.resume(platform: request.platform, account: account, customer: request.customerId)
+            logger.info("the agent was resumed in a conversation", metadata: ["wasPaused": "\(wasPaused)"])
+            return ["paused": false, "wasPaused": .bool(wasPaused)]
         } catch {
             throw SendError.storeUnavailable("the conversation could not be written: \(error.code.rawValue)")
         }
-        return try await status(of: request, account: account)
     }
 
     /// `{"paused", "pausedUntil"?, "pausedBy"?, "customerWroteAt"?, "windowOpen"}`: read only.
-    private func status(of request: ControlRequest, account: String) async throws(SendError) -> JSON {
-        guard let conversations else { throw SendError.storeUnavailable("conversations are not kept by this function") }
+    private func status(of request: ControlRequest, account: String, in conversations: Conversations) async throws(SendError) -> JSON {
         let state: Conversations.State
         do {
             state = try await conversations.state(platform: request.platform, account: account, customer: request.customerId)
