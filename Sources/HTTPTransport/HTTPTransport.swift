@@ -14,12 +14,17 @@ public struct OutboundRequest: Sendable {
     public var url: String
     public var headers: [(String, String)]
     public var body: [UInt8]
+    /// Which addresses the request may reach, checked against the address actually connected
+    /// to (so a name that resolves elsewhere between a check and the call changes nothing);
+    /// nil: any. A transport refuses, sending nothing, a connection the rule forbids.
+    public var peers: PeerRule?
 
-    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8] = []) {
+    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8] = [], peers: PeerRule? = nil) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
+        self.peers = peers
     }
 }
 

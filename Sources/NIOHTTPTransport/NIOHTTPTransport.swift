@@ -76,6 +76,7 @@ public final class NIOHTTPTransport: HTTPTransport {
         // never reached is tried again on a new connection (the server cannot have seen it).
         var (channel, reused) = try await connection(to: origin, deadline: deadline, reuse: true)
         while true {
+            if let rule = request.peers { try Self.check(channel, against: rule, host: origin.host) }
             switch await exchange(head, body, on: channel, host: origin.host, deadline: deadline) {
             case .answered(let answer):
                 if answer.keepAlive { release(channel, to: origin) } else { channel.close(promise: nil) }
@@ -85,6 +86,18 @@ public final class NIOHTTPTransport: HTTPTransport {
             case .unsent(let error), .failed(let error):
                 throw error
             }
+        }
+    }
+
+    /// Refuses (closing it, nothing written) a connection whose peer `rule` forbids.
+    private static func check(_ channel: any Channel, against rule: PeerRule, host: String) throws(TransportError) {
+        guard let text = channel.remoteAddress?.ipAddress, let address = IPAddress(text) else {
+            channel.close(promise: nil)
+            throw TransportError(.connection, "\(host) was refused: its address could not be checked")
+        }
+        guard rule.allows(address) else {
+            channel.close(promise: nil)
+            throw TransportError(.connection, "\(host) was refused: it resolves to a \(address.scope.rawValue) address, which this request may not reach")
         }
     }
 
