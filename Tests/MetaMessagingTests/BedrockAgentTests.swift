@@ -92,17 +92,7 @@ import Testing
         let recorder = Recorder()
         let server = try await LoopbackServer { request in
             let count = await recorder.add(request)
-            guard let authorization = request.header("Authorization"), authorization.contains("/eu-west-1/bedrock/aws4_request"),
-                request.header("X-Amz-Security-Token") == credentials.sessionToken
-            else { return .json(403, #"{"message":"missing or wrong credential scope"}"#) }
-            let signedNames =
-                authorization.components(separatedBy: "SignedHeaders=").last?.components(separatedBy: ",").first?.split(separator: ";").map(String.init) ?? []
-            let signed = signedNames.compactMap { name in request.header(name).map { (name, $0) } }
-            let expected = SigV4Signer(credentials: credentials, region: "eu-west-1", service: "bedrock")
-                .canonicalParts(method: request.method, url: "http://\(request.header("Host") ?? "")\(request.uri)", headers: signed, body: request.body)
-            guard expected.authorization == authorization else {
-                return .json(403, #"{"message":"The request signature we calculated does not match the signature you provided."}"#)
-            }
+            guard SigV4Check.passes(request, credentials: credentials, region: "eu-west-1", service: "bedrock") else { return SigV4Check.refusal }
             return answer(request, count)
         }
         return (server, recorder)

@@ -34,7 +34,7 @@ import Testing
         backend: StoreBackend = .file, agent: any Agent = EchoAgent(), senderActions: Bool = true, agentTimeout: Duration = .seconds(3),
         inlineBudget: Duration = .milliseconds(4500), harness existing: H? = nil, inDoubt: MessageLedger.InDoubt = .doNotSendAgain,
         ledgerStore: ((any KeyValueStore) -> any KeyValueStore)? = nil, sharedThrottle: Bool = false,
-        conversationStore: ((any KeyValueStore) -> any KeyValueStore)? = nil
+        conversationStore: ((any KeyValueStore) -> any KeyValueStore)? = nil, agents: Agents? = nil
     ) async throws -> World {
         let harness: H
         if let existing { harness = existing } else { harness = try await H.make(backend) }
@@ -53,6 +53,7 @@ import Testing
             // Budgets wide enough for a loaded test machine; the tests of the bounds hang longer.
             presence: senderActions ? Presence(graph: graph, budget: .seconds(2), throttle: throttle) : nil,
             profiles: CustomerProfiles(graph: graph, timeout: .seconds(2), throttle: throttle))
+        responder.agents = agents
         if sharedThrottle {
             responder.sharedThrottle = SharedThrottle(store: harness.store, table: harness.tables.processedMessages, throttle: throttle)
         }

@@ -98,14 +98,18 @@ public struct HTTPAgent: Agent {
     private let transport: any HTTPTransport
     private let secret: [UInt8]?
     private let clock: WallClock
+    /// Which addresses the agent may be at (nil: any). A URL a location set reaches only
+    /// public ones, checked against the address connected to.
+    public let peers: PeerRule?
 
     public static let signatureHeader = "X-Agent-Signature"
 
-    public init(url: String, transport: any HTTPTransport, secret: [UInt8]? = nil, clock: WallClock = .system) {
+    public init(url: String, transport: any HTTPTransport, secret: [UInt8]? = nil, clock: WallClock = .system, peers: PeerRule? = nil) {
         self.url = url
         self.transport = transport
         self.secret = secret
         self.clock = clock
+        self.peers = peers
     }
 
     /// The header's value for `body` sent at `seconds` (epoch).
@@ -120,27 +124,34 @@ public struct HTTPAgent: Agent {
         var headers = [("Content-Type", "application/json"), ("Accept", "application/json")]
         if let secret { headers.append((Self.signatureHeader, Self.signature(of: Array(body), at: clock.epochSeconds(), secret: secret))) }
         do {
-            response = try await transport.send(OutboundRequest(method: "POST", url: url, headers: headers, body: Array(body)), timeout: timeout)
+            response = try await transport.send(
+                OutboundRequest(method: "POST", url: url, headers: headers, body: Array(body), peers: peers), timeout: timeout)
         } catch {
             throw AgentError(error.kind == .timeout ? .timeout : .unavailable, error.message)
         }
         guard (200..<300).contains(response.status) else {
             throw AgentError(response.status == 429 ? .throttled : .unavailable, "the agent answered HTTP \(response.status)")
         }
-        if response.body.isEmpty || response.status == 204 { return AgentReply(text: nil) }
-        guard let document = try? JSON.parse(response.body), document.object != nil else {
-            throw AgentError(.invalidResponse, "the agent's answer is not a JSON object")
-        }
+        if response.status == 204 { return AgentReply(text: nil) }
+        return try Self.reading(response.body, from: "the agent")
+    }
+
+    /// An agent's answer, `{"reply": "...", "handoff": true|false}`, or nothing (no reply).
+    static func reading(_ body: [UInt8], from agent: String) throws(AgentError) -> AgentReply {
+        if body.isEmpty { return AgentReply(text: nil) }
+        guard let document = try? JSON.parse(body) else { throw AgentError(.invalidResponse, "\(agent)'s answer is not a JSON object") }
+        if document == .null { return AgentReply(text: nil) }
+        guard document.object != nil else { throw AgentError(.invalidResponse, "\(agent)'s answer is not a JSON object") }
         let handoff: Bool
         switch document["handoff"] {
         case nil, .null?: handoff = false
         case .bool(let flag)?: handoff = flag
-        default: throw AgentError(.invalidResponse, "the agent's \"handoff\" is not true or false")
+        default: throw AgentError(.invalidResponse, "\(agent)'s \"handoff\" is not true or false")
         }
         switch document["reply"] {
         case nil, .null?: return AgentReply(text: nil, handoff: handoff)
         case .string(let text)?: return AgentReply(text: text.trimmingSpaces().isEmpty ? nil : text, handoff: handoff)
-        default: throw AgentError(.invalidResponse, "the agent's \"reply\" is not a string")
+        default: throw AgentError(.invalidResponse, "\(agent)'s \"reply\" is not a string")
         }
     }
 }

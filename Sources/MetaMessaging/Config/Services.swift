@@ -76,17 +76,48 @@ public struct Services: Sendable {
     /// characters). Required in Lambda, where an agent's URL is reachable by anyone who learns
     /// it; optional locally (unsigned requests then).
     func agentSecret() throws(ConfigurationError) -> [UInt8]? {
-        guard let secret = environment["AGENT_HTTP_SECRET"], !secret.isEmpty else {
+        guard let secret = try deploymentAgentSecret() else {
             if environment.isLambda {
                 throw ConfigurationError(
                     variable: "AGENT_HTTP_SECRET", problem: "is required with AGENT_BACKEND=http in Lambda: the agent must be able to refuse others")
             }
             return nil
         }
+        return secret
+    }
+
+    /// `AGENT_HTTP_SECRET` when set (checked), whatever the deployment's own agent.
+    func deploymentAgentSecret() throws(ConfigurationError) -> [UInt8]? {
+        guard let secret = environment["AGENT_HTTP_SECRET"], !secret.isEmpty else { return nil }
         guard secret.utf8.count >= 32, secret.utf8.count <= 512 else {
             throw ConfigurationError(variable: "AGENT_HTTP_SECRET", problem: "must be 32 to 512 characters (openssl rand -hex 32)")
         }
         return Array(secret.utf8)
+    }
+
+    /// `AGENT_LAMBDA_FUNCTIONS`: the Lambda functions (names or ARNs, comma-separated) a
+    /// location may choose as its agent; the template's `AgentFunctionArns`, which the stack's
+    /// role may invoke and nothing else.
+    public func agentLambdaFunctions() -> [String] {
+        (environment["AGENT_LAMBDA_FUNCTIONS"] ?? "").split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
+    }
+
+    /// Each location's agent by its settings, the deployment's for the rest. A location's
+    /// HTTP agent reaches only public addresses (loopback too in local mode).
+    public func agents() throws(ConfigurationError) -> Agents {
+        Agents(
+            fallback: try agent(), transport: transport, deploymentSecret: try deploymentAgentSecret(), peers: try settingsRules().peers,
+            echoTemplate: environment.value("AGENT_ECHO_TEMPLATE", default: "Echo: {text}"), region: environment["AWS_REGION"],
+            credentials: AWSCredentials.fromEnvironment(environment.values), lambdaEndpoint: environment["LAMBDA_ENDPOINT"],
+            bedrockEndpoint: environment["BEDROCK_AGENT_ENDPOINT"], lambdaFunctions: agentLambdaFunctions())
+    }
+
+    /// What a location's settings are checked against.
+    public func settingsRules() throws(ConfigurationError) -> SettingsRules {
+        SettingsRules(
+            allowsLoopback: !environment.isLambda,
+            hasDeploymentSecret: try deploymentAgentSecret() != nil || environment["AGENT_HTTP_SECRET_SET"] == "true",
+            requiresSignedAgents: environment.isLambda, lambdaFunctions: agentLambdaFunctions())
     }
 
     /// `AGENT_TIMEOUT_MS`: how long the agent may take for one message.
@@ -160,7 +191,22 @@ public struct Services: Sendable {
             directory: TenantDirectory(store: store, tables: tables), ledger: try ledger(store: store),
             graph: try graph(), appSecret: try appSecret(), appId: environment["META_APP_ID"], publicBaseURL: environment["PUBLIC_BASE_URL"])
         handler.telemetry = try telemetry(function: "connections")
+        handler.settingsRules = try settingsRules()
+        handler.settingsDefaults = try settingsDefaults()
         return handler
+    }
+
+    /// What stands for a setting a location left out.
+    public func settingsDefaults() throws(ConfigurationError) -> SettingsDefaults {
+        var defaults = SettingsDefaults()
+        defaults.agentBackend = try environment.choice("AGENT_BACKEND", of: ["echo", "http", "bedrock-agent"], default: "echo")
+        defaults.handoffPauseMinutes = try handoffPauseSeconds() / 60
+        let comments = try environment.choice("COMMENT_REPLIES", of: LocationSettings.CommentReplies.allCases.map(\.rawValue), default: "off")
+        defaults.commentReplies = LocationSettings.CommentReplies(rawValue: comments) ?? .off
+        defaults.senderActions = try environment.choice("SENDER_ACTIONS", of: ["on", "off"], default: "on") == "on"
+        defaults.answerAfterPause = try environment.choice("ANSWER_AFTER_PAUSE", of: ["true", "false"], default: "false") == "true"
+        defaults.keepTextDuringPause = try environment.choice("PAUSE_KEEPS_TEXT", of: ["true", "false"], default: "false") == "true"
+        return defaults
     }
 
     /// What `function` reports besides its answer: the conversation log on Kinesis
@@ -218,19 +264,22 @@ public struct Services: Sendable {
         let graph = try graph()
         let instagram = try instagramGraph()
         let showsReading = try environment.choice("SENDER_ACTIONS", of: ["on", "off"], default: "on") == "on"
+        let agents = try agents()
         // One memory of Meta's throttles per execution, fed by every Graph call a turn makes
         // and shared with the other executions through the processed-messages table.
         let throttle = AccountThrottle()
         var responder = MessageResponder(
-            agent: try agent(),
+            agent: agents.fallback,
             sender: MessageSender(
                 graph: graph, instagramGraph: instagram, directory: directory, throttle: throttle,
                 gate: AccountGate(permits: try graphSendsPerAccount())),
             ledger: try ledger(store: store), agentTimeout: try agentTimeout(default: fallback),
             conversations: Conversations(store: store, table: tables.conversations),
-            presence: showsReading ? Presence(graph: graph, instagramGraph: instagram, throttle: throttle) : nil,
+            presence: Presence(graph: graph, instagramGraph: instagram, throttle: throttle),
             profiles: CustomerProfiles(graph: graph, instagramGraph: instagram, throttle: throttle), handoffPauseSeconds: try handoffPauseSeconds())
         responder.sharedThrottle = SharedThrottle(store: store, table: tables.processedMessages, throttle: throttle)
+        responder.agents = agents
+        responder.senderActionsByDefault = showsReading
         return responder
     }
 

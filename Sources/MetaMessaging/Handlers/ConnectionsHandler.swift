@@ -30,6 +30,9 @@ public struct ConnectionsHandler: Sendable {
     /// Where the status page is reached (`PUBLIC_BASE_URL`); else the request's own host.
     public let publicBaseURL: String?
     public let clock: WallClock
+    /// What a location's settings are checked against, and what stands where it set none.
+    public var settingsRules = SettingsRules(allowsLoopback: false, hasDeploymentSecret: false, requiresSignedAgents: true, lambdaFunctions: [])
+    public var settingsDefaults = SettingsDefaults()
     /// How long a deletion record (no personal data) is kept.
     public let deletionRecordSeconds: Int64 = 90 * 24 * 3600
 
@@ -58,6 +61,10 @@ public struct ConnectionsHandler: Sendable {
                 throw RequestRefused(400, code: "invalid_business_id", "businessId is required (letters, digits, '-', '_', '.', at most 128)")
             }
             return try await status(businessId: businessId, logger: logger)
+        case ("GET", let path) where path.hasPrefix(Self.connectionsPrefix) && path.hasSuffix(Self.settingsSuffix):
+            return try await settings(of: try Self.location(in: path, suffix: Self.settingsSuffix))
+        case ("PUT", let path) where path.hasPrefix(Self.connectionsPrefix) && path.hasSuffix(Self.settingsSuffix):
+            return try await setSettings(request, of: try Self.location(in: path, suffix: Self.settingsSuffix), logger: logger)
         case ("DELETE", let path) where path.hasPrefix(Self.connectionsPrefix):
             let parts = path.dropFirst(Self.connectionsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
             guard parts.count == 2, let businessId = Self.identifier(parts[0]), let locationId = Self.identifier(parts[1]) else {
@@ -71,6 +78,17 @@ public struct ConnectionsHandler: Sendable {
         default:
             throw RequestRefused(404, code: "not_found", "no such route")
         }
+    }
+
+    static let settingsSuffix = "/settings"
+
+    /// The location a `/external/meta/connections/{businessId}/{locationId}<suffix>` path names.
+    static func location(in path: String, suffix: String) throws(RequestRefused) -> Tenant {
+        let parts = path.dropFirst(connectionsPrefix.count).dropLast(suffix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let businessId = identifier(parts[0]), let locationId = identifier(parts[1]) else {
+            throw RequestRefused(400, code: "invalid_path", "the path must be /external/meta/connections/{businessId}/{locationId}\(suffix)")
+        }
+        return Tenant(businessId: businessId, locationId: locationId)
     }
 
     /// A percent-decoded path segment, if it is an id as auth-url accepts them.
@@ -145,6 +163,8 @@ public struct ConnectionsHandler: Sendable {
         let webhooks: SubscriptionStatus?
         /// What to do about it, in a sentence; nil when nothing is wrong.
         let problem: String?
+        /// The agent and rules in force for the location, and which come from the deployment.
+        var settings: SettingsView? = nil
     }
 
     struct Account: Encodable {
@@ -247,7 +267,8 @@ public struct ConnectionsHandler: Sendable {
         return ConnectionStatus(
             locationId: record.locationId, active: record.isActive, inactiveReason: record.inactiveReason, connectedAt: record.connectedAt,
             connectedBy: record.connectedBy, createdAt: record.createdAt, updatedAt: record.updatedAt, accounts: accounts, token: token,
-            whatsappToken: whatsappToken, wabaId: record.wabaId, webhooks: webhooks, problem: problem)
+            whatsappToken: whatsappToken, wabaId: record.wabaId, webhooks: webhooks, problem: problem,
+            settings: SettingsView(record.settings, defaults: settingsDefaults))
     }
 
     /// Why a check could not be made: Meta's code (or what failed) and fbtrace_id, never its

@@ -62,6 +62,21 @@ public struct MessageResponder: Sendable {
     public let handoffPauseSeconds: Int64
     /// Meta's throttles as every execution knows them (nil: this execution's own only).
     public var sharedThrottle: SharedThrottle?
+    /// Each location's own agent, by its settings (nil: `agent` for every location).
+    public var agents: Agents?
+    /// Whether a location that did not choose shows "seen" and "typing" (`SENDER_ACTIONS`).
+    public var senderActionsByDefault = true
+
+    /// The agent a location's turns go to.
+    public func agent(for settings: LocationSettings) -> any Agent {
+        guard let agents, settings.agent != nil else { return agent }
+        return agents.agent(for: settings.agent)
+    }
+
+    /// How long a person's message or the agent's handoff pauses the agent at a location.
+    public func pauseSeconds(for settings: LocationSettings) -> Int64 {
+        settings.handoffPauseMinutes.map { $0 * 60 } ?? handoffPauseSeconds
+    }
 
     public init(
         agent: any Agent, sender: MessageSender, ledger: MessageLedger,
@@ -202,6 +217,7 @@ public struct MessageResponder: Sendable {
 
         // Seen and typing, while the name is looked up and the agent works.
         let presenceLogger = logger
+        let presence = (credentials.settings.senderActions ?? senderActionsByDefault) ? self.presence : nil
         let showing: Task<Void, Never>? = presence.map { presence in
             Task { await presence.showReading(last, credentials: credentials, logger: presenceLogger) }
         }
@@ -224,7 +240,7 @@ public struct MessageResponder: Sendable {
         let reply: AgentReply
         let agentStart = ContinuousClock.now
         do {
-            reply = try await agent.reply(
+            reply = try await agent(for: credentials.settings).reply(
                 to: AgentRequest(tenant: tenant, turn: turn.map(\.message), customerName: name), timeout: agentBudget)
             trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
             await noting.value
@@ -245,7 +261,7 @@ public struct MessageResponder: Sendable {
         let parts = reply.text.map { OutboundMessage.parts(of: $0, for: platform) } ?? []
         guard !parts.isEmpty else {
             stopTyping(last, credentials: credentials, later: later, logger: logger)
-            if reply.handoff { await handOver(last, account: account, tenant: tenant, logger: logger) }
+            if reply.handoff { await handOver(last, account: account, tenant: tenant, seconds: pauseSeconds(for: credentials.settings), logger: logger) }
             logger.info(reply.handoff ? "the agent handed the conversation over without a reply" : "the agent chose not to reply")
             await record(turn, status: .answered, detail: reply.handoff ? "handed over" : "no reply", logger: logger)
             return .noReply
@@ -300,7 +316,7 @@ public struct MessageResponder: Sendable {
         }
         logger.info("reply sent", metadata: ["replyId": "\(sent.last?.messageId ?? "")", "parts": "\(parts.count)"])
         let recorded = await record(turn, status: .answered, detail: reply.handoff ? "handed over" : nil, sent: lastSent, logger: logger)
-        if reply.handoff { await handOver(last, account: account, tenant: tenant, logger: logger) }
+        if reply.handoff { await handOver(last, account: account, tenant: tenant, seconds: pauseSeconds(for: credentials.settings), logger: logger) }
         guard recorded else {
             // Tried once more after the answer; if that fails too, a redelivery settles it.
             let (ledger, detail, lastSent, logger) = (self.ledger, reply.handoff ? "handed over" : nil as String?, lastSent, logger)
@@ -359,7 +375,7 @@ public struct MessageResponder: Sendable {
     }
 
     /// The agent handed over: it stays quiet in this conversation for the handoff pause.
-    private func handOver(_ message: InboundMessage, account: String?, tenant: Tenant, logger: Logger) async {
+    private func handOver(_ message: InboundMessage, account: String?, tenant: Tenant, seconds: Int64, logger: Logger) async {
         guard let conversations, let account else {
             logger.warning("the agent handed over, but conversations are not kept: nothing paused")
             return
@@ -367,8 +383,8 @@ public struct MessageResponder: Sendable {
         do {
             try await conversations.pause(
                 platform: message.platform, account: account, customer: message.senderId, businessId: tenant.businessId,
-                seconds: handoffPauseSeconds, by: .agent)
-            logger.info("the agent handed the conversation to a person", metadata: ["pauseSeconds": "\(handoffPauseSeconds)"])
+                seconds: seconds, by: .agent)
+            logger.info("the agent handed the conversation to a person", metadata: ["pauseSeconds": "\(seconds)"])
         } catch {
             logger.error("the agent handed over, but the pause could not be written", metadata: ["error": "\(error)"])
         }
@@ -392,7 +408,7 @@ public struct MessageResponder: Sendable {
     }
 
     private func stopTyping(_ message: InboundMessage, credentials: TenantCredentials, later: AfterResponse?, logger: Logger) {
-        guard let presence, let later else { return }
+        guard let presence, credentials.settings.senderActions ?? senderActionsByDefault, let later else { return }
         later.add { await presence.stopTyping(message, credentials: credentials, logger: logger) }
     }
 

@@ -475,7 +475,7 @@ extension ReceiveHandler {
             }
             let until = try await conversations.pause(
                 platform: echo.platform, account: account, customer: echo.customerId, businessId: tenant.businessId,
-                seconds: responder.handoffPauseSeconds, by: .human)
+                seconds: responder.pauseSeconds(for: credentials.settings), by: .human)
             summary.humanReplies += 1
             events?.add(
                 ConversationEvent(

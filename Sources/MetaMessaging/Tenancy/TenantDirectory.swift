@@ -47,6 +47,8 @@ public struct TenantCredentials: Sendable, Equatable {
     /// When an Instagram-Login token expires and when it was issued (epoch seconds).
     public var tokenExpiresAt: Int64? = nil
     public var tokenIssuedAt: Int64? = nil
+    /// What the location chose for itself (its agent, its rules); the rest is the default.
+    public var settings = LocationSettings()
 
     public init(
         businessId: String, accessToken: String, pageId: String? = nil, instagramAccountId: String? = nil,
@@ -180,6 +182,7 @@ public struct TenantDirectory: Sendable {
         result.usesInstagramLogin = item["loginType"]?.string == InstagramLogin.loginType
         result.tokenExpiresAt = item["tokenExpiresAt"]?.int
         result.tokenIssuedAt = item["tokenIssuedAt"]?.int
+        result.settings = LocationSettings(attribute: item["settings"])
         return result
     }
 
@@ -273,6 +276,8 @@ extension TenantDirectory {
                 item["connectedBy"] = .s(connectedBy)
                 item["connectedAt"] = .s(now)
             }
+            // Connecting again keeps what the location chose.
+            item["settings"] = current?["settings"] ?? (legacyIsThis ? legacy?["settings"] : nil)
             try await store.put(tables.credentials, item: item)
             if legacyIsThis { try await store.delete(tables.credentials, key: legacyKey) }
         }
@@ -609,6 +614,7 @@ public struct ConnectionRecord: Sendable, Equatable {
     /// An Instagram-Login connection: its token's expiry as stored (epoch seconds).
     public var usesInstagramLogin = false
     public var tokenExpiresAt: Int64? = nil
+    public var settings = LocationSettings()
 
     public var identifiers: [String] { [pageId, instagramAccountId, phoneNumberId].compactMap { $0 } }
 }
@@ -631,7 +637,32 @@ extension TenantDirectory {
             record.wabaId = credentials["wabaId"]?.string
             record.usesInstagramLogin = item["loginType"]?.string == InstagramLogin.loginType
             record.tokenExpiresAt = item["tokenExpiresAt"]?.int
+            record.settings = LocationSettings(attribute: item["settings"])
             return record
+        }
+    }
+}
+
+// MARK: A location's settings
+
+extension TenantDirectory {
+    /// The settings of a location's connection; nil when the location has no connection.
+    public func settings(of tenant: Tenant) async throws(KeyValueError) -> LocationSettings? {
+        guard let key = try await connectionItemKey(tenant), let item = try await store.get(tables.credentials, key: key) else { return nil }
+        return LocationSettings(attribute: item["settings"])
+    }
+
+    /// Replaces a location's settings. False when the location has no connection (settings
+    /// live with it, and go with it when it is removed).
+    public func setSettings(_ settings: LocationSettings, of tenant: Tenant) async throws(KeyValueError) -> Bool {
+        cache?.clear()
+        guard let key = try await connectionItemKey(tenant) else { return false }
+        do {
+            _ = try await store.update(
+                tables.credentials, key: key, set: ["settings": settings.attribute, "updatedAt": .s(now())], remove: [], condition: .itemPresent)
+            return true
+        } catch  where error.code == .conditionFailed {
+            return false
         }
     }
 }
