@@ -100,7 +100,9 @@ import Testing
     /// A location whose settings name the function is answered by it; a function the
     /// deployment no longer allows is not called at all.
     @Test func aLocationsLambdaAgentAnswersItsCustomers() async throws {
-        let (server, recorder) = try await Self.standIn { event in .json(200, #"{"reply":"Programarea e confirmată, \#(event["customerName"] as? String ?? "")"}"#) }
+        let (server, recorder) = try await Self.standIn { event in
+            .json(200, #"{"reply":"Programarea e confirmată, \#(event["customerName"] as? String ?? "")"}"#)
+        }
         let deployment = TakeoverTests.ScriptedAgent(AgentReply(text: "the deployment's agent"))
         let agents = Agents(
             fallback: deployment, transport: NIOHTTPTransport(), region: "eu-west-1", credentials: Self.credentials, lambdaEndpoint: server.baseURL,

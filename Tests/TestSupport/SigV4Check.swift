@@ -10,7 +10,8 @@ public enum SigV4Check {
             request.header("X-Amz-Security-Token") == credentials.sessionToken
         else { return false }
         let signedNames =
-            authorization.split(separator: ",").first { $0.contains("SignedHeaders=") }?.split(separator: "=").last?.split(separator: ";").map(String.init) ?? []
+            authorization.split(separator: ",").first { $0.contains("SignedHeaders=") }?.split(separator: "=").last?.split(separator: ";").map(String.init)
+            ?? []
         let signed = signedNames.compactMap { name in request.header(name).map { (name, $0) } }
         let expected = SigV4Signer(credentials: credentials, region: region, service: service)
             .canonicalParts(method: request.method, url: "http://\(request.header("Host") ?? "")\(request.uri)", headers: signed, body: request.body)
