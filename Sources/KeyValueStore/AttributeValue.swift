@@ -78,6 +78,8 @@ public struct TableSchema: Sendable, Hashable {
     /// The attribute holding an expiry in epoch seconds (DynamoDB's TTL); the file backend
     /// treats an expired item as gone at once and drops its lines when it compacts the table.
     public let ttlAttribute: String?
+    /// Global secondary indexes (sparse: an item without an index's partition key is not in it).
+    public var indexes: [IndexSchema] = []
 
     /// DynamoDB's rule for a table name: 3 to 255 of `a-z A-Z 0-9 _ - .`; and not `.` or `..`
     /// alone (the file backend uses the name as a file name in its folder).
@@ -107,6 +109,20 @@ public struct TableSchema: Sendable, Hashable {
             key[sortKey] = sort
         }
         return key
+    }
+}
+
+/// A global secondary index: its partition key (a string) and its sort key (a number), all
+/// attributes projected. Read eventually consistent in DynamoDB.
+public struct IndexSchema: Sendable, Hashable {
+    public let name: String
+    public let partitionKey: String
+    public let sortKey: String
+
+    public init(name: String, partitionKey: String, sortKey: String) {
+        self.name = name
+        self.partitionKey = partitionKey
+        self.sortKey = sortKey
     }
 }
 
@@ -196,6 +212,9 @@ public protocol KeyValueStore: Sendable {
     func delete(_ table: TableSchema, key: Item) async throws(KeyValueError)
     /// Every item with this partition key value, in sort key order.
     func query(_ table: TableSchema, partitionKey value: AttributeValue) async throws(KeyValueError) -> [Item]
+    /// Every item of the index `index` with this partition key value, in its sort key's order,
+    /// up to `sortKeyAtMost` when given.
+    func query(_ table: TableSchema, index: String, partitionKey value: AttributeValue, sortKeyAtMost: Int64?) async throws(KeyValueError) -> [Item]
     /// One page of the whole table: up to `limit` items after the item whose key is `after`
     /// (nil: from the start), and the key to go on from (nil: nothing is left). For jobs that
     /// walk a table a page at a time; the order is the store's own.

@@ -96,6 +96,35 @@ public struct DynamoDBStore: KeyValueStore {
         return items
     }
 
+    public func query(
+        _ table: TableSchema, index: String, partitionKey value: AttributeValue, sortKeyAtMost: Int64?
+    ) async throws(KeyValueError) -> [Item] {
+        guard let schema = table.indexes.first(where: { $0.name == index }) else {
+            throw KeyValueError(.invalidRequest, "\(table.name) has no index named \(index)")
+        }
+        var names = ["#pk": schema.partitionKey]
+        var values: Item = [":pk": value]
+        var condition = "#pk = :pk"
+        if let sortKeyAtMost {
+            names["#sk"] = schema.sortKey
+            values[":sk"] = .number(sortKeyAtMost)
+            condition += " AND #sk <= :sk"
+        }
+        var items: [Item] = []
+        var start: Item?
+        repeat {
+            // A global secondary index is read eventually consistent (the only way it can be).
+            let output: QueryOutput = try await call(
+                "Query",
+                QueryInput(
+                    TableName: table.name, IndexName: index, KeyConditionExpression: condition, ExpressionAttributeNames: names,
+                    ExpressionAttributeValues: values, ExclusiveStartKey: start, ConsistentRead: false))
+            items += output.Items ?? []
+            start = output.LastEvaluatedKey
+        } while start != nil
+        return items
+    }
+
     public func scan(_ table: TableSchema, after: Item?, limit: Int) async throws(KeyValueError) -> ScanPage {
         let output: QueryOutput = try await call(
             "Scan", ScanInput(TableName: table.name, Limit: max(1, min(limit, 1000)), ExclusiveStartKey: after, ConsistentRead: true))
@@ -112,11 +141,27 @@ public struct DynamoDBStore: KeyValueStore {
             attributes.append(AttributeDefinition(AttributeName: sort, AttributeType: "S"))
             keys.append(KeySchemaElement(AttributeName: sort, KeyType: "RANGE"))
         }
+        var indexes: [GlobalSecondaryIndex] = []
+        for index in table.indexes {
+            if !attributes.contains(where: { $0.AttributeName == index.partitionKey }) {
+                attributes.append(AttributeDefinition(AttributeName: index.partitionKey, AttributeType: "S"))
+            }
+            if !attributes.contains(where: { $0.AttributeName == index.sortKey }) {
+                attributes.append(AttributeDefinition(AttributeName: index.sortKey, AttributeType: "N"))
+            }
+            indexes.append(
+                GlobalSecondaryIndex(
+                    IndexName: index.name,
+                    KeySchema: [
+                        KeySchemaElement(AttributeName: index.partitionKey, KeyType: "HASH"), KeySchemaElement(AttributeName: index.sortKey, KeyType: "RANGE"),
+                    ], Projection: .init(ProjectionType: "ALL")))
+        }
         do {
             let _: Empty = try await call(
                 "CreateTable",
                 CreateTableInput(
-                    TableName: table.name, AttributeDefinitions: attributes, KeySchema: keys, BillingMode: "PAY_PER_REQUEST"))
+                    TableName: table.name, AttributeDefinitions: attributes, KeySchema: keys, BillingMode: "PAY_PER_REQUEST",
+                    GlobalSecondaryIndexes: indexes.isEmpty ? nil : indexes))
         } catch  where error.code == .invalidRequest && error.message.contains("ResourceInUseException") {
             // Our own earlier attempt may have created it before a retried request (its answer
             // was lost or late): the table asked for is there.
@@ -241,6 +286,7 @@ private struct UpdateItemOutput: Decodable { let Attributes: Item? }
 private struct DeleteItemInput: Encodable { let TableName: String; let Key: Item }
 private struct QueryInput: Encodable {
     let TableName: String
+    var IndexName: String? = nil
     let KeyConditionExpression: String
     let ExpressionAttributeNames: [String: String]
     let ExpressionAttributeValues: Item
@@ -261,6 +307,13 @@ private struct CreateTableInput: Encodable {
     let AttributeDefinitions: [AttributeDefinition]
     let KeySchema: [KeySchemaElement]
     let BillingMode: String
+    let GlobalSecondaryIndexes: [GlobalSecondaryIndex]?
+}
+private struct GlobalSecondaryIndex: Encodable {
+    struct Projection: Encodable { let ProjectionType: String }
+    let IndexName: String
+    let KeySchema: [KeySchemaElement]
+    let Projection: Projection
 }
 private struct UpdateTimeToLiveInput: Encodable {
     struct Specification: Encodable { let AttributeName: String; let Enabled: Bool }

@@ -156,6 +156,20 @@ public struct FileStore: KeyValueStore {
         try await log(of: table).read(now: now) { items in items.partition(value) }
     }
 
+    public func query(
+        _ table: TableSchema, index: String, partitionKey value: AttributeValue, sortKeyAtMost: Int64?
+    ) async throws(KeyValueError) -> [Item] {
+        guard let schema = table.indexes.first(where: { $0.name == index }) else {
+            throw KeyValueError(.invalidRequest, "\(table.name) has no index named \(index)")
+        }
+        return try await log(of: table).read(now: now) { items in
+            items.live.filter { item in
+                guard item[schema.partitionKey] == value, let sort = item[schema.sortKey]?.int else { return false }
+                return sortKeyAtMost.map { sort <= $0 } ?? true
+            }.sorted { TableSchema.sortsBefore($0[schema.sortKey], $1[schema.sortKey]) }
+        }
+    }
+
     /// Items in key order (partition key, then sort key), so a page's last key says where the
     /// next starts. Each page sorts the live items: a job walking a large table a page at a
     /// time pays that per page (the daily token refresh walks the credentials table).

@@ -341,6 +341,10 @@ final class RecordingStore: KeyValueStore {
         try await inner.query(table, partitionKey: value)
     }
 
+    func query(_ table: TableSchema, index: String, partitionKey value: AttributeValue, sortKeyAtMost: Int64?) async throws(KeyValueError) -> [Item] {
+        try await inner.query(table, index: index, partitionKey: value, sortKeyAtMost: sortKeyAtMost)
+    }
+
     func scan(_ table: TableSchema, after: Item?, limit: Int) async throws(KeyValueError) -> ScanPage {
         try await inner.scan(table, after: after, limit: limit)
     }
