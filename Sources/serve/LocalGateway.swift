@@ -59,6 +59,7 @@ struct LocalGateway: Sendable {
             "POST /conversations/pause": route { try services.get().sendHandler().function },
             "POST /conversations/resume": route { try services.get().sendHandler().function },
             "POST /conversations/status": route { try services.get().sendHandler().function },
+            "GET /conversations": route { try services.get().sendHandler().function },
             "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
             "GET /external/meta/connections": route { try services.get().connectionsHandler().function },
             "PUT /external/meta/connections": route { try services.get().connectionsHandler().function },

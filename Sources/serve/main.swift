@@ -89,12 +89,30 @@ let refresher: Task<Void, Never>? =
         }
     }
 
+// The minute's schedule of `process`, as in AWS: pauses that ended with the customer's
+// messages waiting are offered to the agent once (locations with answerAfterPause).
+let offering: Task<Void, Never> = Task {
+    let process: ProcessHandler
+    do {
+        process = try Services(environment: environment, transport: NIOHTTPTransport()).processHandler()
+    } catch {
+        logger.warning("ended pauses are not offered to the agent: \(error)")
+        return
+    }
+    while !Task.isCancelled {
+        try? await Task.sleep(for: .seconds(60))
+        let context = InvocationContext(requestID: OAuthState.randomNonce(), deadline: .now + .seconds(50), logger: logger)
+        _ = await process.offerWaitingAfterPauses(context: context)
+    }
+}
+
 // Graceful shutdown: stop accepting, let requests in flight finish, exit 0.
 for await number in ShutdownSignals.stream() {
     logger.info("shutting down", metadata: ["signal": "\(number)"])
     break
 }
 refresher?.cancel()
+offering.cancel()
 await server.shutdown()
 logger.info("stopped")
 exit(0)

@@ -146,7 +146,7 @@ import Testing
         let subscription = try #require(calls.first { $0.path == "/v25.0/202/subscribed_apps" })
         #expect(subscription.method == "POST")
         #expect(subscription.token == "page-token-202")
-        #expect(subscription.query["subscribed_fields"] == "messages,messaging_postbacks,message_echoes,message_reactions")
+        #expect(subscription.query["subscribed_fields"] == "messages,messaging_postbacks,message_echoes,message_reactions,messaging_handovers")
         #expect(calls.filter { $0.token != nil }.allSatisfy { $0.query["appsecret_proof"]?.count == 64 })
 
         // receive now routes a webhook for the connected Page with the stored token.

@@ -20,6 +20,31 @@ public struct AgentRequest: Sendable, Codable, Equatable {
     public let customerName: String?
     /// What the customer attached: type and URL (Instagram, Messenger) or media id (WhatsApp).
     public let attachments: [Attachment]
+    /// What was said while the agent was paused (a person had the conversation), oldest
+    /// first: the customer's messages and the business's person's, with their text where the
+    /// location keeps it. Absent when nothing was.
+    public var duringPause: [EarlierMessage]? = nil
+    /// True for the one turn offered when a pause ended with the customer's messages
+    /// unanswered (`answerAfterPause`): `text` is what they wrote (where the location keeps
+    /// text), `messageId` the last of them, and `duringPause` lists each.
+    public var afterPause: Bool? = nil
+
+    /// A message of the pause, as the agent is told of it.
+    public struct EarlierMessage: Sendable, Codable, Equatable {
+        public let messageId: String
+        /// `customer`, or `business` (a person of the business wrote it).
+        public let from: String
+        /// ISO 8601, UTC.
+        public let at: String
+        public let text: String?
+
+        public init(_ note: Conversations.PauseNote) {
+            messageId = note.messageId
+            from = note.from.rawValue
+            at = ISO8601.format(epochSeconds: note.at)
+            text = note.text
+        }
+    }
 
     public init(tenant: Tenant, turn: [InboundMessage], customerName: String? = nil) {
         let last = turn.last

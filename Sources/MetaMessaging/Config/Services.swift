@@ -280,6 +280,7 @@ public struct Services: Sendable {
         responder.sharedThrottle = SharedThrottle(store: store, table: tables.processedMessages, throttle: throttle)
         responder.agents = agents
         responder.senderActionsByDefault = showsReading
+        responder.defaults = try settingsDefaults()
         return responder
     }
 

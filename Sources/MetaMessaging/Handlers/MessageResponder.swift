@@ -30,6 +30,14 @@ public struct MessageResponder: Sendable {
         /// claims stay `sending` under their lease, and the caller asks for the delivery again
         /// so a later one settles them (by the in-doubt rule, never a silent 200).
         case unrecorded([SentMessage])
+
+        /// Whether the turn is done with (answered, or given up for good), not to be tried again.
+        public var isSettled: Bool {
+            switch self {
+            case .answered, .noReply, .failed, .unconfirmed, .unrecorded: true
+            case .paused, .retryLater, .throttled: false
+            }
+        }
     }
 
     /// A message whose claim in the ledger `owner` holds.
@@ -38,11 +46,15 @@ public struct MessageResponder: Sendable {
         public let owner: String
         /// When `receive` accepted it (epoch seconds; nil: now).
         public var acceptedAt: Int64?
+        /// The ledger's record of it: the message's id, or for a turn offered after a pause
+        /// (whose messages are settled already) a record of the offer's own.
+        public var ledgerId: String
 
         public init(message: InboundMessage, owner: String, acceptedAt: Int64? = nil) {
             self.message = message
             self.owner = owner
             self.acceptedAt = acceptedAt
+            self.ledgerId = message.messageId
         }
     }
 
@@ -64,6 +76,8 @@ public struct MessageResponder: Sendable {
     public var sharedThrottle: SharedThrottle?
     /// Each location's own agent, by its settings (nil: `agent` for every location).
     public var agents: Agents?
+    /// What a location that chose nothing keeps of a pause and whether it is offered after.
+    public var defaults = SettingsDefaults()
     /// Whether a location that did not choose shows "seen" and "typing" (`SENDER_ACTIONS`).
     public var senderActionsByDefault = true
 
@@ -111,6 +125,8 @@ public struct MessageResponder: Sendable {
         var graphLatencyMs: Int64?
         var handoff = false
         var errorCode: Int?
+        /// The version of what was said during a pause, when this turn carried it to the agent.
+        var carriedBacklog: Int64?
     }
 
     /// Answers a turn (below), and puts what became of it in `events`: `reply.sent` with the
@@ -126,6 +142,16 @@ public struct MessageResponder: Sendable {
             logger: logger)
         // What this turn learned of Meta's throttles, for the other executions.
         await sharedThrottle?.share(logger: logger)
+        if let version = trace.carriedBacklog, outcome.isSettled, let conversations, let last = turn.last?.message,
+            let account = credentials.sendingAccount(for: last.platform)
+        {
+            // The agent was told what was said during the pause: it is not told again.
+            do {
+                try await conversations.clearBacklog(platform: last.platform, account: account, customer: last.senderId, version: version)
+            } catch {
+                logger.warning("what was said during the pause could not be cleared: the next turn carries it again", metadata: ["error": "\(error)"])
+            }
+        }
         guard let events, let last = turn.last?.message else { return outcome }
         func event(_ kind: ConversationEvent.Kind, reason: String? = nil) -> ConversationEvent {
             var event = ConversationEvent(
@@ -195,6 +221,7 @@ public struct MessageResponder: Sendable {
                 let detail = "paused (\(state.pausedBy?.rawValue ?? "human") until \(ISO8601.format(epochSeconds: state.pausedUntil ?? now)))"
                 logger.info("a person has this conversation: not answered", metadata: ["pausedBy": "\(state.pausedBy?.rawValue ?? "human")"])
                 await customerWrote(turn, tenant: tenant, account: account, profile: nil, later: later, logger: logger)
+                await keepDuringPause(turn, tenant: tenant, account: account, settings: credentials.settings, conversations: conversations, logger: logger)
                 await record(turn, status: .paused, detail: detail, logger: logger)
                 return .paused
             }
@@ -240,8 +267,13 @@ public struct MessageResponder: Sendable {
         let reply: AgentReply
         let agentStart = ContinuousClock.now
         do {
-            reply = try await agent(for: credentials.settings).reply(
-                to: AgentRequest(tenant: tenant, turn: turn.map(\.message), customerName: name), timeout: agentBudget)
+            var request = AgentRequest(tenant: tenant, turn: turn.map(\.message), customerName: name)
+            if !state.backlog.isEmpty {
+                request.duringPause = state.backlog.map(AgentRequest.EarlierMessage.init)
+                trace.carriedBacklog = state.backlogVersion
+            }
+            if turn.contains(where: { $0.ledgerId != $0.message.messageId }) { request.afterPause = true }
+            reply = try await agent(for: credentials.settings).reply(to: request, timeout: agentBudget)
             trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
             await noting.value
         } catch {
@@ -320,7 +352,7 @@ public struct MessageResponder: Sendable {
         guard recorded else {
             // Tried once more after the answer; if that fails too, a redelivery settles it.
             let (ledger, detail, lastSent, logger) = (self.ledger, reply.handoff ? "handed over" : nil as String?, lastSent, logger)
-            let claims = turn.map { ($0.message.messageId, $0.owner) }
+            let claims = turn.map { ($0.ledgerId, $0.owner) }
             later?.add {
                 do {
                     _ = try await ledger.finish(claims, status: .answered, detail: detail, sent: lastSent)
@@ -372,6 +404,67 @@ public struct MessageResponder: Sendable {
             }
         }
         if let later { later.add(write) } else { await write() }
+    }
+
+    /// Keeps the turn's messages (their text only where the location allows it) for the
+    /// agent's next turn, and, where the location wants it, to be offered once the pause ends.
+    private func keepDuringPause(
+        _ turn: [Claimed], tenant: Tenant, account: String, settings: LocationSettings, conversations: Conversations, logger: Logger
+    ) async {
+        guard let last = turn.last?.message else { return }
+        let rules = defaults.resolve(settings)
+        let now = conversations.clock.epochSeconds()
+        let notes = turn.map { claimed in
+            Conversations.PauseNote(
+                messageId: claimed.message.messageId, from: .customer, at: claimed.acceptedAt ?? now,
+                text: rules.keepTextDuringPause ? claimed.message.content.agentText : nil)
+        }
+        do {
+            try await conversations.keepDuringPause(
+                notes, platform: last.platform, account: account, customer: last.senderId, tenant: tenant, offer: rules.answerAfterPause)
+        } catch {
+            logger.warning("what the customer said during the pause could not be kept", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Offers a pause's waiting messages to the agent once, as one turn (`answerAfterPause`):
+    /// claimed in the ledger under the offer's own record, so two sweeps answer it once.
+    public func offer(
+        _ due: Conversations.DueOffer, owner: String, deadline: ContinuousClock.Instant, events: ConversationEvents?, logger: Logger
+    ) async -> Outcome? {
+        let waiting = due.state.backlog.filter { $0.from == .customer }
+        guard let last = waiting.last, let conversations else { return nil }
+        let ledgerId = "after-pause#\(due.platform.rawValue)#\(due.account)#\(due.customer)#\(due.state.backlogVersion)"
+        let credentials: TenantCredentials?
+        do {
+            credentials = try await sender.directory.credentials(tenant: due.tenant)
+            switch try await ledger.claim(ledgerId, businessId: due.tenant.businessId, owner: owner, as: .answering) {
+            case .claimed: break
+            default: return nil
+            }
+        } catch {
+            logger.warning("a pause's waiting messages could not be offered now", metadata: ["error": "\(error)"])
+            return nil
+        }
+        if let credentials, !defaults.resolve(credentials.settings).answerAfterPause {
+            // The location no longer wants it: what was said waits for the customer's next turn.
+            _ = try? await ledger.finish(ledgerId, owner: owner, status: .answered, detail: "not offered: answerAfterPause is off")
+            try? await conversations.dropOffer(platform: due.platform, account: due.account, customer: due.customer)
+            return nil
+        }
+        guard let credentials, credentials.isActive else {
+            try? await conversations.clearBacklog(platform: due.platform, account: due.account, customer: due.customer, version: due.state.backlogVersion)
+            _ = try? await ledger.finish(ledgerId, owner: owner, status: .failed, detail: "the location has no active connection")
+            return nil
+        }
+        let text = waiting.compactMap(\.text).joined(separator: "\n")
+        let message = InboundMessage(
+            platform: due.platform, messageId: last.messageId, accountId: due.account, senderId: due.customer, timestamp: last.at * 1000,
+            content: .text(text))
+        var claimed = Claimed(message: message, owner: owner, acceptedAt: last.at)
+        claimed.ledgerId = ledgerId
+        return await answer(
+            [claimed], tenant: due.tenant, credentials: credentials, deadline: deadline, retryTransient: true, later: nil, events: events, logger: logger)
     }
 
     /// The agent handed over: it stays quiet in this conversation for the handoff pause.
@@ -439,7 +532,7 @@ public struct MessageResponder: Sendable {
     private func releaseClaims(_ turn: [Claimed], logger: Logger) async {
         for claimed in turn {
             do {
-                try await ledger.release(claimed.message.messageId, owner: claimed.owner)
+                try await ledger.release(claimed.ledgerId, owner: claimed.owner)
             } catch {
                 logger.error("could not release the claim", metadata: ["error": "\(error)"])
             }
@@ -454,7 +547,7 @@ public struct MessageResponder: Sendable {
     ) async -> Bool {
         let outcome: MessageLedger.FinishOutcome
         do {
-            outcome = try await ledger.finish(turn.map { ($0.message.messageId, $0.owner) }, status: status, detail: detail, sent: sent)
+            outcome = try await ledger.finish(turn.map { ($0.ledgerId, $0.owner) }, status: status, detail: detail, sent: sent)
         } catch {
             logger.error("could not record the outcome", metadata: ["error": "\(error)"])
             if sent != nil { logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"]) }
@@ -480,7 +573,7 @@ public struct MessageResponder: Sendable {
     /// stops the send (nothing is sent unless the ledger can say it may have been).
     private func markSending(_ turn: [Claimed], logger: Logger) async -> Outcome? {
         do {
-            let marked = try await ledger.markSending(turn.map { ($0.message.messageId, $0.owner) })
+            let marked = try await ledger.markSending(turn.map { ($0.ledgerId, $0.owner) })
             guard marked.allSatisfy({ $0 }) else {
                 logger.warning("a claim was taken over before the reply went out: not sent")
                 await releaseClaims(turn, logger: logger)

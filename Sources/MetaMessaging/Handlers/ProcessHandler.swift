@@ -471,12 +471,56 @@ public struct ProcessHandler: Sendable {
         }
     }
 
+    /// What a sweep of ended pauses did.
+    public struct OfferReport: Sendable, Equatable {
+        public var offered = 0
+        public var answered = 0
+
+        public init(offered: Int = 0, answered: Int = 0) {
+            self.offered = offered
+            self.answered = answered
+        }
+    }
+
+    /// Offers each pause that ended with the customer's messages unanswered to the agent,
+    /// once, as one turn (`answerAfterPause`); run by the minute's schedule. What cannot be
+    /// offered now (the agent or Graph failed for a while) stays due for the next run.
+    public func offerWaitingAfterPauses(context: InvocationContext) async -> OfferReport {
+        var report = OfferReport()
+        guard let conversations = responder.conversations else { return report }
+        let due: [Conversations.DueOffer]
+        do {
+            due = try await conversations.dueOffers()
+        } catch {
+            context.logger.warning("the ended pauses could not be read", metadata: ["error": "\(error)"])
+            return report
+        }
+        let events = telemetry.events(for: context)
+        for offer in due {
+            // Leave time to record the last one's outcome.
+            guard context.deadline - ContinuousClock.now > .seconds(5) else { break }
+            guard let outcome = await responder.offer(offer, owner: context.requestID, deadline: context.deadline, events: events, logger: context.logger)
+            else { continue }
+            report.offered += 1
+            if case .answered = outcome { report.answered += 1 }
+        }
+        if report.offered > 0 {
+            context.logger.info("ended pauses offered to the agent", metadata: ["offered": "\(report.offered)", "answered": "\(report.answered)"])
+        }
+        return report
+    }
+
     public var function: some FunctionHandler { Function(handler: self) }
 
     struct Function: FunctionHandler {
         let handler: ProcessHandler
 
         func handle(event: [UInt8], context: InvocationContext) async throws -> [UInt8] {
+            // The minute's schedule: pauses that ended with messages waiting are offered.
+            if let document = try? JSON.parse(event), let source = document["source"]?.string, source == "aws.scheduler" || source == "aws.events" {
+                let offered = await handler.offerWaitingAfterPauses(context: context)
+                return JSON.dictionary(["offered": .integer(offered.offered), "answered": .integer(offered.answered)]).encoded()
+            }
             guard let document = try? JSON.parse(event), let records = document["Records"]?.array else {
                 throw ProcessEventError(errorMessage: "the event is not an SQS event (no Records array)")
             }

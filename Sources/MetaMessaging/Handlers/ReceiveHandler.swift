@@ -119,6 +119,9 @@ public struct ReceiveHandler: Sendable {
         /// Echoes not placed yet: a reply of ours to that customer was still on its way when
         /// the time ran out, so the echo may be it. Asked for again (500), judged then.
         var echoesPending = 0
+        /// Handover protocol events: the conversation taken by another app (paused) or passed
+        /// back to ours (resumed).
+        var handovers = 0
     }
 
     /// One customer's claimed messages of this delivery, answered as one turn.
@@ -165,6 +168,7 @@ public struct ReceiveHandler: Sendable {
         var credentialsCache: [String: TenantCredentials?] = [:]
         var toQueue: [(AcceptedMessage, owner: String)] = []
         var echoes: [Echo] = []
+        var controls: [ThreadControl] = []
         /// Inline: the claimed messages of each conversation, in order (one turn each).
         var turns: [Turn] = []
 
@@ -193,6 +197,8 @@ public struct ReceiveHandler: Sendable {
                 }
             case .echo(let echo):
                 echoes.append(echo)
+            case .threadControl(let control):
+                controls.append(control)
             case .delivery(let status):
                 do {
                     try await record(status, summary: &summary, routes: &routes, logger: logger)
@@ -313,6 +319,17 @@ public struct ReceiveHandler: Sendable {
             }
         }
 
+        // The handover protocol after the echoes: it says outright who has the conversation.
+        if !controls.isEmpty {
+            do {
+                try await handle(controls, summary: &summary, routes: &routes, cache: &credentialsCache, events: log, logger: logger)
+            } catch {
+                retry = true
+                summary.failed += 1
+                logger.error("store failure while recording a handover", metadata: ["error": "\(error)"])
+            }
+        }
+
         // Different conversations at the same time (up to `maxConcurrentTurns`), all within
         // the inline budget; one conversation is one turn.
         let responder = self.responder
@@ -415,6 +432,48 @@ extension ReceiveHandler {
         return (tenant, credentials)
     }
 
+    /// The handover protocol (Messenger and Instagram with Conversation Routing): when
+    /// another app (Meta's Page Inbox, where a person answers) takes the conversation, the
+    /// agent is paused for the location's handoff pause, as for a person's echo; when one
+    /// passes it to our app, the pause ends at once (and what waits is offered, where the
+    /// location wants it). Where both come, this wins over the echoes: it says outright who
+    /// has the conversation, an echo only that someone wrote.
+    func handle(
+        _ controls: [ThreadControl], summary: inout Summary, routes: inout [String: TenantRoute?], cache: inout [String: TenantCredentials?],
+        events: ConversationEvents?, logger: Logger
+    ) async throws(KeyValueError) {
+        guard let conversations, let appId else {
+            summary.skipped += controls.count
+            return
+        }
+        for control in controls {
+            guard
+                let (tenant, credentials) = try await connection(
+                    for: control.accountId, platform: control.platform, summary: &summary, routes: &routes, cache: &cache, logger: logger),
+                let account = credentials.sendingAccount(for: control.platform)
+            else { continue }
+            let conversationId = ConversationEvent.conversationId(tenant, control.platform, control.customerId)
+            summary.handovers += 1
+            if control.newOwnerAppId == appId {
+                try await conversations.resume(platform: control.platform, account: account, customer: control.customerId)
+                events?.add(
+                    ConversationEvent(
+                        .conversationResumed, businessId: tenant.businessId, locationId: tenant.locationId, platform: control.platform,
+                        conversationId: conversationId, reason: "handover"))
+                logger.info("the conversation was passed back to this app: the agent answers again", metadata: ["businessId": "\(tenant.businessId)"])
+            } else if control.previousOwnerAppId == appId || control.newOwnerAppId != nil {
+                try await conversations.pause(
+                    platform: control.platform, account: account, customer: control.customerId, businessId: tenant.businessId,
+                    seconds: responder.pauseSeconds(for: credentials.settings), by: .human)
+                events?.add(
+                    ConversationEvent(
+                        .conversationPaused, businessId: tenant.businessId, locationId: tenant.locationId, platform: control.platform,
+                        conversationId: conversationId, reason: "handover"))
+                logger.info("another app took the conversation: the agent steps back", metadata: ["businessId": "\(tenant.businessId)"])
+            }
+        }
+    }
+
     /// Echoes of what the business's accounts sent. Ours (a Messenger echo with our app id, or
     /// a message id we recorded sending) are left; a person's (written in Meta's apps or
     /// another tool) pauses the agent in that conversation for the handoff pause, each one
@@ -476,6 +535,15 @@ extension ReceiveHandler {
             let until = try await conversations.pause(
                 platform: echo.platform, account: account, customer: echo.customerId, businessId: tenant.businessId,
                 seconds: responder.pauseSeconds(for: credentials.settings), by: .human)
+            // The person's message, for the agent's next turn (its text where the location keeps it).
+            let keepText = responder.defaults.resolve(credentials.settings).keepTextDuringPause
+            do {
+                try await conversations.keepDuringPause(
+                    [Conversations.PauseNote(messageId: echo.messageId, from: .business, at: clock.epochSeconds(), text: keepText ? echo.text : nil)],
+                    platform: echo.platform, account: account, customer: echo.customerId, tenant: tenant, offer: false)
+            } catch {
+                logger.warning("the person's message could not be kept for the agent", metadata: ["error": "\(error)"])
+            }
             summary.humanReplies += 1
             events?.add(
                 ConversationEvent(
@@ -549,6 +617,7 @@ extension ReceiveHandler {
             case .skipped(_, let accountId, _, _): accounts.insert(accountId)
             case .delivery(let status): accounts.insert(status.accountId)
             case .echo(let echo): accounts.insert(echo.accountId)
+            case .threadControl(let control): accounts.insert(control.accountId)
             case .invalid: continue
             }
         }

@@ -400,6 +400,24 @@ public struct SendHandler: Sendable {
     public static let pausePath = "/conversations/pause"
     public static let resumePath = "/conversations/resume"
     public static let statusPath = "/conversations/status"
+    public static let conversationsPath = "/conversations"
+
+    /// `GET /conversations?businessId=&paused=true`: the business's conversations paused now,
+    /// with who paused each, until when, and how many of the customer's messages wait.
+    public func pausedConversations(businessId: String?) async throws(SendError) -> JSON {
+        guard let businessId, isValidIdentifier(businessId) else {
+            throw SendError.invalidInput("businessId is required (letters, digits, '-', '_', '.', at most 128)")
+        }
+        guard let conversations else { throw SendError.storeUnavailable("conversations are not kept by this function") }
+        let paused: [Conversations.PausedConversation]
+        do {
+            paused = try await conversations.paused(businessId: businessId)
+        } catch {
+            throw SendError.storeUnavailable("the paused conversations could not be read: \(error.code.rawValue)")
+        }
+        let list = (try? JSONNodeEncoder.node(paused)) ?? .array([])
+        return ["businessId": .string(businessId), "paused": list]
+    }
 
     /// Direct invocation: the output or a function error. Through API Gateway: a proxy
     /// response (400 invalid input, 404 unknown tenant, 409 inactive credentials, 502 Graph
@@ -433,6 +451,11 @@ public struct SendHandler: Sendable {
                 }
             }
             return try await HTTPFunction { request, context in
+                if request.method == "GET", request.path == SendHandler.conversationsPath {
+                    guard request.queryValue("paused") == "true" else { throw SendError.invalidInput("only paused=true is listed") }
+                    let answer = try await handler.pausedConversations(businessId: request.queryValue("businessId"))
+                    return HTTPResponse(status: 200, headers: ["Content-Type": "application/json"], body: String(decoding: answer.encoded(), as: UTF8.self))
+                }
                 let body: JSON
                 do {
                     body = try JSON.parse(request.body)

@@ -121,6 +121,11 @@ public struct Conversations: Sendable {
         public var profileCheckedAt: Int64?
         /// The last turn that may be sending a reply (see `InFlight`).
         public var inFlight: InFlight?
+        /// What was said while the agent was paused, oldest first, and the version of that list.
+        public var backlog: [PauseNote] = []
+        public var backlogVersion: Int64 = 0
+        /// When the waiting messages are due to be offered to the agent (nil: not to be).
+        public var offerAt: Int64?
 
         public init(
             lastCustomerMessageAt: Int64? = nil, pausedUntil: Int64? = nil, pausedBy: PauseSource? = nil, customerName: String? = nil,
@@ -141,11 +146,15 @@ public struct Conversations: Sendable {
         guard let item = try await store.get(table, key: Self.key(platform: platform, account: account, customer: customer)) else {
             return State()
         }
-        return State(
+        var state = State(
             lastCustomerMessageAt: item["lastCustomerMessageAt"]?.int, pausedUntil: item["pausedUntil"]?.int,
             pausedBy: item["pausedBy"]?.string.flatMap(PauseSource.init(rawValue:)), customerName: item["customerName"]?.string,
             profileCheckedAt: item["profileCheckedAt"]?.int,
             inFlight: item["replyInFlight"]?.string.flatMap { id in item["replyInFlightUntil"]?.int.map { InFlight(messageId: id, until: $0) } })
+        state.backlog = item["pauseBacklog"]?.list?.compactMap(PauseNote.init(attribute:)) ?? []
+        state.backlogVersion = item["pauseBacklogVersion"]?.int ?? 0
+        state.offerAt = item["offerAt"]?.int
+        return state
     }
 
     /// Pauses the agent in the conversation until `now + seconds` (a later pause replaces an
@@ -161,6 +170,8 @@ public struct Conversations: Sendable {
             set: [
                 "businessId": .s(businessId), "pausedUntil": .number(until), "pausedBy": .s(source.rawValue),
                 "pausedAt": .number(now), "expiresAt": .number(max(until, now) + Self.retentionSeconds),
+                // The business's paused conversations are listed by this (a sparse index).
+                "pausedBusinessId": .s(businessId),
             ], remove: [], condition: nil)
         return until
     }
@@ -173,10 +184,12 @@ public struct Conversations: Sendable {
     public func resume(platform: Platform, account: String, customer: String) async throws(KeyValueError) -> Bool {
         let state = try await state(platform: platform, account: account, customer: customer)
         guard state.pausedUntil != nil else { return false }
+        // Waiting messages to offer: due now, not when the pause would have ended.
+        let set: Item = state.offerAt != nil ? ["offerAt": .number(clock.epochSeconds())] : [:]
         do {
             _ = try await store.update(
-                table, key: Self.key(platform: platform, account: account, customer: customer), set: [:],
-                remove: ["pausedUntil", "pausedBy", "pausedAt"], condition: .itemPresent)
+                table, key: Self.key(platform: platform, account: account, customer: customer), set: set,
+                remove: ["pausedUntil", "pausedBy", "pausedAt", "pausedBusinessId"], condition: .itemPresent)
         } catch  where error.code == .conditionFailed {
             return false
         }
@@ -214,5 +227,165 @@ public struct Conversations: Sendable {
         if humanAgent, platform != .whatsapp, elapsed.partialValue < humanAgentWindowSeconds { return .humanAgent }
         let window = humanAgent && platform != .whatsapp ? humanAgentWindowSeconds : windowSeconds
         return .outside(closedAt: last.addingReportingOverflow(window).overflow ? nil : last + window)
+    }
+}
+
+// MARK: What was said during a pause
+
+extension Conversations {
+    public static let pausedIndex = "paused-by-business"
+    public static let offersIndex = "pause-offers"
+    /// The one partition of the offers index (few items: only ended pauses with waiting
+    /// messages of locations that want them offered).
+    static let offerShard = "due"
+    /// The most messages kept per pause (the oldest go first).
+    public static let maxBacklog = 50
+    /// The longest text kept per message.
+    public static let maxBacklogText = 2000
+
+    /// A message of the customer's, or the business's person's, while the agent was paused.
+    public struct PauseNote: Sendable, Equatable {
+        public enum Author: String, Sendable, Equatable, Codable {
+            case customer
+            /// A person of the business (an echo we did not send).
+            case business
+        }
+
+        public var messageId: String
+        public var from: Author
+        /// Epoch seconds.
+        public var at: Int64
+        /// Kept only where the location allows text to be stored.
+        public var text: String?
+
+        public init(messageId: String, from: Author, at: Int64, text: String? = nil) {
+            self.messageId = messageId
+            self.from = from
+            self.at = at
+            self.text = text.map { String($0.prefix(Conversations.maxBacklogText)) }
+        }
+
+        var attribute: AttributeValue {
+            var map: [String: AttributeValue] = ["id": .s(messageId), "from": .s(from.rawValue), "at": .number(at)]
+            if let text { map["text"] = .s(text) }
+            return .m(map)
+        }
+
+        init?(attribute: AttributeValue) {
+            guard let map = attribute.map, let id = map["id"]?.string, let from = map["from"]?.string.flatMap(Author.init(rawValue:)),
+                let at = map["at"]?.int
+            else { return nil }
+            self.init(messageId: id, from: from, at: at, text: map["text"]?.string)
+        }
+    }
+
+    /// Adds `notes` to what was said during the pause (a read-modify-write on the list's
+    /// version: two writers at once both land). With `offer`, the waiting messages are to be
+    /// offered to the agent when the pause ends, as one turn; `tenant` says whose they are.
+    public func keepDuringPause(
+        _ notes: [PauseNote], platform: Platform, account: String, customer: String, tenant: Tenant, offer: Bool
+    ) async throws(KeyValueError) {
+        let key = Self.key(platform: platform, account: account, customer: customer)
+        for _ in 0..<5 {
+            let state = try await state(platform: platform, account: account, customer: customer)
+            var backlog = state.backlog
+            for note in notes where !backlog.contains(where: { $0.messageId == note.messageId }) { backlog.append(note) }
+            backlog = Array(backlog.suffix(Self.maxBacklog))
+            let now = clock.epochSeconds()
+            var set: Item = [
+                "businessId": .s(tenant.businessId), "locationId": .s(tenant.locationId), "pauseBacklog": .l(backlog.map(\.attribute)),
+                "pauseBacklogVersion": .number(state.backlogVersion + 1), "expiresAt": .number(max(state.pausedUntil ?? now, now) + Self.retentionSeconds),
+            ]
+            if offer, notes.contains(where: { $0.from == .customer }) {
+                set["offerShard"] = .s(Self.offerShard)
+                set["offerAt"] = .number(state.pausedUntil ?? now)
+            }
+            let version: Condition =
+                state.backlogVersion == 0 ? .attributeAbsent("pauseBacklogVersion") : .equals("pauseBacklogVersion", .number(state.backlogVersion))
+            do {
+                _ = try await store.update(table, key: key, set: set, remove: [], condition: version)
+                return
+            } catch  where error.code == .conditionFailed {
+                continue
+            }
+        }
+        throw KeyValueError(.conditionFailed, "what was said during a pause changed five times while keeping a message")
+    }
+
+    /// Forgets what was said during the pause once a turn carried it to the agent (unless more
+    /// was kept since: the version changed, and it stays for the next turn).
+    public func clearBacklog(platform: Platform, account: String, customer: String, version: Int64) async throws(KeyValueError) {
+        do {
+            _ = try await store.update(
+                table, key: Self.key(platform: platform, account: account, customer: customer), set: [:],
+                remove: ["pauseBacklog", "pauseBacklogVersion", "offerShard", "offerAt"], condition: .equals("pauseBacklogVersion", .number(version)))
+        } catch  where error.code == .conditionFailed {
+            return
+        }
+    }
+
+    /// No offer after the pause (what was said stays for the next turn).
+    public func dropOffer(platform: Platform, account: String, customer: String) async throws(KeyValueError) {
+        _ = try await store.update(
+            table, key: Self.key(platform: platform, account: account, customer: customer), set: [:], remove: ["offerShard", "offerAt"],
+            condition: .itemPresent)
+    }
+
+    /// A paused conversation as the business's tools see it.
+    public struct PausedConversation: Sendable, Equatable, Encodable {
+        public let platform: String
+        public let customerId: String
+        public let account: String
+        public let locationId: String?
+        /// ISO 8601.
+        public let pausedUntil: String
+        public let pausedBy: String
+        /// How many of the customer's messages wait for an answer.
+        public let waiting: Int
+    }
+
+    /// The business's conversations paused now, the soonest to end first.
+    public func paused(businessId: String) async throws(KeyValueError) -> [PausedConversation] {
+        let now = clock.epochSeconds()
+        let items = try await store.query(table, index: Self.pausedIndex, partitionKey: .s(businessId), sortKeyAtMost: nil)
+        return items.compactMap { item -> PausedConversation? in
+            guard let until = item["pausedUntil"]?.int, until > now, let id = item["conversationId"]?.string else { return nil }
+            let parts = id.split(separator: "#", maxSplits: 2).map(String.init)
+            guard parts.count == 3 else { return nil }
+            let waiting = (item["pauseBacklog"]?.list ?? []).compactMap(PauseNote.init(attribute:)).filter { $0.from == .customer }.count
+            return PausedConversation(
+                platform: parts[0], customerId: parts[2], account: parts[1], locationId: item["locationId"]?.string,
+                pausedUntil: ISO8601.format(epochSeconds: until), pausedBy: item["pausedBy"]?.string ?? PauseSource.human.rawValue, waiting: waiting)
+        }
+    }
+
+    /// A conversation whose pause ended with the customer's messages waiting, to offer them to
+    /// the agent once.
+    public struct DueOffer: Sendable, Equatable {
+        public let platform: Platform
+        public let account: String
+        public let customer: String
+        public let tenant: Tenant
+        public let state: State
+    }
+
+    /// The offers due now: pauses that ended (or were resumed) with messages waiting.
+    public func dueOffers(limit: Int = 100) async throws(KeyValueError) -> [DueOffer] {
+        let now = clock.epochSeconds()
+        let items = try await store.query(table, index: Self.offersIndex, partitionKey: .s(Self.offerShard), sortKeyAtMost: now)
+        var due: [DueOffer] = []
+        for item in items.prefix(limit) {
+            guard let id = item["conversationId"]?.string, let businessId = item["businessId"]?.string else { continue }
+            let parts = id.split(separator: "#", maxSplits: 2).map(String.init)
+            guard parts.count == 3, let platform = Platform(rawValue: parts[0]) else { continue }
+            // The index is read eventually consistent: the item itself says what is true now.
+            let state = try await state(platform: platform, account: parts[1], customer: parts[2])
+            guard state.offerAt != nil, !state.isPaused(at: now), !state.backlog.isEmpty else { continue }
+            due.append(
+                DueOffer(
+                    platform: platform, account: parts[1], customer: parts[2],
+                    tenant: Tenant(businessId: businessId, locationId: item["locationId"]?.string ?? ""), state: state))
+        }
+        return due
     }
 }

@@ -18,7 +18,14 @@ public struct Tables: Sendable {
         self.credentials = TableSchema(name: credentials, partitionKey: "businessId", sortKey: "serviceType")
         self.identifiers = TableSchema(name: identifiers, partitionKey: "identifierId")
         self.processedMessages = TableSchema(name: processedMessages, partitionKey: "messageId", ttlAttribute: "expiresAt")
-        self.conversations = TableSchema(name: conversations, partitionKey: "conversationId", ttlAttribute: "expiresAt")
+        var conversations = TableSchema(name: conversations, partitionKey: "conversationId", ttlAttribute: "expiresAt")
+        // Sparse indexes: a business's paused conversations, and the ended pauses whose
+        // waiting messages are to be offered to the agent (see `Conversations`).
+        conversations.indexes = [
+            IndexSchema(name: Conversations.pausedIndex, partitionKey: "pausedBusinessId", sortKey: "pausedUntil"),
+            IndexSchema(name: Conversations.offersIndex, partitionKey: "offerShard", sortKey: "offerAt"),
+        ]
+        self.conversations = conversations
     }
 
     /// Table names from the environment, each checked against DynamoDB's naming rule (3 to

@@ -143,6 +143,8 @@ public struct Echo: Sendable, Equatable {
     /// The app that sent it (Messenger gives `app_id`; absent when a person wrote from Meta's apps).
     public let appId: String?
     public let timestamp: Int64
+    /// What the person wrote (kept during a pause only where the location allows text).
+    public var text: String? = nil
 
     public init(platform: Platform, accountId: String, customerId: String, messageId: String, appId: String?, timestamp: Int64) {
         self.platform = platform
@@ -187,8 +189,34 @@ public struct DeliveryStatus: Sendable, Equatable {
     }
 }
 
+/// The handover protocol (Messenger Platform "messaging_handovers"): another app of the Page
+/// took the conversation (`take_thread_control`, such as Meta's Page Inbox when a person
+/// answers there), or one passed it to an app (`pass_thread_control`).
+public struct ThreadControl: Sendable, Equatable {
+    public let platform: Platform
+    /// The Page or Instagram account (`recipient.id`).
+    public let accountId: String
+    /// The customer (`sender.id`).
+    public let customerId: String
+    /// The app that has the conversation now (nil: idle, nobody's).
+    public let newOwnerAppId: String?
+    public let previousOwnerAppId: String?
+    public let timestamp: Int64
+
+    public init(platform: Platform, accountId: String, customerId: String, newOwnerAppId: String?, previousOwnerAppId: String?, timestamp: Int64) {
+        self.platform = platform
+        self.accountId = accountId
+        self.customerId = customerId
+        self.newOwnerAppId = newOwnerAppId
+        self.previousOwnerAppId = previousOwnerAppId
+        self.timestamp = timestamp
+    }
+}
+
 /// One event of a delivery, typed at the edge.
 public enum WebhookEvent: Sendable, Equatable {
+    /// The conversation changed hands between the Page's apps (handover protocol).
+    case threadControl(ThreadControl)
     case message(InboundMessage)
     /// A delivery status of a message we sent (WhatsApp).
     case delivery(DeliveryStatus)
@@ -205,6 +233,7 @@ public enum WebhookEvent: Sendable, Equatable {
         case .message(let message): message.timestamp
         case .delivery(let status): status.timestamp
         case .echo(let echo): echo.timestamp
+        case .threadControl(let control): control.timestamp
         case .skipped(_, _, _, let timestamp): timestamp
         case .invalid: 0
         }

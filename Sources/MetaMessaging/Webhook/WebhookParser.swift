@@ -69,6 +69,13 @@ public enum WebhookParser {
         if event["reaction"] != nil { return .skipped(.reaction, accountId: accountId, customerId: senderId, timestamp: timestamp) }
         if event["read"] != nil { return .skipped(.read, accountId: accountId, customerId: senderId, timestamp: timestamp) }
         if event["delivery"] != nil { return .skipped(.delivery, accountId: accountId, customerId: senderId, timestamp: timestamp) }
+        if let control = event["take_thread_control"] ?? event["pass_thread_control"] {
+            guard senderId != accountId else { return .skipped(.other, accountId: accountId, timestamp: timestamp) }
+            return .threadControl(
+                ThreadControl(
+                    platform: platform, accountId: accountId, customerId: senderId, newOwnerAppId: control["new_owner_app_id"]?.id,
+                    previousOwnerAppId: control["previous_owner_app_id"]?.id, timestamp: timestamp))
+        }
 
         if let postback = event["postback"] {
             if senderId == accountId { return .skipped(.echo, accountId: accountId, timestamp: timestamp) }
@@ -88,8 +95,9 @@ public enum WebhookParser {
             guard let customer = event["recipient"]?["id"]?.id, customer != accountId, let mid = message["mid"]?.id else {
                 return .skipped(.echo, accountId: accountId, timestamp: timestamp)
             }
-            return .echo(
-                Echo(platform: platform, accountId: accountId, customerId: customer, messageId: mid, appId: message["app_id"]?.id, timestamp: timestamp))
+            var echo = Echo(platform: platform, accountId: accountId, customerId: customer, messageId: mid, appId: message["app_id"]?.id, timestamp: timestamp)
+            echo.text = message["text"]?.string
+            return .echo(echo)
         }
         if message["is_deleted"]?.bool == true { return .skipped(.deleted, accountId: accountId, customerId: senderId, timestamp: timestamp) }
         if message["is_unsupported"]?.bool == true { return .skipped(.unsupported, accountId: accountId, customerId: senderId, timestamp: timestamp) }
