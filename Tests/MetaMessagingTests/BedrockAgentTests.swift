@@ -129,7 +129,9 @@ import Testing
                 platform: .whatsapp, messageId: "wamid.B", accountId: "106540352242922", senderId: "16505551234", timestamp: 2,
                 content: .attachments([Attachment(type: "image", mediaId: "1479537139650973")], caption: nil)),
         ]
-        let request = AgentRequest(tenant: Tenant(businessId: "B0100001", locationId: "L0100001"), turn: turn, customerName: "Ana Pop")
+        var request = AgentRequest(tenant: Tenant(businessId: "B0100001", locationId: "L0100001"), turn: turn, customerName: "Ana Pop")
+        request.duringPause = [AgentRequest.EarlierMessage(Conversations.PauseNote(messageId: "wamid.0", from: .business, at: 0, text: "Revin"))]
+        request.afterPause = true
         let reply = try await Self.agent(server).reply(to: request, timeout: .seconds(5))
         #expect(reply == AgentReply(text: "Vă preia un coleg.", handoff: true))
         let attributes = try #require(
@@ -139,6 +141,9 @@ import Testing
         #expect(attributes["conversationId"] == "B0100001:L0100001:whatsapp:16505551234")
         let attachments = try #require(attributes["attachments"]).data(using: .utf8).flatMap { try? JSONSerialization.jsonObject(with: $0) }
         #expect((attachments as? [[String: String]]) == [["type": "image", "mediaId": "1479537139650973"]])
+        let earlier = try #require(attributes["duringPause"]).data(using: .utf8).flatMap { try? JSONSerialization.jsonObject(with: $0) }
+        #expect((earlier as? [[String: String]]) == [["messageId": "wamid.0", "from": "business", "at": "1970-01-01T00:00:00Z", "text": "Revin"]])
+        #expect(attributes["afterPause"] == "true")
 
         // The marker alone: a handoff with nothing to send.
         let silent = AgentRequest(

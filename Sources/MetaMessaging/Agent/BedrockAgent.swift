@@ -56,6 +56,10 @@ public struct BedrockAgent: Agent {
                 })
             attributes["attachments"] = .string(String(decoding: list.encoded(), as: UTF8.self))
         }
+        if let earlier = request.duringPause, let list = try? JSONNodeEncoder.encode(earlier) {
+            attributes["duringPause"] = .string(String(decoding: list, as: UTF8.self))
+        }
+        if request.afterPause == true { attributes["afterPause"] = "true" }
         return attributes
     }
 
