@@ -116,6 +116,28 @@ import Testing
             credentials: credentials, transport: NIOHTTPTransport(), backoff: .init(maxAttempts: 3, base: .milliseconds(10)))
     }
 
+    /// A comment: the agent is told what it is, and the text after `[[public]]` is the public reply.
+    @Test func aCommentsPublicReplyFollowsThePublicMarker() async throws {
+        let (server, recorder) = try await Self.standIn { _, _ in
+            Self.stream([EventStreamTests.chunk("Vă scriu în privat. [[pub"), EventStreamTests.chunk("lic]] Detalii în mesaje!")])
+        }
+        let comment = Comment(id: "17858893269000001", text: "PREȚ", mediaId: "1789", mediaType: "REELS", username: "ana.pop")
+        let request = AgentRequest(
+            tenant: Tenant(businessId: "B0100001", locationId: "L0100001"),
+            message: InboundMessage(
+                platform: .instagram, messageId: comment.id, accountId: "17841400000000001", senderId: "1234567890123456", timestamp: 1,
+                content: .comment(comment)))
+        let reply = try await Self.agent(server).reply(to: request, timeout: .seconds(5))
+        #expect(reply == AgentReply(text: "Vă scriu în privat.", publicReply: "Detalii în mesaje!"))
+        let attributes = try #require(
+            ((await recorder.all.first?.jsonBody)?["sessionState"] as? [String: Any])?["sessionAttributes"] as? [String: String])
+        #expect(attributes["kind"] == "comment")
+        let told = try #require(attributes["comment"]).data(using: .utf8).flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
+        #expect(told?["id"] as? String == comment.id)
+        #expect(told?["mediaType"] as? String == "REELS")
+        await server.shutdown()
+    }
+
     @Test func theHandoffMarkerHandsOverAndNeverReachesTheCustomer() async throws {
         let (server, recorder) = try await Self.standIn { request, _ in
             let text = request.jsonBody?["inputText"] as? String ?? ""
@@ -175,7 +197,7 @@ import Testing
         #expect(
             attributes == [
                 "businessId": "B0100001", "locationId": "L0100001", "platform": "instagram", "senderId": "1234567890123456",
-                "conversationId": "B0100001:L0100001:instagram:1234567890123456", "messageIds": "m_1",
+                "conversationId": "B0100001:L0100001:instagram:1234567890123456", "messageIds": "m_1", "kind": "message",
             ])
         await server.shutdown()
     }

@@ -85,7 +85,7 @@ import Testing
         #expect(query["client_id"] == Self.appId)
         #expect(query["redirect_uri"] == Self.redirect)
         #expect(query["response_type"] == "code")
-        #expect(query["scope"] == "instagram_business_basic,instagram_business_manage_messages")
+        #expect(query["scope"] == "instagram_business_basic,instagram_business_manage_messages,instagram_business_manage_comments")
         let state = try #require(query["state"])
 
         let (status, body, raw) = await Self.callback(setup, ["state": state, "code": "ig-code-1#_"])
@@ -113,7 +113,9 @@ import Testing
         #expect(connection.sendingAccount(for: .messenger) == nil)
         // Subscribed to webhooks, through graph.instagram.com calls that carry no appsecret_proof.
         #expect(
-            await setup.harness.graph.subscription(of: Self.account.accountId) == ["messages", "messaging_postbacks", "message_reactions", "messaging_seen"])
+            await setup.harness.graph.subscription(of: Self.account.accountId) == [
+                "messages", "messaging_postbacks", "message_reactions", "messaging_seen", "comments", "live_comments",
+            ])
         let calls = await setup.harness.graph.calls
         #expect(calls.map(\.path) == ["/oauth/access_token", "/access_token", "/v25.0/me", "/v25.0/me/subscribed_apps"])
         #expect(calls.allSatisfy { $0.query["appsecret_proof"] == nil })

@@ -66,7 +66,8 @@ import Testing
         let items = Dictionary(uniqueKeysWithValues: (url.queryItems ?? []).map { ($0.name, $0.value ?? "") })
         #expect(items["client_id"] == Self.appId)
         #expect(items["redirect_uri"] == Self.redirect)
-        #expect(items["scope"] == "pages_show_list,pages_messaging,pages_manage_metadata,instagram_basic,instagram_manage_messages")
+        #expect(items["scope"] == OAuthConfig.defaultScopes)
+        #expect(OAuthConfig.defaultScopes.hasPrefix("pages_show_list,pages_messaging,pages_manage_metadata,instagram_basic,instagram_manage_messages,"))
         #expect(items["response_type"] == "code")
         let state = try OAuthState.verify(try #require(items["state"]), secret: Self.stateSecret, now: Int64(Date().timeIntervalSince1970))
         #expect(state.businessId == "B0100001")
@@ -146,7 +147,7 @@ import Testing
         let subscription = try #require(calls.first { $0.path == "/v25.0/202/subscribed_apps" })
         #expect(subscription.method == "POST")
         #expect(subscription.token == "page-token-202")
-        #expect(subscription.query["subscribed_fields"] == "messages,messaging_postbacks,message_echoes,message_reactions,messaging_handovers")
+        #expect(subscription.query["subscribed_fields"] == "messages,messaging_postbacks,message_echoes,message_reactions,messaging_handovers,feed")
         #expect(calls.filter { $0.token != nil }.allSatisfy { $0.query["appsecret_proof"]?.count == 64 })
 
         // receive now routes a webhook for the connected Page with the stored token.

@@ -178,7 +178,7 @@ let targets: [Target] = [
         name: "webhook", function: "receive", kind: .webhook,
         seeds: [
             "instagram-text.json", "instagram-attachment.json", "messenger-text.json", "whatsapp-text.json", "whatsapp-status.json",
-            "whatsapp-status-failed.json", "instagram-echo.json",
+            "whatsapp-status-failed.json", "instagram-echo.json", "instagram-comment.json", "page-comment.json",
         ].compactMap(webhookBody)),
     Target(name: "api-gateway", function: "verify", kind: .event, seeds: ["verify.json", "verify-http-api.json"].compactMap(event)),
     Target(name: "auth-url", function: "auth-url", kind: .event, seeds: ["auth-url.json", "instagram-auth-url.json"].compactMap(event)),
@@ -188,13 +188,17 @@ let targets: [Target] = [
             .compactMap(event)),
     Target(
         name: "connections", function: "connections", kind: .event,
-        seeds: ["connections-disconnect.json", "connections-data-deletion.json", "connections-deletion-status.json", "connections-status.json"]
-            .compactMap(event)),
+        seeds: [
+            "connections-disconnect.json", "connections-data-deletion.json", "connections-deletion-status.json", "connections-status.json",
+            "connections-settings.json", "connections-settings-put.json",
+        ].compactMap(event)),
     Target(
         name: "send", function: "send", kind: .event,
-        seeds: ["send-instagram.json", "send-whatsapp.json", "send-api-gateway.json", "conversations-pause.json", "conversations-resume.json"]
-            .compactMap(event)),
-    Target(name: "sqs", function: "process", kind: .event, seeds: ["process-sqs.json"].compactMap(event)),
+        seeds: [
+            "send-instagram.json", "send-whatsapp.json", "send-api-gateway.json", "conversations-pause.json", "conversations-resume.json",
+            "conversations-paused.json",
+        ].compactMap(event)),
+    Target(name: "sqs", function: "process", kind: .event, seeds: ["process-sqs.json", "process-schedule.json"].compactMap(event)),
     Target(name: "refresh", function: "refresh", kind: .event, seeds: ["refresh-schedule.json"].compactMap(event)),
     Target(
         name: "graph-answers", function: "send", kind: .graphAnswer,

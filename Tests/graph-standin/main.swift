@@ -3,6 +3,7 @@
 // It also plays the Facebook Login side for the demo: the code `local-oauth-code` belongs
 // to a person who manages the demo Page (and its Instagram account).
 // Prints its base URL on the first line of stdout, then one JSON line per message sent to it.
+import Essentials
 import Foundation
 import TestSupport
 
@@ -49,6 +50,17 @@ await graph.configure(
                 userId: "2468013579", accountId: "17841400000000002", username: "demo_bistro_two", shortToken: "local-instagram-short-token",
                 longToken: "local-instagram-long-token")
         ]))
+
+// Comments for the demo: the sample events' comments (events/instagram-comment.json,
+// events/page-comment.json) take one private reply each, and public replies, while recent.
+let comments = await graph.installComments(now: { WallClock.epochSeconds() })
+for argument in CommandLine.arguments.dropFirst() {
+    let parts = argument.split(separator: "=", maxSplits: 1)
+    if parts.count == 2 { comments.allow(token: String(parts[0]), accounts: parts[1].split(separator: ",").map(String.init)) }
+}
+comments.allow(token: "local-page-token", accounts: ["102030405060708"])
+comments.add("17858893269000001", by: "1234567890123456", on: "102030405060708", at: WallClock.epochSeconds())
+comments.add("102030405060708_5550001_7770001", by: "6543210987654321", on: "102030405060708", at: WallClock.epochSeconds())
 
 func emit(_ line: String) {
     try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))

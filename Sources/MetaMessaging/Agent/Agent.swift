@@ -3,6 +3,11 @@ import HTTPTransport
 /// What the agent is asked (SPEC section 6; the body the HTTP agent receives). One request
 /// is one turn: the customer's messages that arrived together, in order.
 public struct AgentRequest: Sendable, Codable, Equatable {
+    /// `message` (the customer's messages) or `comment` (a comment on the business's post,
+    /// answered by a private reply and, where the location allows, a public one).
+    public var kind = "message"
+    /// The comment, for a turn of `kind` `comment`.
+    public var comment: Comment? = nil
     public let businessId: String
     public let locationId: String
     public let platform: String
@@ -58,6 +63,10 @@ public struct AgentRequest: Sendable, Codable, Equatable {
         conversationId = "\(tenant.businessId):\(tenant.locationId):\(platform):\(senderId)"
         self.customerName = customerName
         attachments = turn.flatMap(\.attachments)
+        if let comment = last?.content.comment {
+            kind = "comment"
+            self.comment = comment
+        }
     }
 
     public init(tenant: Tenant, message: InboundMessage) {
@@ -70,10 +79,13 @@ public struct AgentRequest: Sendable, Codable, Equatable {
 public struct AgentReply: Sendable, Equatable {
     public var text: String?
     public var handoff: Bool
+    /// For a comment: posted under it, where the location allows public replies.
+    public var publicReply: String?
 
-    public init(text: String?, handoff: Bool = false) {
+    public init(text: String?, handoff: Bool = false, publicReply: String? = nil) {
         self.text = text
         self.handoff = handoff
+        self.publicReply = publicReply
     }
 }
 
@@ -173,10 +185,13 @@ public struct HTTPAgent: Agent {
         case .bool(let flag)?: handoff = flag
         default: throw AgentError(.invalidResponse, "\(agent)'s \"handoff\" is not true or false")
         }
-        switch document["reply"] {
-        case nil, .null?: return AgentReply(text: nil, handoff: handoff)
-        case .string(let text)?: return AgentReply(text: text.trimmingSpaces().isEmpty ? nil : text, handoff: handoff)
-        default: throw AgentError(.invalidResponse, "\(agent)'s \"reply\" is not a string")
+        func text(_ name: String) throws(AgentError) -> String? {
+            switch document[name] {
+            case nil, .null?: return nil
+            case .string(let text)?: return text.trimmingSpaces().isEmpty ? nil : text
+            default: throw AgentError(.invalidResponse, "\(agent)'s \"\(name)\" is not a string")
+            }
         }
+        return AgentReply(text: try text("reply"), handoff: handoff, publicReply: try text("publicReply"))
     }
 }

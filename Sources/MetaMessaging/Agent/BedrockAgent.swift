@@ -60,6 +60,10 @@ public struct BedrockAgent: Agent {
             attributes["duringPause"] = .string(String(decoding: list, as: UTF8.self))
         }
         if request.afterPause == true { attributes["afterPause"] = "true" }
+        attributes["kind"] = .string(request.kind)
+        if let comment = request.comment, let encoded = try? JSONNodeEncoder.encode(comment) {
+            attributes["comment"] = .string(String(decoding: encoded, as: UTF8.self))
+        }
         return attributes
     }
 
@@ -67,8 +71,22 @@ public struct BedrockAgent: Agent {
     /// (its instructions say when); it is taken out of the text sent to the customer.
     public static let handoffMarker = "[[handoff]]"
 
-    /// The answer's text without the marker, and whether the marker was there.
+    /// For a comment, what follows this marker is the public reply (posted under the comment
+    /// where the location allows it); what precedes it, the private one.
+    public static let publicMarker = "[[public]]"
+
+    /// The answer's text without the markers: the handoff, and a comment's public reply.
     static func reading(_ text: String) -> AgentReply {
+        let sections = text.split(separator: publicMarker, maxSplits: 1, omittingEmptySubsequences: false)
+        guard sections.count == 2 else { return readingHandoff(text) }
+        var reply = readingHandoff(sections[0].trimmingSpaces())
+        let publicText = sections[1].split(separator: handoffMarker, omittingEmptySubsequences: false).joined().trimmingSpaces()
+        reply.publicReply = publicText.isEmpty ? nil : publicText
+        if sections[1].contains(handoffMarker) { reply.handoff = true }
+        return reply
+    }
+
+    static func readingHandoff(_ text: String) -> AgentReply {
         guard text.contains(handoffMarker) else { return AgentReply(text: text.trimmingSpaces().isEmpty ? nil : text) }
         let cleaned = text.split(separator: handoffMarker, omittingEmptySubsequences: false).joined().trimmingSpaces()
         return AgentReply(text: cleaned.isEmpty ? nil : cleaned, handoff: true)

@@ -50,8 +50,10 @@ public struct MessageSender: Sendable {
 
     public func send(
         _ message: OutboundMessage, platform: Platform, recipientId: String, credentials: TenantCredentials,
-        messagingType: MessagingType = .response, deadline: ContinuousClock.Instant, continuing: Bool = false, logger: Logger
+        messagingType: MessagingType = .response, deadline: ContinuousClock.Instant, continuing: Bool = false, toComment: Bool = false,
+        logger: Logger
     ) async throws(SendError) -> SentMessage {
+        if toComment, platform == .whatsapp { throw SendError.invalidInput("a private reply to a comment goes on Instagram or Messenger only") }
         guard credentials.isActive else {
             throw SendError.inactiveCredentials(
                 "the credentials of business \(credentials.businessId) need reconnection"
@@ -73,7 +75,7 @@ public struct MessageSender: Sendable {
         // The rest of a reply already begun goes out: only Meta's own refusal stops it, not an
         // account paused for being near its limit.
         if !continuing, let throttled = throttled(account) { throw throttled }
-        let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType).encoded()
+        let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType, toComment: toComment).encoded()
         var attempt = 0
         while true {
             let remaining = deadline - ContinuousClock.now
@@ -110,7 +112,7 @@ public struct MessageSender: Sendable {
                     }
                     throw SendError.tokenExpired(error)
                 }
-                if let refusal = Self.refusal(error) { throw refusal }
+                if let refusal = Self.refusal(error, toComment: toComment) { throw refusal }
                 if error.isThrottled {
                     // Retrying now would only spend more of the limit: the account is left
                     // alone for the time Meta gives, and the message goes back.
@@ -150,10 +152,48 @@ public struct MessageSender: Sendable {
         }
     }
 
+    /// A public reply under a comment: Instagram `POST /{comment-id}/replies`, Facebook
+    /// `POST /{comment-id}/comments`, with `message`. Returns the new comment's id (recorded
+    /// by the caller, so its webhook is known as ours). Not retried: a second post would be a
+    /// second public reply.
+    public func publicReply(
+        _ text: String, to commentId: String, platform: Platform, credentials: TenantCredentials, deadline: ContinuousClock.Instant, logger: Logger
+    ) async throws(SendError) -> String {
+        guard platform != .whatsapp, let token = credentials.token(for: platform) else {
+            throw SendError.missingAccount("business \(credentials.businessId) has no token to reply publicly on \(platform.rawValue)")
+        }
+        guard let graph = GraphClient.speaking(for: credentials, on: platform, facebook: graph, instagram: instagramGraph) else {
+            throw SendError.missingAccount("Instagram Login is not configured here (INSTAGRAM_APP_ID)")
+        }
+        let edge = platform == .instagram ? "replies" : "comments"
+        let timeout = min(requestTimeout, max(.zero, deadline - ContinuousClock.now))
+        do {
+            let answer = try await graph.call(
+                "POST", "\(commentId)/\(edge)", token: token, json: JSON.dictionary(["message": .string(text)]).encoded(), timeout: timeout)
+            guard let id = answer["id"]?.id else { throw SendError.invalidGraphResponse("the Graph API accepted the public reply but returned no id") }
+            return id
+        } catch let error as SendError {
+            throw error
+        } catch let error as GraphError {
+            if let refusal = Self.refusal(error, toComment: true) { throw refusal }
+            throw error.kind == .transport ? SendError.graphUnreachable(error) : SendError.graphAPIError(error)
+        } catch {
+            throw SendError.graphAPIError(GraphError(kind: .invalidResponse, message: "\(error)"))
+        }
+    }
+
     /// Meta's refusals that have an error type of their own: templates (WhatsApp 132xxx) and
     /// the customer service window (WhatsApp 131047, Messenger and Instagram 10 / 2018278).
-    static func refusal(_ error: GraphError) -> SendError? {
+    static func refusal(_ error: GraphError, toComment: Bool = false) -> SendError? {
         guard error.kind == .graph, let code = error.code else { return nil }
+        if toComment {
+            switch (code, error.subcode) {
+            case (10900, _): return .commentAlreadyAnswered(error)
+            case (10903, _): return .commentNotAnswerable(error)
+            case (100, 33?): return .commentGone(error)
+            default: break
+            }
+        }
         switch code {
         case 132001: return .templateNotFound(error)
         case 132000, 132012: return .templateParameterMismatch(error)

@@ -268,7 +268,7 @@ public struct OutboundMessage: Sendable, Equatable {
 
     /// The Send API body for `platform` (Messenger Platform "Send API"; Instagram Messaging
     /// "Send a Message"; WhatsApp Cloud API "Messages").
-    func graphBody(platform: Platform, recipientId: String, messagingType: MessagingType) -> JSON {
+    func graphBody(platform: Platform, recipientId: String, messagingType: MessagingType, toComment: Bool = false) -> JSON {
         switch platform {
         case .instagram, .messenger:
             var message: [String: JSON] = [:]
@@ -282,6 +282,8 @@ public struct OutboundMessage: Sendable, Equatable {
                         ["content_type": "text", "title": .string($0.title), "payload": .string($0.payload)]
                     })
             }
+            // A private reply is addressed by the comment's id, and goes outside any window.
+            if toComment { return .dictionary(["recipient": ["comment_id": .string(recipientId)], "message": .dictionary(message)]) }
             var body: [String: JSON] = ["recipient": ["id": .string(recipientId)], "message": .dictionary(message)]
             switch messagingType {
             case .response: body["messaging_type"] = "RESPONSE"
@@ -378,6 +380,11 @@ public enum SendError: HTTPResponseError, Equatable {
     /// Meta throttles the sending account (or nearly): nothing was sent; try again after
     /// `retryAfterSeconds` (Meta's estimate, or a minute).
     case throttled(String, retryAfterSeconds: Int, graph: GraphError?)
+    /// A private reply Meta refused for the comment itself: it has one already (10900), it is
+    /// past the 7 days or not to be answered (10903), or it is gone (100, subcode 33). Final.
+    case commentAlreadyAnswered(GraphError)
+    case commentNotAnswerable(GraphError)
+    case commentGone(GraphError)
 
     public var errorType: String {
         switch self {
@@ -409,6 +416,9 @@ public enum SendError: HTTPResponseError, Equatable {
         case .templateRejected: "TemplateRejected"
         case .partiallySent: "PartiallySent"
         case .throttled: "Throttled"
+        case .commentAlreadyAnswered: "CommentAlreadyAnswered"
+        case .commentNotAnswerable: "CommentNotAnswerable"
+        case .commentGone: "CommentGone"
         }
     }
 
@@ -422,7 +432,8 @@ public enum SendError: HTTPResponseError, Equatable {
             .outsideWindow(let text, _), .invalidTemplate(let text), .partiallySent(let text, _, _), .throttled(let text, _, _):
             text
         case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error), .templateNotFound(let error),
-            .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error):
+            .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error),
+            .commentAlreadyAnswered(let error), .commentNotAnswerable(let error), .commentGone(let error):
             error.description
         }
     }
@@ -431,7 +442,9 @@ public enum SendError: HTTPResponseError, Equatable {
         switch self {
         case .unknownTenant: 404
         case .inactiveCredentials, .missingAccount, .tokenExpired: 409
-        case .outsideWindow, .templateNotFound, .templateParameterMismatch, .templateUnavailable, .templateRejected: 422
+        case .outsideWindow, .templateNotFound, .templateParameterMismatch, .templateUnavailable, .templateRejected, .commentNotAnswerable: 422
+        case .commentAlreadyAnswered: 409
+        case .commentGone: 404
         case .storeUnavailable: 503
         case .throttled: 429
         case .graphAPIError, .graphUnreachable, .invalidGraphResponse, .deadlineExceeded, .partiallySent: 502
@@ -443,7 +456,8 @@ public enum SendError: HTTPResponseError, Equatable {
     public var graph: GraphError? {
         switch self {
         case .graphAPIError(let error), .tokenExpired(let error), .graphUnreachable(let error), .templateNotFound(let error),
-            .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error):
+            .templateParameterMismatch(let error), .templateUnavailable(let error), .templateRejected(let error),
+            .commentAlreadyAnswered(let error), .commentNotAnswerable(let error), .commentGone(let error):
             error
         case .deadlineExceeded(_, let graph), .partiallySent(_, _, let graph), .throttled(_, _, let graph): graph
         default: nil

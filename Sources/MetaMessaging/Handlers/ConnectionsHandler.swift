@@ -165,6 +165,25 @@ public struct ConnectionsHandler: Sendable {
         let problem: String?
         /// The agent and rules in force for the location, and which come from the deployment.
         var settings: SettingsView? = nil
+        /// Whether the location's comments can be answered as it chose (nil: `commentReplies` off).
+        var comments: CommentReadiness? = nil
+    }
+
+    struct CommentReadiness: Encodable {
+        let replies: LocationSettings.CommentReplies
+        /// Permissions the token lacks for them (nil: not known, e.g. Instagram Login).
+        var missingScopes: [String]? = nil
+        /// Whether the Page's subscription has `feed` (Facebook comments).
+        var feedSubscribed: Bool? = nil
+    }
+
+    /// What answering comments needs of a Facebook-Login token, by the location's choice.
+    static func commentScopes(_ mode: LocationSettings.CommentReplies, instagram: Bool) -> [String] {
+        guard mode != .off else { return [] }
+        var scopes = ["pages_read_engagement"]
+        if instagram { scopes.append("instagram_manage_comments") }
+        if mode == .privateAndPublic { scopes.append("pages_manage_engagement") }
+        return scopes
     }
 
     struct Account: Encodable {
@@ -264,11 +283,26 @@ public struct ConnectionsHandler: Sendable {
         } else if webhooks?.subscribed == false {
             problem = "the Page is not subscribed to this app's messages webhooks: connect this location again"
         }
+        let mode = settingsDefaults.resolve(record.settings).commentReplies
+        var comments: CommentReadiness? = nil
+        if mode != .off {
+            var readiness = CommentReadiness(replies: mode)
+            if !record.usesInstagramLogin, let scopes = token.scopes {
+                readiness.missingScopes = Self.commentScopes(mode, instagram: record.instagramAccountId != nil).filter { !scopes.contains($0) }
+            }
+            if let fields = webhooks?.fields { readiness.feedSubscribed = fields.contains("feed") }
+            if problem == nil, let missing = readiness.missingScopes, !missing.isEmpty {
+                problem = "comment replies are on (\(mode.rawValue)) but the token lacks \(missing.joined(separator: ", ")): connect again and grant them"
+            } else if problem == nil, readiness.feedSubscribed == false {
+                problem = "comment replies are on (\(mode.rawValue)) but the Page is not subscribed to feed: connect this location again"
+            }
+            comments = readiness
+        }
         return ConnectionStatus(
             locationId: record.locationId, active: record.isActive, inactiveReason: record.inactiveReason, connectedAt: record.connectedAt,
             connectedBy: record.connectedBy, createdAt: record.createdAt, updatedAt: record.updatedAt, accounts: accounts, token: token,
             whatsappToken: whatsappToken, wabaId: record.wabaId, webhooks: webhooks, problem: problem,
-            settings: SettingsView(record.settings, defaults: settingsDefaults))
+            settings: SettingsView(record.settings, defaults: settingsDefaults), comments: comments)
     }
 
     /// Why a check could not be made: Meta's code (or what failed) and fbtrace_id, never its

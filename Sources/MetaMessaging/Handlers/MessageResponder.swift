@@ -127,6 +127,8 @@ public struct MessageResponder: Sendable {
         var errorCode: Int?
         /// The version of what was said during a pause, when this turn carried it to the agent.
         var carriedBacklog: Int64?
+        /// A comment's answer: `private`, `public` or `private+public`.
+        var commentReply: String?
     }
 
     /// Answers a turn (below), and puts what became of it in `events`: `reply.sent` with the
@@ -163,6 +165,10 @@ public struct MessageResponder: Sendable {
             return event
         }
         switch outcome {
+        case .answered(let sent) where last.content.isComment:
+            var reply = event(.commentReplied, reason: trace.commentReply)
+            reply.sentMessageIds = sent.map(\.messageId)
+            events.add(reply)
         case .answered(let sent):
             var reply = event(.replySent)
             reply.sentMessageIds = sent.map(\.messageId)
@@ -206,6 +212,11 @@ public struct MessageResponder: Sendable {
         logger[metadataKey: "platform"] = "\(platform.rawValue)"
         if turn.count > 1 { logger[metadataKey: "turnMessages"] = "\(turn.count)" }
         let account = credentials.sendingAccount(for: platform)
+        if let comment = last.content.comment {
+            return await answer(
+                comment, turn, tenant: tenant, credentials: credentials, account: account, deadline: deadline, retryTransient: retryTransient,
+                trace: &trace, logger: logger)
+        }
 
         // A person has the conversation: recorded, not answered.
         var state = Conversations.State()
@@ -363,6 +374,128 @@ public struct MessageResponder: Sendable {
             return .unrecorded(sent)
         }
         return .answered(sent)
+    }
+
+    /// Answers a comment: the agent is asked (a turn of `kind` `comment`), its reply goes as
+    /// the comment's one private reply (one message: a second would be refused), and its
+    /// `publicReply` under the comment where the location chose `private_and_public`. No
+    /// typing (there is no thread yet) and no service window: the customer's answer to the
+    /// private reply opens the conversation. A person holding the conversation holds its
+    /// comments too.
+    private func answer(
+        _ comment: Comment, _ turn: [Claimed], tenant: Tenant, credentials: TenantCredentials, account: String?, deadline: ContinuousClock.Instant,
+        retryTransient: Bool, trace: inout Trace, logger: Logger
+    ) async -> Outcome {
+        guard let last = turn.last?.message else { return .noReply }
+        var logger = logger
+        logger[metadataKey: "commentId"] = "\(comment.id)"
+        let mode = defaults.resolve(credentials.settings).commentReplies
+        guard mode != .off else {
+            await record(turn, status: .answered, detail: "comment replies off", logger: logger)
+            return .noReply
+        }
+        if let conversations, let account {
+            let state = (try? await conversations.state(platform: last.platform, account: account, customer: last.senderId)) ?? Conversations.State()
+            let now = conversations.clock.epochSeconds()
+            if state.isPaused(at: now) {
+                await record(turn, status: .paused, detail: "paused: a person has this customer's conversation", logger: logger)
+                return .paused
+            }
+        }
+        if let account { await sharedThrottle?.refresh(account, logger: logger) }
+        if let account, let throttled = sender.throttled(account), let seconds = throttled.retryAfterSeconds {
+            return await release(turn, throttled: throttled.errorMessage, retryAfterSeconds: seconds, logger: logger)
+        }
+        let agentBudget = min(agentTimeout, deadline - ContinuousClock.now - sendReserve)
+        guard agentBudget > .milliseconds(50) else {
+            return await giveUp(turn, reason: "no time left for the agent", transient: true, retry: true, logger: logger)
+        }
+        let reply: AgentReply
+        let agentStart = ContinuousClock.now
+        do {
+            reply = try await agent(for: credentials.settings).reply(
+                to: AgentRequest(tenant: tenant, turn: [last], customerName: comment.username), timeout: agentBudget)
+            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
+        } catch {
+            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
+            let transient = error.code != .invalidResponse && error.code != .refused
+            let outOfTime = error.code == .timeout && agentBudget < agentTimeout
+            return await giveUp(turn, reason: error.description, transient: transient || outOfTime, retry: retryTransient || outOfTime, logger: logger)
+        }
+        let publicText = mode == .privateAndPublic ? reply.publicReply : nil
+        guard reply.text != nil || publicText != nil else {
+            await record(turn, status: .answered, detail: "no reply", logger: logger)
+            return .noReply
+        }
+        if let refusal = await markSending(turn, logger: logger) { return refusal }
+        // Our reply in the customer's thread is ours before Meta can echo it.
+        if let conversations, let account {
+            let until = conversations.clock.epochSeconds() + max(0, (deadline - ContinuousClock.now).components.seconds) + 1
+            try? await conversations.replyOnItsWay(
+                Conversations.InFlight(messageId: last.messageId, until: until), platform: last.platform, account: account, customer: last.senderId,
+                businessId: tenant.businessId)
+        }
+        let graphStart = ContinuousClock.now
+        defer { trace.graphLatencyMs = Self.milliseconds(since: graphStart, until: .now) }
+        var sent: [SentMessage] = []
+        var done: [String] = []
+        if let text = reply.text {
+            // One private reply per comment: a text too long for one message is cut.
+            let part = OutboundMessage.parts(of: text, for: last.platform, maxParts: 1).first ?? text
+            do {
+                let message = try await sender.send(
+                    OutboundMessage(text: part), platform: last.platform, recipientId: comment.id, credentials: credentials, deadline: deadline,
+                    toComment: true, logger: logger)
+                sent.append(message)
+                done.append("private")
+                await recordSent(message, answering: comment.id, businessId: tenant.businessId, platform: last.platform, later: nil, logger: logger)
+            } catch {
+                trace.errorCode = error.graph?.code
+                if let seconds = error.retryAfterSeconds {
+                    return await release(turn, throttled: error.errorMessage, retryAfterSeconds: seconds, logger: logger)
+                }
+                if let graph = error.graph, graph.kind == .transport, !graph.notSent {
+                    return await inDoubt(turn, reason: "\(error.errorType): \(error.errorMessage)", logger: logger)
+                }
+                let transient = error.graph?.isTransient ?? error.isOutOfTime
+                return await giveUp(
+                    turn, reason: "\(error.errorType): \(error.errorMessage)", transient: transient, retry: retryTransient || error.isOutOfTime,
+                    logger: logger)
+            }
+        }
+        if let publicText {
+            do {
+                let id = try await sender.publicReply(
+                    String(publicText.prefix(2200)), to: comment.id, platform: last.platform, credentials: credentials, deadline: deadline, logger: logger)
+                sent.append(SentMessage(recipientId: comment.id, messageId: id))
+                done.append("public")
+                // Its own webhook comes back as a comment: known as ours by this id.
+                do {
+                    try await ledger.recordSent(id, answering: comment.id, businessId: tenant.businessId)
+                } catch {
+                    logger.warning("the public reply's id could not be recorded: its webhook is skipped as the business's own", metadata: ["error": "\(error)"])
+                }
+            } catch {
+                // The private reply (if any) stands; the public one is not tried again (a second
+                // post would be a second public reply).
+                trace.errorCode = error.graph?.code
+                logger.warning("the public reply was not posted", metadata: ["error": "\(error.errorType)"])
+                if sent.isEmpty {
+                    await record(turn, status: .failed, detail: "public reply: \(error.errorType): \(error.errorMessage)", logger: logger)
+                    return .failed("public reply: \(error.errorType)")
+                }
+            }
+        }
+        trace.commentReply = done.joined(separator: "+")
+        trace.handoff = reply.handoff
+        logger.info("comment answered", metadata: ["replies": "\(done.joined(separator: "+"))"])
+        let recorded = await record(
+            turn, status: .answered, detail: "comment: \(done.joined(separator: "+"))",
+            sent: sent.first.map { MessageLedger.SentRecord(sentId: $0.messageId, inReplyTo: comment.id, businessId: tenant.businessId) }, logger: logger)
+        if reply.handoff, let account {
+            await handOver(last, account: account, tenant: tenant, seconds: pauseSeconds(for: credentials.settings), logger: logger)
+        }
+        return recorded ? .answered(sent) : .unrecorded(sent)
     }
 
     /// The customer's name: the webhook's (WhatsApp), the one kept for the conversation, or

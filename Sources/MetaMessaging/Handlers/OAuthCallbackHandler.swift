@@ -18,7 +18,7 @@ public struct OAuthCallbackHandler: Sendable {
     public let timeout: Duration
 
     /// The webhook fields a connected Page is subscribed to.
-    public static let subscribedFields = "messages,messaging_postbacks,message_echoes,message_reactions,messaging_handovers"
+    public static let subscribedFields = "messages,messaging_postbacks,message_echoes,message_reactions,messaging_handovers,feed"
 
     public init(
         config: OAuthConfig, appSecret: String, graph: GraphClient, directory: TenantDirectory, ledger: MessageLedger,

@@ -140,7 +140,9 @@ public struct ProcessHandler: Sendable {
                 let laneIndex = lane(entry.group)
                 if case .turn(var turn, let admission)? = lanes[laneIndex].items.last, let previous = turn.last,
                     previous.accepted.tenant == entry.accepted.tenant, previous.accepted.message.platform == entry.accepted.message.platform,
-                    previous.accepted.message.senderId == entry.accepted.message.senderId
+                    previous.accepted.message.senderId == entry.accepted.message.senderId,
+                    // A comment is a turn of its own, answered by its own private reply.
+                    !previous.accepted.message.content.isComment, !entry.accepted.message.content.isComment
                 {
                     turn.append(entry)
                     lanes[laneIndex].items[lanes[laneIndex].items.count - 1] = .turn(turn, admission)

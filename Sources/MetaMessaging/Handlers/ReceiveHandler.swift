@@ -130,7 +130,11 @@ public struct ReceiveHandler: Sendable {
         let credentials: TenantCredentials
         var messages: [MessageResponder.Claimed]
 
-        static func conversation(of message: InboundMessage) -> String { "\(message.platform.rawValue)#\(message.senderId)" }
+        /// A customer's messages are one turn; a comment is a turn of its own.
+        static func conversation(of message: InboundMessage) -> String {
+            if let comment = message.content.comment { return "comment#\(comment.id)" }
+            return "\(message.platform.rawValue)#\(message.senderId)"
+        }
         var conversation: String { messages.first.map { Self.conversation(of: $0.message) } ?? "" }
     }
 
@@ -225,6 +229,18 @@ public struct ReceiveHandler: Sendable {
                         summary.skipped += 1
                         continue
                     }
+                    if let comment = message.content.comment,
+                        let reason = try await notToAnswer(comment, of: message, tenant: tenant, credentials: credentials)
+                    {
+                        summary.skipped += 1
+                        logger.info("a comment not answered", metadata: ["reason": "\(reason)", "commentId": "\(comment.id)"])
+                        log?.add(
+                            ConversationEvent(
+                                .commentSkipped, businessId: tenant.businessId, locationId: tenant.locationId, platform: message.platform,
+                                conversationId: ConversationEvent.conversationId(tenant, message.platform, message.senderId), messageIds: [comment.id],
+                                reason: reason))
+                        continue
+                    }
                     if case .inline = dispatch, ContinuousClock.now > budgetEnd - .seconds(1) {
                         // Not claimed: Meta redelivers, and what was answered is skipped then.
                         summary.deferred += 1
@@ -284,7 +300,8 @@ public struct ReceiveHandler: Sendable {
                         logger.info("already handled: not answered again", metadata: ["messageId": "\(message.messageId)"])
                         continue
                     }
-                    if case .queue = dispatch { log?.add(event(.accepted, reason: "queued")) } else { log?.add(event(.accepted)) }
+                    let accepted: ConversationEvent.Kind = message.content.isComment ? .commentAccepted : .accepted
+                    if case .queue = dispatch { log?.add(event(accepted, reason: "queued")) } else { log?.add(event(accepted)) }
                     switch dispatch {
                     case .inline:
                         // A customer's messages of one delivery are one turn: one reply.
@@ -472,6 +489,24 @@ extension ReceiveHandler {
                 logger.info("another app took the conversation: the agent steps back", metadata: ["businessId": "\(tenant.businessId)"])
             }
         }
+    }
+
+    /// How long after a comment Meta takes a private reply to it.
+    public static let commentReplySeconds: Int64 = 7 * 24 * 3600
+
+    /// Why a comment is not to be answered, or nil: the location did not opt in
+    /// (`commentReplies` off), it is older than a private reply may answer, or it is a public
+    /// reply of ours coming back (its id recorded when it was posted: no loops).
+    func notToAnswer(
+        _ comment: Comment, of message: InboundMessage, tenant: Tenant, credentials: TenantCredentials
+    ) async throws(KeyValueError)
+        -> String?
+    {
+        if responder.defaults.resolve(credentials.settings).commentReplies == .off { return "comment replies off" }
+        let (age, overflow) = clock.epochSeconds().subtractingReportingOverflow(message.timestamp / 1000)
+        if overflow || age > Self.commentReplySeconds { return SkipReason.commentTooOld.rawValue }
+        if try await ledger.wasSent(comment.id) { return SkipReason.ownComment.rawValue }
+        return nil
     }
 
     /// Echoes of what the business's accounts sent. Ours (a Messenger echo with our app id, or

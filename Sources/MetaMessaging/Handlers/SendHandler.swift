@@ -22,6 +22,9 @@ public struct SendHandler: Sendable {
         public var humanAgent = false
         /// A text longer than the platform allows goes as several messages (at most 5).
         public var split = false
+        /// `recipientId` is a comment's id (`recipientCommentId`): the message is that comment's
+        /// one private reply, outside any window, within 7 days of the comment.
+        public var toComment = false
     }
 
     public let directory: TenantDirectory
@@ -63,8 +66,13 @@ public struct SendHandler: Sendable {
         guard let platformName = try string("platform", in: document), let platform = Platform(rawValue: platformName) else {
             throw SendError.unknownPlatform("platform must be one of instagram, messenger, whatsapp")
         }
-        guard let recipientId = try string("recipientId", in: document), !recipientId.trimmingSpaces().isEmpty else {
-            throw SendError.missingRecipient("recipientId is required")
+        let commentId = try string("recipientCommentId", in: document).flatMap { $0.trimmingSpaces().isEmpty ? nil : $0 }
+        let customerId = try string("recipientId", in: document).flatMap { $0.trimmingSpaces().isEmpty ? nil : $0 }
+        guard let recipientId = commentId ?? customerId, commentId == nil || customerId == nil else {
+            throw SendError.missingRecipient("recipientId (a customer) or recipientCommentId (a comment, for its private reply) is required, not both")
+        }
+        if commentId != nil, platform == .whatsapp {
+            throw SendError.invalidInput("recipientCommentId is for Instagram and Messenger comments")
         }
         guard let message = document["message"], message.object != nil else {
             throw SendError.emptyMessage("message must be an object with text or an attachment")
@@ -142,6 +150,10 @@ public struct SendHandler: Sendable {
         request.accountId = try string("accountId", in: document).flatMap { $0.isEmpty ? nil : $0 }
         request.humanAgent = humanAgent
         request.split = split
+        request.toComment = commentId != nil
+        if request.toComment, request.split || humanAgent || outbound.template != nil {
+            throw SendError.invalidInput("a private reply is one message: no split, humanAgent or template")
+        }
         return request
     }
 
@@ -152,7 +164,7 @@ public struct SendHandler: Sendable {
         logger[metadataKey: "businessId"] = "\(request.businessId)"
         logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
         let credentials = try await connection(for: request)
-        let messagingType = try await window(for: request, credentials: credentials)
+        let messagingType = request.toComment ? request.messagingType : try await window(for: request, credentials: credentials)
         var messages = [request.message]
         if request.split, let text = request.message.text, !OutboundMessage.fitsTextLimit(text, request.platform) {
             let parts = OutboundMessage.parts(of: text, for: request.platform)
@@ -166,7 +178,8 @@ public struct SendHandler: Sendable {
             do {
                 let one = try await sender.send(
                     message, platform: request.platform, recipientId: request.recipientId, credentials: credentials,
-                    messagingType: messagingType, deadline: context.deadline - .milliseconds(200), continuing: !sent.isEmpty, logger: logger)
+                    messagingType: messagingType, deadline: context.deadline - .milliseconds(200), continuing: !sent.isEmpty,
+                    toComment: request.toComment, logger: logger)
                 sent.append(one)
             } catch {
                 guard !sent.isEmpty else { throw error }

@@ -20,9 +20,9 @@ import HTTPTransport
 public struct InstagramLogin: Sendable {
     /// `loginType` of a connection (and of its identifier) made this way.
     public static let loginType = "instagram"
-    public static let defaultScopes = "instagram_business_basic,instagram_business_manage_messages"
+    public static let defaultScopes = "instagram_business_basic,instagram_business_manage_messages,instagram_business_manage_comments"
     /// The webhook fields a connected account is subscribed to.
-    public static let subscribedFields = "messages,messaging_postbacks,message_reactions,messaging_seen"
+    public static let subscribedFields = "messages,messaging_postbacks,message_reactions,messaging_seen,comments,live_comments"
 
     public let appId: String
     public let appSecret: String

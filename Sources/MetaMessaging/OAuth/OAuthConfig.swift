@@ -21,7 +21,11 @@ public struct OAuthConfig: Sendable {
     /// How long a connect link (`connectUrl`) is good for.
     public var connectLinkLifetimeSeconds: Int64 = 1800
 
-    public static let defaultScopes = "pages_show_list,pages_messaging,pages_manage_metadata,instagram_basic,instagram_manage_messages"
+    /// Messaging, and comments: reading them (`pages_read_engagement`, `instagram_manage_comments`)
+    /// and replying publicly on Facebook (`pages_manage_engagement`), for locations that opt in.
+    public static let defaultScopes =
+        "pages_show_list,pages_messaging,pages_manage_metadata,instagram_basic,instagram_manage_messages,"
+        + "pages_read_engagement,pages_manage_engagement,instagram_manage_comments"
 
     public init(
         appId: String, redirectURI: String, allowedRedirectURIs: [String] = [], scopes: String = defaultScopes,

@@ -25,6 +25,11 @@ public struct ConversationEvent: Sendable, Equatable {
         case conversationResumed = "conversation.resumed"
         case connectionMade = "connection.made"
         case connectionRemoved = "connection.removed"
+        /// A comment claimed for the agent (`comment.accepted`), answered (`comment.replied`,
+        /// `reason` `private` or `private+public`), or left (`comment.skipped` with why).
+        case commentAccepted = "comment.accepted"
+        case commentReplied = "comment.replied"
+        case commentSkipped = "comment.skipped"
     }
 
     public var kind: Kind

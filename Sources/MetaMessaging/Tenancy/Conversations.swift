@@ -90,6 +90,14 @@ public struct Conversations: Sendable {
         return fields
     }
 
+    /// Marks a reply of ours on its way without the customer having written (a private reply
+    /// to a comment: no service window opens), so its echo is known as ours.
+    public func replyOnItsWay(_ inFlight: InFlight, platform: Platform, account: String, customer: String, businessId: String) async throws(KeyValueError) {
+        try await keep(
+            Self.fields(of: nil, inFlight: inFlight, now: clock.epochSeconds()), platform: platform, account: account, customer: customer,
+            businessId: businessId)
+    }
+
     /// How long a conversation is kept after its last change: past the longest window.
     public static let retentionSeconds: Int64 = humanAgentWindowSeconds + 3600
 

@@ -26,6 +26,18 @@ public enum MessageContent: Sendable, Equatable {
     case postback(title: String, payload: String)
     /// A reply to the business's story (Instagram).
     case storyReply(text: String, storyURL: String?)
+    /// A comment on the business's post, reel or live (Instagram `comments` and
+    /// `live_comments`; a Facebook Page's `feed`): answered by a private reply addressed by the
+    /// comment's id (and, where the location allows, a public one under it).
+    case comment(Comment)
+
+    public var isComment: Bool {
+        if case .comment = self { true } else { false }
+    }
+
+    public var comment: Comment? {
+        if case .comment(let comment) = self { comment } else { nil }
+    }
 
     /// The text handed to the agent.
     public var agentText: String {
@@ -39,7 +51,33 @@ public enum MessageContent: Sendable, Equatable {
         case .quickReply(let text, _): return text
         case .postback(let title, _): return title
         case .storyReply(let text, _): return text
+        case .comment(let comment): return comment.text
         }
+    }
+}
+
+/// What the agent is told of a comment (`"kind": "comment"`).
+public struct Comment: Sendable, Equatable, Codable {
+    /// The comment's id: what the private reply is addressed to, and its ledger record.
+    public var id: String
+    public var text: String
+    /// The post, reel or live it is under: Instagram's media id, or a Facebook post id.
+    public var mediaId: String?
+    /// Instagram's `media_product_type` (`FEED`, `REELS`, `STORY`, `AD`), `live` for a live
+    /// comment, `post` on Facebook.
+    public var mediaType: String?
+    /// The comment it answers, in a thread.
+    public var parentId: String?
+    /// The commenter's username (Instagram) or name (Facebook).
+    public var username: String?
+
+    public init(id: String, text: String, mediaId: String? = nil, mediaType: String? = nil, parentId: String? = nil, username: String? = nil) {
+        self.id = id
+        self.text = text
+        self.mediaId = mediaId
+        self.mediaType = mediaType
+        self.parentId = parentId
+        self.username = username
     }
 }
 
@@ -47,7 +85,7 @@ public enum MessageContent: Sendable, Equatable {
 /// `{"kind": "quick_reply", "text", "payload"}`, `{"kind": "postback", "title", "payload"}`,
 /// `{"kind": "story_reply", "text", "storyUrl"}`: the form queued for `process`.
 extension MessageContent: Codable {
-    private enum CodingKeys: String, CodingKey { case kind, text, attachments, caption, payload, title, storyUrl }
+    private enum CodingKeys: String, CodingKey { case kind, text, attachments, caption, payload, title, storyUrl, comment }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -63,6 +101,7 @@ extension MessageContent: Codable {
             self = .postback(title: try container.decode(String.self, forKey: .title), payload: try container.decode(String.self, forKey: .payload))
         case "story_reply":
             self = .storyReply(text: try container.decode(String.self, forKey: .text), storyURL: try container.decodeIfPresent(String.self, forKey: .storyUrl))
+        case "comment": self = .comment(try container.decode(Comment.self, forKey: .comment))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .kind, in: container, debugDescription: "unknown content kind \(other)")
         }
@@ -90,6 +129,9 @@ extension MessageContent: Codable {
             try container.encode("story_reply", forKey: .kind)
             try container.encode(text, forKey: .text)
             try container.encodeIfPresent(storyURL, forKey: .storyUrl)
+        case .comment(let comment):
+            try container.encode("comment", forKey: .kind)
+            try container.encode(comment, forKey: .comment)
         }
     }
 }
@@ -159,6 +201,12 @@ public struct Echo: Sendable, Equatable {
 /// Why an event is deliberately not answered.
 public enum SkipReason: String, Sendable, Equatable {
     case echo, reaction, read, delivery, status, deleted, unsupported, other
+    /// A comment of the business's own account or Page (our public replies among them).
+    case ownComment = "own_comment"
+    /// A comment edited, hidden or removed: acknowledged, not answered.
+    case commentChange = "comment_change"
+    /// A comment older than Meta lets a private reply answer (7 days).
+    case commentTooOld = "comment_too_old"
 }
 
 /// What WhatsApp says became of a message we sent (`value.statuses[]` of a `messages` change).

@@ -34,13 +34,17 @@ public enum WebhookParser {
                     events.append(.invalid("an entry has no id"))
                     continue
                 }
-                let entryTime = entry["time"]?.epochMilliseconds ?? 0
+                // Milliseconds for messaging; changes (comments) give seconds.
+                let entryTime = entry["time"]?.epochMilliseconds.map { $0 < 100_000_000_000 ? $0 * 1000 : $0 } ?? 0
                 for item in entry["messaging"]?.array ?? [] {
                     events.append(messagingEvent(item, platform: platform, accountId: accountId, entryTime: entryTime))
                 }
-                for change in entry["changes"]?.array ?? [] {
-                    // Test events from the App Dashboard and non-messaging fields arrive as changes.
-                    events.append(.skipped(.other, accountId: accountId, timestamp: change["value"]?["timestamp"]?.epochMilliseconds ?? entryTime))
+                // Comments come as changes (`comments`, `live_comments`, a Page's `feed`); so do
+                // the App Dashboard's test events and fields we do not answer.
+                var changes = entry["changes"]?.array ?? []
+                if let field = entry["field"], let value = entry["value"] { changes.append(["field": field, "value": value]) }
+                for change in changes {
+                    events.append(commentChange(change, platform: platform, accountId: accountId, entryTime: entryTime))
                 }
             }
         case "whatsapp_business_account":
@@ -124,6 +128,50 @@ public enum WebhookParser {
         return .message(
             InboundMessage(
                 platform: platform, messageId: mid, accountId: accountId, senderId: senderId, timestamp: timestamp, content: content))
+    }
+
+    /// A comment change: Instagram's `comments` / `live_comments` (`value`: `id`, `text`,
+    /// `from.id`, `from.username`, `media.id`, `media.media_product_type`, `parent_id`), or a
+    /// Page's `feed` change whose `item` is `comment` (`comment_id`, `post_id`, `parent_id`,
+    /// `from.id`, `from.name`, `message`, `created_time`, `verb`). Anything else is skipped.
+    static func commentChange(_ change: JSON, platform: Platform, accountId: String, entryTime: Int64) -> WebhookEvent {
+        let field = change["field"]?.string ?? ""
+        guard let value = change["value"] else { return .skipped(.other, accountId: accountId, timestamp: entryTime) }
+        let timestamp: Int64
+        switch field {
+        case "comments" where platform == .instagram, "live_comments" where platform == .instagram:
+            timestamp = entryTime
+            guard let id = value["id"]?.id, let from = value["from"]?["id"]?.id else { return .invalid("a comment has no id or no from.id") }
+            if from == accountId { return .skipped(.ownComment, accountId: accountId, timestamp: timestamp) }
+            let comment = Comment(
+                id: id, text: String((value["text"]?.string ?? "").prefix(8000)), mediaId: value["media"]?["id"]?.id,
+                mediaType: field == "live_comments" ? "live" : value["media"]?["media_product_type"]?.string.map { String($0.prefix(40)) },
+                parentId: value["parent_id"]?.id, username: value["from"]?["username"]?.string.map { String($0.prefix(200)) })
+            return .message(
+                InboundMessage(platform: platform, messageId: id, accountId: accountId, senderId: from, timestamp: timestamp, content: .comment(comment)))
+        case "feed" where platform == .messenger:
+            guard value["item"]?.string == "comment" else { return .skipped(.other, accountId: accountId, timestamp: entryTime) }
+            if let created = value["created_time"] {
+                guard let millis = created.epochSecondsAsMilliseconds else { return .invalid("a comment's created_time is not a time") }
+                timestamp = millis
+            } else {
+                timestamp = entryTime
+            }
+            guard let id = value["comment_id"]?.id, let from = value["from"]?["id"]?.id else {
+                return .invalid("a feed comment has no comment_id or no from.id")
+            }
+            if from == accountId { return .skipped(.ownComment, accountId: accountId, timestamp: timestamp) }
+            guard value["verb"]?.string == "add" else { return .skipped(.commentChange, accountId: accountId, customerId: from, timestamp: timestamp) }
+            let postId = value["post_id"]?.id
+            let parent = value["parent_id"]?.id
+            let comment = Comment(
+                id: id, text: String((value["message"]?.string ?? "").prefix(8000)), mediaId: postId, mediaType: "post",
+                parentId: parent == postId ? nil : parent, username: value["from"]?["name"]?.string.map { String($0.prefix(200)) })
+            return .message(
+                InboundMessage(platform: platform, messageId: id, accountId: accountId, senderId: from, timestamp: timestamp, content: .comment(comment)))
+        default:
+            return .skipped(.other, accountId: accountId, timestamp: value["timestamp"]?.epochMilliseconds ?? entryTime)
+        }
     }
 
     /// Attachment types we answer: media, files, shared posts and reels, story mentions.
