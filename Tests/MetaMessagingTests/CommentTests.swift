@@ -281,6 +281,83 @@ import Testing
         await world.harness.shutdown()
     }
 
+    /// Meta's 750 private replies an hour per account, counted across executions: over it, a
+    /// comment waits for the next hour (no call Meta would refuse), then is answered.
+    @Test func privateRepliesKeepToMetasHourlyLimit() async throws {
+        let agent = T.ScriptedAgent(AgentReply(text: "Vă scriu acum."))
+        let world = try await W.world(agent: agent)
+        #expect(try await world.directory.setSettings(LocationSettings(commentReplies: .private), of: H.tenant))
+        let clock = world.clock
+        let book = await world.harness.graph.installComments(now: { clock.now })
+        book.allow(token: H.token, accounts: [H.pageId])
+        var receive = world.receive
+        receive.responder.privateReplies = PrivateReplyBudget(
+            store: world.harness.store, table: world.harness.tables.processedMessages, perHour: 2, clock: clock.clock)
+        func deliver(_ id: String) async throws -> HTTPResponse {
+            let context = W.context()
+            let response = try await receive.handle(W.webhook(Self.instagramComment(id, text: "?", at: clock.now)), context: context)
+            await context.afterResponse.run(before: .now + .seconds(5))
+            return response
+        }
+        // At the start of an hour, so the next one is a known wait away.
+        clock.advance(3600 - clock.now % 3600)
+        for id in ["c_budget_1", "c_budget_2", "c_budget_3"] { book.add(id, by: Self.commenter, on: H.pageId, at: clock.now) }
+        _ = try await deliver("c_budget_1")
+        _ = try await deliver("c_budget_2")
+        let third = try await deliver("c_budget_3")
+        #expect(W.summary(third)["throttled"] as? Int == 1)
+        #expect(book.privateReplies.count == 2)
+        #expect(try await world.ledger.status(of: "c_budget_3") != .answered)
+
+        // Meta redelivers it; within the hour it still waits, in the next it is answered.
+        _ = try await deliver("c_budget_3")
+        #expect(book.privateReplies.count == 2)
+        clock.advance(3600)
+        _ = try await deliver("c_budget_3")
+        #expect(book.privateReplies["c_budget_3"] == "Vă scriu acum.")
+        await world.harness.shutdown()
+    }
+
+    /// The connection status says what a location that answers comments still needs from Meta.
+    @Test func theStatusNamesWhatCommentsStillNeed() async throws {
+        let setup = try await Self.setup(.file, replies: .privateAndPublic)
+        let world = setup.world
+        await world.harness.graph.subscribe(page: H.pageId, fields: ["messages", "message_echoes"])
+        var (_, byLocation) = try await ConnectionStatusTests.status(world, businessId: "B0100001")
+        var comments = try #require(byLocation.values.first?["comments"] as? [String: Any])
+        #expect(comments["replies"] as? String == "private_and_public")
+        #expect(comments["missingScopes"] as? [String] == ["pages_read_engagement", "instagram_manage_comments", "pages_manage_engagement"])
+        #expect(comments["feedSubscribed"] as? Bool == false)
+        #expect((byLocation.values.first?["problem"] as? String)?.contains("pages_read_engagement") == true)
+
+        // Connected again with the permissions and the feed subscription: nothing missing.
+        await world.harness.graph.describe(
+            token: H.token, TokenInfo(scopes: TokenInfo.messagingScopes + ["pages_read_engagement", "instagram_manage_comments", "pages_manage_engagement"]))
+        await world.harness.graph.subscribe(page: H.pageId, fields: ["messages", "message_echoes", "feed"])
+        (_, byLocation) = try await ConnectionStatusTests.status(world, businessId: "B0100001")
+        comments = try #require(byLocation.values.first?["comments"] as? [String: Any])
+        #expect(comments["missingScopes"] as? [String] == [])
+        #expect(comments["feedSubscribed"] as? Bool == true)
+        #expect(byLocation.values.first?["problem"] == nil || byLocation.values.first?["problem"] is NSNull)
+
+        // A location that does not answer comments is not asked for any of it.
+        #expect(try await world.directory.setSettings(LocationSettings(commentReplies: .off), of: H.tenant))
+        (_, byLocation) = try await ConnectionStatusTests.status(world, businessId: "B0100001")
+        #expect(byLocation.values.first?["comments"] == nil)
+        await world.harness.shutdown()
+    }
+
+    @Test func commentsHaveMetricsOfTheirOwn() throws {
+        let events = [ConversationEvent.Kind.commentAccepted, .commentReplied, .commentSkipped, .commentSkipped].map {
+            ConversationEvent($0, businessId: "B0100001", locationId: "L0100001", platform: .instagram)
+        }
+        let document = try #require(Metrics(namespace: "MetaMessaging").documents(for: events, function: "process", now: 0).first)
+        #expect(document["CommentsAccepted"] == 1)
+        #expect(document["CommentsReplied"] == 1)
+        #expect(document["CommentsSkipped"] == 2)
+        #expect(document["Answered"] == 0)
+    }
+
     @Test func aQueuedCommentKeepsWhatItIs() throws {
         let message = InboundMessage(
             platform: .instagram, messageId: "c_q", accountId: H.instagramId, senderId: Self.commenter, timestamp: 1,

@@ -281,6 +281,7 @@ public struct Services: Sendable {
         responder.agents = agents
         responder.senderActionsByDefault = showsReading
         responder.defaults = try settingsDefaults()
+        responder.privateReplies = PrivateReplyBudget(store: store, table: tables.processedMessages)
         return responder
     }
 

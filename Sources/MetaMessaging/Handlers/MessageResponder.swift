@@ -78,6 +78,8 @@ public struct MessageResponder: Sendable {
     public var agents: Agents?
     /// What a location that chose nothing keeps of a pause and whether it is offered after.
     public var defaults = SettingsDefaults()
+    /// Meta's hourly limit on private replies, counted across executions (nil: not counted).
+    public var privateReplies: PrivateReplyBudget?
     /// Whether a location that did not choose shows "seen" and "typing" (`SENDER_ACTIONS`).
     public var senderActionsByDefault = true
 
@@ -426,6 +428,11 @@ public struct MessageResponder: Sendable {
         guard reply.text != nil || publicText != nil else {
             await record(turn, status: .answered, detail: "no reply", logger: logger)
             return .noReply
+        }
+        if reply.text != nil, let account, let budget = privateReplies, let seconds = await budget.take(account) {
+            return await release(
+                turn, throttled: "the account's private replies for this hour are spent (Meta allows \(budget.perHour))", retryAfterSeconds: seconds,
+                logger: logger)
         }
         if let refusal = await markSending(turn, logger: logger) { return refusal }
         // Our reply in the customer's thread is ours before Meta can echo it.

@@ -41,7 +41,7 @@ public struct ReceiveHandler: Sendable {
     public let signature: WebhookSignature
     public let directory: TenantDirectory
     public let ledger: MessageLedger
-    public let responder: MessageResponder
+    public var responder: MessageResponder
     public let dispatch: Dispatch
     /// API Gateway allows 10 MB; Meta's batches are far smaller. Larger bodies are refused unread.
     public let maxBodyBytes: Int

@@ -23,6 +23,9 @@ public struct Metrics: Sendable {
         ("Throttled", { $0.kind == .replyFailed && ($0.reason?.hasPrefix("throttled") ?? false) }),
         // Replies that may have gone out without their outcome recorded (REPLY_IN_DOUBT decides).
         ("RepliesInDoubt", { $0.kind == .replyInDoubt }),
+        // Comments: claimed for the agent, answered (privately, publicly or both), left.
+        ("CommentsAccepted", { $0.kind == .commentAccepted }), ("CommentsReplied", { $0.kind == .commentReplied }),
+        ("CommentsSkipped", { $0.kind == .commentSkipped }),
     ]
 
     /// The EMF documents for these events (one per platform seen; none without events).
