@@ -22,7 +22,7 @@ struct LocalGateway: Sendable {
     static let protectedRoutes: Set<String> = [
         "POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections", "GET /external/meta/connections",
         "POST /conversations/pause", "POST /conversations/resume", "POST /conversations/status", "GET /external/instagram/auth-url",
-        "PUT /external/meta/connections", "GET /conversations",
+        "PUT /external/meta/connections", "GET /conversations", "GET /external/meta/messages",
     ]
 
     enum Route: Sendable {
@@ -63,6 +63,7 @@ struct LocalGateway: Sendable {
             "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
             "GET /external/meta/connections": route { try services.get().connectionsHandler().function },
             "PUT /external/meta/connections": route { try services.get().connectionsHandler().function },
+            "GET /external/meta/messages": route { try services.get().connectionsHandler().function },
             "POST /external/meta/deauthorize": route { try services.get().connectionsHandler().function },
             "POST /external/meta/data-deletion": route { try services.get().connectionsHandler().function },
             "GET /external/meta/data-deletion/status": route { try services.get().connectionsHandler().function },
@@ -95,6 +96,7 @@ struct LocalGateway: Sendable {
         // A route with path parameters is matched on its fixed prefix.
         var key = "\(request.method) \(request.path)"
         if request.path.hasPrefix(ConnectionsHandler.connectionsPrefix) { key = "\(request.method) /external/meta/connections" }
+        if request.path.hasPrefix("/external/meta/messages/") { key = "\(request.method) /external/meta/messages" }
         if Self.protectedRoutes.contains(key), !authorized(request) {
             logger.warning("refused: no valid credential for a tenant route")
             var response = Self.json(401, ["message": "this route needs Authorization: Bearer <SERVE_API_KEY>"])

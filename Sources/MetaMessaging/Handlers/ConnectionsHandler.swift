@@ -61,6 +61,8 @@ public struct ConnectionsHandler: Sendable {
                 throw RequestRefused(400, code: "invalid_business_id", "businessId is required (letters, digits, '-', '_', '.', at most 128)")
             }
             return try await status(businessId: businessId, logger: logger)
+        case ("GET", let path) where path.hasPrefix(Self.messagesPrefix):
+            return try await message(request, path: path)
         case ("GET", let path) where path.hasPrefix(Self.connectionsPrefix) && path.hasSuffix(Self.settingsSuffix):
             return try await settings(of: try Self.location(in: path, suffix: Self.settingsSuffix))
         case ("PUT", let path) where path.hasPrefix(Self.connectionsPrefix) && path.hasSuffix(Self.settingsSuffix):

@@ -329,7 +329,9 @@ public struct MessageResponder: Sendable {
                 if index == parts.count - 1, !(platform == .whatsapp && later != nil) {
                     lastSent = MessageLedger.SentRecord(sentId: message.messageId, inReplyTo: last.messageId, businessId: tenant.businessId)
                 } else {
-                    await recordSent(message, answering: last.messageId, businessId: tenant.businessId, platform: platform, later: later, logger: logger)
+                    await recordSent(
+                        message, answering: last.messageId, businessId: tenant.businessId, platform: platform, later: later,
+                        isReply: index == parts.count - 1, logger: logger)
                 }
             } catch {
                 trace.errorCode = error.graph?.code
@@ -627,12 +629,18 @@ public struct MessageResponder: Sendable {
     /// ours when it arrives; on WhatsApp (for its delivery statuses, seconds later) after the
     /// answer when `later` is given.
     private func recordSent(
-        _ sent: SentMessage, answering inbound: String, businessId: String, platform: Platform, later: AfterResponse?, logger: Logger
+        _ sent: SentMessage, answering inbound: String, businessId: String, platform: Platform, later: AfterResponse?, isReply: Bool = false,
+        logger: Logger
     ) async {
         let ledger = self.ledger
         let write: @Sendable () async -> Void = {
             do {
-                try await ledger.recordSent(sent.messageId, answering: inbound, businessId: businessId)
+                if isReply {
+                    // The turn's outcome went before this id: the id joins its record.
+                    try await ledger.recordReply(sent.messageId, answering: inbound, businessId: businessId)
+                } else {
+                    try await ledger.recordSent(sent.messageId, answering: inbound, businessId: businessId)
+                }
             } catch {
                 logger.warning("could not record the sent message's id", metadata: ["error": "\(error)"])
             }

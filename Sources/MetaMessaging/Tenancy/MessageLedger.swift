@@ -212,6 +212,8 @@ public struct MessageLedger: Sendable {
         let now = clock.epochSeconds()
         var set: Item = ["status": .s(status.rawValue), "updatedAt": .s(ISO8601.format(epochSeconds: now))]
         if let detail { set["detail"] = .s(detail) }
+        // The reply's id on each message it answered, for "what happened to this message".
+        if let sent { set["replyId"] = .s(sent.sentId) }
         // The sent message's record first: where the writes are separate requests (DynamoDB),
         // it lands as soon as it did on its own, before a quick echo of the reply looks for it.
         var writes: [TableWrite] = sent.map { [.put(sentItem($0, now: now))] } ?? []
@@ -293,6 +295,20 @@ public struct MessageLedger: Sendable {
         try await store.put(table, item: sentItem(SentRecord(sentId: sentId, inReplyTo: inboundId, businessId: businessId), now: clock.epochSeconds()))
     }
 
+    /// `recordSent` for a turn's last message whose outcome was recorded before its id was
+    /// (a WhatsApp reply's id, written after the answer), with the id put on the message it
+    /// answered too, for the lookup. One write to the table.
+    public func recordReply(_ sentId: String, answering inboundId: String, businessId: String) async throws(KeyValueError) {
+        let now = clock.epochSeconds()
+        let outcomes = try await store.write(
+            table,
+            [
+                .put(sentItem(SentRecord(sentId: sentId, inReplyTo: inboundId, businessId: businessId), now: now)),
+                .update(key: ["messageId": .s(inboundId)], set: ["replyId": .s(sentId)], condition: .itemPresent),
+            ])
+        if case .failure(let error)? = outcomes.first { throw error }
+    }
+
     private func sentItem(_ sent: SentRecord, now: Int64) -> Item {
         var item = Self.sentKey(sent.sentId)
         item["status"] = .s("sent")
@@ -355,5 +371,48 @@ public struct MessageLedger: Sendable {
             }
         }
         return .recorded(inReplyTo: inReplyTo)
+    }
+
+    // MARK: What happened to a message
+
+    /// A message's record as the lookup shows it: ids and reasons, never text or tokens.
+    public struct Trace: Sendable, Equatable {
+        public var status: Status?
+        public var businessId: String?
+        public var updatedAt: String?
+        public var leaseUntil: Int64?
+        public var detail: String?
+        public var replyId: String?
+        public var deliveryStatus: String?
+        public var deliveryErrorCode: Int64?
+        public var deliveryErrorTitle: String?
+        public var inDoubt: String?
+        public var deferrals: Int64 = 0
+        /// The id is one of ours: a message we sent (and what it answered).
+        public var sentByUs = false
+        public var inReplyTo: String?
+    }
+
+    /// What the ledger holds of `messageId` (nil: nothing, or expired).
+    public func trace(_ messageId: String) async throws(KeyValueError) -> Trace? {
+        if let item = try await store.get(table, key: ["messageId": .s(messageId)]) {
+            var trace = Trace(
+                status: item["status"]?.string.flatMap(Status.init(rawValue:)), businessId: item["businessId"]?.string,
+                updatedAt: item["updatedAt"]?.string, leaseUntil: item["leaseUntil"]?.int, detail: item["detail"]?.string.map { String($0.prefix(500)) },
+                replyId: item["replyId"]?.string, deliveryStatus: item["deliveryStatus"]?.string, deliveryErrorCode: item["deliveryErrorCode"]?.int,
+                deliveryErrorTitle: item["deliveryErrorTitle"]?.string, inDoubt: item["inDoubt"]?.string)
+            trace.deferrals = try await deferrals(of: messageId)
+            return trace
+        }
+        if let sent = try await store.get(table, key: Self.sentKey(messageId)) {
+            var trace = Trace(businessId: sent["businessId"]?.string, updatedAt: sent["updatedAt"]?.string)
+            trace.sentByUs = true
+            trace.inReplyTo = sent["inReplyTo"]?.string
+            trace.deliveryStatus = sent["status"]?.string
+            trace.deliveryErrorCode = sent["errorCode"]?.int
+            trace.deliveryErrorTitle = sent["errorTitle"]?.string
+            return trace
+        }
+        return nil
     }
 }
