@@ -149,7 +149,7 @@ import Testing
         #expect(aws["Timestamp"] is Int)
         let directive = try #require((aws["CloudWatchMetrics"] as? [[String: Any]])?.first)
         #expect(directive["Namespace"] as? String == "MetaMessaging")
-        #expect(directive["Dimensions"] as? [[String]] == [["Function", "Platform"]])
+        #expect(directive["Dimensions"] as? [[String]] == [["Function", "Platform"], ["Function"]])
         let metrics = try #require(directive["Metrics"] as? [[String: String]])
         for metric in metrics {
             let name = try #require(metric["Name"])

@@ -1,3 +1,4 @@
+import Essentials
 import FunctionRuntime
 import Logging
 
@@ -191,6 +192,7 @@ public struct MessageResponder: Sendable {
             events.add(failed)
         }
         if trace.handoff { events.add(event(.conversationPaused, reason: "agent")) }
+        if trace.errorCode == 190 { events.add(event(.connectionInactive, reason: "token expired or revoked")) }
         return outcome
     }
 
@@ -212,6 +214,7 @@ public struct MessageResponder: Sendable {
         logger[metadataKey: "messageId"] = "\(last.messageId)"
         logger[metadataKey: "businessId"] = "\(tenant.businessId)"
         logger[metadataKey: "platform"] = "\(platform.rawValue)"
+        logger[metadataKey: "conversationKey"] = "\(Self.conversationKey(tenant, platform, last.senderId))"
         if turn.count > 1 { logger[metadataKey: "turnMessages"] = "\(turn.count)" }
         let account = credentials.sendingAccount(for: platform)
         if let comment = last.content.comment {
@@ -651,6 +654,13 @@ public struct MessageResponder: Sendable {
     private func stopTyping(_ message: InboundMessage, credentials: TenantCredentials, later: AfterResponse?, logger: Logger) {
         guard let presence, credentials.settings.senderActions ?? senderActionsByDefault, let later else { return }
         later.add { await presence.stopTyping(message, credentials: credentials, logger: logger) }
+    }
+
+    /// What the logs name a conversation by: the first 16 hex digits of the SHA-256 of its
+    /// `conversationId` (never the customer's id itself: on WhatsApp it is a phone number).
+    /// `printf '%s' 'B0100001:L0100001:whatsapp:16505551234' | sha256sum | cut -c1-16`.
+    public static func conversationKey(_ tenant: Tenant, _ platform: Platform, _ customer: String) -> String {
+        String(Hex.encode(SHA256.hash(Array(ConversationEvent.conversationId(tenant, platform, customer).utf8))).prefix(16))
     }
 
     static func milliseconds(since start: ContinuousClock.Instant, until end: ContinuousClock.Instant) -> Int64 {

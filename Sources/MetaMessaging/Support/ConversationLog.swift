@@ -30,6 +30,8 @@ public struct ConversationEvent: Sendable, Equatable {
         case commentAccepted = "comment.accepted"
         case commentReplied = "comment.replied"
         case commentSkipped = "comment.skipped"
+        /// A connection's token was found expired or revoked (Graph code 190) while answering.
+        case connectionInactive = "connection.inactive"
     }
 
     public var kind: Kind

@@ -26,7 +26,14 @@ public struct Metrics: Sendable {
         // Comments: claimed for the agent, answered (privately, publicly or both), left.
         ("CommentsAccepted", { $0.kind == .commentAccepted }), ("CommentsReplied", { $0.kind == .commentReplied }),
         ("CommentsSkipped", { $0.kind == .commentSkipped }),
+        // A connection found expired or revoked (Graph code 190) while answering: a person
+        // must connect that location again.
+        ("ConnectionsInactive", { $0.kind == .connectionInactive }),
     ]
+
+    /// Every metric the product emits (the counts, the latencies, and lost events): what the
+    /// stack's dashboard and alarms may name (a test holds `template.yaml` to it).
+    public static var allNames: [String] { counts.map(\.name) + ["AgentLatency", "GraphLatency", "ConversationEventsLost"] }
 
     /// The EMF documents for these events (one per platform seen; none without events).
     public func documents(for events: [ConversationEvent], function: String, now: Int64) -> [JSON] {
@@ -52,7 +59,8 @@ public struct Metrics: Sendable {
             values["_aws"] = [
                 "Timestamp": .number(String(now)),
                 "CloudWatchMetrics": [
-                    ["Namespace": .string(namespace), "Dimensions": [["Function", "Platform"]], "Metrics": .array(metrics)]
+                    // Per platform, and per function alone (what the stack's alarms watch).
+                    ["Namespace": .string(namespace), "Dimensions": [["Function", "Platform"], ["Function"]], "Metrics": .array(metrics)]
                 ],
             ]
             return .dictionary(values)
