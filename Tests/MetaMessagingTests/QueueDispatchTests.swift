@@ -77,6 +77,68 @@ import Testing
         await setup.harness.shutdown()
     }
 
+    /// Dead letters put back (issue 36), against moto: a message moved to the dead-letter
+    /// queue and redriven is answered once if it never was, skipped if it was, and never
+    /// answered once older than the 7 days Meta allows.
+    @Test func aRedrivenMessageIsAnsweredOnceSkippedOnceAnsweredAndNeverPastSevenDays() async throws {
+        let setup = try await Self.setUp()
+        let moto = try await MotoServer.shared.start()
+        let admin = SQSQueue(transport: NIOHTTPTransport(), queueURL: "", region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let deadLetters = SQSQueue(
+            transport: NIOHTTPTransport(), queueURL: try await admin.createFIFOQueue(name: Stores.unique("dlq") + ".fifo", visibilityTimeout: 1),
+            region: moto.region, endpoint: moto.endpoint, credentials: moto.credentials)
+        let received = try await setup.harness.run("receive", TestEvents.load("instagram-text.json"))
+        #expect(received.bodyJSON?["queued"] as? Int == 1)
+
+        // Its tries spent: moved to the dead-letter queue (as SQS's redrive policy does).
+        let queued = try await setup.queue.receive()
+        try #require(queued.count == 1)
+        let body = try #require(queued[0]["Body"]?.string)
+        let group = try #require(queued[0]["Attributes"]?["MessageGroupId"]?.string)
+        try await deadLetters.send(body: body, groupId: group, deduplicationId: "dead-1")
+        try await setup.queue.delete(receiptHandles: [queued[0]["ReceiptHandle"]?.string ?? ""])
+
+        // Redriven (what StartMessageMoveTask does): back on the queue, then answered once.
+        func redrive(_ deduplicationId: String) async throws -> [JSON] {
+            let dead = try await deadLetters.receive()
+            for message in dead {
+                try await setup.queue.send(body: message["Body"]?.string ?? "", groupId: group, deduplicationId: deduplicationId)
+            }
+            try await deadLetters.delete(receiptHandles: dead.compactMap { $0["ReceiptHandle"]?.string })
+            return try await setup.queue.receive()
+        }
+        let redriven = try await redrive("redriven-1")
+        try #require(redriven.count == 1)
+        let answered = try await setup.harness.run("process", Self.sqsEvent(redriven))
+        #expect(Self.failures(answered).isEmpty)
+        #expect(await setup.harness.graph.messages.count == 1)
+        try await setup.queue.delete(receiptHandles: redriven.compactMap { $0["ReceiptHandle"]?.string })
+
+        // Redriven again after it was answered: skipped, no second reply.
+        try await deadLetters.send(body: body, groupId: group, deduplicationId: "dead-2")
+        let again = try await redrive("redriven-2")
+        let skipped = try await setup.harness.run("process", Self.sqsEvent(again))
+        #expect(Self.failures(skipped).isEmpty)
+        #expect(await setup.harness.graph.messages.count == 1)
+        try await setup.queue.delete(receiptHandles: again.compactMap { $0["ReceiptHandle"]?.string })
+
+        // A message accepted eight days ago and never answered: not answered now.
+        var old = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        var message = try #require(old["message"] as? [String: Any])
+        message["messageId"] = "m_accepted_eight_days_ago"
+        old["message"] = message
+        old["acceptedAt"] = WallClock.epochSeconds() - 8 * 24 * 3600
+        let oldBody = String(decoding: try JSONSerialization.data(withJSONObject: old), as: UTF8.self)
+        try await deadLetters.send(body: oldBody, groupId: group, deduplicationId: "dead-3")
+        let stale = try await redrive("redriven-3")
+        let tooOld = try await setup.harness.run("process", Self.sqsEvent(stale))
+        #expect(Self.failures(tooOld).isEmpty)
+        #expect(await setup.harness.graph.messages.count == 1)
+        #expect(await setup.harness.graph.calls.filter { $0.isMessage }.count == 1)
+        #expect(try await setup.harness.ledgerStatus("m_accepted_eight_days_ago") == nil)
+        await setup.harness.shutdown()
+    }
+
     @Test func processAnswersAConversationInOrderAndReportsExactlyTheFailedRecord() async throws {
         let setup = try await Self.setUp()
         let agent = try await LoopbackServer { request in

@@ -334,6 +334,21 @@ public struct ProcessHandler: Sendable {
                 report.skipped += 1
                 continue
             }
+            // A message put back from the dead-letter queue days later: past the 7 days Meta
+            // allows any reply (and past the ledger's memory of it), it is never answered.
+            if let acceptedAt = entry.accepted.acceptedAt {
+                let (age, overflow) = ledger.clock.epochSeconds().subtractingReportingOverflow(acceptedAt)
+                if overflow || age > Self.maxAnswerAgeSeconds {
+                    logger.warning("accepted more than 7 days ago: not answered", metadata: ["acceptedAt": "\(acceptedAt)"])
+                    report.skipped += 1
+                    events?.add(
+                        ConversationEvent(
+                            .skipped, businessId: tenant.businessId, locationId: tenant.locationId, platform: message.platform,
+                            conversationId: ConversationEvent.conversationId(tenant, message.platform, message.senderId),
+                            messageIds: [message.messageId], reason: "older than 7 days"))
+                    continue
+                }
+            }
             let owner = "\(context.requestID):\(entry.recordId)"
             do {
                 switch try await ledger.claim(message.messageId, businessId: tenant.businessId, owner: owner, as: .answering, claimable: [.queued]) {
@@ -511,6 +526,10 @@ public struct ProcessHandler: Sendable {
         }
         return report
     }
+
+    /// The oldest message `process` answers (a redriven one included): Meta's longest window
+    /// (a person's reply, `HUMAN_AGENT`), also how long the ledger remembers a message.
+    public static let maxAnswerAgeSeconds: Int64 = Conversations.humanAgentWindowSeconds
 
     public var function: some FunctionHandler { Function(handler: self) }
 
