@@ -22,7 +22,7 @@ struct LocalGateway: Sendable {
     static let protectedRoutes: Set<String> = [
         "POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections", "GET /external/meta/connections",
         "POST /conversations/pause", "POST /conversations/resume", "POST /conversations/status", "GET /external/instagram/auth-url",
-        "PUT /external/meta/connections", "GET /conversations", "GET /external/meta/messages",
+        "PUT /external/meta/connections", "GET /conversations", "GET /external/meta/messages", "GET /external/meta/whatsapp/templates",
     ]
 
     enum Route: Sendable {
@@ -64,6 +64,7 @@ struct LocalGateway: Sendable {
             "GET /external/meta/connections": route { try services.get().connectionsHandler().function },
             "PUT /external/meta/connections": route { try services.get().connectionsHandler().function },
             "GET /external/meta/messages": route { try services.get().connectionsHandler().function },
+            "GET /external/meta/whatsapp/templates": route { try services.get().connectionsHandler().function },
             "POST /external/meta/deauthorize": route { try services.get().connectionsHandler().function },
             "POST /external/meta/data-deletion": route { try services.get().connectionsHandler().function },
             "GET /external/meta/data-deletion/status": route { try services.get().connectionsHandler().function },

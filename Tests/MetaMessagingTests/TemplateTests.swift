@@ -37,7 +37,7 @@ import Testing
         let alarmed =
             try Self.matches(#"Namespace: MetaMessaging, MetricName: (\w+)"#, in: template)
             .union(Self.matches(#"Namespace: MetaMessaging\n\s+MetricName: (\w+)"#, in: template))
-        #expect(alarmed == ["Throttled", "Answered", "Failed", "ConversationEventsLost", "ConnectionsInactive"])
+        #expect(alarmed == ["Throttled", "Answered", "Failed", "ConversationEventsLost", "ConnectionsInactive", "WhatsAppQualityDrops"])
         #expect(alarmed.isSubset(of: Set(Metrics.allNames)))
         // Alarms name one function: the per-function dimension set must be one the code writes.
         let document = try #require(
@@ -45,10 +45,10 @@ import Testing
         let directive = try #require(document["_aws"]?["CloudWatchMetrics"]?.array?.first)
         #expect(directive["Dimensions"] == [["Function", "Platform"], ["Function"]])
         let values = try Self.matches(#"Dimensions: \[\{Name: Function, Value: (\w+)\}\]"#, in: template)
-        #expect(values == ["process"])
+        #expect(values == ["process", "receive"])
         // Each alarm can notify the optional topic.
         let alarms = template.components(separatedBy: "Type: AWS::CloudWatch::Alarm").count - 1
-        #expect(alarms == 6)
+        #expect(alarms == 7)
         #expect(template.components(separatedBy: "AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]").count - 1 == alarms)
     }
 }

@@ -61,6 +61,8 @@ public struct ConnectionsHandler: Sendable {
                 throw RequestRefused(400, code: "invalid_business_id", "businessId is required (letters, digits, '-', '_', '.', at most 128)")
             }
             return try await status(businessId: businessId, logger: logger)
+        case ("GET", "/external/meta/whatsapp/templates"):
+            return try await templates(request, logger: logger)
         case ("GET", let path) where path.hasPrefix(Self.messagesPrefix):
             return try await message(request, path: path)
         case ("GET", let path) where path.hasPrefix(Self.connectionsPrefix) && path.hasSuffix(Self.settingsSuffix):
@@ -169,6 +171,28 @@ public struct ConnectionsHandler: Sendable {
         var settings: SettingsView? = nil
         /// Whether the location's comments can be answered as it chose (nil: `commentReplies` off).
         var comments: CommentReadiness? = nil
+        /// The WhatsApp Business Account's health as Meta's webhooks told it.
+        var whatsappHealth: HealthView? = nil
+    }
+
+    struct HealthView: Encodable {
+        let qualityEvent: String?
+        let messagingLimit: String?
+        let qualityAt: String?
+        let accountEvent: String?
+        /// Templates that cannot be sent now, `name|language` → status.
+        let templatesNotUsable: [String: String]
+        /// What to do, when something needs it.
+        let advice: String?
+
+        init(_ health: WhatsAppHealth) {
+            qualityEvent = health.qualityEvent
+            messagingLimit = health.messagingLimit
+            qualityAt = health.qualityAt.map { ISO8601.format(epochSeconds: $0) }
+            accountEvent = health.accountEvent
+            templatesNotUsable = health.templates.filter { !["APPROVED", "PENDING"].contains($0.value) }
+            advice = health.advice
+        }
     }
 
     struct CommentReadiness: Encodable {
@@ -285,6 +309,9 @@ public struct ConnectionsHandler: Sendable {
         } else if webhooks?.subscribed == false {
             problem = "the Page is not subscribed to this app's messages webhooks: connect this location again"
         }
+        var health: WhatsAppHealth? = nil
+        if let waba = record.wabaId { health = try? await directory.whatsAppHealth(waba) }
+        if problem == nil, let advice = health?.advice { problem = advice }
         let mode = settingsDefaults.resolve(record.settings).commentReplies
         var comments: CommentReadiness? = nil
         if mode != .off {
@@ -304,7 +331,7 @@ public struct ConnectionsHandler: Sendable {
             locationId: record.locationId, active: record.isActive, inactiveReason: record.inactiveReason, connectedAt: record.connectedAt,
             connectedBy: record.connectedBy, createdAt: record.createdAt, updatedAt: record.updatedAt, accounts: accounts, token: token,
             whatsappToken: whatsappToken, wabaId: record.wabaId, webhooks: webhooks, problem: problem,
-            settings: SettingsView(record.settings, defaults: settingsDefaults), comments: comments)
+            settings: SettingsView(record.settings, defaults: settingsDefaults), comments: comments, whatsappHealth: health.map(HealthView.init))
     }
 
     /// Why a check could not be made: Meta's code (or what failed) and fbtrace_id, never its

@@ -122,6 +122,8 @@ public struct ReceiveHandler: Sendable {
         /// Handover protocol events: the conversation taken by another app (paused) or passed
         /// back to ours (resumed).
         var handovers = 0
+        /// WhatsApp account health changes recorded (quality, account, template status).
+        var healthUpdates = 0
     }
 
     /// One customer's claimed messages of this delivery, answered as one turn.
@@ -203,6 +205,19 @@ public struct ReceiveHandler: Sendable {
                 echoes.append(echo)
             case .threadControl(let control):
                 controls.append(control)
+            case .whatsappHealth(let health):
+                do {
+                    try await directory.record(health)
+                    summary.healthUpdates += 1
+                    if health.isQualityDrop {
+                        logger.warning("a WhatsApp number's quality dropped", metadata: ["wabaId": "\(health.wabaId)"])
+                        log?.add(ConversationEvent(.whatsappQualityDrop, platform: .whatsapp, reason: "\(health.kind)"))
+                    }
+                } catch {
+                    retry = true
+                    summary.failed += 1
+                    logger.error("store failure while recording a WhatsApp account's health", metadata: ["error": "\(error)"])
+                }
             case .delivery(let status):
                 do {
                     try await record(status, summary: &summary, routes: &routes, logger: logger)
@@ -653,6 +668,7 @@ extension ReceiveHandler {
             case .delivery(let status): accounts.insert(status.accountId)
             case .echo(let echo): accounts.insert(echo.accountId)
             case .threadControl(let control): accounts.insert(control.accountId)
+            case .whatsappHealth: continue
             case .invalid: continue
             }
         }

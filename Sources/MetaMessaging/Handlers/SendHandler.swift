@@ -164,6 +164,13 @@ public struct SendHandler: Sendable {
         logger[metadataKey: "businessId"] = "\(request.businessId)"
         logger[metadataKey: "platform"] = "\(request.platform.rawValue)"
         let credentials = try await connection(for: request)
+        // A template Meta would refuse (paused, rejected, or not among the number's templates
+        // once their list was read) is refused before the call.
+        if let template = request.message.template, request.platform == .whatsapp, let waba = credentials.wabaId,
+            let health = try? await directory.whatsAppHealth(waba), let refusal = health.refusal(of: template.name, language: template.language)
+        {
+            throw SendError.invalidTemplate(refusal)
+        }
         let messagingType = request.toComment ? request.messagingType : try await window(for: request, credentials: credentials)
         var messages = [request.message]
         if request.split, let text = request.message.text, !OutboundMessage.fitsTextLimit(text, request.platform) {

@@ -32,6 +32,8 @@ public struct ConversationEvent: Sendable, Equatable {
         case commentSkipped = "comment.skipped"
         /// A connection's token was found expired or revoked (Graph code 190) while answering.
         case connectionInactive = "connection.inactive"
+        /// A WhatsApp number's quality dropped (`FLAGGED`, `DOWNGRADE`).
+        case whatsappQualityDrop = "whatsapp.quality_drop"
     }
 
     public var kind: Kind

@@ -29,6 +29,8 @@ public struct Metrics: Sendable {
         // A connection found expired or revoked (Graph code 190) while answering: a person
         // must connect that location again.
         ("ConnectionsInactive", { $0.kind == .connectionInactive }),
+        // A WhatsApp number's quality dropped: it may reach fewer customers.
+        ("WhatsAppQualityDrops", { $0.kind == .whatsappQualityDrop }),
     ]
 
     /// Every metric the product emits (the counts, the latencies, and lost events): what the

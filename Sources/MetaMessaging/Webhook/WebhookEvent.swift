@@ -265,6 +265,8 @@ public struct ThreadControl: Sendable, Equatable {
 public enum WebhookEvent: Sendable, Equatable {
     /// The conversation changed hands between the Page's apps (handover protocol).
     case threadControl(ThreadControl)
+    /// A WhatsApp Business Account's health: quality, the account, a template's status.
+    case whatsappHealth(WhatsAppHealthEvent)
     case message(InboundMessage)
     /// A delivery status of a message we sent (WhatsApp).
     case delivery(DeliveryStatus)
@@ -282,6 +284,7 @@ public enum WebhookEvent: Sendable, Equatable {
         case .delivery(let status): status.timestamp
         case .echo(let echo): echo.timestamp
         case .threadControl(let control): control.timestamp
+        case .whatsappHealth(let health): health.timestamp
         case .skipped(_, _, _, let timestamp): timestamp
         case .invalid: 0
         }

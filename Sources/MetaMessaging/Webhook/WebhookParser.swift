@@ -50,7 +50,11 @@ public enum WebhookParser {
         case "whatsapp_business_account":
             for entry in entries {
                 for change in entry["changes"]?.array ?? [] {
-                    events += whatsAppChange(change)
+                    if let health = whatsAppHealth(change, wabaId: entry["id"]?.id, time: entry["time"]) {
+                        events.append(health)
+                    } else {
+                        events += whatsAppChange(change)
+                    }
                 }
             }
         default:
@@ -180,6 +184,35 @@ public enum WebhookParser {
     ]
 
     // MARK: WhatsApp
+
+    /// The account's health changes (WhatsApp Business Platform webhooks):
+    /// `phone_number_quality_update` (`display_phone_number`, `event`, `current_limit` or
+    /// `max_daily_conversations_per_business`, `old_limit`), `account_update` (`event`,
+    /// `phone_number`), `message_template_status_update` (`event`, `message_template_name`,
+    /// `message_template_language`, `reason`, `message_template_category`). nil: another field.
+    static func whatsAppHealth(_ change: JSON, wabaId: String?, time: JSON?) -> WebhookEvent? {
+        let field = change["field"]?.string
+        guard ["phone_number_quality_update", "account_update", "message_template_status_update"].contains(field ?? "") else { return nil }
+        guard let wabaId, let value = change["value"] else { return .invalid("a WhatsApp account change has no account id or value") }
+        func text(_ name: String, max: Int = 200) -> String? { value[name]?.string.map { String($0.prefix(max)) } ?? value[name]?.id }
+        let millis = time?.epochMilliseconds.map { $0 < 100_000_000_000 ? $0 * 1000 : $0 } ?? 0
+        guard let event = text("event", max: 64), !event.isEmpty else { return .invalid("a WhatsApp account change has no event") }
+        let kind: WhatsAppHealthEvent.Kind
+        switch field {
+        case "phone_number_quality_update":
+            kind = .quality(
+                displayPhoneNumber: text("display_phone_number", max: 32), event: event,
+                limit: text("max_daily_conversations_per_business", max: 32) ?? text("current_limit", max: 32), oldLimit: text("old_limit", max: 32))
+        case "account_update":
+            kind = .account(event: event, phoneNumber: text("phone_number", max: 32))
+        default:
+            guard let name = text("message_template_name", max: 512), let language = text("message_template_language", max: 16) else {
+                return .invalid("a template status change has no name or language")
+            }
+            kind = .template(name: name, language: language, status: event, reason: text("reason"), category: text("message_template_category", max: 32))
+        }
+        return .whatsappHealth(WhatsAppHealthEvent(wabaId: wabaId, kind: kind, timestamp: millis))
+    }
 
     static func whatsAppChange(_ change: JSON) -> [WebhookEvent] {
         guard change["field"]?.string == "messages", let value = change["value"] else {
