@@ -81,15 +81,19 @@ public struct DynamoDBStore: KeyValueStore {
     }
 
     public func query(_ table: TableSchema, partitionKey value: AttributeValue) async throws(KeyValueError) -> [Item] {
+        try await queryPages { start in
+            QueryInput(
+                TableName: table.name, KeyConditionExpression: "#pk = :pk", ExpressionAttributeNames: ["#pk": table.partitionKey],
+                ExpressionAttributeValues: [":pk": value], ExclusiveStartKey: start, ConsistentRead: true)
+        }
+    }
+
+    /// Every page of a query, from the start.
+    private func queryPages(_ input: (Item?) -> QueryInput) async throws(KeyValueError) -> [Item] {
         var items: [Item] = []
         var start: Item?
         repeat {
-            let output: QueryOutput = try await call(
-                "Query",
-                QueryInput(
-                    TableName: table.name, KeyConditionExpression: "#pk = :pk",
-                    ExpressionAttributeNames: ["#pk": table.partitionKey], ExpressionAttributeValues: [":pk": value],
-                    ExclusiveStartKey: start, ConsistentRead: true))
+            let output: QueryOutput = try await call("Query", input(start))
             items += output.Items ?? []
             start = output.LastEvaluatedKey
         } while start != nil
@@ -110,19 +114,12 @@ public struct DynamoDBStore: KeyValueStore {
             values[":sk"] = .number(sortKeyAtMost)
             condition += " AND #sk <= :sk"
         }
-        var items: [Item] = []
-        var start: Item?
-        repeat {
-            // A global secondary index is read eventually consistent (the only way it can be).
-            let output: QueryOutput = try await call(
-                "Query",
-                QueryInput(
-                    TableName: table.name, IndexName: index, KeyConditionExpression: condition, ExpressionAttributeNames: names,
-                    ExpressionAttributeValues: values, ExclusiveStartKey: start, ConsistentRead: false))
-            items += output.Items ?? []
-            start = output.LastEvaluatedKey
-        } while start != nil
-        return items
+        // A global secondary index is read eventually consistent (the only way it can be).
+        return try await queryPages { start in
+            QueryInput(
+                TableName: table.name, IndexName: index, KeyConditionExpression: condition, ExpressionAttributeNames: names,
+                ExpressionAttributeValues: values, ExclusiveStartKey: start, ConsistentRead: false)
+        }
     }
 
     public func scan(_ table: TableSchema, after: Item?, limit: Int) async throws(KeyValueError) -> ScanPage {

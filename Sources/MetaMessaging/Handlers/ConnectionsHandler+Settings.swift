@@ -122,13 +122,7 @@ extension ConnectionsHandler {
 
     /// `GET .../{businessId}/{locationId}/settings`.
     func settings(of tenant: Tenant) async throws(RequestRefused) -> HTTPResponse {
-        let settings: LocationSettings?
-        do {
-            settings = try await directory.settings(of: tenant)
-        } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the settings could not be read: \(error.code.rawValue)")
-        }
-        guard let settings else { throw Self.notConnected(tenant) }
+        let settings = try await storedSettings(of: tenant)
         return .json(
             200, SettingsAnswer(businessId: tenant.businessId, locationId: tenant.locationId, settings: SettingsView(settings, defaults: settingsDefaults)))
     }
@@ -145,13 +139,7 @@ extension ConnectionsHandler {
         } catch {
             throw RequestRefused(400, code: "invalid_json", "the body is not valid JSON: \(error)")
         }
-        let current: LocationSettings?
-        do {
-            current = try await directory.settings(of: tenant)
-        } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the settings could not be read: \(error.code.rawValue)")
-        }
-        guard let current else { throw Self.notConnected(tenant) }
+        let current = try await storedSettings(of: tenant)
         let settings: LocationSettings
         do {
             settings = try LocationSettings.parse(document, rules: settingsRules, current: current)
@@ -172,6 +160,18 @@ extension ConnectionsHandler {
             ])
         return .json(
             200, SettingsAnswer(businessId: tenant.businessId, locationId: tenant.locationId, settings: SettingsView(settings, defaults: settingsDefaults)))
+    }
+
+    /// The location's settings as stored: 404 without a connection, 503 without the store.
+    func storedSettings(of tenant: Tenant) async throws(RequestRefused) -> LocationSettings {
+        let settings: LocationSettings?
+        do {
+            settings = try await directory.settings(of: tenant)
+        } catch {
+            throw RequestRefused(503, code: "store_unavailable", "the settings could not be read: \(error.code.rawValue)")
+        }
+        guard let settings else { throw Self.notConnected(tenant) }
+        return settings
     }
 
     static func notConnected(_ tenant: Tenant) -> RequestRefused {
