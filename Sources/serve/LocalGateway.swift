@@ -18,13 +18,6 @@ import Foundation
 /// a tunnel; Meta's own routes (verification, webhooks, the OAuth callback) stay open, as in AWS.
 struct LocalGateway: Sendable {
     static let maxBodyBytes = 6 * 1024 * 1024
-    /// Every route that acts for a tenant; a new admin route belongs here.
-    static let protectedRoutes: Set<String> = [
-        "POST /messages", "GET /external/meta/auth-url", "DELETE /external/meta/connections", "GET /external/meta/connections",
-        "POST /conversations/pause", "POST /conversations/resume", "POST /conversations/status", "GET /external/instagram/auth-url",
-        "PUT /external/meta/connections", "GET /conversations", "GET /external/meta/messages", "GET /external/meta/whatsapp/templates",
-    ]
-
     enum Route: Sendable {
         case ready(any FunctionHandler)
         case unavailable(String)
@@ -44,31 +37,18 @@ struct LocalGateway: Sendable {
                 return .unavailable("\(error)")
             }
         }
-        routes = [
-            "GET /webhooks/meta": route { try VerifyHandler(environment: environment).function },
-            "POST /webhooks/meta": route { try services.get().receiveHandler().function },
-            "GET /external/meta/auth-url": route { try AuthURLHandler(config: OAuthConfig(environment: environment)).function },
-            "GET /external/meta/callback": route { try services.get().connectFunction() },
-            "GET /external/instagram/auth-url": route { try AuthURLHandler(environment: environment).function },
-            "GET /external/instagram/callback": route { try services.get().connectFunction() },
-            // Open like the callback: the page posting it holds a signed, single-use state.
-            "POST /external/meta/whatsapp/signup": route { try services.get().connectFunction() },
-            // Open too: only a connect link's signed token shows anything.
-            "GET /connect": route { try services.get().connectFunction() },
-            "POST /messages": route { try services.get().sendHandler().function },
-            "POST /conversations/pause": route { try services.get().sendHandler().function },
-            "POST /conversations/resume": route { try services.get().sendHandler().function },
-            "POST /conversations/status": route { try services.get().sendHandler().function },
-            "GET /conversations": route { try services.get().sendHandler().function },
-            "DELETE /external/meta/connections": route { try services.get().connectionsHandler().function },
-            "GET /external/meta/connections": route { try services.get().connectionsHandler().function },
-            "PUT /external/meta/connections": route { try services.get().connectionsHandler().function },
-            "GET /external/meta/messages": route { try services.get().connectionsHandler().function },
-            "GET /external/meta/whatsapp/templates": route { try services.get().connectionsHandler().function },
-            "POST /external/meta/deauthorize": route { try services.get().connectionsHandler().function },
-            "POST /external/meta/data-deletion": route { try services.get().connectionsHandler().function },
-            "GET /external/meta/data-deletion/status": route { try services.get().connectionsHandler().function },
+        // One handler per function, built once; the routes come from the product's one table.
+        let functions: [String: Route] = [
+            "verify": route { try VerifyHandler(environment: environment).function },
+            "receive": route { try services.get().receiveHandler().function },
+            "auth-url": route { try AuthURLHandler(environment: environment).function },
+            "oauth-callback": route { try services.get().connectFunction() },
+            "send": route { try services.get().sendHandler().function },
+            "connections": route { try services.get().connectionsHandler().function },
         ]
+        var routes: [String: Route] = [:]
+        for entry in Routes.all { routes[entry.key] = functions[entry.function] ?? .unavailable("no function named \(entry.function)") }
+        self.routes = routes
         self.logger = logger
     }
 
@@ -94,24 +74,21 @@ struct LocalGateway: Sendable {
     }
 
     private func dispatch(_ request: HTTPServer.Request, requestID: String, logger: Logger) async -> HTTPServer.Response {
-        // A route with path parameters is matched on its fixed prefix.
-        var key = "\(request.method) \(request.path)"
-        if request.path.hasPrefix(ConnectionsHandler.connectionsPrefix) { key = "\(request.method) /external/meta/connections" }
-        if request.path.hasPrefix("/external/meta/messages/") { key = "\(request.method) /external/meta/messages" }
-        if Self.protectedRoutes.contains(key), !authorized(request) {
+        let (found, pathKnown) = Routes.route(method: request.method, path: request.path)
+        guard let found, let route = routes[found.key] else {
+            return Self.json(pathKnown ? 405 : 404, ["message": pathKnown ? "Method Not Allowed" : "Not Found"])
+        }
+        if found.access == .tenant, !authorized(request) {
             logger.warning("refused: no valid credential for a tenant route")
             var response = Self.json(401, ["message": "this route needs Authorization: Bearer <SERVE_API_KEY>"])
             response.headers.append(("WWW-Authenticate", "Bearer"))
             return response
         }
-        guard let route = routes[key] else {
-            let known = routes.keys.contains { $0.hasSuffix(" \(request.path)") }
-            return Self.json(known ? 405 : 404, ["message": known ? "Method Not Allowed" : "Not Found"])
-        }
         guard case .ready(let handler) = route else {
             if case .unavailable(let reason) = route { return Self.json(503, ["message": "this function is not configured: \(reason)"]) }
             return Self.json(503, ["message": "unavailable"])
         }
+        let key = found.key
         let event = Self.event(for: request, routeKey: key, requestID: requestID)
         let context = InvocationContext(requestID: requestID, deadline: .now + .seconds(30), logger: logger)
         do {
