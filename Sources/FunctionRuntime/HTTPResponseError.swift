@@ -24,9 +24,9 @@ public struct RequestRefused: HTTPResponseError, Equatable {
     public let errorMessage: String
     public var errorType: String { code }
 
-    public init(_ status: Int, code: String, _ message: String) {
+    public init(_ status: Int, code: RefusalCode, _ message: String) {
         self.status = status
-        self.code = code
+        self.code = code.rawValue
         self.errorMessage = message
     }
 }

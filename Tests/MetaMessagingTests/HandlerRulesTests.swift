@@ -107,7 +107,7 @@ import Testing
         #expect(Self.summary(again)["duplicates"] as? Int == 1)
         #expect(await world.harness.graph.messages.count == 1)
 
-        await #expect(throws: RequestRefused(401, code: "invalid_signature", "the X-Hub-Signature-256 header does not sign this body with the app secret")) {
+        await #expect(throws: RequestRefused(401, code: .invalidSignature, "the X-Hub-Signature-256 header does not sign this body with the app secret")) {
             _ = try await world.receive.handle(Self.webhook(body, signature: "sha256=" + String(repeating: "0", count: 64)), context: Self.context())
         }
         do {
@@ -280,7 +280,7 @@ import Testing
         #expect(try verify.handle(good, logger: logger).body == "42")
         var wrong = good
         wrong.query["hub.verify_token"] = ["nope"]
-        #expect(throws: RequestRefused(403, code: "forbidden", "the verify token does not match")) { try verify.handle(wrong, logger: logger) }
+        #expect(throws: RequestRefused(403, code: .forbidden, "the verify token does not match")) { try verify.handle(wrong, logger: logger) }
 
         let config = OAuthConfig(
             appId: "100000000000001", redirectURI: "https://example.com/cb", allowedRedirectURIs: [], scopes: "pages_messaging",

@@ -162,7 +162,7 @@ public struct Services: Sendable {
             case ConnectPageHandler.path: return await page.handle(request, logger: context.logger)
             case InstagramLoginHandler.callbackPath:
                 guard let instagramCallback else {
-                    throw RequestRefused(503, code: "instagram_login_not_configured", "Instagram Login is not configured: INSTAGRAM_APP_ID is required")
+                    throw RequestRefused(503, code: .instagramLoginNotConfigured, "Instagram Login is not configured: INSTAGRAM_APP_ID is required")
                 }
                 return await instagramCallback.handle(request, logger: context.logger, events: telemetry.events(for: context))
             default: return await callback.handle(request, logger: context.logger, events: telemetry.events(for: context))

@@ -45,19 +45,19 @@ public struct AuthURLHandler: Sendable {
 
     public func handle(_ request: HTTPRequest, logger: Logger) throws(RequestRefused) -> HTTPResponse {
         guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId) else {
-            throw RequestRefused(400, code: "invalid_business_id", "businessId is required: 1 to 128 letters, digits or -_.:#@")
+            throw RequestRefused(400, code: .invalidBusinessId, "businessId is required: 1 to 128 letters, digits or -_.:#@")
         }
         guard let locationId = request.queryValue("locationId"), isValidIdentifier(locationId) else {
-            throw RequestRefused(400, code: "invalid_location_id", "locationId is required: 1 to 128 letters, digits or -_.:#@")
+            throw RequestRefused(400, code: .invalidLocationId, "locationId is required: 1 to 128 letters, digits or -_.:#@")
         }
         let pageId = request.queryValue("pageId").flatMap { $0.isEmpty ? nil : $0 }
         if let pageId, !pageId.allSatisfy(\.isNumber) || pageId.count > 32 {
-            throw RequestRefused(400, code: "invalid_page_id", "pageId must be a Facebook Page id (digits)")
+            throw RequestRefused(400, code: .invalidPageId, "pageId must be a Facebook Page id (digits)")
         }
         let redirectURI = request.queryValue("redirectUri").flatMap { $0.isEmpty ? nil : $0 } ?? config.redirectURI
         guard config.isAllowed(redirectURI: redirectURI) else {
             logger.warning("auth-url refused: redirect URI not allowed")
-            throw RequestRefused(400, code: "redirect_uri_not_allowed", "redirectUri must be META_REDIRECT_URI or one of META_ALLOWED_REDIRECT_URIS")
+            throw RequestRefused(400, code: .redirectUriNotAllowed, "redirectUri must be META_REDIRECT_URI or one of META_ALLOWED_REDIRECT_URIS")
         }
         let state = OAuthState(
             businessId: businessId, locationId: locationId, pageId: pageId, redirectUri: redirectURI,
@@ -77,7 +77,7 @@ public struct AuthURLHandler: Sendable {
             case .success(let login):
                 return try InstagramLoginHandler.authURL(request, login: login, now: clock.epochSeconds(), logger: context.logger)
             case .failure(let problem):
-                throw RequestRefused(503, code: "instagram_login_not_configured", "Instagram Login is not configured: \(problem)")
+                throw RequestRefused(503, code: .instagramLoginNotConfigured, "Instagram Login is not configured: \(problem)")
             }
         }
     }

@@ -38,16 +38,16 @@ extension ConnectionsHandler {
         // comment ids: printable ASCII, at most 512 bytes.
         let id = FormEncoding.decode(path.dropFirst(Self.messagesPrefix.count), plusIsSpace: false)
         guard !id.isEmpty, id.utf8.count <= 512, id.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F }) else {
-            throw RequestRefused(400, code: "invalid_path", "the path must be /external/meta/messages/{messageId} (the id percent-encoded)")
+            throw RequestRefused(400, code: .invalidPath, "the path must be /external/meta/messages/{messageId} (the id percent-encoded)")
         }
         guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId) else {
-            throw RequestRefused(400, code: "invalid_business_id", "businessId is required (letters, digits, '-', '_', '.', at most 128)")
+            throw RequestRefused(400, code: .invalidBusinessId, "businessId is required (letters, digits, '-', '_', '.', at most 128)")
         }
         let trace: MessageLedger.Trace?
         do {
             trace = try await ledger.trace(id)
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the message could not be looked up: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the message could not be looked up: \(error.code.rawValue)")
         }
         // Another business's message is not told apart from one never seen.
         guard let trace, trace.businessId == businessId else {

@@ -131,26 +131,26 @@ extension ConnectionsHandler {
     /// (or sets to null) is the deployment's default.
     func setSettings(_ request: HTTPRequest, of tenant: Tenant, logger: Logger) async throws(RequestRefused) -> HTTPResponse {
         guard request.body.count <= Self.maxSettingsBytes else {
-            throw RequestRefused(413, code: "body_too_large", "the settings document must be at most \(Self.maxSettingsBytes) bytes")
+            throw RequestRefused(413, code: .bodyTooLarge, "the settings document must be at most \(Self.maxSettingsBytes) bytes")
         }
         let document: JSON
         do {
             document = try JSON.parse(request.body)
         } catch {
-            throw RequestRefused(400, code: "invalid_json", "the body is not valid JSON: \(error)")
+            throw RequestRefused(400, code: .invalidJson, "the body is not valid JSON: \(error)")
         }
         let current = try await storedSettings(of: tenant)
         let settings: LocationSettings
         do {
             settings = try LocationSettings.parse(document, rules: settingsRules, current: current)
         } catch {
-            throw RequestRefused(400, code: "invalid_setting", error.description)
+            throw RequestRefused(400, code: .invalidSetting, error.description)
         }
         let written: Bool
         do {
             written = try await directory.setSettings(settings, of: tenant)
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the settings could not be written: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the settings could not be written: \(error.code.rawValue)")
         }
         guard written else { throw Self.notConnected(tenant) }
         logger.info(
@@ -168,7 +168,7 @@ extension ConnectionsHandler {
         do {
             settings = try await directory.settings(of: tenant)
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the settings could not be read: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the settings could not be read: \(error.code.rawValue)")
         }
         guard let settings else { throw Self.notConnected(tenant) }
         return settings
@@ -176,7 +176,7 @@ extension ConnectionsHandler {
 
     static func notConnected(_ tenant: Tenant) -> RequestRefused {
         RequestRefused(
-            404, code: "not_connected",
+            404, code: .notConnected,
             "business \(tenant.businessId) has no connection at location \(tenant.locationId): settings belong to a connected location")
     }
 }

@@ -38,17 +38,17 @@ extension ConnectionsHandler {
         guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId),
             let locationId = request.queryValue("locationId"), isValidIdentifier(locationId)
         else {
-            throw RequestRefused(400, code: "invalid_location", "businessId and locationId are required (letters, digits, '-', '_', '.', at most 128)")
+            throw RequestRefused(400, code: .invalidLocation, "businessId and locationId are required (letters, digits, '-', '_', '.', at most 128)")
         }
         let tenant = Tenant(businessId: businessId, locationId: locationId)
         let credentials: TenantCredentials?
         do {
             credentials = try await directory.credentials(tenant: tenant)
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the connection could not be read: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the connection could not be read: \(error.code.rawValue)")
         }
         guard let credentials, let wabaId = credentials.wabaId, let token = credentials.token(for: .whatsapp) else {
-            throw RequestRefused(404, code: "no_whatsapp", "this location has no WhatsApp Business Account connected (Embedded Signup)")
+            throw RequestRefused(404, code: .noWhatsapp, "this location has no WhatsApp Business Account connected (Embedded Signup)")
         }
         var templates: [TemplateView] = []
         var catalog: [String: String] = [:]
@@ -60,7 +60,7 @@ extension ConnectionsHandler {
                 answer = try await graph.call("GET", path, query: query, token: token, timeout: .seconds(8))
             } catch {
                 logger.warning("message_templates failed", metadata: ["wabaId": "\(wabaId)", "detail": "\(error)"])
-                throw RequestRefused(502, code: "graph_error", Self.notChecked(error))
+                throw RequestRefused(502, code: .graphError, Self.notChecked(error))
             }
             for item in answer["data"]?.array ?? [] {
                 guard let name = item["name"]?.string, let language = item["language"]?.string else { continue }

@@ -58,7 +58,7 @@ public struct ConnectionsHandler: Sendable {
         case ("GET", "/external/meta/data-deletion/status"): return try await deletionStatus(request)
         case ("GET", "/external/meta/connections"):
             guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId) else {
-                throw RequestRefused(400, code: "invalid_business_id", "businessId is required (letters, digits, '-', '_', '.', at most 128)")
+                throw RequestRefused(400, code: .invalidBusinessId, "businessId is required (letters, digits, '-', '_', '.', at most 128)")
             }
             return try await status(businessId: businessId, logger: logger)
         case ("GET", "/external/meta/whatsapp/templates"):
@@ -72,7 +72,7 @@ public struct ConnectionsHandler: Sendable {
         case ("DELETE", let path) where path.hasPrefix(Self.connectionsPrefix):
             let parts = path.dropFirst(Self.connectionsPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
             guard parts.count == 2, let businessId = Self.identifier(parts[0]), let locationId = Self.identifier(parts[1]) else {
-                throw RequestRefused(400, code: "invalid_path", "the path must be /external/meta/connections/{businessId}/{locationId}")
+                throw RequestRefused(400, code: .invalidPath, "the path must be /external/meta/connections/{businessId}/{locationId}")
             }
             let response = try await disconnect(Tenant(businessId: businessId, locationId: locationId), logger: logger)
             if response.body.contains(#""status":"disconnected""#) {
@@ -80,7 +80,7 @@ public struct ConnectionsHandler: Sendable {
             }
             return response
         default:
-            throw RequestRefused(404, code: "not_found", "no such route")
+            throw RequestRefused(404, code: .notFound, "no such route")
         }
     }
 
@@ -90,7 +90,7 @@ public struct ConnectionsHandler: Sendable {
     static func location(in path: String, suffix: String) throws(RequestRefused) -> Tenant {
         let parts = path.dropFirst(connectionsPrefix.count).dropLast(suffix.count).split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let businessId = identifier(parts[0]), let locationId = identifier(parts[1]) else {
-            throw RequestRefused(400, code: "invalid_path", "the path must be /external/meta/connections/{businessId}/{locationId}\(suffix)")
+            throw RequestRefused(400, code: .invalidPath, "the path must be /external/meta/connections/{businessId}/{locationId}\(suffix)")
         }
         return Tenant(businessId: businessId, locationId: locationId)
     }
@@ -118,7 +118,7 @@ public struct ConnectionsHandler: Sendable {
         do {
             removal = try await directory.disconnect(tenant)
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the connection could not be removed: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the connection could not be removed: \(error.code.rawValue)")
         }
         guard let removal else {
             return .json(200, Disconnected(status: "not_connected", businessId: tenant.businessId, locationId: tenant.locationId))
@@ -252,7 +252,7 @@ public struct ConnectionsHandler: Sendable {
             records = try await directory.connectionRecords(businessId: businessId)
             seen = try await directory.activity(of: records.flatMap(\.identifiers))
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the connections could not be read: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the connections could not be read: \(error.code.rawValue)")
         }
         var connections: [ConnectionStatus] = []
         for record in records {
@@ -409,12 +409,12 @@ public struct ConnectionsHandler: Sendable {
     func signedRequest(_ request: HTTPRequest) throws(RequestRefused) -> SignedRequest {
         let form = QueryString.parse(String(decoding: request.body.prefix(16 * 1024), as: UTF8.self))
         guard request.body.count <= 16 * 1024, let text = form["signed_request"]?.first else {
-            throw RequestRefused(400, code: "missing_signed_request", "the form must carry signed_request")
+            throw RequestRefused(400, code: .missingSignedRequest, "the form must carry signed_request")
         }
         do {
             return try SignedRequest.verify(text, appSecret: appSecret, now: clock.epochSeconds())
         } catch {
-            throw RequestRefused(400, code: error.rawValue, "the signed_request is not Meta's for this app, or has expired")
+            throw RequestRefused(400, code: RefusalCode(error), "the signed_request is not Meta's for this app, or has expired")
         }
     }
 
@@ -428,7 +428,7 @@ public struct ConnectionsHandler: Sendable {
                 count += 1
             }
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the deauthorization could not be recorded: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the deauthorization could not be recorded: \(error.code.rawValue)")
         }
         logger.info("app deauthorized by a person", metadata: ["connections": "\(count)"])
         return .json(200, ["status": "deauthorized", "connections": "\(count)"])
@@ -452,7 +452,7 @@ public struct ConnectionsHandler: Sendable {
                     "connectionsDeleted": .number(deleted), "expiresAt": .number(now + deletionRecordSeconds),
                 ], condition: .itemAbsent)
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the deletion could not be completed: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the deletion could not be completed: \(error.code.rawValue)")
         }
         let base = publicBaseURL ?? "https://\(request.headers["host"] ?? "localhost")"
         logger.info("data deleted at a person's request", metadata: ["connections": "\(deleted)"])
@@ -467,7 +467,7 @@ public struct ConnectionsHandler: Sendable {
         do {
             record = try await ledger.store.get(ledger.table, key: ["messageId": .s("data-deletion:\(code)")])
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the request could not be looked up")
+            throw RequestRefused(503, code: .storeUnavailable, "the request could not be looked up")
         }
         guard let record else {
             return Self.page(404, title: "Unknown request", "This confirmation code is not one of ours, or its record has expired.")

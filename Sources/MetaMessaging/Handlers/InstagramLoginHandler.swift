@@ -43,10 +43,10 @@ public struct InstagramLoginHandler: Sendable {
     /// The authorization window's URL (the auth-url function's Instagram route).
     public static func authURL(_ request: HTTPRequest, login: InstagramLogin, now: Int64, logger: Logger) throws(RequestRefused) -> HTTPResponse {
         guard let businessId = request.queryValue("businessId"), isValidIdentifier(businessId) else {
-            throw RequestRefused(400, code: "invalid_business_id", "businessId is required: 1 to 128 letters, digits or -_.:#@")
+            throw RequestRefused(400, code: .invalidBusinessId, "businessId is required: 1 to 128 letters, digits or -_.:#@")
         }
         guard let locationId = request.queryValue("locationId"), isValidIdentifier(locationId) else {
-            throw RequestRefused(400, code: "invalid_location_id", "locationId is required: 1 to 128 letters, digits or -_.:#@")
+            throw RequestRefused(400, code: .invalidLocationId, "locationId is required: 1 to 128 letters, digits or -_.:#@")
         }
         let state = login.newState(businessId: businessId, locationId: locationId, now: now)
         logger.info("Instagram authorization URL issued", metadata: ["businessId": "\(businessId)", "locationId": "\(locationId)"])
@@ -66,7 +66,7 @@ public struct InstagramLoginHandler: Sendable {
         do {
             // Instagram appends `#_` to the redirect; a code never contains it.
             guard let code = request.queryValue("code").map({ $0.hasSuffix("#_") ? String($0.dropLast(2)) : $0 }), !code.isEmpty else {
-                throw Failure(status: 400, code: "missing_code", message: "the code parameter is missing")
+                throw Failure(status: 400, code: .missingCode, message: "the code parameter is missing")
             }
             try await OAuthCallbackHandler.useOnce(state, ledger: ledger)
             let grant: InstagramLogin.Grant
@@ -74,11 +74,11 @@ public struct InstagramLoginHandler: Sendable {
                 grant = try await login.exchange(code: code, transport: transport, timeout: timeout)
             } catch {
                 throw Failure.graph(
-                    error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed", what: "exchange the code")
+                    error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: .codeExchangeFailed, what: "exchange the code")
             }
             if !grant.permissions.isEmpty, !grant.permissions.contains("instagram_business_manage_messages") {
                 throw Failure(
-                    status: 400, code: "permissions_declined",
+                    status: 400, code: .permissionsDeclined,
                     message: "the person declined instagram_business_manage_messages, without which no reply can be sent; connect again and allow it")
             }
             let issuedAt = clock.epochSeconds()
@@ -86,13 +86,13 @@ public struct InstagramLoginHandler: Sendable {
             do {
                 token = try await login.longLived(grant.accessToken, transport: transport, timeout: timeout)
             } catch {
-                throw Failure.graph(error, status: 502, code: "graph_error", what: "issue a long-lived token")
+                throw Failure.graph(error, status: 502, code: .graphError, what: "issue a long-lived token")
             }
             let graph = login.graph(transport: transport)
             let account = try await OAuthCallbackHandler.graphCall(
                 graph, "GET", "me", query: [("fields", "user_id,username")], token: token.accessToken, timeout: timeout, what: "read the account")
             guard let accountId = account["user_id"]?.id else {
-                throw Failure(status: 502, code: "graph_error", message: "Instagram did not say which professional account logged in")
+                throw Failure(status: 502, code: .graphError, message: "Instagram did not say which professional account logged in")
             }
             let username = account["username"]?.string.map { String($0.prefix(64)) }
             let tenant = Tenant(businessId: state.businessId, locationId: state.locationId)
@@ -103,16 +103,16 @@ public struct InstagramLoginHandler: Sendable {
             } catch {
                 switch error {
                 case .ownedByAnotherBusiness:
-                    throw Failure(status: 409, code: "already_connected", message: "this Instagram account is connected to another business")
+                    throw Failure(status: 409, code: .alreadyConnected, message: "this Instagram account is connected to another business")
                 case .store(let error):
-                    throw Failure(status: 503, code: "store_unavailable", message: "the connection could not be stored: \(error.code.rawValue)")
+                    throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
                 }
             }
             let subscribed = try await OAuthCallbackHandler.graphCall(
                 graph, "POST", "me/subscribed_apps", query: [("subscribed_fields", InstagramLogin.subscribedFields)], token: token.accessToken,
                 timeout: timeout, what: "subscribe the account to webhooks")
             guard subscribed["success"]?.bool == true else {
-                throw Failure(status: 502, code: "subscription_failed", message: "Instagram did not confirm the webhook subscription")
+                throw Failure(status: 502, code: .subscriptionFailed, message: "Instagram did not confirm the webhook subscription")
             }
             logger.info(
                 "business connected through Instagram Login",

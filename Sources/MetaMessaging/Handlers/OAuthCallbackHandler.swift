@@ -63,14 +63,22 @@ public struct OAuthCallbackHandler: Sendable {
     /// anything) goes to the log only, through its redaction.
     struct Failure: HTTPResponseError {
         let status: Int
-        let code: String
+        let refusal: RefusalCode
         let message: String
         var detail: String? = nil
+        var code: String { refusal.rawValue }
         var errorType: String { code }
         var errorMessage: String { message }
 
+        init(status: Int, code: RefusalCode, message: String, detail: String? = nil) {
+            self.status = status
+            self.refusal = code
+            self.message = message
+            self.detail = detail
+        }
+
         /// A Graph failure in our own words, with Meta's `fbtrace_id` for support.
-        static func graph(_ error: GraphError, status: Int, code: String, what: String) -> Failure {
+        static func graph(_ error: GraphError, status: Int, code: RefusalCode, what: String) -> Failure {
             var message = "the Graph API refused to \(what)"
             if error.kind == .transport { message = "the Graph API could not be reached to \(what)" }
             if error.isExpiredToken { message = "the access token expired or was revoked; start the connection again" }
@@ -91,7 +99,7 @@ public struct OAuthCallbackHandler: Sendable {
         var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
         do {
             guard let code = request.queryValue("code"), !code.isEmpty else {
-                throw Failure(status: 400, code: "missing_code", message: "the code parameter is missing")
+                throw Failure(status: 400, code: .missingCode, message: "the code parameter is missing")
             }
             try await useOnce(state)
             let userToken = try await exchange(code: code, redirectURI: state.redirectUri)
@@ -100,7 +108,7 @@ public struct OAuthCallbackHandler: Sendable {
             // when the first reply fails.
             let person = try await graphCall("GET", "me", query: [("fields", "id")], token: userToken, what: "identify the person")
             guard let userId = person["id"]?.id else {
-                throw Failure(status: 502, code: "graph_error", message: "the Graph API did not say who logged in")
+                throw Failure(status: 502, code: .graphError, message: "the Graph API did not say who logged in")
             }
             let permissions = try await graphCall("GET", "me/permissions", query: [], token: userToken, what: "read the granted permissions")
             let declined = Set(
@@ -112,13 +120,13 @@ public struct OAuthCallbackHandler: Sendable {
             let chosen: Page
             if let wanted = state.pageId {
                 guard let page = pages.first(where: { $0.id == wanted }) else {
-                    throw Failure(status: 400, code: "page_not_found", message: "the person does not manage the Page named in the request")
+                    throw Failure(status: 400, code: .pageNotFound, message: "the person does not manage the Page named in the request")
                 }
                 chosen = page
             } else {
                 guard let page = pages.first(where: { $0.instagramAccountId != nil }) else {
                     throw Failure(
-                        status: 400, code: "no_instagram_account",
+                        status: 400, code: .noInstagramAccount,
                         message: "none of the person's Pages has an Instagram professional account connected")
                 }
                 chosen = page
@@ -127,7 +135,7 @@ public struct OAuthCallbackHandler: Sendable {
             let missing = needed.filter { declined.contains($0) }
             guard missing.isEmpty else {
                 throw Failure(
-                    status: 400, code: "permissions_declined",
+                    status: 400, code: .permissionsDeclined,
                     message: "the person declined \(missing.joined(separator: " and ")), without which no reply can be sent; connect again and allow it")
             }
             do {
@@ -137,15 +145,15 @@ public struct OAuthCallbackHandler: Sendable {
             } catch {
                 switch error {
                 case .ownedByAnotherBusiness:
-                    throw Failure(status: 409, code: "already_connected", message: "this Page or Instagram account is connected to another business")
+                    throw Failure(status: 409, code: .alreadyConnected, message: "this Page or Instagram account is connected to another business")
                 case .store(let error):
-                    throw Failure(status: 503, code: "store_unavailable", message: "the connection could not be stored: \(error.code.rawValue)")
+                    throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
                 }
             }
             do {
                 try await directory.recordConnector(userId: userId, tenant: Tenant(businessId: state.businessId, locationId: state.locationId))
             } catch {
-                throw Failure(status: 503, code: "store_unavailable", message: "the connection could not be stored: \(error.code.rawValue)")
+                throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
             }
             try await subscribe(page: chosen)
             logger.info(
@@ -183,16 +191,16 @@ public struct OAuthCallbackHandler: Sendable {
     /// expired, and its redirect URI still allowed.
     static func verifiedState(_ request: HTTPRequest, secret: String, now: Int64, allowed: (String) -> Bool) throws(Failure) -> OAuthState {
         guard let text = request.queryValue("state"), !text.isEmpty else {
-            throw Failure(status: 400, code: "missing_state", message: "the state parameter is missing")
+            throw Failure(status: 400, code: .missingState, message: "the state parameter is missing")
         }
         let state: OAuthState
         do {
             state = try OAuthState.verify(text, secret: secret, now: now)
         } catch {
-            throw Failure(status: 400, code: error.rawValue, message: "the state was altered, has expired or is not ours; start the connection again")
+            throw Failure(status: 400, code: RefusalCode(error), message: "the state was altered, has expired or is not ours; start the connection again")
         }
         guard allowed(state.redirectUri) else {
-            throw Failure(status: 400, code: "redirect_uri_not_allowed", message: "the state's redirect URI is no longer allowed")
+            throw Failure(status: 400, code: .redirectUriNotAllowed, message: "the state's redirect URI is no longer allowed")
         }
         return state
     }
@@ -217,10 +225,10 @@ public struct OAuthCallbackHandler: Sendable {
         do {
             spent = try await ledger.spend(state)
         } catch {
-            throw Failure(status: 503, code: "store_unavailable", message: "the state could not be recorded: \(error.code.rawValue)")
+            throw Failure(status: 503, code: .storeUnavailable, message: "the state could not be recorded: \(error.code.rawValue)")
         }
         guard spent else {
-            throw Failure(status: 400, code: "state_already_used", message: "this connection link was already used; start the connection again")
+            throw Failure(status: 400, code: .stateAlreadyUsed, message: "this connection link was already used; start the connection again")
         }
     }
 
@@ -235,11 +243,11 @@ public struct OAuthCallbackHandler: Sendable {
                 ], token: nil, timeout: timeout)
         } catch {
             throw Failure.graph(
-                error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed",
+                error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: .codeExchangeFailed,
                 what: "exchange the code")
         }
         guard let shortToken = short["access_token"]?.string else {
-            throw Failure(status: 502, code: "code_exchange_failed", message: "the Graph API returned no access token")
+            throw Failure(status: 502, code: .codeExchangeFailed, message: "the Graph API returned no access token")
         }
         let long = try await graphCall(
             "GET", "oauth/access_token",
@@ -248,7 +256,7 @@ public struct OAuthCallbackHandler: Sendable {
                 ("fb_exchange_token", shortToken),
             ], token: shortToken, what: "issue a long-lived token")
         guard let longToken = long["access_token"]?.string else {
-            throw Failure(status: 502, code: "graph_error", message: "the Graph API returned no long-lived token")
+            throw Failure(status: 502, code: .graphError, message: "the Graph API returned no long-lived token")
         }
         return longToken
     }
@@ -283,7 +291,7 @@ public struct OAuthCallbackHandler: Sendable {
             "POST", "\(page.id)/subscribed_apps", query: [("subscribed_fields", Self.subscribedFields)],
             token: page.accessToken, what: "subscribe the Page to webhooks")
         guard answer["success"]?.bool == true else {
-            throw Failure(status: 502, code: "subscription_failed", message: "the Graph API did not confirm the webhook subscription")
+            throw Failure(status: 502, code: .subscriptionFailed, message: "the Graph API did not confirm the webhook subscription")
         }
     }
 
@@ -298,7 +306,7 @@ public struct OAuthCallbackHandler: Sendable {
         do {
             return try await graph.call(method, path, query: query, token: token, timeout: timeout)
         } catch {
-            throw Failure.graph(error, status: 502, code: error.isExpiredToken ? "token_expired" : "graph_error", what: what)
+            throw Failure.graph(error, status: 502, code: error.isExpiredToken ? .tokenExpired : .graphError, what: what)
         }
     }
 

@@ -144,18 +144,18 @@ public struct ReceiveHandler: Sendable {
         let logger = context.logger
         guard request.body.count <= maxBodyBytes else {
             logger.warning("webhook refused: body too large", metadata: ["bytes": "\(request.body.count)"])
-            throw RequestRefused(413, code: "payload_too_large", "the body is larger than \(maxBodyBytes) bytes")
+            throw RequestRefused(413, code: .payloadTooLarge, "the body is larger than \(maxBodyBytes) bytes")
         }
         if let failure = signature.check(body: request.body, header: request.headers["X-Hub-Signature-256"]) {
             logger.warning("webhook refused: \(failure.rawValue)")
-            throw RequestRefused(401, code: failure.rawValue, "the X-Hub-Signature-256 header does not sign this body with the app secret")
+            throw RequestRefused(401, code: RefusalCode(failure), "the X-Hub-Signature-256 header does not sign this body with the app secret")
         }
         let delivery: WebhookParser.Delivery
         do {
             delivery = try WebhookParser.parse(request.body)
         } catch {
             logger.warning("webhook refused: \(error.message)")
-            throw RequestRefused(400, code: "invalid_payload", error.message)
+            throw RequestRefused(400, code: .invalidPayload, error.message)
         }
 
         let start = ContinuousClock.now

@@ -21,15 +21,15 @@ public struct VerifyHandler: Sendable {
             let challenge = request.queryValue("hub.challenge")
         else {
             logger.info("verification refused: missing parameter")
-            throw RequestRefused(400, code: "missing_parameter", "hub.mode, hub.verify_token and hub.challenge are required")
+            throw RequestRefused(400, code: .missingParameter, "hub.mode, hub.verify_token and hub.challenge are required")
         }
         guard mode == "subscribe" else {
             logger.info("verification refused: unsupported mode")
-            throw RequestRefused(400, code: "unsupported_mode", "hub.mode must be subscribe")
+            throw RequestRefused(400, code: .unsupportedMode, "hub.mode must be subscribe")
         }
         guard constantTimeEquals(Array(token.utf8), verifyToken) else {
             logger.warning("verification refused: wrong verify token")
-            throw RequestRefused(403, code: "forbidden", "the verify token does not match")
+            throw RequestRefused(403, code: .forbidden, "the verify token does not match")
         }
         logger.info("verification accepted")
         return HTTPResponse(status: 200, headers: ["Content-Type": "text/plain"], body: challenge)

@@ -52,30 +52,30 @@ public struct WhatsAppSignupHandler: Sendable {
     }
 
     public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async throws(RequestRefused) -> HTTPResponse {
-        guard request.method == "POST" else { throw RequestRefused(405, code: "method_not_allowed", "POST the signup's result") }
-        guard request.body.count <= 16 * 1024 else { throw RequestRefused(413, code: "payload_too_large", "the body is larger than 16 KB") }
+        guard request.method == "POST" else { throw RequestRefused(405, code: .methodNotAllowed, "POST the signup's result") }
+        guard request.body.count <= 16 * 1024 else { throw RequestRefused(413, code: .payloadTooLarge, "the body is larger than 16 KB") }
         let body: JSON
         do {
             body = try JSON.parse(request.body)
         } catch {
-            throw RequestRefused(400, code: "invalid_json", "the body must be a JSON object")
+            throw RequestRefused(400, code: .invalidJson, "the body must be a JSON object")
         }
         guard let stateText = body["state"]?.string, !stateText.isEmpty else {
-            throw RequestRefused(400, code: "missing_state", "state is required (from auth-url or the connect page)")
+            throw RequestRefused(400, code: .missingState, "state is required (from auth-url or the connect page)")
         }
         guard let code = body["code"]?.string, !code.isEmpty, code.utf8.count <= 4096 else {
-            throw RequestRefused(400, code: "missing_code", "code is required (Embedded Signup's FB.login response)")
+            throw RequestRefused(400, code: .missingCode, "code is required (Embedded Signup's FB.login response)")
         }
         guard let wabaId = body["wabaId"]?.string, Self.isMetaId(wabaId), let phoneNumberId = body["phoneNumberId"]?.string,
             Self.isMetaId(phoneNumberId)
         else {
-            throw RequestRefused(400, code: "invalid_ids", "wabaId and phoneNumberId are required, as the signup's session info gives them")
+            throw RequestRefused(400, code: .invalidIds, "wabaId and phoneNumberId are required, as the signup's session info gives them")
         }
         let state: OAuthState
         do {
             state = try OAuthState.verify(stateText, secret: config.stateSecret, now: clock.epochSeconds())
         } catch {
-            throw RequestRefused(400, code: error.rawValue, "the state was altered, has expired or is not ours; start the connection again")
+            throw RequestRefused(400, code: RefusalCode(error), "the state was altered, has expired or is not ours; start the connection again")
         }
         let tenant = Tenant(businessId: state.businessId, locationId: state.locationId)
         // Spent before anything is said about the number, so one connect link cannot probe,
@@ -84,12 +84,12 @@ public struct WhatsAppSignupHandler: Sendable {
         // The number must not belong to another business (checked again, atomically, when stored).
         do {
             if let owner = try await directory.route(identifier: phoneNumberId)?.tenant, owner.businessId != tenant.businessId {
-                throw RequestRefused(409, code: "already_connected", "this WhatsApp number is connected to another business")
+                throw RequestRefused(409, code: .alreadyConnected, "this WhatsApp number is connected to another business")
             }
         } catch let refused as RequestRefused {
             throw refused
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the connection could not be checked")
+            throw RequestRefused(503, code: .storeUnavailable, "the connection could not be checked")
         }
 
         let token = try await exchange(code)
@@ -106,9 +106,9 @@ public struct WhatsAppSignupHandler: Sendable {
         } catch {
             switch error {
             case .ownedByAnotherBusiness:
-                throw RequestRefused(409, code: "already_connected", "this WhatsApp number is connected to another business")
+                throw RequestRefused(409, code: .alreadyConnected, "this WhatsApp number is connected to another business")
             case .store(let error):
-                throw RequestRefused(503, code: "store_unavailable", "the connection could not be stored: \(error.code.rawValue)")
+                throw RequestRefused(503, code: .storeUnavailable, "the connection could not be stored: \(error.code.rawValue)")
             }
         }
         logger.info(
@@ -136,10 +136,10 @@ public struct WhatsAppSignupHandler: Sendable {
         do {
             spent = try await ledger.spend(state)
         } catch {
-            throw RequestRefused(503, code: "store_unavailable", "the state could not be recorded: \(error.code.rawValue)")
+            throw RequestRefused(503, code: .storeUnavailable, "the state could not be recorded: \(error.code.rawValue)")
         }
         guard spent else {
-            throw RequestRefused(400, code: "state_already_used", "this connection link was already used; start the connection again")
+            throw RequestRefused(400, code: .stateAlreadyUsed, "this connection link was already used; start the connection again")
         }
     }
 
@@ -151,10 +151,10 @@ public struct WhatsAppSignupHandler: Sendable {
                 "GET", "oauth/access_token", query: [("client_id", config.appId), ("client_secret", appSecret), ("code", code)], token: nil,
                 timeout: timeout)
         } catch {
-            throw refusal(error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: "code_exchange_failed", what: "exchange the code")
+            throw refusal(error, status: error.kind == .graph && !error.isTransient ? 400 : 502, code: .codeExchangeFailed, what: "exchange the code")
         }
         guard let token = answer["access_token"]?.string, !token.isEmpty else {
-            throw RequestRefused(502, code: "code_exchange_failed", "the Graph API returned no business token")
+            throw RequestRefused(502, code: .codeExchangeFailed, "the Graph API returned no business token")
         }
         return token
     }
@@ -166,10 +166,10 @@ public struct WhatsAppSignupHandler: Sendable {
             answer = try await graph.call(
                 "GET", "debug_token", query: [("input_token", token)], token: "\(config.appId)|\(appSecret)", timeout: timeout)
         } catch {
-            throw refusal(error, status: 502, code: "graph_error", what: "check the business token")
+            throw refusal(error, status: 502, code: .graphError, what: "check the business token")
         }
         guard let data = answer["data"], data["is_valid"]?.bool == true else {
-            throw RequestRefused(400, code: "token_invalid", "Meta says the business token is not valid; start the signup again")
+            throw RequestRefused(400, code: .tokenInvalid, "Meta says the business token is not valid; start the signup again")
         }
         let granted = (data["granular_scopes"]?.array ?? []).contains { entry in
             guard entry["scope"]?.string == "whatsapp_business_messaging" else { return false }
@@ -178,7 +178,7 @@ public struct WhatsAppSignupHandler: Sendable {
         }
         guard granted else {
             throw RequestRefused(
-                403, code: "waba_not_granted", "the signup did not grant whatsapp_business_messaging on WhatsApp account \(wabaId)")
+                403, code: .wabaNotGranted, "the signup did not grant whatsapp_business_messaging on WhatsApp account \(wabaId)")
         }
     }
 
@@ -196,7 +196,7 @@ public struct WhatsAppSignupHandler: Sendable {
             do {
                 answer = try await graph.call("GET", "\(wabaId)/phone_numbers", query: query, token: token, timeout: timeout)
             } catch {
-                throw refusal(error, status: 403, code: "waba_not_reachable", what: "read the WhatsApp account's numbers")
+                throw refusal(error, status: 403, code: .wabaNotReachable, what: "read the WhatsApp account's numbers")
             }
             if let number = (answer["data"]?.array ?? []).first(where: { $0["id"]?.id == phoneNumberId }) {
                 return number["display_phone_number"]?.string
@@ -206,7 +206,7 @@ public struct WhatsAppSignupHandler: Sendable {
             else { break }
             after = cursor
         }
-        throw RequestRefused(403, code: "phone_not_in_waba", "WhatsApp account \(wabaId) has no number \(phoneNumberId) this token can reach")
+        throw RequestRefused(403, code: .phoneNotInWaba, "WhatsApp account \(wabaId) has no number \(phoneNumberId) this token can reach")
     }
 
     private func succeed(_ method: String, _ path: String, json: [UInt8]?, token: String, what: String) async throws(RequestRefused) {
@@ -214,16 +214,16 @@ public struct WhatsAppSignupHandler: Sendable {
         do {
             answer = try await graph.call(method, path, token: token, json: json, timeout: timeout)
         } catch {
-            throw refusal(error, status: 502, code: "graph_error", what: what)
+            throw refusal(error, status: 502, code: .graphError, what: what)
         }
         guard answer["success"]?.bool == true else {
-            throw RequestRefused(502, code: "graph_error", "the Graph API did not confirm that it could \(what)")
+            throw RequestRefused(502, code: .graphError, "the Graph API did not confirm that it could \(what)")
         }
     }
 
     /// A Graph failure in our words with Meta's code and fbtrace_id (never its free text,
     /// which can quote anything, nor a token).
-    private func refusal(_ error: GraphError, status: Int, code: String, what: String) -> RequestRefused {
+    private func refusal(_ error: GraphError, status: Int, code: RefusalCode, what: String) -> RequestRefused {
         var message = error.kind == .transport ? "the Graph API could not be reached to \(what)" : "the Graph API refused to \(what)"
         if let graphCode = error.code { message += " (code \(graphCode)\(error.subcode.map { ", subcode \($0)" } ?? ""))" }
         if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }

@@ -32,7 +32,7 @@ public struct OAuthState: Sendable, Equatable, Codable {
         return Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 
-    public enum Failure: String, Error, Sendable {
+    public enum Failure: String, Error, Sendable, CaseIterable {
         case malformed = "invalid_state"
         case forged = "tampered_state"
         case expired = "expired_state"

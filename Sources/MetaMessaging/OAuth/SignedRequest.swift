@@ -8,7 +8,7 @@ public struct SignedRequest: Sendable, Equatable {
     public let userId: String
     public let issuedAt: Int64
 
-    public enum Failure: String, Error, Sendable {
+    public enum Failure: String, Error, Sendable, CaseIterable {
         case malformed = "malformed_signed_request"
         case forged = "invalid_signature"
         case algorithm = "unsupported_algorithm"

@@ -6,7 +6,7 @@ import HTTPTransport
 /// bytes matter: Meta escapes non-ASCII as `\uXXXX` and `/` as `\/`, so re-serialised JSON
 /// would not match.
 public struct WebhookSignature: Sendable {
-    public enum Failure: String, Sendable, Equatable {
+    public enum Failure: String, Sendable, Equatable, CaseIterable {
         case missing = "missing_signature"
         case malformed = "malformed_signature"
         case mismatch = "invalid_signature"
