@@ -79,6 +79,15 @@ import Testing
         #expect(await Self.sweep(world).offered == 0)
         #expect(agent.requests.isEmpty)
 
+        // The person writes again: the pause is extended, and its offer follows it (not read
+        // every minute until then), still offered once when it ends.
+        let extendedFrom = world.clock.now
+        _ = try await W.deliver(world, T.echo(mid: "m_owner_3b"))
+        world.clock.advance(60 + 1)
+        #expect(await Self.sweep(world).offered == 0)
+        #expect(try await T.state(world).offerAt == extendedFrom + 20 * 60)
+        world.clock.advance(19 * 60)
+
         // Ended: offered once, as one turn of what the customer wrote.
         world.clock.advance(60 + 1)
         let sent = await world.harness.graph.messages.count
@@ -88,7 +97,7 @@ import Testing
         #expect(offered.afterPause == true)
         #expect(offered.text == "și prețul?\nvă rog")
         #expect(offered.messageId == "m_waiting_2")
-        #expect(offered.duringPause?.map(\.messageId) == ["m_owner_3", "m_waiting_1", "m_waiting_2"])
+        #expect(offered.duringPause?.map(\.messageId) == ["m_owner_3", "m_waiting_1", "m_waiting_2", "m_owner_3b"])
         #expect(await world.harness.graph.messages.count == sent + 1)
         #expect(await world.harness.graph.messages.last.flatMap(LocationSettingsTests.sentText) == "Revin eu cu detalii.")
 

@@ -388,6 +388,14 @@ extension Conversations {
             guard parts.count == 3, let platform = Platform(rawValue: parts[0]) else { continue }
             // The index is read eventually consistent: the item itself says what is true now.
             let state = try await state(platform: platform, account: parts[1], customer: parts[2])
+            if let until = state.pausedUntil, state.isPaused(at: now), state.offerAt != nil {
+                // The pause was extended (a person wrote again): due when it now ends, so the
+                // sweeps do not read it every minute until then.
+                _ = try? await store.update(
+                    table, key: Self.key(platform: platform, account: parts[1], customer: parts[2]), set: ["offerAt": .number(until)], remove: [],
+                    condition: .itemPresent)
+                continue
+            }
             guard state.offerAt != nil, !state.isPaused(at: now), !state.backlog.isEmpty else { continue }
             due.append(
                 DueOffer(
