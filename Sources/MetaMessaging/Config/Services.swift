@@ -263,7 +263,6 @@ public struct Services: Sendable {
     {
         let graph = try graph()
         let instagram = try instagramGraph()
-        let showsReading = try environment.choice("SENDER_ACTIONS", of: ["on", "off"], default: "on") == "on"
         let agents = try agents()
         // One memory of Meta's throttles per execution, fed by every Graph call a turn makes
         // and shared with the other executions through the processed-messages table.
@@ -279,7 +278,6 @@ public struct Services: Sendable {
             profiles: CustomerProfiles(graph: graph, instagramGraph: instagram, throttle: throttle), handoffPauseSeconds: try handoffPauseSeconds())
         responder.sharedThrottle = SharedThrottle(store: store, table: tables.processedMessages, throttle: throttle)
         responder.agents = agents
-        responder.senderActionsByDefault = showsReading
         responder.defaults = try settingsDefaults()
         responder.privateReplies = PrivateReplyBudget(store: store, table: tables.processedMessages)
         return responder

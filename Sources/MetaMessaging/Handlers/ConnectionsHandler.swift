@@ -190,7 +190,7 @@ public struct ConnectionsHandler: Sendable {
             messagingLimit = health.messagingLimit
             qualityAt = health.qualityAt.map { ISO8601.format(epochSeconds: $0) }
             accountEvent = health.accountEvent
-            templatesNotUsable = health.templates.filter { !["APPROVED", "PENDING"].contains($0.value) }
+            templatesNotUsable = health.notUsable
             advice = health.advice
         }
     }

@@ -77,12 +77,11 @@ public struct MessageResponder: Sendable {
     public var sharedThrottle: SharedThrottle?
     /// Each location's own agent, by its settings (nil: `agent` for every location).
     public var agents: Agents?
-    /// What a location that chose nothing keeps of a pause and whether it is offered after.
+    /// What a location that chose nothing gets: "seen" and "typing", what a pause keeps and
+    /// whether it is offered after, whether comments are answered.
     public var defaults = SettingsDefaults()
     /// Meta's hourly limit on private replies, counted across executions (nil: not counted).
     public var privateReplies: PrivateReplyBudget?
-    /// Whether a location that did not choose shows "seen" and "typing" (`SENDER_ACTIONS`).
-    public var senderActionsByDefault = true
 
     /// The agent a location's turns go to.
     public func agent(for settings: LocationSettings) -> any Agent {
@@ -92,7 +91,7 @@ public struct MessageResponder: Sendable {
 
     /// How long a person's message or the agent's handoff pauses the agent at a location.
     public func pauseSeconds(for settings: LocationSettings) -> Int64 {
-        settings.handoffPauseMinutes.map { $0 * 60 } ?? handoffPauseSeconds
+        settings.pauseSeconds(or: handoffPauseSeconds)
     }
 
     public init(
@@ -260,7 +259,7 @@ public struct MessageResponder: Sendable {
 
         // Seen and typing, while the name is looked up and the agent works.
         let presenceLogger = logger
-        let presence = (credentials.settings.senderActions ?? senderActionsByDefault) ? self.presence : nil
+        let presence = defaults.resolve(credentials.settings).senderActions ? self.presence : nil
         let showing: Task<Void, Never>? = presence.map { presence in
             Task { await presence.showReading(last, credentials: credentials, logger: presenceLogger) }
         }
@@ -652,7 +651,7 @@ public struct MessageResponder: Sendable {
     }
 
     private func stopTyping(_ message: InboundMessage, credentials: TenantCredentials, later: AfterResponse?, logger: Logger) {
-        guard let presence, credentials.settings.senderActions ?? senderActionsByDefault, let later else { return }
+        guard let presence, defaults.resolve(credentials.settings).senderActions, let later else { return }
         later.add { await presence.stopTyping(message, credentials: credentials, logger: logger) }
     }
 

@@ -225,7 +225,7 @@ public struct SendHandler: Sendable {
             do {
                 try await conversations.pause(
                     platform: request.platform, account: account, customer: request.recipientId, businessId: request.businessId,
-                    seconds: credentials.settings.handoffPauseMinutes.map { $0 * 60 } ?? pauseSeconds, by: .human)
+                    seconds: credentials.settings.pauseSeconds(or: pauseSeconds), by: .human)
             } catch {
                 logger.warning("the message went, but the agent could not be paused", metadata: ["error": "\(error)"])
             }
@@ -385,7 +385,7 @@ public struct SendHandler: Sendable {
             if request.action == .pause {
                 let until = try await conversations.pause(
                     platform: request.platform, account: account, customer: request.customerId, businessId: request.businessId,
-                    seconds: request.minutes.map { $0 * 60 } ?? credentials.settings.handoffPauseMinutes.map { $0 * 60 } ?? pauseSeconds, by: .api)
+                    seconds: request.minutes.map { $0 * 60 } ?? credentials.settings.pauseSeconds(or: pauseSeconds), by: .api)
                 logger.info("the agent was paused in a conversation", metadata: ["pausedUntil": "\(ISO8601.format(epochSeconds: until))"])
                 return ["paused": true, "pausedUntil": .string(ISO8601.format(epochSeconds: until))]
             }

@@ -63,6 +63,12 @@ public struct LocationSettings: Sendable, Equatable {
     public static let maxPauseMinutes: Int64 = Conversations.maxPauseSeconds / 60
     static let names = ["agent", "handoffPauseMinutes", "commentReplies", "senderActions", "answerAfterPause", "keepTextDuringPause"]
 
+    /// How long a person's message or the agent's handoff pauses the agent here, in seconds:
+    /// the location's choice, or `fallback` (the deployment's).
+    public func pauseSeconds(or fallback: Int64) -> Int64 {
+        handoffPauseMinutes.map { $0 * 60 } ?? fallback
+    }
+
     /// The names of the settings the location set itself.
     public var chosen: [String] {
         var names: [String] = []

@@ -52,6 +52,10 @@ public struct WhatsAppHealth: Sendable, Equatable {
 
     static let usable: Set<String> = ["APPROVED"]
 
+    /// The templates that cannot be sent now (`name|language` → status): neither approved nor
+    /// still in review.
+    public var notUsable: [String: String] { templates.filter { !Self.usable.contains($0.value) && $0.value != "PENDING" } }
+
     /// Why `name` in `language` cannot be sent, or nil (unknown when no list was read).
     public func refusal(of name: String, language: String) -> String? {
         let status = templates[Self.templateKey(name, language)]
@@ -73,7 +77,7 @@ public struct WhatsAppHealth: Sendable, Equatable {
             return
                 "the number's quality dropped (\(event)\(messagingLimit.map { ", limit \($0)" } ?? "")): send fewer unsolicited templates and check WhatsApp Manager's quality rating"
         }
-        let blocked = templates.filter { !Self.usable.contains($0.value) && $0.value != "PENDING" }.keys.sorted()
+        let blocked = notUsable.keys.sorted()
         if !blocked.isEmpty {
             return "templates that cannot be sent: \(blocked.joined(separator: ", ")) (paused, rejected or disabled at Meta)"
         }
