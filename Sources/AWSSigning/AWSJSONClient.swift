@@ -1,3 +1,4 @@
+import Essentials
 import HTTPTransport
 
 /// AWS's JSON protocol as DynamoDB, SQS and Kinesis speak it: `POST /` with `X-Amz-Target:
@@ -17,14 +18,16 @@ public struct AWSJSONClient: Sendable {
     private let targetPrefix: String
     private let timeout: Duration
     private let backoff: Backoff
+    private let clock: WallClock
     /// `application/x-amz-json-1.0` (DynamoDB, SQS) or `-1.1` (Kinesis).
     private let contentType: String
 
     /// `targetPrefix` is the service's part of `X-Amz-Target`, such as `DynamoDB_20120810`.
     public init(
         transport: any HTTPTransport, signer: SigV4Signer, endpoint: String, targetPrefix: String,
-        timeout: Duration, backoff: Backoff, contentType: String = "application/x-amz-json-1.0"
+        timeout: Duration, backoff: Backoff, contentType: String = "application/x-amz-json-1.0", clock: WallClock = .system
     ) {
+        self.clock = clock
         self.transport = transport
         self.signer = signer
         self.endpoint = endpoint
@@ -46,14 +49,29 @@ public struct AWSJSONClient: Sendable {
         _ operation: String, body: [UInt8],
         describe: (Failure) -> (error: ServiceError, transient: Bool)
     ) async throws(ServiceError) -> [UInt8] {
-        var attempt = 0
-        while true {
+        do {
+            return try await attempts(operation, body: body, describe: describe)
+        } catch {
+            throw error.error
+        }
+    }
+
+    /// A failed attempt, as the service described it.
+    private struct Attempt<ServiceError: Error>: Error {
+        let error: ServiceError
+        let transient: Bool
+    }
+
+    private func attempts<ServiceError: Error>(
+        _ operation: String, body: [UInt8], describe: (Failure) -> (error: ServiceError, transient: Bool)
+    ) async throws(Attempt<ServiceError>) -> [UInt8] {
+        try await backoff.run(clock: clock) { (_: Int) async throws(Attempt<ServiceError>) -> [UInt8] in
             let headers = signer.sign(
                 method: "POST", url: endpoint + "/",
                 headers: [("Content-Type", contentType), ("X-Amz-Target", "\(targetPrefix).\(operation)")],
-                body: body, date: SigV4Signer.now())
+                body: body, date: clock.epochSeconds())
             let failure: (error: ServiceError, transient: Bool)
-            do {
+            do throws(TransportError) {
                 let response = try await transport.send(
                     OutboundRequest(method: "POST", url: endpoint + "/", headers: headers, body: body), timeout: timeout)
                 if (200..<300).contains(response.status) { return response.body }
@@ -61,9 +79,9 @@ public struct AWSJSONClient: Sendable {
             } catch {
                 failure = describe(.transport(error))
             }
-            attempt += 1
-            guard failure.transient, attempt < backoff.maxAttempts else { throw failure.error }
-            guard await Backoff.pause(backoff.delay(afterAttempt: attempt)) else { throw failure.error }
+            throw Attempt(error: failure.error, transient: failure.transient)
+        } retrying: {
+            $0.transient
         }
     }
 }

@@ -131,28 +131,6 @@ public enum HeaderName {
     }
 }
 
-/// Wall-clock time, read in one place and injected into whatever needs it, so tests can set it.
-public struct WallClock: Sendable {
-    public let epochSeconds: @Sendable () -> Int64
-
-    public init(epochSeconds: @escaping @Sendable () -> Int64 = WallClock.epochSeconds) {
-        self.epochSeconds = epochSeconds
-    }
-
-    public static let system = WallClock()
-
-    @Sendable public static func epochSeconds() -> Int64 {
-        epochMilliseconds() / 1000
-    }
-
-    /// The one reading of the system's real-time clock.
-    @Sendable public static func epochMilliseconds() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec / 1_000_000)
-    }
-}
-
 /// Base64 (RFC 4648, section 4: the standard alphabet, padded), as API Gateway, Kinesis and
 /// Bedrock use it.
 public enum Base64 {

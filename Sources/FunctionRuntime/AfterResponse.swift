@@ -25,12 +25,12 @@ public final class AfterResponse: Sendable {
 
     /// Runs what was added, concurrently, cancelling what is still running at `deadline` or
     /// once `budget` has passed.
-    public func run(before deadline: ContinuousClock.Instant) async {
-        let end = min(deadline, .now + budget)
-        await Deadline.$current.withValue(end) { await run(jobsBefore: end) }
+    public func run(before deadline: ContinuousClock.Instant, clock: WallClock = .system) async {
+        let end = min(deadline, clock.instant() + budget)
+        await Deadline.within(end, clock: clock) { await run(jobsBefore: end, clock: clock) }
     }
 
-    private func run(jobsBefore deadline: ContinuousClock.Instant) async {
+    private func run(jobsBefore deadline: ContinuousClock.Instant, clock: WallClock) async {
         let jobs = work.withLock { jobs in
             defer { jobs.removeAll() }
             return jobs
@@ -45,7 +45,7 @@ public final class AfterResponse: Sendable {
             }
             group.addTask {
                 // The timer: when it ends first, the jobs still running are cancelled.
-                try? await Task.sleep(until: deadline, clock: .continuous)
+                try? await clock.sleep(clock.remaining(until: deadline))
                 return false
             }
             var finished = 0

@@ -127,7 +127,7 @@ public enum FunctionRuntime {
         let requestID = "local-\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000)"
         invocationLogger[metadataKey: "requestId"] = "\(requestID)"
         let context = InvocationContext(
-            requestID: requestID, deadline: .now + .milliseconds(Int64(timeout * 1000)),
+            requestID: requestID, deadline: WallClock.system.instant() + .milliseconds(Int64(timeout * 1000)),
             traceID: environment["_X_AMZN_TRACE_ID"], logger: invocationLogger)
         do {
             let output = try await context.bounded { try await handler.handle(event: input, context: context) }

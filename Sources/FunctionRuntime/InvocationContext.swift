@@ -12,11 +12,15 @@ public struct InvocationContext: Sendable {
     public let logger: Logger
     /// Work to run once the answer is out (see `AfterResponse`).
     public let afterResponse: AfterResponse
+    /// The clock `deadline` is an instant of, and the one the handler's budgets are measured
+    /// on (a test's clock in a test).
+    public let clock: WallClock
 
     public init(
         requestID: String, deadline: ContinuousClock.Instant, traceID: String? = nil,
-        invokedFunctionARN: String? = nil, logger: Logger, afterResponse: AfterResponse = AfterResponse()
+        invokedFunctionARN: String? = nil, logger: Logger, afterResponse: AfterResponse = AfterResponse(), clock: WallClock = .system
     ) {
+        self.clock = clock
         self.requestID = requestID
         self.deadline = deadline
         self.traceID = traceID
@@ -33,11 +37,11 @@ public struct InvocationContext: Sendable {
     /// Runs the handler's work with every outbound wait bounded by the deadline less
     /// `answerMargin` (`Deadline`).
     public func bounded<T>(_ body: () async throws -> T) async throws -> T {
-        try await Deadline.within(deadline - Self.answerMargin) { () async throws -> T in try await body() }
+        try await Deadline.within(deadline - Self.answerMargin, clock: clock) { () async throws -> T in try await body() }
     }
 
     /// Time left before the deadline (zero once it has passed).
     public var remaining: Duration {
-        max(.zero, deadline - ContinuousClock.now)
+        max(.zero, clock.remaining(until: deadline))
     }
 }

@@ -53,7 +53,7 @@ public enum LambdaLoop {
 
     public static func run<API: LambdaRuntimeAPI>(
         _ api: API, environment: Environment, logger: Logger,
-        wallClockMilliseconds: () -> Int64 = WallClock.epochMilliseconds,
+        wallClockMilliseconds: () -> Int64 = WallClock.epochMilliseconds, clock: WallClock = .system,
         makeHandler: @Sendable (Environment, Logger) async throws -> any FunctionHandler
     ) async -> End {
         let handler: any FunctionHandler
@@ -81,8 +81,8 @@ public enum LambdaLoop {
                 if let traceID = invocation.traceID { invocationLogger[metadataKey: "traceId"] = "\(traceID)" }
                 let context = InvocationContext(
                     requestID: invocation.requestID,
-                    deadline: deadline(epochMilliseconds: invocation.deadlineMilliseconds, wallNow: wallClockMilliseconds()),
-                    traceID: invocation.traceID, invokedFunctionARN: invocation.invokedFunctionARN, logger: invocationLogger)
+                    deadline: deadline(epochMilliseconds: invocation.deadlineMilliseconds, wallNow: wallClockMilliseconds(), now: clock.instant()),
+                    traceID: invocation.traceID, invokedFunctionARN: invocation.invokedFunctionARN, logger: invocationLogger, clock: clock)
                 let output: [UInt8]
                 do {
                     output = try await context.bounded { try await handler.handle(event: invocation.event, context: context) }
@@ -90,13 +90,13 @@ public enum LambdaLoop {
                     let document = ErrorDocument(error)
                     invocationLogger.error("function error", metadata: ["errorType": "\(document.errorType)"])
                     try api.reportError(requestID: invocation.requestID, errorType: document.errorType, document: FunctionRuntime.encode(document))
-                    await context.afterResponse.run(before: context.deadline)
+                    await context.afterResponse.run(before: context.deadline, clock: clock)
                     continue
                 }
                 try api.respond(requestID: invocation.requestID, body: output)
                 // The invoker has its answer; what the handler left for later runs now, before
                 // the next invocation is asked for (and the environment may be frozen).
-                await context.afterResponse.run(before: context.deadline)
+                await context.afterResponse.run(before: context.deadline, clock: clock)
             } catch {
                 // The Runtime API itself is gone: nothing more can be served; Lambda restarts us.
                 logger.critical("Runtime API unreachable: \(error)")
@@ -109,8 +109,7 @@ public enum LambdaLoop {
     /// monotonic instant so a clock step cannot stretch or cut its budget. The header is the
     /// Runtime API's but never trusted to be sane: a missing or unreadable one gives 30 s, and
     /// a remaining time outside 0 ... 15 minutes is clamped instead of overflowing.
-    static func deadline(epochMilliseconds: String?, wallNow: Int64) -> ContinuousClock.Instant {
-        let now = ContinuousClock.now
+    static func deadline(epochMilliseconds: String?, wallNow: Int64, now: ContinuousClock.Instant) -> ContinuousClock.Instant {
         guard let text = epochMilliseconds, let deadline = Int64(text) else { return now + .seconds(30) }
         let (remaining, overflow) = deadline.subtractingReportingOverflow(wallNow)
         return now + .milliseconds(overflow ? 0 : min(max(remaining, 0), 900_000))

@@ -1,4 +1,5 @@
 import AWSSigning
+import Essentials
 import HTTPTransport
 import SafeJSON
 
@@ -17,12 +18,12 @@ public struct DynamoDBStore: KeyValueStore {
 
     public init(
         transport: any HTTPTransport, region: String, endpoint: String? = nil, credentials: AWSCredentials,
-        backoff: Backoff = Backoff(maxAttempts: 4), timeout: Duration = .seconds(3)
+        backoff: Backoff = Backoff(maxAttempts: 4), timeout: Duration = .seconds(3), clock: WallClock = .system
     ) {
         client = AWSJSONClient(
             transport: transport, signer: SigV4Signer(credentials: credentials, region: region, service: "dynamodb"),
             endpoint: endpoint ?? "https://dynamodb.\(region).amazonaws.com", targetPrefix: "DynamoDB_20120810",
-            timeout: timeout, backoff: backoff)
+            timeout: timeout, backoff: backoff, clock: clock)
     }
 
     // MARK: KeyValueStore

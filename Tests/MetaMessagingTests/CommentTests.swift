@@ -238,11 +238,11 @@ import Testing
         let input: JSON = [
             "businessId": "B0100001", "platform": "instagram", "recipientCommentId": "c_send", "message": ["text": "Vă scriem noi."],
         ]
-        let sent = try await world.send.send(try SendHandler.parse(input), context: W.context())
+        let sent = try await world.send.send(try SendHandler.parse(input), context: world.context())
         #expect(sent.first?.recipientId == Self.commenter)
         #expect(setup.book.privateReplies["c_send"] == "Vă scriem noi.")
         do {
-            _ = try await world.send.send(try SendHandler.parse(input), context: W.context())
+            _ = try await world.send.send(try SendHandler.parse(input), context: world.context())
             Issue.record("a second private reply went")
         } catch {
             #expect(error.errorType == "CommentAlreadyAnswered")
@@ -294,7 +294,7 @@ import Testing
         receive.responder.privateReplies = PrivateReplyBudget(
             store: world.harness.store, table: world.harness.tables.processedMessages, perHour: 2, clock: clock.clock)
         func deliver(_ id: String) async throws -> HTTPResponse {
-            let context = W.context()
+            let context = world.context()
             let response = try await receive.handle(W.webhook(Self.instagramComment(id, text: "?", at: clock.now)), context: context)
             await context.afterResponse.run(before: .now + .seconds(5))
             return response

@@ -68,7 +68,7 @@ import Testing
         let customers = (1...10).map { "burst-\($0)" }
         try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
         let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
-        let report = await Self.process(world, limit: 10).handle(records: batch, context: W.context())
+        let report = await Self.process(world, limit: 10).handle(records: batch, context: world.context())
         #expect(agent.reached, "the ten turns never ran at the same time")
         #expect(agent.most == 10)
         #expect(report.answered == 10)
@@ -88,7 +88,7 @@ import Testing
         let customers = (1...10).map { "one-read-\($0)" }
         try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
         let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
-        let report = await process.handle(records: batch, context: W.context())
+        let report = await process.handle(records: batch, context: world.context())
         #expect(report.answered == 10)
         // The location's own item (absent here) and the business's: two reads for the batch.
         #expect(store.getsOf.withLock { $0[world.harness.tables.credentials.name] } == 2)
@@ -96,7 +96,7 @@ import Testing
         // The next batch reads it again: a change is seen from one batch to the next.
         let again = try (1...3).map { try TenantShareTests.record(H.tenant, customer: "one-read-again-\($0)") }
         try await world.harness.openWindows(customers: (1...3).map { (.instagram, "one-read-again-\($0)") })
-        #expect(await process.handle(records: again, context: W.context()).answered == 3)
+        #expect(await process.handle(records: again, context: world.context()).answered == 3)
         #expect(store.getsOf.withLock { $0[world.harness.tables.credentials.name] } == 4)
         await world.harness.shutdown()
     }
@@ -120,7 +120,7 @@ import Testing
         // process takes it two minutes later (a queue behind a burst).
         world.clock.advance(120)
         store.operations.withLock { $0 = [] }
-        let context = W.context()
+        let context = world.context()
         let report = await world.process.handle(records: [record], context: context)
         await context.afterResponse.run(before: .now + .seconds(5))
         #expect(report.answered == 1)
@@ -146,7 +146,7 @@ import Testing
         let customers = (1...9).map { "bound-\($0)" }
         try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
         let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
-        let report = await Self.process(world, limit: 3).handle(records: batch, context: W.context())
+        let report = await Self.process(world, limit: 3).handle(records: batch, context: world.context())
         #expect(agent.most == 3)
         #expect(report.answered == 9)
         await world.harness.shutdown()
@@ -169,7 +169,7 @@ import Testing
             TenantShareTests.record(H.tenant, customer: "ordered"), TenantShareTests.record(H.tenant, customer: "refused"), unreadable,
             TenantShareTests.record(H.tenant, customer: "other"), later,
         ]
-        let report = await Self.process(world, limit: 10).handle(records: batch, context: W.context())
+        let report = await Self.process(world, limit: 10).handle(records: batch, context: world.context())
         // The first message answered, the broken record and the one after it back, in order.
         #expect(report.failures == ["record-broken", "record-ordered-2"])
         #expect(try await world.ledger.status(of: "m_share_ordered") == .answered)
@@ -288,7 +288,7 @@ import Testing
         let customers = (1...5).map { "limited-\($0)" }
         try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
         let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
-        let report = await world.process.handle(records: batch, context: W.context())
+        let report = await world.process.handle(records: batch, context: world.context())
         // Three replies within the second; the other two met code 613 and go back, delayed.
         #expect(await world.harness.graph.messages.count == 5)
         #expect(report.answered == 3)

@@ -50,7 +50,7 @@ import Testing
         await graph.describe(token: "token-south", .expired(at: 1_767_254_400))
 
         // A customer writes to the north salon's Instagram account.
-        let context = W.context()
+        let context = world.context()
         let body = H.messaging(account: Self.northInstagram, events: [H.textEvent(mid: "m_status_1", text: "hi", recipient: Self.northInstagram)])
         #expect(try await world.receive.handle(W.webhook(body), context: context).status == 200)
         await context.afterResponse.run(before: .now + .seconds(5))
@@ -129,7 +129,7 @@ import Testing
         func lastSeen() async throws -> Int64? { try await world.harness.store.get(world.harness.tables.identifiers, key: key)?["lastWebhookAt"]?.int }
         let start = world.clock.now
 
-        let first = W.context()
+        let first = world.context()
         let body = H.messaging(events: [H.textEvent(mid: "m_seen_1", text: "hi")])
         #expect(try await world.receive.handle(W.webhook(body), context: first).status == 200)
         #expect(try await lastSeen() == nil)  // not written on the way to the answer
@@ -138,14 +138,14 @@ import Testing
 
         // The same process, within the minute: nothing to write at all.
         world.clock.advance(30)
-        let second = W.context()
+        let second = world.context()
         _ = try await world.receive.handle(W.webhook(H.messaging(events: [H.textEvent(mid: "m_seen_2", text: "again")])), context: second)
         await second.afterResponse.run(before: .now + .seconds(5))
         #expect(try await lastSeen() == start)
 
         // A minute on, it is written again.
         world.clock.advance(31)
-        let third = W.context()
+        let third = world.context()
         _ = try await world.receive.handle(W.webhook(H.messaging(events: [H.textEvent(mid: "m_seen_3", text: "later")])), context: third)
         await third.afterResponse.run(before: .now + .seconds(5))
         #expect(try await lastSeen() == start + 61)

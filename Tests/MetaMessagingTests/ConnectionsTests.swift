@@ -27,7 +27,7 @@ import Testing
 
         for (account, mid) in [("17841400000000301", "m_north"), ("17841400000000302", "m_south")] {
             let body = H.messaging(account: account, events: [H.textEvent(mid: mid, text: "hi", recipient: account)])
-            let response = try await world.receive.handle(W.webhook(body), context: W.context())
+            let response = try await world.receive.handle(W.webhook(body), context: world.context())
             #expect(W.summary(response)["answered"] as? Int == 1)
         }
         let sent = await world.harness.graph.messages
@@ -55,24 +55,24 @@ import Testing
         }
         let base: [String: JSON] = ["businessId": "B0200002", "platform": "messenger", "recipientId": "42", "message": ["text": "hi"]]
 
-        await #expect(throws: SendError.self) { _ = try await world.send.send(try SendHandler.parse(.dictionary(base)), context: W.context()) }
+        await #expect(throws: SendError.self) { _ = try await world.send.send(try SendHandler.parse(.dictionary(base)), context: world.context()) }
         do {
-            _ = try await world.send.send(try SendHandler.parse(.dictionary(base)), context: W.context())
+            _ = try await world.send.send(try SendHandler.parse(.dictionary(base)), context: world.context())
         } catch {
             #expect(error.errorType == "AmbiguousConnection")
             #expect(error.status == 400)
         }
         var byLocation = base
         byLocation["locationId"] = "L-south"
-        _ = try await world.send.send(try SendHandler.parse(.dictionary(byLocation)), context: W.context())
+        _ = try await world.send.send(try SendHandler.parse(.dictionary(byLocation)), context: world.context())
         var byAccount = base
         byAccount["accountId"] = "301"
-        _ = try await world.send.send(try SendHandler.parse(.dictionary(byAccount)), context: W.context())
+        _ = try await world.send.send(try SendHandler.parse(.dictionary(byAccount)), context: world.context())
         #expect(await world.harness.graph.messages.map(\.token) == ["token-south", "token-north"])
 
         var foreign = base
         foreign["accountId"] = .string(H.pageId)  // the demo business's Page, not this business's
-        await #expect(throws: SendError.self) { _ = try await world.send.send(try SendHandler.parse(.dictionary(foreign)), context: W.context()) }
+        await #expect(throws: SendError.self) { _ = try await world.send.send(try SendHandler.parse(.dictionary(foreign)), context: world.context()) }
         await world.harness.shutdown()
     }
 
@@ -81,11 +81,11 @@ import Testing
         // The harness seeds B0100001 in the single-connection shape (serviceType "meta").
         let world = try await W.world(backend: backend)
         let body = H.messaging(events: [H.textEvent(mid: "m_seed_shape", text: "hi")])
-        let response = try await world.receive.handle(W.webhook(body), context: W.context())
+        let response = try await world.receive.handle(W.webhook(body), context: world.context())
         #expect(W.summary(response)["answered"] as? Int == 1)
         #expect(await world.harness.graph.messages.first?.token == H.token)
         let only = try SendHandler.parse(["businessId": "B0100001", "platform": "whatsapp", "recipientId": "1650", "message": ["text": "hi"]])
-        _ = try await world.send.send(only, context: W.context())
+        _ = try await world.send.send(only, context: world.context())
 
         // Connecting the same Page for its location replaces the old item, keeping the WhatsApp number.
         await world.harness.graph.allow(token: "renewed-token", accounts: [H.pageId])

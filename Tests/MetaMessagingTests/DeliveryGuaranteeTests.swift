@@ -173,13 +173,13 @@ import Testing
             if marked { #expect(try await world.ledger.markSending([("m_share_\(customer)", "dead")]) == [true]) }
         }
         let batch = try [TenantShareTests.record(H.tenant, customer: "held"), TenantShareTests.record(H.tenant, customer: "doubt")]
-        let during = await world.process.handle(records: batch, context: W.context())
+        let during = await world.process.handle(records: batch, context: world.context())
         // Both held: back to the queue, nothing sent.
         #expect(during.failures == ["record-held", "record-doubt"])
         #expect(await world.harness.graph.messages.isEmpty)
 
         world.clock.advance(61)
-        let after = await world.process.handle(records: batch, context: W.context())
+        let after = await world.process.handle(records: batch, context: world.context())
         #expect(after.failures.isEmpty)
         #expect(after.answered == 1)
         #expect(try await world.ledger.status(of: "m_share_held") == .answered)

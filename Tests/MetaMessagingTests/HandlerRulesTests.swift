@@ -25,6 +25,9 @@ import Testing
         let send: SendHandler
         var process: ProcessHandler
         let conversations: Conversations
+
+        /// An invocation with `seconds` left on this world's clock.
+        func context(seconds: Int64 = 10) -> InvocationContext { HandlerRulesTests.context(seconds: seconds, clock: clock.clock) }
     }
 
     /// The Graph stand-in's app id: a Messenger echo carrying it is ours.
@@ -45,13 +48,13 @@ import Testing
         let graph = GraphClient(transport: NIOHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
         // One execution's memory of Meta's throttles, shared through the store when asked.
         let throttle = AccountThrottle(clock: clock.clock)
-        let sender = MessageSender(graph: graph, directory: directory, throttle: throttle)
+        let sender = MessageSender(graph: graph, directory: directory, throttle: throttle, clock: clock.clock)
         let conversations = Conversations(
             store: conversationStore?(harness.store) ?? harness.store, table: harness.tables.conversations, clock: clock.clock)
         var responder = MessageResponder(
             agent: agent, sender: sender, ledger: ledger, agentTimeout: agentTimeout, conversations: conversations,
             // Budgets wide enough for a loaded test machine; the tests of the bounds hang longer.
-            presence: senderActions ? Presence(graph: graph, budget: .seconds(2), throttle: throttle) : nil,
+            presence: senderActions ? Presence(graph: graph, budget: .seconds(2), throttle: throttle, clock: clock.clock) : nil,
             profiles: CustomerProfiles(graph: graph, timeout: .seconds(2), throttle: throttle))
         responder.agents = agents
         if sharedThrottle {
@@ -68,8 +71,9 @@ import Testing
             process: ProcessHandler(directory: directory, ledger: ledger, responder: responder), conversations: conversations)
     }
 
-    static func context(seconds: Int64 = 10) -> InvocationContext {
-        InvocationContext(requestID: UUID().uuidString, deadline: .now + .seconds(seconds), logger: Logger(label: "test"))
+    /// An invocation with `seconds` left on the world's clock (the system's without one).
+    static func context(seconds: Int64 = 10, clock: WallClock = .system) -> InvocationContext {
+        InvocationContext(requestID: UUID().uuidString, deadline: clock.instant() + .seconds(seconds), logger: Logger(label: "test"), clock: clock)
     }
 
     static func webhook(_ body: String, signature: String? = nil) -> HTTPRequest {
@@ -82,9 +86,9 @@ import Testing
     /// A webhook handled as the runtime handles it: the answer, then what the handler left for
     /// after the answer.
     static func deliver(_ world: World, _ body: String) async throws -> HTTPResponse {
-        let context = context()
+        let context = world.context()
         let response = try await world.receive.handle(webhook(body), context: context)
-        await context.afterResponse.run(before: .now + .seconds(5))
+        await context.afterResponse.run(before: context.clock.instant() + .seconds(5), clock: context.clock)
         return response
     }
 
@@ -95,7 +99,7 @@ import Testing
     @Test func receiveAnswersOnceAndRefusesWhatIsNotMetas() async throws {
         let world = try await Self.world()
         let body = H.messaging(events: [H.textEvent(mid: "m_rule_1", text: "hello")])
-        let first = try await world.receive.handle(Self.webhook(body), context: Self.context())
+        let first = try await world.receive.handle(Self.webhook(body), context: world.context())
         #expect(first.status == 200)
         #expect(Self.summary(first)["answered"] as? Int == 1)
         #expect(try await world.ledger.status(of: "m_rule_1") == .answered)
@@ -103,15 +107,15 @@ import Testing
         #expect(sent.count == 1)
         #expect(sent.first?.token == H.token)
 
-        let again = try await world.receive.handle(Self.webhook(body), context: Self.context())
+        let again = try await world.receive.handle(Self.webhook(body), context: world.context())
         #expect(Self.summary(again)["duplicates"] as? Int == 1)
         #expect(await world.harness.graph.messages.count == 1)
 
         await #expect(throws: RequestRefused(401, code: .invalidSignature, "the X-Hub-Signature-256 header does not sign this body with the app secret")) {
-            _ = try await world.receive.handle(Self.webhook(body, signature: "sha256=" + String(repeating: "0", count: 64)), context: Self.context())
+            _ = try await world.receive.handle(Self.webhook(body, signature: "sha256=" + String(repeating: "0", count: 64)), context: world.context())
         }
         do {
-            _ = try await world.receive.handle(Self.webhook(#"{"object":"instagram","object":"page","entry":[]}"#), context: Self.context())
+            _ = try await world.receive.handle(Self.webhook(#"{"object":"instagram","object":"page","entry":[]}"#), context: world.context())
             Issue.record("a repeated key was accepted")
         } catch {
             #expect(error.status == 400)
@@ -191,20 +195,20 @@ import Testing
         #expect(try await ledger.status(of: "m_turn_3") == .answering)
     }
 
-    /// In process, the deadline is the test's own: a 503 that comes back with less time left
-    /// than a backoff and a whole call need is reported, not retried (it was once a process
-    /// test, whose budget raced the process's start-up).
-    /// In process, the deadline is the test's own: a 503 that comes back with less time left
-    /// than a backoff and a whole call need is reported, not retried (it was once a process
-    /// test, whose budget raced the process's start-up). send keeps 200 ms of its deadline
-    /// back, so the answer leaves it about 400 ms.
+    /// The deadline is on the world's clock: a 503 that comes back with less time left than a
+    /// backoff and a whole call need (1 s, less the 200 ms send keeps back) is reported, not
+    /// retried; with time left, the same 503 is retried and the message goes. No real time is
+    /// waited on (it was once a process test, whose budget raced the process's start-up).
     @Test func aDeadlineThatLeavesNoTimeForARetry() async throws {
         let world = try await Self.world()
-        let context = Self.context(seconds: 3)
-        await world.harness.graph.script(
-            [GraphStandIn.error(status: 503, code: 2, message: "Service temporarily unavailable", transient: true)],
-            pathSuffix: "/messages", answerAt: context.deadline - .milliseconds(600))
+        let unavailable = GraphStandIn.error(status: 503, code: 2, message: "Service temporarily unavailable", transient: true)
         let request = try SendHandler.parse(["businessId": "B0100001", "platform": "instagram", "recipientId": "1234567890123456", "message": ["text": "x"]])
+        await world.harness.graph.script([unavailable], pathSuffix: "/messages")
+        let roomy = try await world.send.send(request, context: world.context(seconds: 10))
+        #expect(roomy.count == 1)
+        #expect(await world.harness.graph.calls.filter { $0.path.hasSuffix("/messages") }.count == 2)
+        let context = world.context(seconds: 1)
+        await world.harness.graph.script([unavailable], pathSuffix: "/messages")
         do {
             _ = try await world.send.send(request, context: context)
             Issue.record("a 503 was retried into success or ignored")
@@ -212,7 +216,7 @@ import Testing
             #expect(error.errorType == "GraphAPIError")
             #expect(error.graph?.code == 2)
         }
-        #expect(await world.harness.graph.calls.filter { $0.path.hasSuffix("/messages") }.count == 1)
+        #expect(await world.harness.graph.calls.filter { $0.path.hasSuffix("/messages") }.count == 3)
         await world.harness.shutdown()
     }
 
@@ -232,18 +236,18 @@ import Testing
         }
         let unknown = try SendHandler.parse(["businessId": "B0999999", "platform": "instagram", "recipientId": "1", "message": ["text": "hi"]])
         await #expect(throws: SendError.unknownTenant("no Meta credentials for business B0999999")) {
-            _ = try await world.send.send(unknown, context: Self.context())
+            _ = try await world.send.send(unknown, context: world.context())
         }
         #expect(SendError.unknownTenant("").status == 404)
         #expect(SendError.tokenExpired(GraphError(kind: .graph, code: 190, message: "")).status == 409)
         #expect(await world.harness.graph.calls.isEmpty)
 
         let good = try SendHandler.parse(["businessId": "B0100001", "platform": "whatsapp", "recipientId": "16505551234", "message": ["text": "hi"]])
-        let sent = try #require(await world.send.send(good, context: Self.context()).first)
+        let sent = try #require(await world.send.send(good, context: world.context()).first)
         #expect(sent.messageId.hasPrefix("wamid."))
         await world.harness.graph.script([GraphStandIn.error(code: 190, message: "Error validating access token")], pathSuffix: "/messages")
         do {
-            _ = try await world.send.send(good, context: Self.context())
+            _ = try await world.send.send(good, context: world.context())
             Issue.record("an expired token was not reported")
         } catch {
             #expect(error.errorType == "TokenExpired")
@@ -263,7 +267,7 @@ import Testing
             ["messageId": "r2", "body": .string(body), "attributes": ["MessageGroupId": "g1"]],
             ["messageId": "r3", "body": "not an accepted message", "attributes": ["MessageGroupId": "g2"]],
         ]
-        let report = await world.process.handle(records: records, context: Self.context())
+        let report = await world.process.handle(records: records, context: world.context())
         #expect(report.answered == 1)
         #expect(report.skipped == 1)  // r2: the same message, already answered
         #expect(report.failures == ["r3"])

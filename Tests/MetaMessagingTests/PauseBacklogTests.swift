@@ -23,7 +23,7 @@ import Testing
     }
 
     static func sweep(_ world: W.World) async -> ProcessHandler.OfferReport {
-        await world.process.offerWaitingAfterPauses(context: W.context())
+        await world.process.offerWaitingAfterPauses(context: world.context())
     }
 
     @Test(arguments: StoreBackend.allCases)
@@ -137,7 +137,7 @@ import Testing
         let (world, _) = try await Self.world(backend, settings: LocationSettings(handoffPauseMinutes: 45))
         func list(_ businessId: String = "B0100001") async throws -> [[String: Any]] {
             let request = HTTPRequest(method: "GET", path: "/conversations", query: ["businessId": [businessId], "paused": ["true"]])
-            let response = try await world.send.function.handle(event: try Self.gatewayEvent(request), context: W.context())
+            let response = try await world.send.function.handle(event: try Self.gatewayEvent(request), context: world.context())
             let document = try #require(try JSONSerialization.jsonObject(with: Data(response)) as? [String: Any])
             #expect(document["statusCode"] as? Int == 200)
             let body = try #require((document["body"] as? String)?.data(using: .utf8))

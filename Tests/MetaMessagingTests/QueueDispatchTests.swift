@@ -290,7 +290,7 @@ import Testing
     static func poll(_ queue: SQSQueue, _ process: ProcessHandler) async throws -> (received: Int, report: ProcessHandler.Report?) {
         let messages = try await queue.receive(max: 10)
         guard !messages.isEmpty else { return (0, nil) }
-        let report = await process.handle(records: try messages.map(Self.record), context: W.context())
+        let report = await process.handle(records: try messages.map(Self.record), context: HandlerRulesTests.context(clock: process.responder.clock))
         let done = messages.filter { !report.failures.contains($0["MessageId"]?.string ?? "") }.compactMap { $0["ReceiptHandle"]?.string }
         if !done.isEmpty { try await queue.delete(receiptHandles: done) }
         return (messages.count, report)

@@ -108,7 +108,7 @@ import Testing
         await world.harness.graph.script(
             [.json(200, #"{"recipient_id":"\#(customer)","message_id":"\#(replyId)"}"#)], pathSuffix: "/messages", answerAt: answerAt)
         let answering = Task {
-            let context = W.context(seconds: 15)
+            let context = world.context(seconds: 15)
             let response = try await world.receive.handle(W.webhook(Self.customerMessage(mid, "bună")), context: context)
             await context.afterResponse.run(before: .now + .seconds(5))
             return response
@@ -151,7 +151,7 @@ import Testing
         let world = try await W.world(senderActions: false, inlineBudget: .seconds(12))
         let answering = try await Self.slowReply(world, mid: "m_slow_4", replyId: "m_SLOW_REPLY_4", answerAt: .now + .seconds(7))
         // A delivery with 2 s left: the turn is still sending when its time is up.
-        let context = W.context(seconds: 2)
+        let context = world.context(seconds: 2)
         let echo = try await world.receive.handle(W.webhook(Self.echo(mid: "m_SLOW_REPLY_4")), context: context)
         #expect(echo.status == 500)
         #expect(W.summary(echo)["echoesPending"] as? Int == 1)
@@ -201,7 +201,7 @@ import Testing
             "businessId": "B0100001", "platform": "instagram", "recipientId": .string(Self.customer), "message": ["text": "Vă sun eu."],
             "humanAgent": true,
         ])
-        _ = try await world.send.send(request, context: W.context())
+        _ = try await world.send.send(request, context: world.context())
         #expect(try await Self.state(world).pausedBy == .human)
         // Its echo is ours (recorded), and changes nothing.
         let sent = try #require(await world.harness.graph.sentMessageIds.last)
@@ -366,7 +366,7 @@ import Testing
         let hanging = ContinuousClock.now + .seconds(5)
         await world.harness.graph.script(
             [.json(200, #"{"recipient_id":"1234567890123456"}"#)], pathSuffix: "/messages", answerAt: hanging, senderActions: true)
-        let response = try await world.receive.handle(W.webhook(Self.customerMessage("m_action_hangs")), context: W.context())
+        let response = try await world.receive.handle(W.webhook(Self.customerMessage("m_action_hangs")), context: world.context())
         #expect(ContinuousClock.now < hanging)
         #expect(W.summary(response)["answered"] as? Int == 1)
         #expect(await world.harness.graph.messages.count == 2)
@@ -456,7 +456,7 @@ import Testing
         } catch {
             #expect(error.errorType == "TextTooLong")
         }
-        let sent = try await world.send.send(try SendHandler.parse(request(Self.longReply, split: true)), context: W.context())
+        let sent = try await world.send.send(try SendHandler.parse(request(Self.longReply, split: true)), context: world.context())
         #expect(sent.count == 3)
         let texts = await world.harness.graph.messages.compactMap(\.text)
         #expect(texts.flatMap { $0.split(whereSeparator: \.isWhitespace) } == Self.longReply.split(whereSeparator: \.isWhitespace))
@@ -531,7 +531,7 @@ import Testing
         let world = try await W.world(agent: agent, senderActions: false)
         let slow = ContinuousClock.now + .seconds(5)
         await world.harness.graph.script([.json(200, #"{"name":"Prea Târziu","id":"1234567890123456"}"#)], pathSuffix: "/\(Self.customer)", answerAt: slow)
-        let response = try await world.receive.handle(W.webhook(Self.customerMessage("m_profile_slow")), context: W.context())
+        let response = try await world.receive.handle(W.webhook(Self.customerMessage("m_profile_slow")), context: world.context())
         #expect(ContinuousClock.now < slow)
         #expect(W.summary(response)["answered"] as? Int == 1)
         #expect(agent.requests.first?.customerName == nil)

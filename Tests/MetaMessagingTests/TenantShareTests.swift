@@ -68,7 +68,7 @@ import Testing
             Self.record(a, customer: "c1"), Self.record(a, customer: "c2"), Self.record(a, customer: "c3"), Self.record(b, customer: "c7"),
             Self.record(a, customer: "c4"), Self.record(a, customer: "c5"), Self.record(b, customer: "c8"), Self.record(a, customer: "c6"),
         ]
-        let report = await process.handle(records: batch, context: HandlerRulesTests.context())
+        let report = await process.handle(records: batch, context: world.context())
         // A's first two and both of B's are answered; A's other four go back until their slots
         // at A's share of two a second: 1, 1.5, 2 and 2.5 s from now.
         #expect(Set(await Self.recipients(world)) == ["c1", "c2", "c7", "c8"])
@@ -82,7 +82,7 @@ import Testing
         #expect(try await world.ledger.status(of: "m_share_c3") == nil)
 
         // Later in the same second, A's next message waits behind the four, for the slot at 3 s.
-        let later = await process.handle(records: [try Self.record(a, customer: "c9")], context: HandlerRulesTests.context())
+        let later = await process.handle(records: [try Self.record(a, customer: "c9")], context: world.context())
         #expect(later.delayed.map(\.seconds) == [3])
 
         // A second on, the first deferred ones come back (received twice now) with their slots:
@@ -90,7 +90,7 @@ import Testing
         clock.advance(milliseconds: 1000)
         let back = await process.handle(
             records: [try Self.record(a, customer: "c3", receiveCount: 2), try Self.record(a, customer: "c4", receiveCount: 2)],
-            context: HandlerRulesTests.context())
+            context: world.context())
         #expect(back.answered == 2)
         #expect(back.failures.isEmpty)
         #expect(Set(await Self.recipients(world)) == ["c1", "c2", "c7", "c8", "c3", "c4"])
@@ -98,7 +98,7 @@ import Testing
         // A new message of A still waits behind the whole line (the slot after c9's, 3.5 s
         // from the start, 2.5 s from now), while B's goes at once: B's schedule is its own.
         let next = await process.handle(
-            records: [try Self.record(a, customer: "c10"), try Self.record(b, customer: "c11")], context: HandlerRulesTests.context())
+            records: [try Self.record(a, customer: "c10"), try Self.record(b, customer: "c11")], context: world.context())
         #expect(next.delayed.map(\.seconds) == [3])
         #expect(next.failures == ["record-c10"])
         #expect(await Self.recipients(world).last == "c11")
@@ -112,7 +112,7 @@ import Testing
         process.share = TenantShare(
             store: world.harness.store, table: TableSchema(name: "no-such-table", partitionKey: "messageId"), perSecond: 1)
         let batch = try ["c1", "c2", "c3"].map { try Self.record(H.tenant, customer: $0) }
-        let report = await process.handle(records: batch, context: HandlerRulesTests.context())
+        let report = await process.handle(records: batch, context: world.context())
         #expect(report.answered == 3)
         #expect(report.failures.isEmpty)
         #expect(await world.harness.graph.messages.count == 3)
@@ -124,7 +124,7 @@ import Testing
         let (world, _) = try await Self.world(perSecond: 3, customers: [], backend: backend)
         let clock = world.clock
         let share = TenantShare(store: world.harness.store, table: world.harness.tables.processedMessages, perSecond: 3, now: clock.epochMilliseconds)
-        let logger = HandlerRulesTests.context().logger
+        let logger = world.context().logger
         // Eight executions at once, four messages each: each takes the next four slots, three
         // start within the second, and the 29 others wait for theirs, each slot given once.
         let admissions = await withTaskGroup(of: TenantShare.Admission.self) { group in

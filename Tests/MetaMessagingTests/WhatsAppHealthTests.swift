@@ -127,7 +127,7 @@ import Testing
                 "businessId": .string(Self.tenant.businessId), "platform": "whatsapp", "recipientId": "16505551234",
                 "message": ["template": ["name": .string(name), "language": "ro"]],
             ]
-            return try await world.send.send(try SendHandler.parse(input), context: W.context())
+            return try await world.send.send(try SendHandler.parse(input), context: world.context())
         }
         for name in ["no_such_template", "promo_old"] {
             do {

@@ -42,7 +42,7 @@ import Testing
         let messenger = H.messaging(object: "page", account: Self.page, events: [H.textEvent(mid: "m_401", text: "hi", recipient: Self.page)])
         #expect(W.summary(try await W.deliver(world, messenger))["answered"] as? Int == 1)
         let send = try SendHandler.parse(["businessId": "B0300003", "platform": "whatsapp", "recipientId": "16505551234", "message": ["text": "hi"]])
-        _ = try await world.send.send(send, context: W.context())
+        _ = try await world.send.send(send, context: world.context())
 
         let sent = await world.harness.graph.messages
         #expect(sent.map(\.accountId) == [Self.phone, Self.page, Self.phone])
@@ -73,7 +73,7 @@ import Testing
             ])
         let send = try SendHandler.parse(["businessId": "B0300003", "platform": "whatsapp", "recipientId": "16505551234", "message": ["text": "hi"]])
         do {
-            _ = try await world.send.send(send, context: W.context())
+            _ = try await world.send.send(send, context: world.context())
             Issue.record("a WhatsApp message went out with a Page token")
         } catch {
             #expect(error.errorType == "MissingAccount")
@@ -120,7 +120,7 @@ import Testing
         #expect(try await record("wamid.IN2")?["deliveryStatus"]?.string == "delivered")
 
         let failed = try await world.receive.handle(
-            W.webhook(Self.status(replyId, "failed", error: (131047, "Re-engagement message"))), context: W.context())
+            W.webhook(Self.status(replyId, "failed", error: (131047, "Re-engagement message"))), context: world.context())
         #expect(W.summary(failed)["deliveryFailures"] as? Int == 1)
         let inbound = try #require(try await record("wamid.IN2"))
         #expect(inbound["status"]?.string == "answered")
@@ -152,7 +152,7 @@ import Testing
         try await Self.connectBoth(world)
         let send = SendHandler(directory: world.directory, sender: world.send.sender, ledger: world.ledger)
         let request = try SendHandler.parse(["businessId": "B0300003", "platform": "whatsapp", "recipientId": "16505551234", "message": ["text": "hi"]])
-        let sent = try #require(await send.send(request, context: W.context()).first)
+        let sent = try #require(await send.send(request, context: world.context()).first)
         _ = try await W.deliver(world, Self.status(sent.messageId, "failed", error: (131049, "Meta chose not to deliver")))
         let record = try await world.harness.store.get(world.harness.tables.processedMessages, key: ["messageId": .s("sent:\(sent.messageId)")])
         #expect(record?["status"]?.string == "failed")
@@ -171,7 +171,7 @@ import Testing
 
     static func refusal(_ world: W.World, _ request: SendHandler.Request) async -> SendError? {
         do {
-            _ = try await world.send.send(request, context: W.context())
+            _ = try await world.send.send(request, context: world.context())
             return nil
         } catch {
             return error

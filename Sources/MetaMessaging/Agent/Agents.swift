@@ -1,4 +1,5 @@
 import AWSSigning
+import Essentials
 import HTTPTransport
 
 /// The agent a location's turn goes to: the one its settings name, or the deployment's.
@@ -20,12 +21,14 @@ public struct Agents: Sendable {
     /// The functions a location may name (`AGENT_LAMBDA_FUNCTIONS`): checked again per turn,
     /// so narrowing the list takes effect without touching the settings.
     let lambdaFunctions: [String]
+    let clock: WallClock
 
     public init(
         fallback: any Agent, transport: any HTTPTransport, deploymentSecret: [UInt8]? = nil, peers: PeerRule = .publicOnly,
         echoTemplate: String = "Echo: {text}", region: String? = nil, credentials: AWSCredentials? = nil, lambdaEndpoint: String? = nil,
-        bedrockEndpoint: String? = nil, lambdaFunctions: [String] = []
+        bedrockEndpoint: String? = nil, lambdaFunctions: [String] = [], clock: WallClock = .system
     ) {
+        self.clock = clock
         self.fallback = fallback
         self.transport = transport
         self.deploymentSecret = deploymentSecret
@@ -46,17 +49,19 @@ public struct Agents: Sendable {
         case nil: return fallback
         case .echo(let template)?: return EchoAgent(template: template ?? echoTemplate)
         case .http(let url, let secret)?:
-            return HTTPAgent(url: url, transport: transport, secret: secret ?? deploymentSecret, peers: peers)
+            return HTTPAgent(url: url, transport: transport, secret: secret ?? deploymentSecret, clock: clock, peers: peers)
         case .lambda(let function)?:
             guard lambdaFunctions.contains(function) else {
                 return RefusingAgent(reason: "the location's Lambda agent is not among the functions this deployment allows")
             }
             guard let region, let credentials else { return RefusingAgent(reason: "a Lambda agent needs AWS_REGION and AWS credentials") }
-            return LambdaAgent(function: function, region: region, endpoint: lambdaEndpoint, credentials: credentials, transport: transport)
+            return LambdaAgent(
+                function: function, region: region, endpoint: lambdaEndpoint, credentials: credentials, transport: transport, clock: clock)
         case .bedrock(let agentId, let aliasId)?:
             guard let region, let credentials else { return RefusingAgent(reason: "a Bedrock agent needs AWS_REGION and AWS credentials") }
             return BedrockAgent(
-                agentId: agentId, agentAliasId: aliasId, region: region, endpoint: bedrockEndpoint, credentials: credentials, transport: transport)
+                agentId: agentId, agentAliasId: aliasId, region: region, endpoint: bedrockEndpoint, credentials: credentials, transport: transport,
+                clock: clock)
         }
     }
 }

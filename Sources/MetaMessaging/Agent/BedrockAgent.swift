@@ -15,12 +15,14 @@ public struct BedrockAgent: Agent {
     private let transport: any HTTPTransport
     private let signer: SigV4Signer
     private let backoff: Backoff
+    private let clock: WallClock
 
     public init(
         agentId: String, agentAliasId: String, region: String, endpoint: String? = nil,
         credentials: AWSCredentials, transport: any HTTPTransport,
-        backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2))
+        backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)), clock: WallClock = .system
     ) {
+        self.clock = clock
         self.agentId = agentId
         self.agentAliasId = agentAliasId
         let base = endpoint ?? "https://bedrock-agent-runtime.\(region).amazonaws.com"
@@ -93,7 +95,7 @@ public struct BedrockAgent: Agent {
     }
 
     public func reply(to request: AgentRequest, timeout: Duration) async throws(AgentError) -> AgentReply {
-        let deadline = ContinuousClock.now + timeout
+        let deadline = clock.instant() + timeout
         let url =
             "\(endpoint)/agents/\(SigV4Signer.uriEncode(agentId))/agentAliases/\(SigV4Signer.uriEncode(agentAliasId))"
             + "/sessions/\(Self.sessionId(for: request))/text"
@@ -101,20 +103,13 @@ public struct BedrockAgent: Agent {
             "inputText": .string(request.text),
             "sessionState": ["sessionAttributes": .dictionary(Self.sessionAttributes(for: request))],
         ]).encoded()
-        var attempt = 0
-        while true {
-            let remaining = deadline - ContinuousClock.now
+        // Only Bedrock's throttling is worth another try, and only with room for a call.
+        return try await backoff.run(clock: clock, deadline: deadline, room: .seconds(1)) { (_: Int) async throws(AgentError) -> AgentReply in
+            let remaining = clock.remaining(until: deadline)
             guard remaining > .milliseconds(50) else { throw AgentError(.timeout, "no time left for the Bedrock agent") }
-            do {
-                return try await invoke(url: url, body: body, timeout: remaining)
-            } catch {
-                attempt += 1
-                let delay = backoff.delay(afterAttempt: attempt)
-                guard error.code == .throttled, attempt < backoff.maxAttempts, deadline - ContinuousClock.now > delay + .seconds(1) else {
-                    throw error
-                }
-                guard await Backoff.pause(delay) else { throw error }
-            }
+            return try await invoke(url: url, body: body, timeout: remaining)
+        } retrying: { error in
+            error.code == .throttled
         }
     }
 
@@ -122,7 +117,7 @@ public struct BedrockAgent: Agent {
         let headers = signer.sign(
             method: "POST", url: url,
             headers: [("Content-Type", "application/json"), ("Accept", "application/vnd.amazon.eventstream")],
-            body: body, date: SigV4Signer.now())
+            body: body, date: clock.epochSeconds())
         let response: OutboundResponse
         do {
             response = try await transport.send(OutboundRequest(method: "POST", url: url, headers: headers, body: body), timeout: timeout)

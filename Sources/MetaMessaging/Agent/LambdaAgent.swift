@@ -15,7 +15,13 @@ public struct LambdaAgent: Agent {
     private let transport: any HTTPTransport
     private let signer: SigV4Signer
 
-    public init(function: String, region: String, endpoint: String? = nil, credentials: AWSCredentials, transport: any HTTPTransport) {
+    private let clock: WallClock
+
+    public init(
+        function: String, region: String, endpoint: String? = nil, credentials: AWSCredentials, transport: any HTTPTransport,
+        clock: WallClock = .system
+    ) {
+        self.clock = clock
         self.function = function
         let base = endpoint ?? "https://lambda.\(region).amazonaws.com"
         self.endpoint = base.hasSuffix("/") ? String(base.dropLast()) : base
@@ -28,7 +34,7 @@ public struct LambdaAgent: Agent {
         let url = "\(endpoint)/2015-03-31/functions/\(SigV4Signer.uriEncode(function))/invocations"
         let headers = signer.sign(
             method: "POST", url: url, headers: [("Content-Type", "application/json"), ("X-Amz-Invocation-Type", "RequestResponse")],
-            body: Array(body), date: SigV4Signer.now())
+            body: Array(body), date: clock.epochSeconds())
         let response: OutboundResponse
         do {
             response = try await transport.send(OutboundRequest(method: "POST", url: url, headers: headers, body: Array(body)), timeout: timeout)

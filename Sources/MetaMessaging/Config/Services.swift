@@ -1,4 +1,5 @@
 import AWSSigning
+import Essentials
 import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
@@ -9,8 +10,11 @@ public struct Services: Sendable {
     public let environment: Environment
     public let transport: any HTTPTransport
     public let tables: Tables
+    /// The one clock every handler, store and client is given (the system's, but for tests).
+    public let clock: WallClock
 
-    public init(environment: Environment, transport: any HTTPTransport) throws(ConfigurationError) {
+    public init(environment: Environment, transport: any HTTPTransport, clock: WallClock = .system) throws(ConfigurationError) {
+        self.clock = clock
         self.environment = environment
         self.transport = transport
         self.tables = try Tables(environment: environment)
@@ -27,7 +31,7 @@ public struct Services: Sendable {
         case "file":
             let directory = environment.value("KV_FILE_DIR", default: ".data")
             do {
-                return try FileStore(directory: directory, tables: tables.all)
+                return try FileStore(directory: directory, tables: tables.all, now: clock.epochSeconds)
             } catch {
                 throw ConfigurationError(variable: "KV_FILE_DIR", problem: "names a folder that cannot be used (\(error.message))")
             }
@@ -36,8 +40,19 @@ public struct Services: Sendable {
             guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
                 throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for KV_BACKEND=dynamodb")
             }
-            return DynamoDBStore(transport: transport, region: region, endpoint: environment["DYNAMODB_ENDPOINT"], credentials: credentials)
+            return DynamoDBStore(
+                transport: transport, region: region, endpoint: environment["DYNAMODB_ENDPOINT"], credentials: credentials, clock: clock)
         }
+    }
+
+    /// The tenancy tables, dated by the clock.
+    public func directory(store: any KeyValueStore, cache: TenancyCache? = nil) -> TenantDirectory {
+        let clock = clock
+        return TenantDirectory(store: store, tables: tables, now: { ISO8601.format(epochSeconds: clock.epochSeconds()) }, cache: cache)
+    }
+
+    public func conversations(store: any KeyValueStore) -> Conversations {
+        Conversations(store: store, table: tables.conversations, clock: clock)
     }
 
     public func graph() throws(ConfigurationError) -> GraphClient {
@@ -56,7 +71,7 @@ public struct Services: Sendable {
             guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
                 throw ConfigurationError(variable: "AGENT_HTTP_URL", problem: "must be an http(s) URL")
             }
-            return HTTPAgent(url: url, transport: transport, secret: try agentSecret())
+            return HTTPAgent(url: url, transport: transport, secret: try agentSecret(), clock: clock)
         case "bedrock-agent":
             let agentId = try environment.required("BEDROCK_AGENT_ID")
             let aliasId = try environment.required("BEDROCK_AGENT_ALIAS_ID")
@@ -66,7 +81,7 @@ public struct Services: Sendable {
             }
             return BedrockAgent(
                 agentId: agentId, agentAliasId: aliasId, region: region,
-                endpoint: environment["BEDROCK_AGENT_ENDPOINT"], credentials: credentials, transport: transport)
+                endpoint: environment["BEDROCK_AGENT_ENDPOINT"], credentials: credentials, transport: transport, clock: clock)
         default:
             return EchoAgent(template: environment.value("AGENT_ECHO_TEMPLATE", default: "Echo: {text}"))
         }
@@ -109,7 +124,7 @@ public struct Services: Sendable {
             fallback: try agent(), transport: transport, deploymentSecret: try deploymentAgentSecret(), peers: try settingsRules().peers,
             echoTemplate: environment.value("AGENT_ECHO_TEMPLATE", default: "Echo: {text}"), region: environment["AWS_REGION"],
             credentials: AWSCredentials.fromEnvironment(environment.values), lambdaEndpoint: environment["LAMBDA_ENDPOINT"],
-            bedrockEndpoint: environment["BEDROCK_AGENT_ENDPOINT"], lambdaFunctions: agentLambdaFunctions())
+            bedrockEndpoint: environment["BEDROCK_AGENT_ENDPOINT"], lambdaFunctions: agentLambdaFunctions(), clock: clock)
     }
 
     /// What a location's settings are checked against.
@@ -131,16 +146,14 @@ public struct Services: Sendable {
         let store = try store()
         return OAuthCallbackHandler(
             config: try OAuthConfig(environment: environment), appSecret: try appSecret(), graph: try graph(),
-            directory: TenantDirectory(store: store, tables: tables),
-            ledger: try ledger(store: store))
+            directory: directory(store: store), ledger: try ledger(store: store), clock: clock)
     }
 
     public func whatsAppSignupHandler() throws(ConfigurationError) -> WhatsAppSignupHandler {
         let store = try store()
         return WhatsAppSignupHandler(
             config: try OAuthConfig(environment: environment), appSecret: try appSecret(), graph: try graph(),
-            directory: TenantDirectory(store: store, tables: tables),
-            ledger: try ledger(store: store))
+            directory: directory(store: store), ledger: try ledger(store: store), clock: clock)
     }
 
     /// The `oauth-callback` function's three routes: the Facebook Login callback, WhatsApp
@@ -150,9 +163,9 @@ public struct Services: Sendable {
         let callback = try oauthCallbackHandler()
         let signup = try whatsAppSignupHandler()
         let instagram = try instagramLogin()
-        let page = ConnectPageHandler(config: callback.config, directory: callback.directory, instagram: instagram)
+        let page = ConnectPageHandler(config: callback.config, directory: callback.directory, instagram: instagram, clock: clock)
         let instagramCallback = instagram.map {
-            InstagramLoginHandler(login: $0, transport: transport, directory: callback.directory, ledger: callback.ledger)
+            InstagramLoginHandler(login: $0, transport: transport, directory: callback.directory, ledger: callback.ledger, clock: clock)
         }
         let telemetry = try telemetry(function: "oauth-callback")
         return HTTPFunction { request, context in
@@ -188,8 +201,8 @@ public struct Services: Sendable {
     public func connectionsHandler() throws(ConfigurationError) -> ConnectionsHandler {
         let store = try store()
         var handler = ConnectionsHandler(
-            directory: TenantDirectory(store: store, tables: tables), ledger: try ledger(store: store),
-            graph: try graph(), appSecret: try appSecret(), appId: environment["META_APP_ID"], publicBaseURL: environment["PUBLIC_BASE_URL"])
+            directory: directory(store: store), ledger: try ledger(store: store), graph: try graph(), appSecret: try appSecret(),
+            appId: environment["META_APP_ID"], publicBaseURL: environment["PUBLIC_BASE_URL"], clock: clock)
         handler.telemetry = try telemetry(function: "connections")
         handler.settingsRules = try settingsRules()
         handler.settingsDefaults = try settingsDefaults()
@@ -234,7 +247,8 @@ public struct Services: Sendable {
                 throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for CONVERSATION_STREAM")
             }
             log = KinesisConversationLog(
-                transport: transport, stream: stream, region: region, endpoint: environment["KINESIS_ENDPOINT"], credentials: credentials)
+                transport: transport, stream: stream, region: region, endpoint: environment["KINESIS_ENDPOINT"], credentials: credentials,
+                clock: clock)
         }
         let includeText = try environment.choice("CONVERSATION_STREAM_INCLUDE_TEXT", of: ["true", "false"], default: "false") == "true"
         return Telemetry(function: function, log: log, metrics: metrics, includeText: includeText)
@@ -245,7 +259,8 @@ public struct Services: Sendable {
     /// or `resend` (sent again, at least one reply, a possible duplicate).
     public func ledger(store: any KeyValueStore) throws(ConfigurationError) -> MessageLedger {
         let rule = try environment.choice("REPLY_IN_DOUBT", of: ["skip", "resend"], default: "skip")
-        return MessageLedger(store: store, table: tables.processedMessages, inDoubt: MessageLedger.InDoubt(rawValue: rule) ?? .doNotSendAgain)
+        return MessageLedger(
+            store: store, table: tables.processedMessages, clock: clock, inDoubt: MessageLedger.InDoubt(rawValue: rule) ?? .doNotSendAgain)
     }
 
     /// `HANDOFF_PAUSE_MINUTES` (default 60, at most 7 days): how long a person's answer or the
@@ -266,37 +281,37 @@ public struct Services: Sendable {
         let agents = try agents()
         // One memory of Meta's throttles per execution, fed by every Graph call a turn makes
         // and shared with the other executions through the processed-messages table.
-        let throttle = AccountThrottle()
+        let throttle = AccountThrottle(clock: clock)
         var responder = MessageResponder(
             agent: agents.fallback,
             sender: MessageSender(
                 graph: graph, instagramGraph: instagram, directory: directory, throttle: throttle,
-                gate: AccountGate(permits: try graphSendsPerAccount())),
+                gate: AccountGate(permits: try graphSendsPerAccount()), clock: clock),
             ledger: try ledger(store: store), agentTimeout: try agentTimeout(default: fallback),
-            conversations: Conversations(store: store, table: tables.conversations),
-            presence: Presence(graph: graph, instagramGraph: instagram, throttle: throttle),
+            conversations: conversations(store: store),
+            presence: Presence(graph: graph, instagramGraph: instagram, throttle: throttle, clock: clock),
             profiles: CustomerProfiles(graph: graph, instagramGraph: instagram, throttle: throttle), handoffPauseSeconds: try handoffPauseSeconds())
         responder.sharedThrottle = SharedThrottle(store: store, table: tables.processedMessages, throttle: throttle)
         responder.agents = agents
         responder.defaults = try settingsDefaults()
-        responder.privateReplies = PrivateReplyBudget(store: store, table: tables.processedMessages)
+        responder.privateReplies = PrivateReplyBudget(store: store, table: tables.processedMessages, clock: clock)
         return responder
     }
 
     public func sendHandler() throws(ConfigurationError) -> SendHandler {
         let store = try store()
-        let directory = TenantDirectory(store: store, tables: tables)
+        let directory = directory(store: store)
         var handler = SendHandler(
-            directory: directory, sender: MessageSender(graph: try graph(), instagramGraph: try instagramGraph(), directory: directory),
-            ledger: try ledger(store: store),
-            conversations: Conversations(store: store, table: tables.conversations), pauseSeconds: try handoffPauseSeconds())
+            directory: directory,
+            sender: MessageSender(graph: try graph(), instagramGraph: try instagramGraph(), directory: directory, clock: clock),
+            ledger: try ledger(store: store), conversations: conversations(store: store), pauseSeconds: try handoffPauseSeconds())
         handler.telemetry = try telemetry(function: "send")
         return handler
     }
 
     public func receiveHandler() throws(ConfigurationError) -> ReceiveHandler {
         let store = try store()
-        let directory = TenantDirectory(store: store, tables: tables, cache: try tenancyCache())
+        let directory = directory(store: store, cache: try tenancyCache())
         let ledger = try ledger(store: store)
         let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(3))
         let dispatch: ReceiveHandler.Dispatch
@@ -308,7 +323,7 @@ public struct Services: Sendable {
             // Instagram-Login webhooks are signed with the Instagram app's secret.
             signature: WebhookSignature(appSecret: try appSecret(), otherSecrets: [environment["INSTAGRAM_APP_SECRET"]].compactMap { $0 }),
             directory: directory, ledger: ledger,
-            responder: responder, dispatch: dispatch, conversations: Conversations(store: store, table: tables.conversations),
+            responder: responder, dispatch: dispatch, clock: clock, conversations: conversations(store: store),
             appId: environment["META_APP_ID"])
         handler.telemetry = try telemetry(function: "receive")
         handler.maxConcurrentTurns = try turnConcurrency()
@@ -329,7 +344,8 @@ public struct Services: Sendable {
         guard let credentials = AWSCredentials.fromEnvironment(environment.values) else {
             throw ConfigurationError(variable: "AWS_ACCESS_KEY_ID", problem: "and AWS_SECRET_ACCESS_KEY are required for \(purpose)")
         }
-        return SQSQueue(transport: transport, queueURL: url, region: region, endpoint: environment["SQS_ENDPOINT"], credentials: credentials)
+        return SQSQueue(
+            transport: transport, queueURL: url, region: region, endpoint: environment["SQS_ENDPOINT"], credentials: credentials, clock: clock)
     }
 
     /// `refresh`: Instagram-Login tokens renewed before they expire. Needs only the tables and
@@ -342,26 +358,27 @@ public struct Services: Sendable {
             graphBaseURL: environment.value("INSTAGRAM_GRAPH_BASE_URL", default: "https://graph.instagram.com"),
             graphVersion: environment.value("META_GRAPH_API_VERSION", default: "v25.0"))
         var handler = RefreshHandler(
-            directory: TenantDirectory(store: store, tables: tables), ledger: try ledger(store: store),
-            login: login, transport: transport)
+            directory: directory(store: store), ledger: try ledger(store: store), login: login, transport: transport, clock: clock)
         handler.telemetry = try telemetry(function: "refresh")
         return handler
     }
 
     public func processHandler() throws(ConfigurationError) -> ProcessHandler {
         let store = try store()
-        let directory = TenantDirectory(store: store, tables: tables, cache: try tenancyCache())
+        let directory = directory(store: store, cache: try tenancyCache())
         let ledger = try ledger(store: store)
         let responder = try responder(store: store, directory: directory, agentTimeout: .seconds(25))
         // The queue of a record, to delay a throttled account's records: Lambda gives the
         // function AWS credentials; without them records come back at the visibility timeout.
         let transport = transport
         let endpoint = environment["SQS_ENDPOINT"]
+        let clock = clock
         var queues: (@Sendable (String) -> SQSQueue?)? = nil
         if let credentials = AWSCredentials.fromEnvironment(environment.values) {
             queues = { (arn: String) -> SQSQueue? in
                 guard let queue = SQSQueue.url(ofQueue: arn, endpoint: endpoint) else { return nil }
-                return SQSQueue(transport: transport, queueURL: queue.url, region: queue.region, endpoint: endpoint, credentials: credentials)
+                return SQSQueue(
+                    transport: transport, queueURL: queue.url, region: queue.region, endpoint: endpoint, credentials: credentials, clock: clock)
             }
         }
         var handler = ProcessHandler(
@@ -384,7 +401,7 @@ public struct Services: Sendable {
     /// loop; 0 (off) in local mode and `serve`, where a connect and a message share a process.
     public func tenancyCache() throws(ConfigurationError) -> TenancyCache? {
         let seconds = try environment.integer("TENANCY_CACHE_SECONDS", in: 0...60, default: environment.isLambda ? 5 : 0)
-        return seconds > 0 ? TenancyCache(seconds: seconds) : nil
+        return seconds > 0 ? TenancyCache(seconds: seconds, clock: clock) : nil
     }
 
     /// `TURN_CONCURRENCY` (1 to 100, default 10): how many conversations' turns one invocation
@@ -403,6 +420,6 @@ public struct Services: Sendable {
     /// `process` starts answering per second, across every execution; the rest wait their slot.
     public func tenantShare(store: any KeyValueStore) throws(ConfigurationError) -> TenantShare? {
         let perSecond = try environment.integer("TENANT_SHARE_PER_SECOND", in: 0...100_000, default: 50)
-        return perSecond == 0 ? nil : TenantShare(store: store, table: tables.processedMessages, perSecond: Int(perSecond))
+        return perSecond == 0 ? nil : TenantShare(store: store, table: tables.processedMessages, perSecond: Int(perSecond), now: clock.epochSeconds)
     }
 }

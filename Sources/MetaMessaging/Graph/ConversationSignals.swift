@@ -1,3 +1,4 @@
+import Essentials
 import Logging
 
 /// Shows the customer that the business is reading while the agent composes the reply:
@@ -14,8 +15,13 @@ public struct Presence: Sendable {
     public let budget: Duration
     /// Where a throttling answer is remembered for the account (nil: nowhere).
     public let throttle: AccountThrottle?
+    public let clock: WallClock
 
-    public init(graph: GraphClient, instagramGraph: GraphClient? = nil, budget: Duration = .milliseconds(400), throttle: AccountThrottle? = nil) {
+    public init(
+        graph: GraphClient, instagramGraph: GraphClient? = nil, budget: Duration = .milliseconds(400), throttle: AccountThrottle? = nil,
+        clock: WallClock = .system
+    ) {
+        self.clock = clock
         self.graph = graph
         self.instagramGraph = instagramGraph
         self.budget = budget
@@ -30,7 +36,7 @@ public struct Presence: Sendable {
         else {
             return false
         }
-        let end = ContinuousClock.now + budget
+        let end = clock.instant() + budget
         let bodies: [JSON]
         switch message.platform {
         case .whatsapp:
@@ -46,7 +52,7 @@ public struct Presence: Sendable {
             }
         }
         for body in bodies {
-            let remaining = end - ContinuousClock.now
+            let remaining = clock.remaining(until: end)
             guard remaining > .milliseconds(20), !Task.isCancelled else { return false }
             do {
                 _ = try await graph.call("POST", "\(account)/messages", token: token, json: body.encoded(), timeout: remaining)

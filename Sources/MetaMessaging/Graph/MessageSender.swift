@@ -1,3 +1,4 @@
+import Essentials
 import HTTPTransport
 import Logging
 
@@ -26,12 +27,15 @@ public struct MessageSender: Sendable {
     public let throttle: AccountThrottle
     /// At most so many Send API calls to one account at once from this execution.
     public let gate: AccountGate
+    public let clock: WallClock
 
     public init(
         graph: GraphClient, instagramGraph: GraphClient? = nil, directory: TenantDirectory,
         backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)),
-        requestTimeout: Duration = .seconds(10), throttle: AccountThrottle = AccountThrottle(), gate: AccountGate = AccountGate()
+        requestTimeout: Duration = .seconds(10), throttle: AccountThrottle = AccountThrottle(), gate: AccountGate = AccountGate(),
+        clock: WallClock = .system
     ) {
+        self.clock = clock
         self.gate = gate
         self.graph = graph
         self.instagramGraph = instagramGraph
@@ -76,79 +80,83 @@ public struct MessageSender: Sendable {
         // account paused for being near its limit.
         if !continuing, let throttled = throttled(account) { throw throttled }
         let body = message.graphBody(platform: platform, recipientId: recipientId, messagingType: messagingType, toComment: toComment).encoded()
-        var attempt = 0
-        while true {
-            let remaining = deadline - ContinuousClock.now
-            guard remaining > .milliseconds(100) else {
-                throw SendError.deadlineExceeded("no time left to send the message before the invocation's deadline", graph: nil)
+        // A retry needs the backoff's pause plus room for a whole Graph call.
+        return try await backoff.run(clock: clock, deadline: deadline, room: .seconds(1)) { (_: Int) async throws(SendError) -> SentMessage in
+            try await attempt(
+                body, account: account, token: token, graph: graph, credentials: credentials, recipientId: recipientId,
+                deadline: deadline, toComment: toComment, logger: logger)
+        } retrying: { error in
+            error.transientGraphError != nil
+        } willRetry: { error, attempt, _ in
+            let graph = error.transientGraphError
+            logger.warning(
+                "transient Graph error, retrying",
+                metadata: ["code": "\(graph?.code ?? 0)", "httpStatus": "\(graph?.httpStatus ?? 0)", "attempt": "\(attempt)"])
+        }
+    }
+
+    /// One Send API call, Meta's answer read into what it means. Returns an outcome and writes
+    /// nothing but this execution's throttle memory, except for code 190 (the connection is
+    /// marked for reconnection).
+    private func attempt(
+        _ body: [UInt8], account: String, token: String, graph: GraphClient, credentials: TenantCredentials, recipientId: String,
+        deadline: ContinuousClock.Instant, toComment: Bool, logger: Logger
+    ) async throws(SendError) -> SentMessage {
+        guard clock.remaining(until: deadline) > .milliseconds(100) else {
+            throw SendError.deadlineExceeded("no time left to send the message before the invocation's deadline", graph: nil)
+        }
+        do {
+            let requestTimeout = self.requestTimeout
+            let clock = self.clock
+            let (answer, usage) = try await gate.around(account) { () async throws(GraphError) in
+                // The time left once this call has its place.
+                let timeout = min(requestTimeout, max(.zero, clock.remaining(until: deadline)))
+                return try await graph.callReportingUsage("POST", "\(account)/messages", token: token, json: body, timeout: timeout)
             }
-            do {
-                let requestTimeout = self.requestTimeout
-                let (answer, usage) = try await gate.around(account) { () async throws(GraphError) in
-                    // The time left once this call has its place.
-                    let timeout = min(requestTimeout, max(.zero, deadline - ContinuousClock.now))
-                    return try await graph.callReportingUsage("POST", "\(account)/messages", token: token, json: body, timeout: timeout)
-                }
-                if let usage, let seconds = throttle.observe(usage, account: account) {
-                    logger.warning(
-                        "an account is near its Graph API rate limit: left alone for a while",
-                        metadata: ["account": "\(account)", "usagePercent": "\(usage.highestPercent)", "pauseSeconds": "\(seconds)"])
-                }
-                guard let messageId = answer["message_id"]?.id ?? answer["messages"]?.array?.first?["id"]?.id else {
-                    throw SendError.invalidGraphResponse("the Graph API accepted the message but returned no message id")
-                }
-                let recipient = answer["recipient_id"]?.id ?? answer["contacts"]?.array?.first?["wa_id"]?.id ?? recipientId
-                return SentMessage(recipientId: recipient, messageId: messageId)
-            } catch let error as SendError {
-                throw error
-            } catch let error as GraphError {
-                attempt += 1
-                if error.isExpiredToken {
-                    do {
-                        try await directory.markNeedsReconnection(
-                            credentials, reason: "Graph API code 190\(error.subcode.map { " subcode \($0)" } ?? "")")
-                    } catch {
-                        logger.error("could not mark credentials for reconnection", metadata: ["error": "\(error)"])
-                    }
-                    throw SendError.tokenExpired(error)
-                }
-                if let refusal = Self.refusal(error, toComment: toComment) { throw refusal }
-                if error.isThrottled {
-                    // Retrying now would only spend more of the limit: the account is left
-                    // alone for the time Meta gives, and the message goes back.
-                    let seconds = error.secondsToRegainAccess
-                    throttle.pause(account, seconds: seconds)
-                    logger.warning(
-                        "Meta throttles an account: not sent, tried again later",
-                        metadata: [
-                            "account": "\(account)", "code": "\(error.code ?? 0)", "usagePercent": "\(error.usage?.highestPercent ?? 0)",
-                            "retryAfterSeconds": "\(seconds)",
-                        ])
-                    throw SendError.throttled(
-                        "Meta throttles account \(account) (code \(error.code ?? 0)): try again in \(seconds) s", retryAfterSeconds: seconds, graph: error)
-                }
-                if error.kind == .transport, deadline - ContinuousClock.now <= .milliseconds(100) {
-                    // The call was cut short by the deadline, not refused: out of time.
-                    throw SendError.deadlineExceeded("the Graph API did not answer before the invocation's deadline", graph: error)
-                }
-                let delay = backoff.delay(afterAttempt: attempt)
-                // A retry needs the backoff delay plus room for a whole Graph call.
-                guard error.isTransient, attempt < backoff.maxAttempts,
-                    deadline - ContinuousClock.now > delay + .seconds(1)
-                else {
-                    throw error.kind == .transport ? SendError.graphUnreachable(error) : SendError.graphAPIError(error)
-                }
+            if let usage, let seconds = throttle.observe(usage, account: account) {
                 logger.warning(
-                    "transient Graph error, retrying",
-                    metadata: [
-                        "code": "\(error.code ?? 0)", "httpStatus": "\(error.httpStatus ?? 0)", "attempt": "\(attempt)",
-                    ])
-                guard await Backoff.pause(delay) else {
-                    throw SendError.deadlineExceeded("cancelled while waiting to retry", graph: error)
-                }
-            } catch {
-                throw SendError.graphAPIError(GraphError(kind: .invalidResponse, message: "\(error)"))
+                    "an account is near its Graph API rate limit: left alone for a while",
+                    metadata: ["account": "\(account)", "usagePercent": "\(usage.highestPercent)", "pauseSeconds": "\(seconds)"])
             }
+            guard let messageId = answer["message_id"]?.id ?? answer["messages"]?.array?.first?["id"]?.id else {
+                throw SendError.invalidGraphResponse("the Graph API accepted the message but returned no message id")
+            }
+            let recipient = answer["recipient_id"]?.id ?? answer["contacts"]?.array?.first?["wa_id"]?.id ?? recipientId
+            return SentMessage(recipientId: recipient, messageId: messageId)
+        } catch let error as SendError {
+            throw error
+        } catch let error as GraphError {
+            if error.isExpiredToken {
+                do {
+                    try await directory.markNeedsReconnection(
+                        credentials, reason: "Graph API code 190\(error.subcode.map { " subcode \($0)" } ?? "")")
+                } catch {
+                    logger.error("could not mark credentials for reconnection", metadata: ["error": "\(error)"])
+                }
+                throw SendError.tokenExpired(error)
+            }
+            if let refusal = Self.refusal(error, toComment: toComment) { throw refusal }
+            if error.isThrottled {
+                // Retrying now would only spend more of the limit: the account is left
+                // alone for the time Meta gives, and the message goes back.
+                let seconds = error.secondsToRegainAccess
+                throttle.pause(account, seconds: seconds)
+                logger.warning(
+                    "Meta throttles an account: not sent, tried again later",
+                    metadata: [
+                        "account": "\(account)", "code": "\(error.code ?? 0)", "usagePercent": "\(error.usage?.highestPercent ?? 0)",
+                        "retryAfterSeconds": "\(seconds)",
+                    ])
+                throw SendError.throttled(
+                    "Meta throttles account \(account) (code \(error.code ?? 0)): try again in \(seconds) s", retryAfterSeconds: seconds, graph: error)
+            }
+            if error.kind == .transport, clock.remaining(until: deadline) <= .milliseconds(100) {
+                // The call was cut short by the deadline, not refused: out of time.
+                throw SendError.deadlineExceeded("the Graph API did not answer before the invocation's deadline", graph: error)
+            }
+            throw error.kind == .transport ? SendError.graphUnreachable(error) : SendError.graphAPIError(error)
+        } catch {
+            throw SendError.graphAPIError(GraphError(kind: .invalidResponse, message: "\(error)"))
         }
     }
 
@@ -166,7 +174,7 @@ public struct MessageSender: Sendable {
             throw SendError.missingAccount("Instagram Login is not configured here (INSTAGRAM_APP_ID)")
         }
         let edge = platform == .instagram ? "replies" : "comments"
-        let timeout = min(requestTimeout, max(.zero, deadline - ContinuousClock.now))
+        let timeout = min(requestTimeout, max(.zero, clock.remaining(until: deadline)))
         do {
             let answer = try await graph.call(
                 "POST", "\(commentId)/\(edge)", token: token, json: JSON.dictionary(["message": .string(text)]).encoded(), timeout: timeout)

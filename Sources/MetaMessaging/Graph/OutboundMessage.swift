@@ -386,6 +386,15 @@ public enum SendError: HTTPResponseError, Equatable {
     case commentNotAnswerable(GraphError)
     case commentGone(GraphError)
 
+    /// The Graph error of a failure worth trying again (a transient Graph answer or a
+    /// connection that failed), nil for anything else.
+    public var transientGraphError: GraphError? {
+        switch self {
+        case .graphAPIError(let error) where error.isTransient, .graphUnreachable(let error) where error.isTransient: error
+        default: nil
+        }
+    }
+
     public var errorType: String {
         switch self {
         case .invalidInput: "InvalidInput"

@@ -83,6 +83,9 @@ public struct MessageResponder: Sendable {
     /// Meta's hourly limit on private replies, counted across executions (nil: not counted).
     public var privateReplies: PrivateReplyBudget?
 
+    /// The clock of the turn's budgets: the ledger's, the one `Services` hands everyone.
+    public var clock: WallClock { ledger.clock }
+
     /// The agent a location's turns go to.
     public func agent(for settings: LocationSettings) -> any Agent {
         guard let agents, settings.agent != nil else { return agent }
@@ -250,7 +253,7 @@ public struct MessageResponder: Sendable {
             return await release(turn, throttled: throttled.errorMessage, retryAfterSeconds: seconds, logger: logger)
         }
 
-        let agentBudget = min(agentTimeout, deadline - ContinuousClock.now - sendReserve)
+        let agentBudget = min(agentTimeout, deadline - clock.instant() - sendReserve)
         guard agentBudget > .milliseconds(50) else {
             return await giveUp(turn, reason: "no time left for the agent", transient: true, retry: true, logger: logger)
         }
@@ -274,13 +277,13 @@ public struct MessageResponder: Sendable {
         // what Meta said of their name, and that a reply of ours may follow (an echo Meta
         // sends before the Send API answers must not be taken for a person's). Done before
         // anything is sent; a failed write stops nothing here.
-        let seconds = (deadline - ContinuousClock.now).components.seconds
+        let seconds = (deadline - clock.instant()).components.seconds
         let inFlight = conversations.map { Conversations.InFlight(messageId: last.messageId, until: $0.clock.epochSeconds() + max(0, seconds) + 1) }
         let noting = Task {
             await customerWrote(turn, tenant: tenant, account: account, profile: profile, inFlight: inFlight, later: nil, logger: logger)
         }
         let reply: AgentReply
-        let agentStart = ContinuousClock.now
+        let agentStart = clock.instant()
         do {
             var request = AgentRequest(tenant: tenant, turn: turn.map(\.message), customerName: name)
             if !state.backlog.isEmpty {
@@ -289,10 +292,10 @@ public struct MessageResponder: Sendable {
             }
             if turn.contains(where: { $0.ledgerId != $0.message.messageId }) { request.afterPause = true }
             reply = try await agent(for: credentials.settings).reply(to: request, timeout: agentBudget)
-            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
+            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: clock.instant())
             await noting.value
         } catch {
-            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
+            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: clock.instant())
             await noting.value
             showing?.cancel()
             let transient = error.code != .invalidResponse && error.code != .refused
@@ -320,8 +323,8 @@ public struct MessageResponder: Sendable {
         // The claims say a reply is on its way before Meta can have it: a death from here on
         // leaves a record the in-doubt rule settles, never one that is answered as if new.
         if let refusal = await markSending(turn, logger: logger) { return refusal }
-        let graphStart = ContinuousClock.now
-        defer { trace.graphLatencyMs = Self.milliseconds(since: graphStart, until: .now) }
+        let graphStart = clock.instant()
+        defer { trace.graphLatencyMs = Self.milliseconds(since: graphStart, until: clock.instant()) }
         for (index, part) in parts.enumerated() {
             do {
                 let message = try await sender.send(
@@ -412,18 +415,18 @@ public struct MessageResponder: Sendable {
         if let account, let throttled = sender.throttled(account), let seconds = throttled.retryAfterSeconds {
             return await release(turn, throttled: throttled.errorMessage, retryAfterSeconds: seconds, logger: logger)
         }
-        let agentBudget = min(agentTimeout, deadline - ContinuousClock.now - sendReserve)
+        let agentBudget = min(agentTimeout, deadline - clock.instant() - sendReserve)
         guard agentBudget > .milliseconds(50) else {
             return await giveUp(turn, reason: "no time left for the agent", transient: true, retry: true, logger: logger)
         }
         let reply: AgentReply
-        let agentStart = ContinuousClock.now
+        let agentStart = clock.instant()
         do {
             reply = try await agent(for: credentials.settings).reply(
                 to: AgentRequest(tenant: tenant, turn: [last], customerName: comment.username), timeout: agentBudget)
-            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
+            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: clock.instant())
         } catch {
-            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: .now)
+            trace.agentLatencyMs = Self.milliseconds(since: agentStart, until: clock.instant())
             let transient = error.code != .invalidResponse && error.code != .refused
             let outOfTime = error.code == .timeout && agentBudget < agentTimeout
             return await giveUp(turn, reason: error.description, transient: transient || outOfTime, retry: retryTransient || outOfTime, logger: logger)
@@ -441,13 +444,13 @@ public struct MessageResponder: Sendable {
         if let refusal = await markSending(turn, logger: logger) { return refusal }
         // Our reply in the customer's thread is ours before Meta can echo it.
         if let conversations, let account {
-            let until = conversations.clock.epochSeconds() + max(0, (deadline - ContinuousClock.now).components.seconds) + 1
+            let until = conversations.clock.epochSeconds() + max(0, (deadline - clock.instant()).components.seconds) + 1
             try? await conversations.replyOnItsWay(
                 Conversations.InFlight(messageId: last.messageId, until: until), platform: last.platform, account: account, customer: last.senderId,
                 businessId: tenant.businessId)
         }
-        let graphStart = ContinuousClock.now
-        defer { trace.graphLatencyMs = Self.milliseconds(since: graphStart, until: .now) }
+        let graphStart = clock.instant()
+        defer { trace.graphLatencyMs = Self.milliseconds(since: graphStart, until: clock.instant()) }
         var sent: [SentMessage] = []
         var done: [String] = []
         if let text = reply.text {

@@ -515,7 +515,7 @@ public struct ProcessHandler: Sendable {
         let events = telemetry.events(for: context)
         for offer in due {
             // Leave time to record the last one's outcome.
-            guard context.deadline - ContinuousClock.now > .seconds(5) else { break }
+            guard responder.clock.remaining(until: context.deadline) > .seconds(5) else { break }
             guard let outcome = await responder.offer(offer, owner: context.requestID, deadline: context.deadline, events: events, logger: context.logger)
             else { continue }
             report.offered += 1

@@ -158,7 +158,7 @@ public struct ReceiveHandler: Sendable {
             throw RequestRefused(400, code: .invalidPayload, error.message)
         }
 
-        let start = ContinuousClock.now
+        let start = clock.instant()
         let budgetEnd = min(start + inlineBudget, context.deadline - .milliseconds(250))
         let log = telemetry.events(for: context)
         let objectPlatform: Platform? =
@@ -256,7 +256,7 @@ public struct ReceiveHandler: Sendable {
                                 reason: reason))
                         continue
                     }
-                    if case .inline = dispatch, ContinuousClock.now > budgetEnd - .seconds(1) {
+                    if case .inline = dispatch, clock.instant() > budgetEnd - .seconds(1) {
                         // Not claimed: Meta redelivers, and what was answered is skipped then.
                         summary.deferred += 1
                         retry = true
@@ -550,8 +550,8 @@ extension ReceiveHandler {
             unknown.append((echo, tenant, credentials))
         }
         guard !unknown.isEmpty else { return }
-        if ContinuousClock.now + echoRecheckDelay < budgetEnd - .seconds(1) {
-            try? await Task.sleep(for: echoRecheckDelay)
+        if clock.instant() + echoRecheckDelay < budgetEnd - .seconds(1) {
+            try? await clock.sleep(echoRecheckDelay)
             var stillUnknown: [(Echo, Tenant, TenantCredentials)] = []
             for entry in unknown {
                 if try await ledger.wasSent(entry.0.messageId) {
@@ -626,8 +626,9 @@ extension ReceiveHandler {
             let settled = status != .answering && status != .sending
             if try await ledger.wasSent(echo.messageId) { return .ours }
             if settled { return .person }
-            guard ContinuousClock.now + .milliseconds(100) < budgetEnd - .seconds(1) else { return .pending }
-            try? await Task.sleep(for: .milliseconds(100))
+            guard clock.instant() + .milliseconds(100) < budgetEnd - .seconds(1), (try? await clock.sleep(.milliseconds(100))) != nil else {
+                return .pending
+            }
         }
     }
 

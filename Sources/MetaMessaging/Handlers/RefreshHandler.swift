@@ -69,7 +69,7 @@ public struct RefreshHandler: Sendable {
                 try await ledger.store.delete(ledger.table, key: Self.cursorKey)
                 break
             }
-            if pages >= maxPages || deadline - ContinuousClock.now < .seconds(10) {
+            if pages >= maxPages || clock.remaining(until: deadline) < .seconds(10) {
                 let now = clock.epochSeconds()
                 try await ledger.store.put(
                     ledger.table, item: Self.cursorKey.merging(["after": .m(next), "status": .s("cursor"), "expiresAt": .number(now + 7 * 24 * 3600)]) { $1 })
@@ -105,7 +105,7 @@ public struct RefreshHandler: Sendable {
             report.skipped += 1
             return
         }
-        guard deadline - ContinuousClock.now > callTimeout + .seconds(1) else {
+        guard clock.remaining(until: deadline) > callTimeout + .seconds(1) else {
             report.failed += 1
             return
         }

@@ -14,13 +14,14 @@ public struct SQSQueue: MessageQueue {
 
     public init(
         transport: any HTTPTransport, queueURL: String, region: String, endpoint: String? = nil,
-        credentials: AWSCredentials, timeout: Duration = .seconds(2), backoff: Backoff = Backoff(maxAttempts: 3)
+        credentials: AWSCredentials, timeout: Duration = .seconds(2), backoff: Backoff = Backoff(maxAttempts: 3),
+        clock: WallClock = .system
     ) {
         self.queueURL = queueURL
         client = AWSJSONClient(
             transport: transport, signer: SigV4Signer(credentials: credentials, region: region, service: "sqs"),
             endpoint: endpoint ?? "https://sqs.\(region).amazonaws.com", targetPrefix: "AmazonSQS",
-            timeout: timeout, backoff: backoff)
+            timeout: timeout, backoff: backoff, clock: clock)
     }
 
     /// SQS allows 128 characters of `[A-Za-z0-9!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~]` for group and

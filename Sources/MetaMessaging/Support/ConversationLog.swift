@@ -141,29 +141,34 @@ public struct KinesisConversationLog: ConversationLog {
     public let stream: String
     private let client: AWSJSONClient
     private let budget: Duration
+    private let clock: WallClock
+    /// Records Kinesis refused are sent again on this policy, within `budget`.
+    private let resend = Backoff(maxAttempts: 5, base: .milliseconds(50), cap: .milliseconds(800))
 
     public init(
         transport: any HTTPTransport, stream: String, region: String, endpoint: String? = nil, credentials: AWSCredentials,
-        timeout: Duration = .seconds(2), budget: Duration = .seconds(2)
+        timeout: Duration = .seconds(2), budget: Duration = .seconds(2), clock: WallClock = .system
     ) {
         self.stream = stream
         self.budget = budget
+        self.clock = clock
         client = AWSJSONClient(
             transport: transport, signer: SigV4Signer(credentials: credentials, region: region, service: "kinesis"),
             endpoint: endpoint ?? "https://kinesis.\(region).amazonaws.com", targetPrefix: "Kinesis_20131202", timeout: timeout,
-            backoff: Backoff(maxAttempts: 2, base: .milliseconds(50), cap: .milliseconds(400)), contentType: "application/x-amz-json-1.1")
+            backoff: Backoff(maxAttempts: 2, base: .milliseconds(50), cap: .milliseconds(400)), contentType: "application/x-amz-json-1.1", clock: clock)
     }
 
     struct Failure: Error { let message: String }
+    /// Records of a call that Kinesis refused, to be sent again.
+    struct Refused: Error { let records: [(data: [UInt8], key: String)] }
 
     public func put(_ events: [ConversationEvent], function: String, logger: Logger) async -> ConversationLogOutcome {
         var outcome = ConversationLogOutcome()
         guard !events.isEmpty else { return outcome }
         // Its own budget, never past the time the invocation has left (the work after the
         // answer has a deadline of its own: `Deadline`).
-        let deadline = Deadline.earlier(than: ContinuousClock.now + budget)
+        let deadline = Deadline.earlier(than: clock.instant() + budget)
         var pending = events.map { (data: $0.json(function: function).encoded(), key: String($0.partitionKey.prefix(256))) }
-        var attempt = 0
         while !pending.isEmpty {
             // A call carries at most 500 records and 5 MB.
             var batch: [(data: [UInt8], key: String)] = []
@@ -180,48 +185,53 @@ public struct KinesisConversationLog: ConversationLog {
                 pending.removeFirst()
                 continue
             }
-            var body: [String: JSON] = [
-                "Records": .array(
-                    batch.map { record in
-                        ["Data": .string(Base64.encode(record.data)), "PartitionKey": .string(record.key)]
-                    })
-            ]
-            body[stream.hasPrefix("arn:") ? "StreamARN" : "StreamName"] = .string(stream)
-            let answer: [UInt8]
+            // What Kinesis refused of the batch goes again; what it took is counted once.
+            var unsent = batch
             do {
-                answer = try await client.call("PutRecords", body: JSON.dictionary(body).encoded()) { failure -> (Failure, Bool) in
-                    switch failure {
-                    case .status(let status, let body):
-                        let type = (try? JSON.parse(body))?["__type"]?.string ?? "HTTP \(status)"
-                        return (Failure(message: "Kinesis \(type)"), status >= 500 || type.contains("ProvisionedThroughputExceeded"))
-                    case .transport(let error):
-                        return (Failure(message: "Kinesis unreachable: \(error.message)"), error.kind == .connection)
-                    }
+                try await resend.run(clock: clock, deadline: deadline) { (_: Int) async throws(Refused) in
+                    let refused = await putRecords(unsent, logger: logger)
+                    outcome.sent += unsent.count - refused.count
+                    unsent = refused
+                    if !refused.isEmpty { throw Refused(records: refused) }
+                } retrying: { _ in
+                    true
                 }
             } catch {
-                logger.warning("conversation events not delivered", metadata: ["error": "\(error.message)", "records": "\(batch.count)"])
-                outcome.failed += batch.count
-                continue
-            }
-            let results = (try? JSON.parse(answer))?["Records"]?.array ?? []
-            var retry: [(data: [UInt8], key: String)] = []
-            for (index, record) in batch.enumerated() {
-                if index < results.count, results[index]["ErrorCode"]?.string != nil {
-                    retry.append(record)
-                } else {
-                    outcome.sent += 1
-                }
-            }
-            guard !retry.isEmpty else { continue }
-            attempt += 1
-            let delay = Duration.milliseconds(min(50 << min(attempt, 4), 800))
-            if attempt <= 4, ContinuousClock.now + delay < deadline, await Backoff.pause(delay) {
-                pending = retry + pending
-            } else {
-                logger.warning("Kinesis refused conversation events", metadata: ["records": "\(retry.count)"])
-                outcome.failed += retry.count
+                logger.warning("Kinesis refused conversation events", metadata: ["records": "\(error.records.count)"])
+                outcome.failed += error.records.count
             }
         }
         return outcome
+    }
+
+    /// One `PutRecords` call; returns the records Kinesis did not take (all of them when the
+    /// call itself failed after the client's own retries).
+    private func putRecords(_ batch: [(data: [UInt8], key: String)], logger: Logger) async -> [(data: [UInt8], key: String)] {
+        var body: [String: JSON] = [
+            "Records": .array(
+                batch.map { record in
+                    ["Data": .string(Base64.encode(record.data)), "PartitionKey": .string(record.key)]
+                })
+        ]
+        body[stream.hasPrefix("arn:") ? "StreamARN" : "StreamName"] = .string(stream)
+        let answer: [UInt8]
+        do {
+            answer = try await client.call("PutRecords", body: JSON.dictionary(body).encoded()) { failure -> (Failure, Bool) in
+                switch failure {
+                case .status(let status, let body):
+                    let type = (try? JSON.parse(body))?["__type"]?.string ?? "HTTP \(status)"
+                    return (Failure(message: "Kinesis \(type)"), status >= 500 || type.contains("ProvisionedThroughputExceeded"))
+                case .transport(let error):
+                    return (Failure(message: "Kinesis unreachable: \(error.message)"), error.kind == .connection)
+                }
+            }
+        } catch {
+            logger.warning("conversation events not delivered", metadata: ["error": "\(error.message)", "records": "\(batch.count)"])
+            return batch
+        }
+        let results = (try? JSON.parse(answer))?["Records"]?.array ?? []
+        return batch.enumerated().compactMap { index, record in
+            index < results.count && results[index]["ErrorCode"]?.string != nil ? record : nil
+        }
     }
 }

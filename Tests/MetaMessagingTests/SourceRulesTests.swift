@@ -1,0 +1,31 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Rules about the sources themselves, read from `Sources/`.
+@Suite struct SourceRulesTests {
+    static func sources(in module: String) throws -> [(path: String, text: String)] {
+        let root = Executables.packageRoot.appendingPathComponent("Sources").appendingPathComponent(module)
+        let files = FileManager.default.enumerator(atPath: root.path)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
+        return try files.sorted().map { ("\(module)/\($0)", try String(contentsOf: root.appendingPathComponent($0), encoding: .utf8)) }
+    }
+
+    /// Time is a dependency (issue 35): the product's modules read the time and sleep only
+    /// through the `WallClock` they are given, so a test's clock governs every rule about time.
+    /// The system's clocks are read in `WallClock.swift` alone; the process shells (`serve`,
+    /// the local HTTP server) and the HTTP client's socket deadlines (NIO's own) are outside
+    /// the rule.
+    @Test func onlyTheClockReadsTheTime() throws {
+        let forbidden = ["ContinuousClock.now", "SuspendingClock", "Task.sleep(", "Date()", "clock_gettime", "deadline: .now", "until: .now"]
+        var offences: [String] = []
+        for module in ["Essentials", "FunctionRuntime", "KeyValueStore", "AWSSigning", "MetaMessaging", "SafeJSON", "HTTPTransport"] {
+            for (path, text) in try Self.sources(in: module) where path != "Essentials/WallClock.swift" {
+                for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                    let code = line.split(separator: "//", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                    for word in forbidden where code.contains(word) { offences.append("\(path):\(number + 1): \(word)") }
+                }
+            }
+        }
+        #expect(offences.isEmpty, "read the time through the WallClock you are given: \(offences)")
+    }
+}
