@@ -323,7 +323,7 @@ public struct Services: Sendable {
             // Instagram-Login webhooks are signed with the Instagram app's secret.
             signature: WebhookSignature(appSecret: try appSecret(), otherSecrets: [environment["INSTAGRAM_APP_SECRET"]].compactMap { $0 }),
             directory: directory, ledger: ledger,
-            responder: responder, dispatch: dispatch, clock: clock, conversations: conversations(store: store),
+            responder: responder, dispatch: dispatch, inlineBudget: try inlineBudget(), clock: clock, conversations: conversations(store: store),
             appId: environment["META_APP_ID"])
         handler.telemetry = try telemetry(function: "receive")
         handler.maxConcurrentTurns = try turnConcurrency()
@@ -402,6 +402,13 @@ public struct Services: Sendable {
     public func tenancyCache() throws(ConfigurationError) -> TenancyCache? {
         let seconds = try environment.integer("TENANCY_CACHE_SECONDS", in: 0...60, default: environment.isLambda ? 5 : 0)
         return seconds > 0 ? TenancyCache(seconds: seconds, clock: clock) : nil
+    }
+
+    /// `RECEIVE_INLINE_BUDGET_MS` (1000 to 25000, default 4500): how long `receive` answers
+    /// inline before it hands the rest back for redelivery (Meta waits about 5 s for a webhook's
+    /// answer; raise it only behind something that waits longer).
+    public func inlineBudget() throws(ConfigurationError) -> Duration {
+        .milliseconds(try environment.integer("RECEIVE_INLINE_BUDGET_MS", in: 1000...25000, default: 4500))
     }
 
     /// `TURN_CONCURRENCY` (1 to 100, default 10): how many conversations' turns one invocation

@@ -33,6 +33,10 @@ struct FunctionHarness {
             "DYNAMODB_PLATFORM_IDENTIFIERS_TABLE": tables.identifiers.name,
             "DYNAMODB_PROCESSED_MESSAGES_TABLE": tables.processedMessages.name,
             "DYNAMODB_CONVERSATIONS_TABLE": tables.conversations.name,
+            // A child process measures the inline budget in real time, which a loaded machine
+            // eats; the process suites test the contract, and the budget's rule is tested in
+            // process on a clock the test advances (ReceiveRulesTests).
+            "RECEIVE_INLINE_BUDGET_MS": "25000",
         ]
         let clock = TestClock()
         let store: any KeyValueStore
