@@ -11,6 +11,7 @@ public enum RefusalCode: String, Sendable, CaseIterable, Equatable {
     case graphError = "graph_error"
     case instagramLoginNotConfigured = "instagram_login_not_configured"
     case invalidBusinessId = "invalid_business_id"
+    case invalidDisplayName = "invalid_display_name"
     case invalidIds = "invalid_ids"
     case invalidJson = "invalid_json"
     case invalidLocation = "invalid_location"

@@ -224,6 +224,13 @@ public protocol KeyValueStore: Sendable {
     /// before it. A store that can makes them durable together (the file store: one append,
     /// one sync); DynamoDB makes one request each.
     func write(_ table: TableSchema, _ writes: [TableWrite]) async throws(KeyValueError) -> [Result<Item, KeyValueError>]
+    /// Leaves no earlier version of the table's items (deleted, overwritten, expired) in the
+    /// store's own storage by the time it returns, for a deletion that must mean gone: the
+    /// file store rewrites the table's file with its live items only (synced, renamed over
+    /// the log, the folder synced: the compaction's durability); DynamoDB keeps no history of
+    /// its own that the product reads, so it does nothing (its backups are the account's:
+    /// docs/security.md says for how long).
+    func forgetHistory(_ table: TableSchema) async throws(KeyValueError)
 }
 
 /// One write of a batch (`KeyValueStore.write`).

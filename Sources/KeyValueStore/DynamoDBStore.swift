@@ -28,6 +28,11 @@ public struct DynamoDBStore: KeyValueStore {
 
     // MARK: KeyValueStore
 
+    /// Nothing to do: an item DynamoDB deleted or overwrote is not read back by anyone; what
+    /// the account's point-in-time recovery keeps, and for how long, is the template's
+    /// `BackupRetentionDays`.
+    public func forgetHistory(_ table: TableSchema) async throws(KeyValueError) {}
+
     public func get(_ table: TableSchema, key: Item) async throws(KeyValueError) -> Item? {
         let output: GetItemOutput = try await call("GetItem", GetItemInput(TableName: table.name, Key: key, ConsistentRead: true))
         return output.Item

@@ -185,6 +185,10 @@ public struct FileStore: KeyValueStore {
 
     /// Rewrites the table's log as its live items only (the next write does it by itself
     /// when dead lines outnumber live items); for tools and tests.
+    public func forgetHistory(_ table: TableSchema) async throws(KeyValueError) {
+        try await compact(table)
+    }
+
     public func compact(_ table: TableSchema) async throws(KeyValueError) {
         try await log(of: table).compactNow(now: now)
     }

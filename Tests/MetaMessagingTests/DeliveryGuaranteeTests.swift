@@ -398,6 +398,7 @@ final class FailingOutcomeStore: KeyValueStore {
     private func refuses(_ set: Item) -> Bool { set["status"]?.string == status && failing.isOn }
 
     func get(_ table: TableSchema, key: Item) async throws(KeyValueError) -> Item? { try await inner.get(table, key: key) }
+    func forgetHistory(_ table: TableSchema) async throws(KeyValueError) { try await inner.forgetHistory(table) }
 
     func put(_ table: TableSchema, item: Item, condition: Condition?) async throws(KeyValueError) {
         if refuses(item) { throw KeyValueError(.unavailable, "the store is down") }

@@ -311,6 +311,8 @@ final class RecordingStore: KeyValueStore {
 
     init(_ inner: any KeyValueStore) { self.inner = inner }
 
+    func forgetHistory(_ table: TableSchema) async throws(KeyValueError) { try await inner.forgetHistory(table) }
+
     private func note(_ operation: String, _ key: Item) {
         operations.withLock { $0.append("\(operation) \(key.values.compactMap(\.string).sorted().joined(separator: ","))") }
     }

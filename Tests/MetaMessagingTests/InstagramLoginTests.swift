@@ -69,6 +69,24 @@ import Testing
         return (response.status, json(response), response.body)
     }
 
+    /// The person's answer on a consent page, posted from it.
+    static func answer(_ setup: Setup, page: String, decision: String = "confirm") async -> (Int, [String: Any], String) {
+        let nonce = TestEvents.consentNonce(in: page) ?? ""
+        let request = HTTPRequest(
+            method: "POST", path: ConsentHandler.confirmPath,
+            headers: HTTPHeaders([("Host", "connect.example.test"), ("Origin", "https://connect.example.test")]),
+            body: Array("consent=\(nonce)&decision=\(decision)".utf8))
+        let response = await setup.handler.consent.handle(request, logger: logger())
+        return (response.status, json(response), response.body)
+    }
+
+    /// The callback, then "Connect" on its consent page.
+    static func connect(_ setup: Setup, _ query: [String: String]) async -> (Int, [String: Any], String) {
+        let page = await callback(setup, query)
+        guard page.0 == 200, TestEvents.consentNonce(in: page.2) != nil else { return page }
+        return await answer(setup, page: page.2)
+    }
+
     // MARK: The flow
 
     @Test(arguments: StoreBackend.allCases)
@@ -88,7 +106,14 @@ import Testing
         #expect(query["scope"] == "instagram_business_basic,instagram_business_manage_messages,instagram_business_manage_comments")
         let state = try #require(query["state"])
 
-        let (status, body, raw) = await Self.callback(setup, ["state": state, "code": "ig-code-1#_"])
+        // Nothing is connected before the person confirms, on a page naming the account.
+        let page = await Self.callback(setup, ["state": state, "code": "ig-code-1#_"])
+        #expect(page.0 == 200)
+        #expect(page.2.contains("the Instagram account @bistro_nou"))
+        #expect(!page.2.contains("IGQ"))
+        #expect(try await setup.directory.route(identifier: Self.account.accountId) == nil)
+        #expect(await setup.harness.graph.subscription(of: Self.account.accountId) == nil)
+        let (status, body, raw) = await Self.answer(setup, page: page.2)
         #expect(status == 200, "\(raw)")
         #expect(body["status"] as? String == "connected")
         #expect(body["instagramAccountId"] as? String == Self.account.accountId)
@@ -123,6 +148,82 @@ import Testing
         await setup.harness.shutdown()
     }
 
+    // MARK: Leaving (issue 38)
+
+    /// A connection made through the whole Instagram Login flow.
+    static func connected(_ backend: StoreBackend) async throws -> (Setup, ConnectionsHandler) {
+        let setup = try await Self.setUp(backend)
+        let (status, _, raw) = await Self.connect(setup, ["state": try Self.state(setup), "code": "ig-code-1"])
+        #expect(status == 200, "\(raw)")
+        var handler = ConnectionsHandler(
+            directory: setup.directory, ledger: setup.ledger,
+            graph: GraphClient(transport: NIOHTTPTransport(), baseURL: setup.harness.graph.baseURL, appSecret: H.appSecret),
+            appSecret: H.appSecret, publicBaseURL: "https://api.example.com", clock: setup.clock.clock)
+        handler.instagramAppSecret = Self.secret
+        return (setup, handler)
+    }
+
+    /// Instagram's deauthorize request (the account's owner removed the app), signed with the
+    /// Instagram app's secret and naming the person by the id the login gave: the connection
+    /// becomes inactive, its token gone, its account free; the same request signed with
+    /// nobody's secret changes nothing.
+    @Test(arguments: StoreBackend.allCases)
+    func instagramsDeauthorizeLeavesTheConnectionInactive(_ backend: StoreBackend) async throws {
+        let (setup, handler) = try await Self.connected(backend)
+        let issued = setup.clock.now
+        let forged = LifecycleTests.signedRequest(userId: Self.account.userId, issuedAt: issued, secret: "nobody's secret")
+        await #expect(throws: RequestRefused.self) {
+            _ = try await handler.handle(LifecycleTests.callback("/external/meta/deauthorize", signedRequest: forged), logger: Self.logger())
+        }
+        #expect(try await setup.directory.credentials(tenant: Self.tenant)?.isActive == true)
+
+        let signed = LifecycleTests.signedRequest(userId: Self.account.userId, issuedAt: issued, secret: Self.secret)
+        let answer = try await handler.handle(LifecycleTests.callback("/external/meta/deauthorize", signedRequest: signed), logger: Self.logger())
+        #expect(answer.status == 200)
+        #expect(Self.json(answer)["connections"] as? String == "1")
+        #expect(try await setup.directory.credentials(tenant: Self.tenant) == nil)
+        let item = try #require(
+            try await setup.harness.store.get(
+                setup.harness.tables.credentials, key: ["businessId": .s(Self.tenant.businessId), "serviceType": .s("meta#L-ig")]))
+        #expect(item["inactiveReason"]?.string == "deauthorized")
+        #expect(item["credentials"]?.map?["accessToken"] == nil)
+        #expect(item["connectedBy"] == nil)
+        #expect(try await setup.directory.route(identifier: Self.account.accountId) == nil)
+        await setup.harness.shutdown()
+    }
+
+    /// Instagram's data-deletion request: the connection is deleted and the status page says so.
+    @Test(arguments: StoreBackend.allCases)
+    func instagramsDataDeletionDeletesTheConnection(_ backend: StoreBackend) async throws {
+        let (setup, handler) = try await Self.connected(backend)
+        let signed = LifecycleTests.signedRequest(userId: Self.account.userId, issuedAt: setup.clock.now, secret: Self.secret)
+        let answer = try await handler.handle(LifecycleTests.callback("/external/meta/data-deletion", signedRequest: signed), logger: Self.logger())
+        #expect(answer.status == 200)
+        let code = try #require(Self.json(answer)["confirmation_code"] as? String)
+        #expect(try await setup.directory.connections(businessId: Self.tenant.businessId).isEmpty)
+        #expect(try await setup.directory.connectionsMade(by: "instagram:\(Self.account.userId)").isEmpty)
+        let status = try await handler.handle(
+            HTTPRequest(method: "GET", path: "/external/meta/data-deletion/status", query: ["code": [code]]), logger: Self.logger())
+        #expect(status.body.contains("connection you made (1)"))
+        await setup.harness.shutdown()
+    }
+
+    /// Disconnecting an Instagram-Login location calls nothing Meta does not document, and
+    /// says what stays at Meta.
+    @Test func disconnectingAnInstagramLoginLocationSaysWhatStaysAtMeta() async throws {
+        let (setup, handler) = try await Self.connected(.file)
+        let before = await setup.harness.graph.calls.count
+        let answer = try await handler.handle(
+            HTTPRequest(method: "DELETE", path: "/external/meta/connections/\(Self.tenant.businessId)/\(Self.tenant.locationId)"), logger: Self.logger())
+        #expect(Self.json(answer)["status"] as? String == "disconnected")
+        let notUndone = try #require(Self.json(answer)["notUndone"] as? [String])
+        #expect(notUndone.count == 1)
+        #expect(notUndone.first?.contains(Self.account.accountId) == true)
+        #expect(await setup.harness.graph.calls.count == before)
+        #expect(try await setup.directory.connectionsMade(by: "instagram:\(Self.account.userId)").isEmpty)
+        await setup.harness.shutdown()
+    }
+
     @Test func statesThatAreNotGoodAreRefusedBeforeAnyCall() async throws {
         let setup = try await Self.setUp()
         let good = try Self.state(setup)
@@ -143,7 +244,7 @@ import Testing
         #expect(await setup.harness.graph.calls.isEmpty)
         // Used once, then replayed.
         let fresh = try Self.state(setup)
-        #expect(await Self.callback(setup, ["state": fresh, "code": "ig-code-1"]).1["status"] as? String == "connected")
+        #expect(await Self.connect(setup, ["state": fresh, "code": "ig-code-1"]).1["status"] as? String == "connected")
         let (replayStatus, replay, _) = await Self.callback(setup, ["state": fresh, "code": "ig-code-1"])
         #expect(replayStatus == 400)
         #expect(replay["error"] as? String == "state_already_used")
@@ -171,8 +272,8 @@ import Testing
     @Test func anAccountAnotherBusinessHoldsIsNotTakenOver() async throws {
         let setup = try await Self.setUp()
         let other = Tenant(businessId: "B0999999", locationId: "L1")
-        #expect(await Self.callback(setup, ["state": try Self.state(setup, tenant: other), "code": "ig-code-1"]).1["status"] as? String == "connected")
-        let (status, body, _) = await Self.callback(setup, ["state": try Self.state(setup), "code": "ig-code-1"])
+        #expect(await Self.connect(setup, ["state": try Self.state(setup, tenant: other), "code": "ig-code-1"]).1["status"] as? String == "connected")
+        let (status, body, _) = await Self.connect(setup, ["state": try Self.state(setup), "code": "ig-code-1"])
         #expect(status == 409)
         #expect(body["error"] as? String == "already_connected")
         #expect(try await setup.directory.route(identifier: Self.account.accountId)?.tenant == other)
@@ -184,7 +285,7 @@ import Testing
 
     @Test func aWebhookSignedWithTheInstagramSecretIsAnsweredWithTheAccountsOwnToken() async throws {
         let setup = try await Self.setUp()
-        #expect(await Self.callback(setup, ["state": try Self.state(setup), "code": "ig-code-1"]).1["status"] as? String == "connected")
+        #expect(await Self.connect(setup, ["state": try Self.state(setup), "code": "ig-code-1"]).1["status"] as? String == "connected")
         let body = H.messaging(
             account: Self.account.accountId,
             events: [H.textEvent(mid: "m_iglogin_1", text: "Bună! Aveți masă liberă?", sender: "7300000000000001", recipient: Self.account.accountId)])

@@ -145,6 +145,14 @@ import Testing
         #expect(status.headers["X-Content-Type-Options"] == "nosniff")
         #expect(status.headers["Referrer-Policy"] == "no-referrer")
         #expect(status.body.contains("Status: done"))
+        #expect(status.body.contains("no copy or history of it is kept"))
+        // With DynamoDB's point-in-time recovery, the page says for how long backups keep it.
+        var withBackups = handler
+        withBackups.backupRetentionDays = 7
+        let said = try await withBackups.handle(
+            HTTPRequest(method: "GET", path: "/external/meta/data-deletion/status", query: ["code": [code]]), logger: Self.logger)
+        #expect(said.body.contains("for 7 days"))
+        #expect(!said.body.contains("no copy"))
         let unknown = try await handler.handle(
             HTTPRequest(method: "GET", path: "/external/meta/data-deletion/status", query: ["code": [String(repeating: "a", count: 32)]]),
             logger: Self.logger)
@@ -182,6 +190,51 @@ import Testing
             Issue.record("a path without a location was taken")
         } catch {
             #expect(error.status == 400)
+        }
+        await world.harness.shutdown()
+    }
+
+    /// Every file under the file store's folder that holds `secret`.
+    static func files(of world: W.World, holding secret: String) throws -> [String] {
+        let directory = try #require(world.harness.environment["KV_FILE_DIR"])
+        let names = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String } ?? []
+        return names.filter { name in
+            let data = FileManager.default.contents(atPath: "\(directory)/\(name)") ?? Data()
+            return data.range(of: Data(secret.utf8)) != nil
+        }
+    }
+
+    /// Deleted means gone from disk (issue 38): after a data deletion, a deauthorize or a
+    /// disconnect answers, no file under the file store's folder holds the connection's tokens
+    /// (the one it has and the one it had before) or the id of the person who connected it.
+    @Test(arguments: ["data-deletion", "deauthorize", "disconnect"])
+    func whatIsDeletedIsGoneFromEveryFileOfTheStore(_ way: String) async throws {
+        let world = try await W.world(backend: .file)
+        // Connected twice (a new token replaced the first), with a WhatsApp number of its own.
+        for token in ["page-token-first-202", "page-token-202"] {
+            try await world.directory.connect(
+                tenant: Self.salon, pageId: "202", instagramAccountId: "17841400000000202", pageAccessToken: token, connectedBy: "55500011122233")
+        }
+        try await world.directory.connectWhatsApp(
+            tenant: Self.salon, phoneNumberId: "106540352242777", wabaId: "1022900000777", displayPhoneNumber: nil, token: "wa-token-777",
+            connectedBy: "55500011122233")
+        try await world.directory.recordConnector(userId: "55500011122233", tenant: Self.salon)
+        let secrets = ["page-token-first-202", "page-token-202", "wa-token-777", "55500011122233"]
+        for secret in secrets { #expect(try !Self.files(of: world, holding: secret).isEmpty, "\(secret) was never on disk") }
+
+        let handler = Self.handler(world, now: world.clock.now)
+        let signed = Self.signedRequest(userId: "55500011122233", issuedAt: world.clock.now)
+        let answer: HTTPResponse
+        switch way {
+        case "disconnect":
+            answer = try await handler.handle(HTTPRequest(method: "DELETE", path: "/external/meta/connections/B0300003/L1"), logger: Self.logger)
+        default:
+            answer = try await handler.handle(Self.callback("/external/meta/\(way)", signedRequest: signed), logger: Self.logger)
+        }
+        #expect(answer.status == 200)
+        for secret in secrets {
+            let files = try Self.files(of: world, holding: secret)
+            #expect(files == [], "\(secret) is still on disk after \(way): \(files)")
         }
         await world.harness.shutdown()
     }

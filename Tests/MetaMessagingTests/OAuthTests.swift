@@ -13,7 +13,7 @@ import Testing
 
     static let pages: [OAuthWorld.Page] = [
         .init(id: "201", name: "No Instagram Cafe", token: "page-token-201", instagramAccountId: nil),
-        .init(id: "202", name: "Bistro", token: "page-token-202", instagramAccountId: "17841400000000202"),
+        .init(id: "202", name: "Bistro", token: "page-token-202", instagramAccountId: "17841400000000202", instagramUsername: "bistro.ig"),
         .init(id: "203", name: "Bakery", token: "page-token-203", instagramAccountId: "17841400000000203"),
     ]
 
@@ -47,6 +47,21 @@ import Testing
 
     static func callback(_ harness: H, _ query: [String: String], extra: [String: String] = [:]) async throws -> ProcessResult {
         try await Executables.run("oauth-callback", environment: oauthEnvironment(harness, extra: extra), stdin: get("/external/meta/callback", query))
+    }
+
+    /// The person's answer on the consent page a callback answered.
+    static func answer(_ harness: H, _ page: ProcessResult, decision: String = "confirm", extra: [String: String] = [:]) async throws -> ProcessResult {
+        let nonce = try #require(TestEvents.consentNonce(in: page.body), "no consent page: \(page.body)")
+        return try await Executables.run(
+            "oauth-callback", environment: oauthEnvironment(harness, extra: extra),
+            stdin: TestEvents.formPOST(path: "/external/meta/connect/confirm", form: [("consent", nonce), ("decision", decision)]))
+    }
+
+    /// The callback, then the person's "Connect" on its consent page: the connection's outcome.
+    static func connect(_ harness: H, _ query: [String: String], extra: [String: String] = [:]) async throws -> ProcessResult {
+        let page = try await callback(harness, query, extra: extra)
+        guard page.statusCode == 200, TestEvents.consentNonce(in: page.body) != nil else { return page }
+        return try await answer(harness, page, extra: extra)
     }
 
     // MARK: auth-url
@@ -108,20 +123,36 @@ import Testing
     func theWholeFlowConnectsTheFirstPageWithInstagram(_ backend: StoreBackend) async throws {
         let harness = try await H.make(backend, seedTenant: false)
         await harness.graph.configure(Self.world())
-        let state = try await Self.state(harness)
-        let result = try await Self.callback(harness, ["code": "good-code", "state": state])
+        let state = try await Self.state(
+            harness, query: ["businessId": "B0100001", "locationId": "L0100001", "businessName": "Salon Ana", "locationName": "Cluj – centru"])
+        // The callback connects nothing: it asks the person, naming the Page, the Instagram
+        // account and the business and location they would join.
+        let page = try await Self.callback(harness, ["code": "good-code", "state": state])
+        #expect(page.statusCode == 200, "\(page.body)")
+        #expect(page.body.contains("the Facebook Page “Bistro”"))
+        #expect(page.body.contains("the Instagram account @bistro.ig"))
+        #expect(page.body.contains("Salon Ana"))
+        #expect(page.body.contains("Cluj – centru"))
+        #expect(try await harness.credentialsItem() == nil)
+        #expect(try await harness.store.get(harness.tables.identifiers, key: ["identifierId": .s("202")]) == nil)
+        #expect(await harness.graph.calls.allSatisfy { !$0.path.hasSuffix("subscribed_apps") })
+
+        let result = try await Self.answer(harness, page)
         #expect(result.exitCode == 0)
         #expect(result.statusCode == 200, "\(result.body)")
         let body = try #require(result.bodyJSON)
         #expect(body["status"] as? String == "connected")
         #expect(body["pageId"] as? String == "202")
         #expect(body["instagramAccountId"] as? String == "17841400000000202")
-        let candidates = (body["candidates"] as? [[String: Any]])?.compactMap { $0["pageId"] as? String }
-        #expect(candidates == ["201", "203"])
-        for secret in ["good-code", "short-user-token", "long-user-token", "page-token-202", H.appSecret] {
-            #expect(!result.stdout.contains(secret))
-            #expect(!result.stderr.contains(secret))
+        for run in [page, result] {
+            for secret in ["good-code", "short-user-token", "long-user-token", "page-token-202", H.appSecret] {
+                #expect(!run.stdout.contains(secret))
+                #expect(!run.stderr.contains(secret))
+            }
         }
+        // Answered once: the same answer again is refused, and nothing changes.
+        let replayed = try await Self.answer(harness, page)
+        #expect(replayed.statusCode == 410)
 
         let credentials = try #require(try await harness.credentialsItem())
         #expect(credentials["credentials"]?.map?["accessToken"] == .s("page-token-202"))
@@ -162,16 +193,73 @@ import Testing
         await harness.shutdown()
     }
 
+    /// The consent page's answer (issue 38): "Cancel" connects nothing and leaves no token in
+    /// the store's files; an answer posted from another site, or with no Origin at all, is
+    /// refused and leaves the question for the person; an unknown question is refused.
+    @Test func aCancelledOrCrossSiteAnswerConnectsNothing() async throws {
+        let harness = try await H.make(.file, seedTenant: false)
+        await harness.graph.configure(Self.world())
+        let page = try await Self.callback(harness, ["code": "good-code", "state": try await Self.state(harness)])
+        let nonce = try #require(TestEvents.consentNonce(in: page.body))
+        for origin in ["https://evil.example", nil] {
+            let forged = try await Executables.run(
+                "oauth-callback", environment: Self.oauthEnvironment(harness),
+                stdin: TestEvents.formPOST(path: "/external/meta/connect/confirm", form: [("consent", nonce), ("decision", "confirm")], origin: origin))
+            #expect(forged.statusCode == 403, "\(origin ?? "no origin")")
+        }
+        #expect(try await harness.credentialsItem() == nil)
+        let unknown = try await Executables.run(
+            "oauth-callback", environment: Self.oauthEnvironment(harness),
+            stdin: TestEvents.formPOST(path: "/external/meta/connect/confirm", form: [("consent", String(repeating: "a", count: 32)), ("decision", "confirm")]))
+        #expect(unknown.statusCode == 410)
+
+        let cancelled = try await Self.answer(harness, page, decision: "cancel")
+        #expect(cancelled.statusCode == 200)
+        #expect(cancelled.bodyJSON?["status"] as? String == "cancelled")
+        #expect(try await harness.credentialsItem() == nil)
+        #expect(try await harness.store.get(harness.tables.identifiers, key: ["identifierId": .s("202")]) == nil)
+        #expect(await harness.graph.calls.allSatisfy { !$0.path.hasSuffix("subscribed_apps") })
+        // Nothing of the question is left in the store's files.
+        let directory = try #require(harness.environment["KV_FILE_DIR"])
+        for name in FileManager.default.enumerator(atPath: directory)?.compactMap({ $0 as? String }) ?? [] {
+            let data = FileManager.default.contents(atPath: "\(directory)/\(name)") ?? Data()
+            #expect(data.range(of: Data("page-token-202".utf8)) == nil, "\(name)")
+        }
+        #expect(try await Self.answer(harness, page).statusCode == 410)
+        #expect(try await harness.credentialsItem() == nil)
+        await harness.shutdown()
+    }
+
+    /// auth-url checks the names it is given.
+    @Test func displayNamesAreCheckedAtAuthURL() async throws {
+        let harness = try await H.make(.file, seedTenant: false)
+        for bad in ["", "   ", String(repeating: "a", count: 81), "Salon\u{202E}anA", "Salon\u{0007}", "a\u{200B}b"]
+        where !bad.trimmingCharacters(in: .whitespaces).isEmpty {
+            let result = try await Executables.run(
+                "auth-url", environment: Self.oauthEnvironment(harness),
+                stdin: Self.get("/external/meta/auth-url", ["businessId": "B0100001", "locationId": "L0100001", "businessName": bad]))
+            #expect(result.statusCode == 400, "\(bad.unicodeScalars.map(\.value))")
+            #expect(result.bodyJSON?["error"] as? String == "invalid_display_name")
+        }
+        for good in ["Salon Ana", "Cafeneaua „Știință” – Iași", "مطعم"] {
+            let result = try await Executables.run(
+                "auth-url", environment: Self.oauthEnvironment(harness),
+                stdin: Self.get("/external/meta/auth-url", ["businessId": "B0100001", "locationId": "L0100001", "businessName": good]))
+            #expect(result.statusCode == 200, "\(good)")
+        }
+        await harness.shutdown()
+    }
+
     @Test func theNamedPageIsConnectedAndAReconnectionRefreshesTheToken() async throws {
         let harness = try await H.make(.file, seedTenant: false)
         await harness.graph.configure(Self.world())
         let state = try await Self.state(harness, query: ["businessId": "B0100001", "locationId": "L0100001", "pageId": "203"])
-        let first = try await Self.callback(harness, ["code": "good-code", "state": state])
+        let first = try await Self.connect(harness, ["code": "good-code", "state": state])
         #expect(first.bodyJSON?["pageId"] as? String == "203")
         let created = try await harness.credentialsItem()?["createdAt"]
 
         let again = try await Self.state(harness, query: ["businessId": "B0100001", "locationId": "L0100001", "pageId": "203"])
-        let second = try await Self.callback(harness, ["code": "second-code", "state": again])
+        let second = try await Self.connect(harness, ["code": "second-code", "state": again])
         #expect(second.statusCode == 200)
         let credentials = try await harness.credentialsItem()
         #expect(credentials?["credentials"]?.map?["accessToken"] == .s("page-token-203-renewed"))
@@ -244,7 +332,7 @@ import Testing
             "businessId": .s("B0200002"), "locationId": .s("L0200002"), "businessLocationId": .s("B0200002#L0200002"),
         ]
         try await harness.store.put(harness.tables.identifiers, item: theirs)
-        let result = try await Self.callback(harness, ["code": "good-code", "state": try await Self.state(harness)])
+        let result = try await Self.connect(harness, ["code": "good-code", "state": try await Self.state(harness)])
         #expect(result.statusCode == 409)
         #expect(result.bodyJSON?["error"] as? String == "already_connected")
         #expect(try await harness.store.get(harness.tables.identifiers, key: ["identifierId": .s("17841400000000202")]) == theirs)
@@ -295,7 +383,7 @@ import Testing
         #expect(expired.bodyJSON?["error"] as? String == "token_expired")
 
         await harness.graph.script([GraphStandIn.error(status: 500, code: 1, message: "An unknown error occurred")], pathSuffix: "/subscribed_apps")
-        let failed = try await Self.callback(harness, ["code": "good-code", "state": try await Self.state(harness)])
+        let failed = try await Self.connect(harness, ["code": "good-code", "state": try await Self.state(harness)])
         #expect(failed.statusCode == 502)
         #expect(failed.bodyJSON?["error"] as? String == "graph_error")
         await harness.shutdown()
@@ -304,7 +392,7 @@ import Testing
     @Test func thePostConnectRedirectCarriesTheOutcome() async throws {
         let harness = try await H.make(.file, seedTenant: false)
         await harness.graph.configure(Self.world())
-        let result = try await Self.callback(
+        let result = try await Self.connect(
             harness, ["code": "good-code", "state": try await Self.state(harness)],
             extra: ["META_POST_CONNECT_REDIRECT_URI": "https://app.example.com/meta/done"])
         #expect(result.statusCode == 302)

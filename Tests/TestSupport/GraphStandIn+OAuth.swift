@@ -6,7 +6,7 @@ import Foundation
 /// - `GET /{v}/oauth/access_token?grant_type=fb_exchange_token&client_id&client_secret&fb_exchange_token`;
 /// - `GET /{v}/me/accounts` with cursor pagination (`paging.cursors`, `paging.next`, whose URL
 ///   carries the user's `access_token` as Meta's does);
-/// - `GET /{v}/{page-id}?fields=instagram_business_account`;
+/// - `GET /{v}/{page-id}?fields=instagram_business_account{id,username}` (field expansion);
 /// - `POST /{v}/{page-id}/subscribed_apps?subscribed_fields=...` → `{"success": true}`.
 public struct OAuthWorld: Sendable {
     public struct Page: Sendable {
@@ -14,12 +14,14 @@ public struct OAuthWorld: Sendable {
         public let name: String
         public let token: String
         public let instagramAccountId: String?
+        public let instagramUsername: String?
 
-        public init(id: String, name: String, token: String, instagramAccountId: String?) {
+        public init(id: String, name: String, token: String, instagramAccountId: String?, instagramUsername: String? = nil) {
             self.id = id
             self.name = name
             self.token = token
             self.instagramAccountId = instagramAccountId
+            self.instagramUsername = instagramUsername
         }
     }
 
@@ -114,7 +116,11 @@ extension GraphStandIn {
                     return GraphStandIn.error(code: 190, message: "Invalid OAuth access token")
                 }
                 if let instagram = page.instagramAccountId {
-                    return .json(200, #"{"instagram_business_account":{"id":"\#(instagram)"},"id":"\#(page.id)"}"#)
+                    // Field expansion (`instagram_business_account{id,username}`) answers the
+                    // fields asked for on the account.
+                    let fields = request.query["fields"] ?? ""
+                    let username = page.instagramUsername.map { fields.contains("username") ? #","username":"\#($0)""# : "" } ?? ""
+                    return .json(200, #"{"instagram_business_account":{"id":"\#(instagram)"\#(username)},"id":"\#(page.id)"}"#)
                 }
                 return .json(200, #"{"id":"\#(page.id)"}"#)
             }

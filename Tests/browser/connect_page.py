@@ -8,7 +8,10 @@ does: the `WA_EMBEDDED_SIGNUP` session-info message, then the login response wit
 Checks what a business would: a page without a valid link shows nothing; with one, both
 buttons and the location's connections; a cancelled signup, a refused one and a finished one
 each say so in plain words; the number then appears in the list, also after a reload; no
-secret is ever on the page.
+secret is ever on the page. And what the person connecting a Page sees (issue 38): after
+Facebook Login, a page naming the Page, its Instagram account and the business and location
+they would join; nothing is stored before "Connect", nor after "Cancel"; a replayed answer
+and one posted from another site are refused.
 
 Usage: Tests/browser/connect_page.py BIN_DIR   (run by scripts/test)
 """
@@ -64,6 +67,11 @@ function post(message) { window.opener.postMessage(message, "*"); }
 if (new URLSearchParams(location.search).get("config_id") !== "standin-config" || new URLSearchParams(location.search).get("response_type") !== "code") {
   post(JSON.stringify({ type: "WA_EMBEDDED_SIGNUP", event: "ERROR", data: { error_message: "unexpected FB.login options" } }));
   post({ type: "STANDIN_LOGIN" });
+} else if (scenario.name === "only-waba") {
+  post(JSON.stringify({ type: "WA_EMBEDDED_SIGNUP", event: "FINISH_ONLY_WABA", data: { waba_id: "%s" } }));
+  post({ type: "STANDIN_LOGIN", code: "local-signup-code" });
+} else if (scenario.name === "no-session") {
+  post({ type: "STANDIN_LOGIN", code: "local-signup-code" });
 } else if (scenario.name === "cancel") {
   post(JSON.stringify({ type: "WA_EMBEDDED_SIGNUP", event: "CANCEL", data: { current_step: "PHONE_NUMBER_SETUP" } }));
   post({ type: "STANDIN_LOGIN" });
@@ -75,13 +83,23 @@ setTimeout(function () { window.close(); }, 50);
 </script></body></html>"""
 
 
+# A page of another site that posts a consent answer to the product (a cross-site request).
+CROSS_SITE = """<!doctype html><html><body><form id="f" method="post" action="%s">
+<input type="hidden" name="consent" value="%s"><input type="hidden" name="decision" value="confirm"></form>
+<script>document.getElementById("f").submit();</script></body></html>"""
+
+
 class SDKStandIn(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        path = urllib.parse.urlparse(self.path).path
+        parsed = urllib.parse.urlparse(self.path)
+        path = parsed.path
         if path == "/sdk.js":
             body, kind = SDK.encode(), "text/javascript"
         elif path == "/dialog":
-            body, kind = (DIALOG % (json.dumps(SCENARIO), PHONE, WABA)).encode(), "text/html"
+            body, kind = (DIALOG % (json.dumps(SCENARIO), WABA, PHONE, WABA)).encode(), "text/html"
+        elif path == "/cross-site":
+            query = urllib.parse.parse_qs(parsed.query)
+            body, kind = (CROSS_SITE % (query["target"][0], query["consent"][0])).encode(), "text/html"
         else:
             self.send_error(404)
             return
@@ -124,11 +142,12 @@ def main():
     threading.Thread(target=sdk.serve_forever, daemon=True).start()
     sdk_origin = f"http://127.0.0.1:{sdk.server_address[1]}"
 
-    environment = dict(os.environ, META_APP_SECRET=APP_SECRET, META_APP_ID="100000000000001")
-    standin = subprocess.Popen([os.path.join(bin_dir, "graph-standin")], env=environment, stdout=subprocess.PIPE, text=True)
-    graph = standin.stdout.readline().strip()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    # The stand-in's Facebook Login takes codes for this redirect URI only, as Meta does.
+    environment = dict(os.environ, META_APP_SECRET=APP_SECRET, META_APP_ID="100000000000001", META_REDIRECT_URI=f"{base}/external/meta/callback")
+    standin = subprocess.Popen([os.path.join(bin_dir, "graph-standin")], env=environment, stdout=subprocess.PIPE, text=True)
+    graph = standin.stdout.readline().strip()
     environment.update(
         PORT=str(port), HOST="127.0.0.1", META_WEBHOOK_VERIFY_TOKEN="browser-verify-token", OAUTH_STATE_SECRET="browser-state-secret",
         META_REDIRECT_URI=f"{base}/external/meta/callback", SERVE_API_KEY=API_KEY, KV_BACKEND="file", KV_FILE_DIR=data,
@@ -213,6 +232,16 @@ def main():
             fail("a cancelled signup")
         ok("a cancelled signup says so and connects nothing")
 
+        result = click_and_wait("only-waba", "without a phone number")
+        if driver.find_element(By.ID, "connections").text != "Nothing is connected yet.":
+            fail("a signup without a number connected something")
+        ok(f"a signup that ends without a number says so: {result.text!r}")
+
+        result = click_and_wait("no-session", "without saying which number")
+        if driver.find_element(By.ID, "connections").text != "Nothing is connected yet.":
+            fail("a code without a session message connected something")
+        ok(f"a code without Meta's session message says so: {result.text!r}")
+
         result = click_and_wait("refused", "could not be connected")
         if "exchange the code" not in result.text:
             fail(f"a refused signup says: {result.text}")
@@ -222,17 +251,84 @@ def main():
         result = click_and_wait("success", "is connected")
         if "+1 555-078-3882" not in result.text or "ok" not in result.get_attribute("class"):
             fail(f"a finished signup says: {result.text}")
-        if f"WhatsApp number {PHONE}" not in driver.find_element(By.ID, "connections").text:
-            fail("the connected number is not in the list")
+        if "WhatsApp number +1 555-078-3882" not in driver.find_element(By.ID, "connections").text:
+            fail(f"the connected number is not in the list as it is dialled: {driver.find_element(By.ID, 'connections').text}")
         ok(f"a finished signup connects the number: {result.text!r}")
 
         main_window = open_page()
-        if f"WhatsApp number {PHONE}" not in driver.find_element(By.ID, "connections").text:
+        if "WhatsApp number +1 555-078-3882" not in driver.find_element(By.ID, "connections").text:
             fail(f"after a reload: {driver.find_element(By.ID, 'connections').text}")
         for secret in [APP_SECRET, "local-business-token", "browser-state-secret", API_KEY]:
             if secret in driver.page_source:
                 fail("a secret is on the page")
         ok("after a reload the list shows the number; no secret is on the page")
+
+        # The person confirms what joins what (issue 38).
+        def connections(business):
+            request = urllib.request.Request(f"{base}/external/meta/connections?businessId={business}",
+                                             headers={"Authorization": f"Bearer {API_KEY}"})
+            return json.load(urllib.request.urlopen(request, timeout=10)).get("connections", [])
+
+        def consent_page():
+            query = urllib.parse.urlencode({"businessId": "B0600006", "locationId": "L-cluj", "businessName": "Salon Ana",
+                                            "locationName": "Cluj – centru"})
+            request = urllib.request.Request(f"{base}/external/meta/auth-url?{query}", headers={"Authorization": f"Bearer {API_KEY}"})
+            dialog = json.load(urllib.request.urlopen(request, timeout=5))["url"]
+            state = urllib.parse.parse_qs(urllib.parse.urlparse(dialog).query)["state"][0]
+            # Where Meta's dialog sends the person back.
+            driver.get(f"{base}/external/meta/callback?" + urllib.parse.urlencode({"code": "local-oauth-code-2", "state": state}))
+            mains = driver.find_elements(By.TAG_NAME, "main")
+            if not mains:
+                fail(f"the callback did not ask the person: {driver.find_element(By.TAG_NAME, 'body').text[:400]!r}")
+            text = mains[0].text
+            for words in ["Cofetăria Dulce", "@cofetaria.dulce", "Salon Ana", "Cluj – centru"]:
+                if words not in text:
+                    fail(f"the consent page does not name {words!r}: {text!r}")
+            return driver.find_element(By.NAME, "consent").get_attribute("value")
+
+        consent_page()
+        if connections("B0600006"):
+            fail("a connection was stored before the person confirmed it")
+        ok("after Facebook Login the person is asked, with the Page, its Instagram account, the business and location named; nothing stored yet")
+
+        def answered(words):
+            try:
+                wait.until(lambda d: words in d.find_element(By.TAG_NAME, "body").text)
+            except Exception:
+                fail(f"expected {words!r}, the page said {driver.find_element(By.TAG_NAME, 'body').text[:400]!r}; "
+                     f"the browser said {driver.get_log('browser')[-3:]}")
+
+        driver.find_element(By.ID, "cancel").click()
+        answered("cancelled")
+        if connections("B0600006"):
+            fail("a cancelled consent stored a connection")
+        ok("Cancel connects nothing")
+
+        nonce = consent_page()
+        target = f"{base}/external/meta/connect/confirm"
+        driver.get(f"{sdk_origin}/cross-site?" + urllib.parse.urlencode({"target": target, "consent": nonce}))
+        answered("Not confirmed")
+        if connections("B0600006"):
+            fail("an answer posted from another site connected the Page")
+        ok("an answer posted from another site is refused")
+
+        nonce = consent_page()
+        driver.find_element(By.ID, "confirm").click()
+        answered("connected")
+        stored = connections("B0600006")
+        if len(stored) != 1 or not stored[0].get("active"):
+            fail(f"Connect did not store the connection: {stored}")
+        # The same answer again, from our own origin (the answer's page is ours): refused, once
+        # means once.
+        driver.execute_script(
+            "var f = document.createElement('form'); f.method = 'post'; f.action = arguments[0];"
+            "for (var [n, v] of [['consent', arguments[1]], ['decision', 'cancel']]) {"
+            "  var i = document.createElement('input'); i.type = 'hidden'; i.name = n; i.value = v; f.appendChild(i); }"
+            "document.body.appendChild(f); f.submit();", target, nonce)
+        answered("already answered")
+        if len(connections("B0600006")) != 1:
+            fail("a replayed answer changed the connection")
+        ok("Connect stores the connection; the same answer again is refused")
     finally:
         if driver:
             driver.quit()

@@ -184,8 +184,11 @@ let targets: [Target] = [
     Target(name: "auth-url", function: "auth-url", kind: .event, seeds: ["auth-url.json", "instagram-auth-url.json"].compactMap(event)),
     Target(
         name: "oauth-callback", function: "oauth-callback", kind: .event,
-        seeds: ["oauth-callback.json", "oauth-callback-denied.json", "whatsapp-signup.json", "connect-page.json", "instagram-callback-denied.json"]
-            .compactMap(event)),
+        seeds: [
+            "oauth-callback.json", "oauth-callback-denied.json", "whatsapp-signup.json", "connect-page.json", "instagram-callback-denied.json",
+            "connect-confirm.json",
+        ]
+        .compactMap(event)),
     Target(
         name: "connections", function: "connections", kind: .event,
         seeds: [

@@ -33,9 +33,20 @@ await graph.configure(
             "local-oauth-code": (
                 short: "local-short-user-token", long: "local-long-user-token",
                 pages: [
-                    .init(id: "102030405060708", name: "Demo Bistro", token: "local-page-token", instagramAccountId: "17841400000000001")
+                    .init(
+                        id: "102030405060708", name: "Demo Bistro", token: "local-page-token", instagramAccountId: "17841400000000001",
+                        instagramUsername: "demo_bistro")
                 ]
-            )
+            ),
+            // A second person's Page, nobody's yet (the browser test's consent page).
+            "local-oauth-code-2": (
+                short: "local-short-user-token-2", long: "local-long-user-token-2",
+                pages: [
+                    .init(
+                        id: "102030405060799", name: "Cofetăria Dulce", token: "local-page-token-2", instagramAccountId: "17841400000000099",
+                        instagramUsername: "cofetaria.dulce")
+                ]
+            ),
         ]))
 
 // Business Login for Instagram for the demo: the code `local-instagram-code` belongs to a

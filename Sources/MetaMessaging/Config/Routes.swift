@@ -48,6 +48,7 @@ public enum Routes {
         HTTPRoute("GET", "/external/meta/callback", "oauth-callback", .open),
         HTTPRoute("GET", "/external/instagram/callback", "oauth-callback", .open),
         HTTPRoute("POST", "/external/meta/whatsapp/signup", "oauth-callback", .open),
+        HTTPRoute("POST", "/external/meta/connect/confirm", "oauth-callback", .open),
         HTTPRoute("GET", "/connect", "oauth-callback", .open),
         HTTPRoute("POST", "/messages", "send", .tenant),
         HTTPRoute("POST", "/conversations/pause", "send", .tenant),

@@ -168,8 +168,14 @@ public struct Services: Sendable {
             InstagramLoginHandler(login: $0, transport: transport, directory: callback.directory, ledger: callback.ledger, clock: clock)
         }
         let telemetry = try telemetry(function: "oauth-callback")
+        // The person's confirmation of what a Facebook Login or Instagram Login callback found.
+        let consent = ConsentHandler(
+            consents: callback.consent.consents, directory: callback.directory, graph: callback.graph,
+            instagramGraph: instagramCallback?.consent.instagramGraph, postConnectRedirectURI: callback.config.postConnectRedirectURI)
         return HTTPFunction { request, context in
             switch request.path {
+            case ConsentHandler.confirmPath:
+                return await consent.handle(request, logger: context.logger, events: telemetry.events(for: context))
             case WhatsAppSignupHandler.path:
                 return try await signup.handle(request, logger: context.logger, events: telemetry.events(for: context))
             case ConnectPageHandler.path: return await page.handle(request, logger: context.logger)
@@ -206,6 +212,11 @@ public struct Services: Sendable {
         handler.telemetry = try telemetry(function: "connections")
         handler.settingsRules = try settingsRules()
         handler.settingsDefaults = try settingsDefaults()
+        handler.instagramAppSecret = environment["INSTAGRAM_APP_SECRET"]
+        if try environment.choice("KV_BACKEND", of: ["file", "dynamodb"], default: environment.isLambda ? "dynamodb" : "file") == "dynamodb" {
+            // The template's BackupRetentionDays; 35 (DynamoDB's default) when not told.
+            handler.backupRetentionDays = try environment.integer("BACKUP_RETENTION_DAYS", in: 1...35, default: 35)
+        }
         return handler
     }
 

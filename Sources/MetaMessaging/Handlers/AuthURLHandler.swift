@@ -54,6 +54,7 @@ public struct AuthURLHandler: Sendable {
         if let pageId, !pageId.allSatisfy(\.isNumber) || pageId.count > 32 {
             throw RequestRefused(400, code: .invalidPageId, "pageId must be a Facebook Page id (digits)")
         }
+        let (businessName, locationName) = try Self.displayNames(request)
         let redirectURI = request.queryValue("redirectUri").flatMap { $0.isEmpty ? nil : $0 } ?? config.redirectURI
         guard config.isAllowed(redirectURI: redirectURI) else {
             logger.warning("auth-url refused: redirect URI not allowed")
@@ -61,13 +62,34 @@ public struct AuthURLHandler: Sendable {
         }
         let state = OAuthState(
             businessId: businessId, locationId: locationId, pageId: pageId, redirectUri: redirectURI,
-            nonce: OAuthState.randomNonce(), expiresAt: clock.epochSeconds() + config.stateLifetimeSeconds)
+            nonce: OAuthState.randomNonce(), expiresAt: clock.epochSeconds() + config.stateLifetimeSeconds, businessName: businessName,
+            locationName: locationName)
         logger.info("auth URL issued", metadata: ["businessId": "\(businessId)", "locationId": "\(locationId)"])
         return .json(
             200,
             Answer(
                 url: config.dialogURL(state: state), clientId: config.appId, redirectUri: redirectURI,
-                connectUrl: config.connectURL(businessId: businessId, locationId: locationId, now: clock.epochSeconds())))
+                connectUrl: config.connectURL(
+                    businessId: businessId, locationId: locationId, now: clock.epochSeconds(), businessName: businessName, locationName: locationName)))
+    }
+
+    /// `businessName` and `locationName`: what the person connecting is shown (signed into the
+    /// state and the connect link). Optional; the ids are shown without them.
+    static func displayNames(_ request: HTTPRequest) throws(RequestRefused) -> (String?, String?) {
+        var names: [String?] = []
+        for field in ["businessName", "locationName"] {
+            guard let text = request.queryValue(field), !text.isEmpty else {
+                names.append(nil)
+                continue
+            }
+            guard let name = DisplayName.checked(text) else {
+                throw RequestRefused(
+                    400, code: .invalidDisplayName,
+                    "\(field) must be 1 to \(DisplayName.maxCharacters) characters, without control, invisible or direction-changing characters")
+            }
+            names.append(name)
+        }
+        return (names[0], names[1])
     }
 
     public var function: HTTPFunction {

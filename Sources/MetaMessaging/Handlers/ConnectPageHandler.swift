@@ -29,13 +29,15 @@ public struct ConnectPageHandler: Sendable {
 
     public func handle(_ request: HTTPRequest, logger: Logger) async -> HTTPResponse {
         guard let token = request.queryValue("token"), token.utf8.count <= 2048,
-            let (tenant, linkExpiresAt) = config.connectLinkWithExpiry(token, now: clock.epochSeconds())
+            let link = config.connectLinkState(token, now: clock.epochSeconds())
         else {
             logger.info("connect page refused: no valid link")
             return Self.page(
                 403, title: "This link cannot be used",
                 body: "<p>This connection link is not valid or has expired. Ask for a new link where you got this one.</p>", nonce: nil)
         }
+        let tenant = Tenant(businessId: link.businessId, locationId: link.locationId)
+        let linkExpiresAt = link.expiresAt
         let connection: TenantCredentials?
         do {
             connection = try await directory.credentials(tenant: tenant)
@@ -51,17 +53,22 @@ public struct ConnectPageHandler: Sendable {
         func state() -> OAuthState {
             OAuthState(
                 businessId: tenant.businessId, locationId: tenant.locationId, pageId: nil, redirectUri: config.redirectURI,
-                nonce: OAuthState.randomNonce(), expiresAt: stateExpiresAt)
+                nonce: OAuthState.randomNonce(), expiresAt: stateExpiresAt, businessName: link.businessName, locationName: link.locationName)
         }
         let nonce = OAuthState.randomNonce()
         var items: [String] = []
         if let connection, connection.isActive || connection.inactiveReason != nil {
-            if let page = connection.pageId { items.append("Facebook Page \(Self.escape(page))") }
+            // Named as the person knows them; the id where Meta gave no name.
+            if let page = connection.pageId { items.append("Facebook Page \(Self.escape(connection.pageName.map { "“\($0)”" } ?? page))") }
             if let instagram = connection.instagramAccountId {
-                items.append("Instagram account \(Self.escape(instagram))" + (connection.usesInstagramLogin ? " (Instagram Login)" : ""))
+                items.append(
+                    "Instagram account \(Self.escape(connection.instagramUsername.map { "@\($0)" } ?? instagram))"
+                        + (connection.usesInstagramLogin ? " (Instagram Login)" : ""))
             }
             if let phone = connection.phoneNumberId {
-                items.append("WhatsApp number \(Self.escape(phone))" + (connection.token(for: .whatsapp) == nil ? " (connect WhatsApp to send from it)" : ""))
+                items.append(
+                    "WhatsApp number \(Self.escape(connection.displayPhoneNumber ?? phone))"
+                        + (connection.token(for: .whatsapp) == nil ? " (connect WhatsApp to send from it)" : ""))
             }
             if !connection.isActive {
                 items.append("Not answering: \(Self.escape(connection.inactiveReason ?? "inactive")). Connect again below.")
@@ -85,11 +92,11 @@ public struct ConnectPageHandler: Sendable {
             ? "<p>WhatsApp is not offered here yet (no Embedded Signup configuration).</p>"
             : #"<p><button id="connect-whatsapp" type="button" disabled>Connect WhatsApp</button></p>"#
         let body = """
-            <p>Business <strong>\(Self.escape(tenant.businessId))</strong>, location <strong>\(Self.escape(tenant.locationId))</strong>.</p>
+            <p>Business <strong id="business">\(Self.escape(link.businessName ?? tenant.businessId))</strong>, location <strong id="location">\(Self.escape(link.locationName ?? tenant.locationId))</strong>.</p>
             <section aria-labelledby="now"><h2 id="now">Connected now</h2><ul id="connections">\(list)</ul></section>
             <section aria-labelledby="add"><h2 id="add">Connect an account</h2>
             <p><a id="connect-facebook" class="button" href="\(Self.escape(config.dialogURL(state: state())))">Connect Instagram / Facebook Page</a></p>
-            \(instagramButton(tenant: tenant, now: now))
+            \(instagramButton(link: link, now: now))
             \(whatsapp)
             <p id="result" role="status" aria-live="polite"></p></section>
             <script type="application/json" id="connect-settings">\(settingsText)</script>
@@ -101,9 +108,12 @@ public struct ConnectPageHandler: Sendable {
 
     /// "Connect Instagram (no Facebook Page)": Instagram's authorization window with a fresh
     /// state of its own flow.
-    func instagramButton(tenant: Tenant, now: Int64) -> String {
+    func instagramButton(link: OAuthState, now: Int64) -> String {
         guard let instagram else { return "" }
-        let url = instagram.authorizeURL(state: instagram.newState(businessId: tenant.businessId, locationId: tenant.locationId, now: now))
+        var state = instagram.newState(businessId: link.businessId, locationId: link.locationId, now: now)
+        state.businessName = link.businessName
+        state.locationName = link.locationName
+        let url = instagram.authorizeURL(state: state)
         return #"<p><a id="connect-instagram" class="button" href="\#(Self.escape(url))">Connect Instagram (no Facebook Page)</a></p>"#
     }
 
@@ -139,15 +149,17 @@ public struct ConnectPageHandler: Sendable {
 
     /// Embedded Signup in the browser (Meta for Developers, "Embedded Signup: Implementation"):
     /// FB.login with the configuration id and `response_type: code`; the popup's session-info
-    /// message (`WA_EMBEDDED_SIGNUP`: `FINISH` with `waba_id` and `phone_number_id`, `CANCEL`,
-    /// `ERROR`) from Meta's origin; both the code and the ids go to the signup route.
+    /// message (`WA_EMBEDDED_SIGNUP`: `FINISH` (or `FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING`)
+    /// with `waba_id` and `phone_number_id`, `FINISH_ONLY_WABA` without a number, `CANCEL`,
+    /// `ERROR`) from Meta's origin; both the code and the ids go to the signup route. Every
+    /// outcome is said in plain words, a code that comes without a session message too.
     static let script = """
         (function () {
           "use strict";
           var settings = JSON.parse(document.getElementById("connect-settings").textContent);
           var result = document.getElementById("result");
           var button = document.getElementById("connect-whatsapp");
-          var session = null, code = null, sent = false, reported = false;
+          var session = null, code = null, sent = false, reported = false, attempt = 0;
           function show(text, ok) { result.textContent = text; result.className = ok ? "ok" : "error"; }
           function submit() {
             if (!session || !code || sent) { return; }
@@ -164,7 +176,7 @@ public struct ConnectPageHandler: Sendable {
                 var none = document.getElementById("no-connections");
                 if (none) { none.remove(); }
                 var item = document.createElement("li");
-                item.textContent = "WhatsApp number " + answer.body.phoneNumberId;
+                item.textContent = "WhatsApp number " + (answer.body.displayPhoneNumber || answer.body.phoneNumberId);
                 document.getElementById("connections").appendChild(item);
                 if (button) { button.disabled = true; }
               } else {
@@ -177,9 +189,12 @@ public struct ConnectPageHandler: Sendable {
             var data;
             try { data = typeof event.data === "string" ? JSON.parse(event.data) : event.data; } catch (e) { return; }
             if (!data || data.type !== "WA_EMBEDDED_SIGNUP") { return; }
-            if (data.event === "FINISH" && data.data && data.data.waba_id && data.data.phone_number_id) {
+            if ((data.event === "FINISH" || data.event === "FINISH_WHATSAPP_BUSINESS_APP_ONBOARDING") && data.data && data.data.waba_id && data.data.phone_number_id) {
               session = { wabaId: String(data.data.waba_id), phoneNumberId: String(data.data.phone_number_id) };
               submit();
+            } else if (data.event === "FINISH_ONLY_WABA") {
+              reported = true;
+              show("The WhatsApp signup finished without a phone number, so nothing was connected. Add a number to your WhatsApp Business account in WhatsApp Manager, then connect again.", false);
             } else if (data.event === "CANCEL") {
               reported = true;
               show("The WhatsApp signup was closed before the end" + (data.data && data.data.current_step ? " (at " + data.data.current_step + ")" : "") + ". Nothing was connected.", false);
@@ -194,11 +209,19 @@ public struct ConnectPageHandler: Sendable {
           };
           if (button) {
             button.addEventListener("click", function () {
-              reported = false;
+              // Each press is a signup of its own: nothing of an earlier one is sent with it.
+              reported = false; session = null; code = null; sent = false; attempt += 1;
+              var mine = attempt;
               FB.login(function (response) {
                 if (response && response.authResponse && response.authResponse.code) {
                   code = response.authResponse.code;
                   submit();
+                  // Meta's session message names the number; a code without it cannot be used.
+                  setTimeout(function () {
+                    if (mine === attempt && !session && !sent && !reported) {
+                      show("Meta finished the signup without saying which number was added, so nothing was connected. Reload the page and try again.", false);
+                    }
+                  }, 3000);
                 } else if (!session && !reported) {
                   show("The WhatsApp signup was not finished. Nothing was connected.", false);
                 }

@@ -33,6 +33,13 @@ public struct ConnectionsHandler: Sendable {
     /// What a location's settings are checked against, and what stands where it set none.
     public var settingsRules = SettingsRules(allowsLoopback: false, hasDeploymentSecret: false, requiresSignedAgents: true, lambdaFunctions: [])
     public var settingsDefaults = SettingsDefaults()
+    /// The Instagram app's secret (`INSTAGRAM_APP_SECRET`): Instagram signs the deauthorize and
+    /// data-deletion requests of people who connected through Instagram Login with it.
+    public var instagramAppSecret: String?
+    /// Days the store's backups keep a deleted connection (`BACKUP_RETENTION_DAYS`: DynamoDB's
+    /// point-in-time recovery of the connection tables); nil where none are kept (the file
+    /// store, whose history is rewritten away at each deletion).
+    public var backupRetentionDays: Int64?
     /// How long a deletion record (no personal data) is kept.
     public let deletionRecordSeconds: Int64 = 90 * 24 * 3600
 
@@ -117,6 +124,7 @@ public struct ConnectionsHandler: Sendable {
         let removal: TenantDirectory.Removal?
         do {
             removal = try await directory.disconnect(tenant)
+            try await directory.forgetHistory()
         } catch {
             throw RequestRefused(503, code: .storeUnavailable, "the connection could not be removed: \(error.code.rawValue)")
         }
@@ -125,7 +133,14 @@ public struct ConnectionsHandler: Sendable {
         }
         var answer = Disconnected(
             status: "disconnected", businessId: tenant.businessId, locationId: tenant.locationId, releasedIdentifiers: removal.releasedIdentifiers)
-        if let page = removal.connection.pageId, removal.connection.isActive {
+        if removal.connection.usesInstagramLogin, let account = removal.connection.instagramAccountId {
+            // Meta documents no call that undoes an Instagram-Login account's subscription or
+            // token: both stay until the token expires or the account removes the app.
+            answer.notUndone.append(
+                "the Instagram account \(account) stays subscribed to this app's webhooks, and its token valid until it expires, "
+                    + "unless its owner removes the app (Instagram: Settings, Apps and websites): Meta documents no call to undo either; "
+                    + "its webhooks are acknowledged and left")
+        } else if let page = removal.connection.pageId, removal.connection.isActive {
             do {
                 let result = try await graph.call("DELETE", "\(page)/subscribed_apps", token: removal.connection.accessToken, timeout: .seconds(8))
                 answer.unsubscribed = result["success"]?.bool == true
@@ -406,27 +421,39 @@ public struct ConnectionsHandler: Sendable {
 
     // MARK: Meta's callbacks
 
-    func signedRequest(_ request: HTTPRequest) throws(RequestRefused) -> SignedRequest {
+    /// The person a `signed_request` is about, as our records name them: the app-scoped user
+    /// id when Meta signed it with the app's secret (Facebook Login, WhatsApp signup),
+    /// `instagram:<id>` when Instagram signed it with the Instagram app's (Instagram Login).
+    func signedRequest(_ request: HTTPRequest) throws(RequestRefused) -> String {
         let form = QueryString.parse(String(decoding: request.body.prefix(16 * 1024), as: UTF8.self))
         guard request.body.count <= 16 * 1024, let text = form["signed_request"]?.first else {
             throw RequestRefused(400, code: .missingSignedRequest, "the form must carry signed_request")
         }
+        let now = clock.epochSeconds()
         do {
-            return try SignedRequest.verify(text, appSecret: appSecret, now: clock.epochSeconds())
+            return try SignedRequest.verify(text, appSecret: appSecret, now: now).userId
         } catch {
+            if error == .forged, let instagramAppSecret, !instagramAppSecret.isEmpty,
+                let instagram = try? SignedRequest.verify(text, appSecret: instagramAppSecret, now: now)
+            {
+                return "instagram:\(instagram.userId)"
+            }
             throw RequestRefused(400, code: RefusalCode(error), "the signed_request is not Meta's for this app, or has expired")
         }
     }
 
     func deauthorize(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async throws(RequestRefused) -> HTTPResponse {
-        let signed = try signedRequest(request)
+        let person = try signedRequest(request)
         var count = 0
         do {
-            for tenant in try await directory.connectionsMade(by: signed.userId) {
+            for tenant in try await directory.connectionsMade(by: person) {
                 _ = try await directory.deactivate(tenant, reason: "deauthorized")
                 events?.add(ConversationEvent(.connectionRemoved, businessId: tenant.businessId, locationId: tenant.locationId, reason: "deauthorized"))
                 count += 1
             }
+            // The person left the app: nothing of ours names them any more.
+            try await directory.forgetConnector(person)
+            try await directory.forgetHistory()
         } catch {
             throw RequestRefused(503, code: .storeUnavailable, "the deauthorization could not be recorded: \(error.code.rawValue)")
         }
@@ -435,14 +462,15 @@ public struct ConnectionsHandler: Sendable {
     }
 
     func deleteData(_ request: HTTPRequest, logger: Logger) async throws(RequestRefused) -> HTTPResponse {
-        let signed = try signedRequest(request)
+        let person = try signedRequest(request)
         let code = OAuthState.randomNonce()
         var deleted = 0
         do {
-            for tenant in try await directory.connectionsMade(by: signed.userId) where try await directory.disconnect(tenant) != nil {
+            for tenant in try await directory.connectionsMade(by: person) where try await directory.disconnect(tenant) != nil {
                 deleted += 1
             }
-            try await directory.forgetConnector(signed.userId)
+            try await directory.forgetConnector(person)
+            try await directory.forgetHistory()
             let now = clock.epochSeconds()
             // The record says what was done, never who asked: no user id, no business.
             try await ledger.store.put(
@@ -476,8 +504,15 @@ public struct ConnectionsHandler: Sendable {
         let count = record["connectionsDeleted"]?.int ?? 0
         return Self.page(
             200, title: "Your data was deleted",
-            "We received your deletion request at \(received) (UTC). We deleted every connection you made (\(count)), with its access token and the accounts it linked. Nothing about you is left with us. Status: done."
-        )
+            "We received your deletion request at \(received) (UTC). We deleted every connection you made (\(count)), with its access token and the accounts it linked. Status: done. "
+                + Self.backups(backupRetentionDays))
+    }
+
+    /// What is kept after a deletion, said as it is.
+    static func backups(_ days: Int64?) -> String {
+        guard let days else { return "Nothing about you is left with us: no copy or history of it is kept." }
+        return
+            "Our cloud provider keeps backups of these records for disaster recovery for \(days) day\(days == 1 ? "" : "s"); nobody reads them in normal operation, and after that time your data is gone from them too. Nothing else about you is left with us."
     }
 
     static func page(_ status: Int, title: String, _ text: String) -> HTTPResponse {

@@ -18,6 +18,8 @@ public struct InstagramLoginHandler: Sendable {
     public let ledger: MessageLedger
     public let clock: WallClock
     public let timeout: Duration
+    /// Where what the callback found waits for the person's confirmation.
+    public let consent: ConsentHandler
 
     public init(
         login: InstagramLogin, transport: any HTTPTransport, directory: TenantDirectory, ledger: MessageLedger, clock: WallClock = .system,
@@ -29,6 +31,9 @@ public struct InstagramLoginHandler: Sendable {
         self.ledger = ledger
         self.clock = clock
         self.timeout = timeout
+        self.consent = ConsentHandler(
+            consents: Consents(store: ledger.store, table: ledger.table, clock: clock), directory: directory, graph: nil,
+            instagramGraph: login.graph(transport: transport), postConnectRedirectURI: login.postConnectRedirectURI, timeout: timeout)
     }
 
     typealias Failure = OAuthCallbackHandler.Failure
@@ -48,7 +53,10 @@ public struct InstagramLoginHandler: Sendable {
         guard let locationId = request.queryValue("locationId"), isValidIdentifier(locationId) else {
             throw RequestRefused(400, code: .invalidLocationId, "locationId is required: 1 to 128 letters, digits or -_.:#@")
         }
-        let state = login.newState(businessId: businessId, locationId: locationId, now: now)
+        let (businessName, locationName) = try AuthURLHandler.displayNames(request)
+        var state = login.newState(businessId: businessId, locationId: locationId, now: now)
+        state.businessName = businessName
+        state.locationName = locationName
         logger.info("Instagram authorization URL issued", metadata: ["businessId": "\(businessId)", "locationId": "\(locationId)"])
         return .json(200, AuthURL(url: login.authorizeURL(state: state), clientId: login.appId, redirectUri: login.redirectURI))
     }
@@ -94,34 +102,14 @@ public struct InstagramLoginHandler: Sendable {
             guard let accountId = account["user_id"]?.id else {
                 throw Failure(status: 502, code: .graphError, message: "Instagram did not say which professional account logged in")
             }
-            let username = account["username"]?.string.map { String($0.prefix(64)) }
-            let tenant = Tenant(businessId: state.businessId, locationId: state.locationId)
-            do {
-                try await directory.connectInstagramLogin(
-                    tenant: tenant, instagramAccountId: accountId, username: username, token: token.accessToken, issuedAt: issuedAt,
-                    expiresAt: issuedAt + token.expiresIn, connectedBy: "instagram:\(grant.userId)")
-            } catch {
-                switch error {
-                case .ownedByAnotherBusiness:
-                    throw Failure(status: 409, code: .alreadyConnected, message: "this Instagram account is connected to another business")
-                case .store(let error):
-                    throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
-                }
-            }
-            let subscribed = try await OAuthCallbackHandler.graphCall(
-                graph, "POST", "me/subscribed_apps", query: [("subscribed_fields", InstagramLogin.subscribedFields)], token: token.accessToken,
-                timeout: timeout, what: "subscribe the account to webhooks")
-            guard subscribed["success"]?.bool == true else {
-                throw Failure(status: 502, code: .subscriptionFailed, message: "Instagram did not confirm the webhook subscription")
-            }
-            logger.info(
-                "business connected through Instagram Login",
-                metadata: ["businessId": "\(state.businessId)", "instagramAccountId": "\(accountId)", "expiresIn": "\(token.expiresIn)"])
-            outcome.status = "connected"
-            events?.add(ConversationEvent(.connectionMade, businessId: state.businessId, locationId: state.locationId, reason: "instagram_login"))
-            outcome.instagramAccountId = accountId
-            outcome.instagramUsername = username
-            return answer(outcome, httpStatus: 200)
+            let username = account["username"]?.string.flatMap(DisplayName.checked).map { String($0.prefix(64)) }
+            // Nothing is connected yet: the person sees what would join what, and confirms it.
+            logger.info("the person is asked to confirm the connection", metadata: ["businessId": "\(state.businessId)", "instagramAccountId": "\(accountId)"])
+            return try await consent.ask(
+                PendingConnection(
+                    flow: .instagramLogin, tenant: Tenant(businessId: state.businessId, locationId: state.locationId), businessName: state.businessName,
+                    locationName: state.locationName, instagramAccountId: accountId, instagramUsername: username, token: token.accessToken,
+                    connectedBy: "instagram:\(grant.userId)", tokenIssuedAt: issuedAt, tokenExpiresAt: issuedAt + token.expiresIn))
         } catch let failure as Failure {
             logger.warning(
                 "Instagram connection failed: \(failure.code)",

@@ -16,6 +16,8 @@ public struct OAuthCallbackHandler: Sendable {
     public let ledger: MessageLedger
     public let clock: WallClock
     public let timeout: Duration
+    /// Where what the callback found waits for the person's confirmation.
+    public let consent: ConsentHandler
 
     /// The webhook fields a connected Page is subscribed to.
     public static let subscribedFields = "messages,messaging_postbacks,message_echoes,message_reactions,messaging_handovers,feed"
@@ -31,6 +33,9 @@ public struct OAuthCallbackHandler: Sendable {
         self.ledger = ledger
         self.clock = clock
         self.timeout = timeout
+        self.consent = ConsentHandler(
+            consents: Consents(store: ledger.store, table: ledger.table, clock: clock), directory: directory, graph: graph, instagramGraph: nil,
+            postConnectRedirectURI: config.postConnectRedirectURI, timeout: timeout)
     }
 
     struct Page: Sendable {
@@ -38,6 +43,7 @@ public struct OAuthCallbackHandler: Sendable {
         let name: String?
         let accessToken: String
         var instagramAccountId: String?
+        var instagramUsername: String?
     }
 
     /// The outcome, as JSON or as the query of the post-connect redirect.
@@ -138,38 +144,16 @@ public struct OAuthCallbackHandler: Sendable {
                     status: 400, code: .permissionsDeclined,
                     message: "the person declined \(missing.joined(separator: " and ")), without which no reply can be sent; connect again and allow it")
             }
-            do {
-                try await directory.connect(
-                    tenant: Tenant(businessId: state.businessId, locationId: state.locationId), pageId: chosen.id,
-                    instagramAccountId: chosen.instagramAccountId, pageAccessToken: chosen.accessToken, connectedBy: userId)
-            } catch {
-                switch error {
-                case .ownedByAnotherBusiness:
-                    throw Failure(status: 409, code: .alreadyConnected, message: "this Page or Instagram account is connected to another business")
-                case .store(let error):
-                    throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
-                }
-            }
-            do {
-                try await directory.recordConnector(userId: userId, tenant: Tenant(businessId: state.businessId, locationId: state.locationId))
-            } catch {
-                throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
-            }
-            try await subscribe(page: chosen)
+            // Nothing is connected yet: the person sees what would join what, and confirms it.
             logger.info(
-                "business connected",
-                metadata: [
-                    "businessId": "\(state.businessId)", "pageId": "\(chosen.id)", "instagramAccountId": "\(chosen.instagramAccountId ?? "-")",
-                ])
-            outcome.status = "connected"
-            events?.add(ConversationEvent(.connectionMade, businessId: state.businessId, locationId: state.locationId, reason: "facebook_login"))
-            outcome.pageId = chosen.id
-            outcome.pageName = chosen.name
-            outcome.instagramAccountId = chosen.instagramAccountId
-            outcome.candidates = pages.filter { $0.id != chosen.id }.map {
-                .init(pageId: $0.id, name: $0.name, instagramAccountId: $0.instagramAccountId)
-            }
-            return answer(outcome, httpStatus: 200)
+                "the person is asked to confirm the connection",
+                metadata: ["businessId": "\(state.businessId)", "pageId": "\(chosen.id)", "instagramAccountId": "\(chosen.instagramAccountId ?? "-")"])
+            return try await consent.ask(
+                PendingConnection(
+                    flow: .facebookLogin, tenant: Tenant(businessId: state.businessId, locationId: state.locationId), businessName: state.businessName,
+                    locationName: state.locationName, pageId: chosen.id, pageName: chosen.name.map { String($0.prefix(200)) },
+                    instagramAccountId: chosen.instagramAccountId, instagramUsername: chosen.instagramUsername, token: chosen.accessToken,
+                    connectedBy: userId))
         } catch let failure as Failure {
             logger.warning(
                 "connection failed: \(failure.code)",
@@ -278,21 +262,14 @@ public struct OAuthCallbackHandler: Sendable {
             query = []
         }
         for index in pages.indices {
+            // The account's username comes with it (field expansion), for the consent page.
             let answer = try await graphCall(
-                "GET", pages[index].id, query: [("fields", "instagram_business_account")],
+                "GET", pages[index].id, query: [("fields", "instagram_business_account{id,username}")],
                 token: pages[index].accessToken, what: "read a Page's Instagram account")
             pages[index].instagramAccountId = answer["instagram_business_account"]?["id"]?.id
+            pages[index].instagramUsername = answer["instagram_business_account"]?["username"]?.string.flatMap(DisplayName.checked)
         }
         return pages
-    }
-
-    private func subscribe(page: Page) async throws {
-        let answer = try await graphCall(
-            "POST", "\(page.id)/subscribed_apps", query: [("subscribed_fields", Self.subscribedFields)],
-            token: page.accessToken, what: "subscribe the Page to webhooks")
-        guard answer["success"]?.bool == true else {
-            throw Failure(status: 502, code: .subscriptionFailed, message: "the Graph API did not confirm the webhook subscription")
-        }
     }
 
     private func graphCall(_ method: String, _ path: String, query: [(String, String)], token: String, what: String) async throws -> JSON {

@@ -73,10 +73,10 @@ public struct OAuthConfig: Sendable {
 
     /// `<origin of META_REDIRECT_URI>/connect?token=...`: the page of one business location,
     /// for `connectLinkLifetimeSeconds`.
-    public func connectURL(businessId: String, locationId: String, now: Int64) -> String {
+    public func connectURL(businessId: String, locationId: String, now: Int64, businessName: String? = nil, locationName: String? = nil) -> String {
         let token = OAuthState(
             businessId: businessId, locationId: locationId, pageId: nil, redirectUri: "connect-page", nonce: OAuthState.randomNonce(),
-            expiresAt: now + connectLinkLifetimeSeconds
+            expiresAt: now + connectLinkLifetimeSeconds, businessName: businessName, locationName: locationName
         ).signed(secret: connectLinkSecret)
         return "\(Self.origin(of: redirectURI))/connect?\(FormEncoding.query([("token", token)]))"
     }
@@ -88,8 +88,13 @@ public struct OAuthConfig: Sendable {
 
     /// The same, with when the link expires (epoch seconds).
     public func connectLinkWithExpiry(_ token: String, now: Int64) -> (tenant: Tenant, expiresAt: Int64)? {
+        connectLinkState(token, now: now).map { (Tenant(businessId: $0.businessId, locationId: $0.locationId), $0.expiresAt) }
+    }
+
+    /// The whole of a connect link's token (with the names it carries), if it is ours and current.
+    public func connectLinkState(_ token: String, now: Int64) -> OAuthState? {
         guard let state = try? OAuthState.verify(token, secret: connectLinkSecret, now: now), state.redirectUri == "connect-page" else { return nil }
-        return (Tenant(businessId: state.businessId, locationId: state.locationId), state.expiresAt)
+        return state
     }
 
     static func origin(of url: String) -> String {

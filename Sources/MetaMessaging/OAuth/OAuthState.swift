@@ -13,12 +13,22 @@ public struct OAuthState: Sendable, Equatable, Codable {
     public let nonce: String
     /// Epoch seconds after which the state is refused.
     public let expiresAt: Int64
+    /// The business's and the location's names as the platform calling `auth-url` gave them
+    /// (`DisplayName`), shown to the person before anything is connected.
+    public var businessName: String? = nil
+    public var locationName: String? = nil
 
     enum CodingKeys: String, CodingKey {
-        case businessId = "b", locationId = "l", pageId = "p", redirectUri = "r", nonce = "n", expiresAt = "e"
+        case businessId = "b", locationId = "l", pageId = "p", redirectUri = "r", nonce = "n", expiresAt = "e", businessName = "bn",
+            locationName = "ln"
     }
 
-    public init(businessId: String, locationId: String, pageId: String?, redirectUri: String, nonce: String, expiresAt: Int64) {
+    public init(
+        businessId: String, locationId: String, pageId: String?, redirectUri: String, nonce: String, expiresAt: Int64, businessName: String? = nil,
+        locationName: String? = nil
+    ) {
+        self.businessName = businessName
+        self.locationName = locationName
         self.businessId = businessId
         self.locationId = locationId
         self.pageId = pageId
@@ -79,5 +89,27 @@ enum Base64URL {
         var base64 = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         while base64.count % 4 != 0 { base64 += "=" }
         return Base64.decode(base64)
+    }
+}
+
+/// A business's or location's name as a person reads it on our pages: 1 to 80 characters
+/// after trimming, any script, but no control characters and none of Unicode's direction
+/// overrides or invisible joiners that could make one name read as another.
+public enum DisplayName {
+    public static let maxCharacters = 80
+
+    /// The name if it may be shown, trimmed; nil when it is empty, too long or holds a
+    /// character it must not.
+    public static func checked(_ text: String) -> String? {
+        let trimmed = text.trimmingSpaces()
+        guard !trimmed.isEmpty, trimmed.count <= maxCharacters, trimmed.utf8.count <= 4 * maxCharacters else { return nil }
+        for scalar in trimmed.unicodeScalars {
+            switch scalar.value {
+            case 0...0x1F, 0x7F...0x9F: return nil  // control characters
+            case 0x200B...0x200F, 0x202A...0x202E, 0x2060...0x206F, 0xFEFF: return nil  // invisible and direction-changing
+            default: continue
+            }
+        }
+        return trimmed
     }
 }

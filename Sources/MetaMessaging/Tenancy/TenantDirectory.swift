@@ -49,6 +49,11 @@ public struct TenantCredentials: Sendable, Equatable {
     public var tokenIssuedAt: Int64? = nil
     /// What the location chose for itself (its agent, its rules); the rest is the default.
     public var settings = LocationSettings()
+    /// The names Meta gave the accounts at connect: the Page's, the Instagram username, the
+    /// WhatsApp number as it is dialled.
+    public var pageName: String? = nil
+    public var instagramUsername: String? = nil
+    public var displayPhoneNumber: String? = nil
 
     public init(
         businessId: String, accessToken: String, pageId: String? = nil, instagramAccountId: String? = nil,
@@ -183,6 +188,9 @@ public struct TenantDirectory: Sendable {
         result.tokenExpiresAt = item["tokenExpiresAt"]?.int
         result.tokenIssuedAt = item["tokenIssuedAt"]?.int
         result.settings = LocationSettings(attribute: item["settings"])
+        result.pageName = credentials["pageName"]?.string
+        result.instagramUsername = credentials["instagramUsername"]?.string
+        result.displayPhoneNumber = credentials["displayPhoneNumber"]?.string
         return result
     }
 
@@ -220,9 +228,11 @@ extension TenantDirectory {
 
     /// Claims the Page id and the Instagram account id for `tenant` (conditional writes: an
     /// identifier that belongs to another business is refused and left as it is), then stores
-    /// the Page token. Reconnecting the same business refreshes its token.
+    /// the Page token, with the Page's name and the Instagram username as Meta gave them at
+    /// connect (shown on the connect page). Reconnecting the same business refreshes its token.
     public func connect(
-        tenant: Tenant, pageId: String, instagramAccountId: String?, pageAccessToken: String, connectedBy: String? = nil
+        tenant: Tenant, pageId: String, instagramAccountId: String?, pageAccessToken: String, connectedBy: String? = nil,
+        pageName: String? = nil, instagramUsername: String? = nil
     ) async throws(ConnectError) {
         cache?.clear()
         var claimed: [String] = []
@@ -256,6 +266,8 @@ extension TenantDirectory {
             let createdAt = current?["createdAt"] ?? (legacyIsThis ? legacy?["createdAt"] : nil) ?? .s(now)
             var credentials: [String: AttributeValue] = ["accessToken": .s(pageAccessToken), "pageId": .s(pageId)]
             if let instagramAccountId { credentials["instagramAccountId"] = .s(instagramAccountId) }
+            if let pageName { credentials["pageName"] = .s(String(pageName.prefix(200))) }
+            if let instagramUsername { credentials["instagramUsername"] = .s(String(instagramUsername.prefix(64))) }
             let existing = current?["credentials"]?.map ?? (legacyIsThis ? legacy?["credentials"]?.map : nil)
             // The location's WhatsApp number stays connected with its own token. From an item
             // of the seed's shape, whose one token served WhatsApp too, that token becomes the
@@ -423,6 +435,50 @@ extension TenantDirectory {
         try await store.delete(tables.identifiers, key: Self.connectorKey(userId))
     }
 
+    /// Takes `tenant` off the list of the locations `userId` connected (the list goes when it
+    /// is empty): a disconnected location keeps nothing that names the person.
+    func dropConnector(_ userId: String, tenant: Tenant) async throws(KeyValueError) {
+        let entry = "\(tenant.businessId)#\(tenant.locationId)"
+        for _ in 0..<5 {
+            guard let current = try await store.get(tables.identifiers, key: Self.connectorKey(userId)) else { return }
+            let entries = current["connections"]?.list?.compactMap(\.string) ?? []
+            guard entries.contains(entry) else { return }
+            let version = current["version"]?.int ?? 0
+            let left = entries.filter { $0 != entry }
+            do {
+                if left.isEmpty {
+                    // The person's id goes with their last location (the store has no
+                    // conditional delete: a connection the person makes at this very moment
+                    // records itself again).
+                    try await store.delete(tables.identifiers, key: Self.connectorKey(userId))
+                } else {
+                    var item = current
+                    item["connections"] = .l(left.map { .s($0) })
+                    item["version"] = .number(version + 1)
+                    try await store.put(tables.identifiers, item: item, condition: .equals("version", .number(version)))
+                }
+                return
+            } catch  where error.code == .conditionFailed {
+                continue
+            }
+        }
+        throw KeyValueError(.conditionFailed, "the connections of a person changed five times while removing one")
+    }
+
+    /// The people an item names as having connected it (Facebook Login, WhatsApp signup,
+    /// Instagram Login as `instagram:<id>`).
+    static func connectors(of item: Item) -> [String] {
+        [item["connectedBy"]?.string, item["whatsappConnectedBy"]?.string].compactMap { $0 }
+    }
+
+    /// Leaves nothing deleted or overwritten in the connection tables' own storage (the file
+    /// store's history of tokens and user ids): what a deletion, a disconnect or a deauthorize
+    /// removed is gone from disk when it answers.
+    public func forgetHistory() async throws(KeyValueError) {
+        try await store.forgetHistory(tables.credentials)
+        try await store.forgetHistory(tables.identifiers)
+    }
+
     /// The item of a location's connection: its own, or the single-connection item when it
     /// belongs to that location (or names none and is the business's only one).
     func connectionItemKey(_ tenant: Tenant) async throws(KeyValueError) -> Item? {
@@ -463,11 +519,13 @@ extension TenantDirectory {
         else { return nil }
         let released = try await release(credentials)
         try await store.delete(tables.credentials, key: key)
+        for person in Self.connectors(of: item) { try await dropConnector(person, tenant: tenant) }
         return Removal(connection: credentials, releasedIdentifiers: released)
     }
 
-    /// Makes a location's connection inactive with `reason`, deletes its token and releases its
-    /// identifiers (Meta's deauthorize callback). The item stays, so the status shows why.
+    /// Makes a location's connection inactive with `reason`, deletes its token and the ids of
+    /// the people who connected it, and releases its identifiers (Meta's deauthorize
+    /// callback). The item stays, so the status shows why.
     public func deactivate(_ tenant: Tenant, reason: String) async throws(KeyValueError) -> [String] {
         cache?.clear()
         guard let key = try await connectionItemKey(tenant), let item = try await store.get(tables.credentials, key: key) else { return [] }
@@ -475,10 +533,11 @@ extension TenantDirectory {
         if let credentials = Self.credentials(from: item) { released = try await release(credentials) }
         var map = item["credentials"]?.map ?? [:]
         map["accessToken"] = nil
+        map["whatsappAccessToken"] = nil
         try await store.update(
             tables.credentials, key: key,
             set: ["isActive": .bool(false), "inactiveReason": .s(reason), "updatedAt": .s(now()), "credentials": .m(map)],
-            remove: [], condition: .itemPresent)
+            remove: ["connectedBy", "whatsappConnectedBy"], condition: .itemPresent)
         return released
     }
 }
