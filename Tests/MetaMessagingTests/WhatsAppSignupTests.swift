@@ -48,6 +48,26 @@ import Testing
         return (response.status, W.summary(response))
     }
 
+    /// The person's answer to the signup's question, posted from the connect page (same origin).
+    static func answer(_ world: W.World, _ question: [String: Any], decision: String = "confirm") async -> (Int, [String: Any]) {
+        let signup = handler(world)
+        let consent = ConsentHandler(
+            consents: signup.consents, directory: world.directory, graph: signup.graph, instagramGraph: nil, postConnectRedirectURI: nil)
+        let request = HTTPRequest(
+            method: "POST", path: ConsentHandler.confirmPath,
+            headers: HTTPHeaders([("Host", "connect.example.test"), ("Origin", "null"), ("Sec-Fetch-Site", "same-origin")]),
+            body: Array("consent=\(question["consent"] as? String ?? "")&decision=\(decision)".utf8))
+        let response = await consent.handle(request, logger: Logger(label: "test"))
+        return (response.status, W.summary(response))
+    }
+
+    /// The signup's post, then the person's "Connect".
+    static func signup(_ world: W.World, _ fields: [String: String]) async -> (Int, [String: Any]) {
+        let (status, question) = await post(world, fields)
+        guard status == 200, question["status"] as? String == "confirm" else { return (status, question) }
+        return await answer(world, question)
+    }
+
     static func world(_ backend: StoreBackend) async throws -> W.World {
         let world = try await W.world(backend: backend)
         await world.harness.graph.configure(
@@ -72,7 +92,14 @@ import Testing
     func aFinishedSignupConnectsTheNumberWithItsOwnToken(_ backend: StoreBackend) async throws {
         let world = try await Self.world(backend)
         let state = Self.state(world)
-        let (status, answer) = await Self.post(world, ["state": state, "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        // The signup asks first: the number as it is dialled, nothing stored, nothing at Meta.
+        let (asked, question) = await Self.post(world, ["state": state, "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        #expect(asked == 200, "\(question)")
+        #expect(question["status"] as? String == "confirm")
+        #expect((question["question"] as? String)?.contains("the WhatsApp number +1 555-000-0777") == true)
+        #expect(try await world.directory.route(identifier: Self.phone) == nil)
+        #expect(await world.harness.graph.calls.allSatisfy { !$0.path.hasSuffix("/register") && !$0.path.hasSuffix("/subscribed_apps") })
+        let (status, answer) = await Self.answer(world, question)
         #expect(status == 200, "\(answer)")
         #expect(answer["status"] as? String == "connected")
         #expect(answer["displayPhoneNumber"] as? String == "+1 555-000-0777")
@@ -163,11 +190,18 @@ import Testing
         let world = try await Self.world(backend)
         await world.harness.graph.script(
             [GraphStandIn.error(code: 133005, message: "Two step verification PIN Mismatch", type: "OAuthException")], pathSuffix: "/register")
-        let (status, answer) = await Self.post(world, ["state": Self.state(world), "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        let (status, answer) = await Self.signup(world, ["state": Self.state(world), "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
         #expect(status == 502 && answer["error"] as? String == "graph_error")
         #expect((answer["message"] as? String)?.contains("133005") == true)
         #expect(try await world.directory.connections(businessId: Self.salon.businessId).isEmpty)
         #expect(try await world.directory.route(identifier: Self.phone) == nil)
+        // A person who cancels at the question: nothing stored, nothing asked of Meta.
+        let (_, question) = await Self.post(world, ["state": Self.state(world), "code": "es-code-ok", "wabaId": Self.waba, "phoneNumberId": Self.phone])
+        let before = await world.harness.graph.calls.count
+        let (cancelled, outcome) = await Self.answer(world, question, decision: "cancel")
+        #expect(cancelled == 200 && outcome["status"] as? String == "cancelled")
+        #expect(await world.harness.graph.calls.count == before)
+        #expect(try await world.directory.connections(businessId: Self.salon.businessId).isEmpty)
         await world.harness.shutdown()
     }
 }

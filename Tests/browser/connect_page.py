@@ -247,8 +247,28 @@ def main():
             fail(f"a refused signup says: {result.text}")
         ok(f"a signup Meta refuses says why: {result.text!r}")
 
+        # A finished signup asks first: which number joins which business and location.
         main_window = open_page()
-        result = click_and_wait("success", "is connected")
+        result = click_and_wait("success", "Connect the WhatsApp number")
+        if "+1 555-078-3882" not in result.text or "B0500005" not in result.text or "L-shop" not in result.text:
+            fail(f"the question does not name the number, the business and the location: {result.text!r}")
+        driver.find_element(By.ID, "cancel-whatsapp").click()
+        wait.until(lambda d: "nothing was connected" in d_text(d))
+        if driver.find_element(By.ID, "connections").text != "Nothing is connected yet.":
+            fail("a signup the person cancelled connected the number")
+        main_window = open_page()
+        if driver.find_element(By.ID, "connections").text != "Nothing is connected yet.":
+            fail("after a cancelled signup and a reload, something is connected")
+        ok("a finished signup asks which number joins which business; Cancel connects nothing")
+
+        main_window = open_page()
+        result = click_and_wait("success", "Connect the WhatsApp number")
+        driver.find_element(By.ID, "confirm-whatsapp").click()
+        try:
+            wait.until(lambda d: "is connected" in d_text(d))
+        except Exception:
+            fail(f"after Connect the page said {d_text(driver)!r}; the browser said {driver.get_log('browser')[-3:]}")
+        result = driver.find_element(By.ID, "result")
         if "+1 555-078-3882" not in result.text or "ok" not in result.get_attribute("class"):
             fail(f"a finished signup says: {result.text}")
         if "WhatsApp number +1 555-078-3882" not in driver.find_element(By.ID, "connections").text:

@@ -82,7 +82,7 @@ public struct ConnectPageHandler: Sendable {
         let settings = JSON.dictionary([
             "appId": .string(config.appId), "graphVersion": .string(config.graphVersion),
             "configId": config.whatsappConfigId.map { .string($0) } ?? .null, "signupState": .string(state().signed(secret: config.stateSecret)),
-            "signupPath": .string(WhatsAppSignupHandler.path),
+            "signupPath": .string(WhatsAppSignupHandler.path), "confirmPath": .string(ConsentHandler.confirmPath),
             "messageOrigins": .array(["https://www.facebook.com", "https://web.facebook.com", .string(sdkOrigin)]),
         ])
         // Inside a <script> element: no "<" may end it early.
@@ -171,18 +171,46 @@ public struct ConnectPageHandler: Sendable {
             }).then(function (response) {
               return response.json().then(function (body) { return { ok: response.ok, body: body }; });
             }).then(function (answer) {
-              if (answer.ok) {
-                show("WhatsApp number " + (answer.body.displayPhoneNumber || answer.body.phoneNumberId) + " is connected.", true);
-                var none = document.getElementById("no-connections");
-                if (none) { none.remove(); }
-                var item = document.createElement("li");
-                item.textContent = "WhatsApp number " + (answer.body.displayPhoneNumber || answer.body.phoneNumberId);
-                document.getElementById("connections").appendChild(item);
-                if (button) { button.disabled = true; }
+              if (answer.ok && answer.body.status === "confirm") {
+                ask(answer.body);
               } else {
-                show("WhatsApp could not be connected: " + (answer.body.message || answer.body.error || "unknown error") + ". Reload the page to try again.", false);
+                outcome(answer);
               }
             }).catch(function () { show("The server could not be reached. Reload the page to try again.", false); });
+          }
+          function outcome(answer) {
+            if (answer.ok && answer.body.status === "connected") {
+              show("WhatsApp number " + (answer.body.displayPhoneNumber || answer.body.phoneNumberId) + " is connected.", true);
+              var none = document.getElementById("no-connections");
+              if (none) { none.remove(); }
+              var item = document.createElement("li");
+              item.textContent = "WhatsApp number " + (answer.body.displayPhoneNumber || answer.body.phoneNumberId);
+              document.getElementById("connections").appendChild(item);
+              if (button) { button.disabled = true; }
+            } else if (answer.ok && answer.body.status === "cancelled") {
+              show("You cancelled: nothing was connected.", false);
+            } else {
+              show("WhatsApp could not be connected: " + (answer.body.message || answer.body.error || "unknown error") + ". Reload the page to try again.", false);
+            }
+          }
+          // The person confirms which number joins which business and location before anything is stored.
+          function ask(question) {
+            show(question.question, true);
+            [["confirm", "Connect", "confirm-whatsapp"], ["cancel", "Cancel", "cancel-whatsapp"]].forEach(function (choice) {
+              var answerButton = document.createElement("button");
+              answerButton.type = "button"; answerButton.id = choice[2]; answerButton.textContent = choice[1];
+              answerButton.addEventListener("click", function () {
+                result.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+                fetch(settings.confirmPath, {
+                  method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" },
+                  body: "consent=" + encodeURIComponent(question.consent) + "&decision=" + choice[0]
+                }).then(function (response) {
+                  return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+                }).then(outcome).catch(function () { show("The server could not be reached. Reload the page to try again.", false); });
+              });
+              result.appendChild(document.createTextNode(" "));
+              result.appendChild(answerButton);
+            });
           }
           window.addEventListener("message", function (event) {
             if (settings.messageOrigins.indexOf(event.origin) < 0) { return; }

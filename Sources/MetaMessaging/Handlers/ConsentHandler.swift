@@ -56,6 +56,10 @@ public struct ConsentHandler: Sendable {
     /// The accounts as the person knows them.
     static func accounts(_ pending: PendingConnection) -> [String] {
         var accounts: [String] = []
+        if let number = pending.phoneNumberId {
+            accounts.append(
+                "the WhatsApp number \(pending.displayPhoneNumber ?? number)" + (pending.verifiedName.map { " (\($0))" } ?? ""))
+        }
         if let page = pending.pageId { accounts.append("the Facebook Page “\(pending.pageName ?? page)”") }
         if let username = pending.instagramUsername {
             accounts.append("the Instagram account @\(username)")
@@ -63,6 +67,13 @@ public struct ConsentHandler: Sendable {
             accounts.append("the Instagram account \(instagram)")
         }
         return accounts
+    }
+
+    /// The question in one sentence (the WhatsApp signup's page shows it).
+    static func question(_ pending: PendingConnection) -> String {
+        let business = pending.businessName ?? "business \(pending.tenant.businessId)"
+        let location = pending.locationName ?? "location \(pending.tenant.locationId)"
+        return "Connect \(accounts(pending).joined(separator: " and ")) to \(business), \(location)?"
     }
 
     static func page(_ pending: PendingConnection, nonce: String) -> HTTPResponse {
@@ -137,37 +148,36 @@ public struct ConsentHandler: Sendable {
                 body: "<p>It was answered before, or it expired. Nothing more was done; start the connection again if you need to.</p>")
         }
         var outcome = Outcome(status: "error", businessId: pending.tenant.businessId, locationId: pending.tenant.locationId)
-        do {
+        do throws(Failure) {
             if decision == "cancel" {
                 try? await consents.discard(nonce)
                 logger.info("the person cancelled the connection", metadata: ["businessId": "\(pending.tenant.businessId)"])
                 outcome.status = "cancelled"
-                return answer(outcome, httpStatus: 200)
+                return answer(outcome, httpStatus: 200, flow: pending.flow)
             }
             try await connect(pending, logger: logger)
             try? await consents.discard(nonce)
             events?.add(
                 ConversationEvent(
                     .connectionMade, businessId: pending.tenant.businessId, locationId: pending.tenant.locationId,
-                    reason: pending.flow == .facebookLogin ? "facebook_login" : "instagram_login"))
+                    platform: pending.flow == .whatsappSignup ? .whatsapp : nil,
+                    reason: pending.flow == .facebookLogin ? "facebook_login" : pending.flow == .instagramLogin ? "instagram_login" : "whatsapp_signup"))
             outcome.status = "connected"
+            outcome.wabaId = pending.wabaId
+            outcome.phoneNumberId = pending.phoneNumberId
+            outcome.displayPhoneNumber = pending.displayPhoneNumber
             outcome.pageId = pending.pageId
             outcome.pageName = pending.pageName
             outcome.instagramAccountId = pending.instagramAccountId
             outcome.instagramUsername = pending.instagramUsername
-            return answer(outcome, httpStatus: 200)
-        } catch let failure as Failure {
-            try? await consents.discard(nonce)
-            logger.warning(
-                "connection failed: \(failure.code)",
-                metadata: ["businessId": "\(pending.tenant.businessId)", "detail": "\(failure.detail ?? failure.message)"])
-            outcome.error = failure.code
-            outcome.message = failure.message
-            return answer(outcome, httpStatus: failure.status)
+            return answer(outcome, httpStatus: 200, flow: pending.flow)
         } catch {
             try? await consents.discard(nonce)
-            outcome.error = "internal_error"
-            return answer(outcome, httpStatus: 500)
+            logger.warning(
+                "connection failed: \(error.code)", metadata: ["businessId": "\(pending.tenant.businessId)", "detail": "\(error.detail ?? error.message)"])
+            outcome.error = error.code
+            outcome.message = error.message
+            return answer(outcome, httpStatus: error.status, flow: pending.flow)
         }
     }
 
@@ -188,6 +198,7 @@ public struct ConsentHandler: Sendable {
     /// Stores the connection and subscribes its account to the app's webhooks.
     func connect(_ pending: PendingConnection, logger: Logger) async throws(Failure) {
         let tenant = pending.tenant
+        if pending.flow == .whatsappSignup { return try await connectWhatsApp(pending, logger: logger) }
         guard let account = pending.flow == .facebookLogin ? pending.pageId : pending.instagramAccountId else {
             throw Failure(status: 500, code: .graphError, message: "the pending connection names no account")
         }
@@ -197,7 +208,7 @@ public struct ConsentHandler: Sendable {
                 try await directory.connect(
                     tenant: tenant, pageId: account, instagramAccountId: pending.instagramAccountId, pageAccessToken: pending.token,
                     connectedBy: pending.connectedBy, pageName: pending.pageName, instagramUsername: pending.instagramUsername)
-            case .instagramLogin:
+            case .whatsappSignup, .instagramLogin:
                 try await directory.connectInstagramLogin(
                     tenant: tenant, instagramAccountId: account, username: pending.instagramUsername, token: pending.token,
                     issuedAt: pending.tokenIssuedAt ?? 0, expiresAt: pending.tokenExpiresAt ?? 0, connectedBy: pending.connectedBy)
@@ -211,7 +222,7 @@ public struct ConsentHandler: Sendable {
             }
         }
         do {
-            try await directory.recordConnector(userId: pending.connectedBy, tenant: tenant)
+            if !pending.connectedBy.isEmpty { try await directory.recordConnector(userId: pending.connectedBy, tenant: tenant) }
         } catch {
             throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
         }
@@ -222,7 +233,7 @@ public struct ConsentHandler: Sendable {
             answer = try await OAuthCallbackHandler.graphCall(
                 graph, "POST", "\(account)/subscribed_apps", query: [("subscribed_fields", OAuthCallbackHandler.subscribedFields)],
                 token: pending.token, timeout: timeout, what: "subscribe the Page to webhooks")
-        case .instagramLogin:
+        case .whatsappSignup, .instagramLogin:
             guard let instagramGraph else {
                 throw Failure(status: 503, code: .instagramLoginNotConfigured, message: "Instagram Login is not configured here")
             }
@@ -241,7 +252,65 @@ public struct ConsentHandler: Sendable {
             ])
     }
 
-    private func answer(_ outcome: Outcome, httpStatus: Int) -> HTTPResponse {
-        OAuthCallbackHandler.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: postConnectRedirectURI)
+    /// The outcome: JSON, or for a login flow with a post-connect page a 302 there. WhatsApp's
+    /// answer is always JSON: the connect page's script reads it.
+    /// WhatsApp Embedded Signup's last steps, once the person confirmed: the app subscribed to
+    /// the WABA's webhooks, the number registered for the Cloud API with a PIN made here, then
+    /// the connection stored (its number claimed like a Page).
+    func connectWhatsApp(_ pending: PendingConnection, logger: Logger) async throws(Failure) {
+        guard let graph, let wabaId = pending.wabaId, let phoneNumberId = pending.phoneNumberId else {
+            throw Failure(status: 500, code: .graphError, message: "the pending connection names no WhatsApp number")
+        }
+        // Claimed by another business meanwhile: refused before Meta is asked anything.
+        do {
+            if let owner = try await directory.route(identifier: phoneNumberId)?.tenant, owner.businessId != pending.tenant.businessId {
+                throw Failure(status: 409, code: .alreadyConnected, message: "this WhatsApp number is connected to another business")
+            }
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be checked")
+        }
+        try await succeed(
+            graph, "POST", "\(wabaId)/subscribed_apps", json: nil, token: pending.token, what: "subscribe the app to the WhatsApp account's webhooks")
+        let pin = WhatsAppSignupHandler.pin()
+        try await succeed(
+            graph, "POST", "\(phoneNumberId)/register", json: JSON.dictionary(["messaging_product": "whatsapp", "pin": .string(pin)]).encoded(),
+            token: pending.token, what: "register the number for the Cloud API")
+        do {
+            try await directory.connectWhatsApp(
+                tenant: pending.tenant, phoneNumberId: phoneNumberId, wabaId: wabaId, displayPhoneNumber: pending.displayPhoneNumber, token: pending.token,
+                registrationPin: pin)
+        } catch {
+            switch error {
+            case .ownedByAnotherBusiness:
+                throw Failure(status: 409, code: .alreadyConnected, message: "this WhatsApp number is connected to another business")
+            case .store(let error):
+                throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
+            }
+        }
+        logger.info(
+            "WhatsApp connected, as the person confirmed",
+            metadata: ["businessId": "\(pending.tenant.businessId)", "wabaId": "\(wabaId)", "phoneNumberId": "\(phoneNumberId)"])
+    }
+
+    private func succeed(_ graph: GraphClient, _ method: String, _ path: String, json: [UInt8]?, token: String, what: String) async throws(Failure) {
+        let answer: JSON
+        do {
+            answer = try await graph.call(method, path, token: token, json: json, timeout: timeout)
+        } catch {
+            // Meta's code and trace id, in our words (never its free text).
+            var message = error.kind == .transport ? "the Graph API could not be reached to \(what)" : "the Graph API refused to \(what)"
+            if let code = error.code { message += " (code \(code)\(error.subcode.map { ", subcode \($0)" } ?? ""))" }
+            if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }
+            throw Failure(status: 502, code: .graphError, message: message, detail: error.description)
+        }
+        guard answer["success"]?.bool == true else {
+            throw Failure(status: 502, code: .graphError, message: "the Graph API did not confirm that it could \(what)")
+        }
+    }
+
+    private func answer(_ outcome: Outcome, httpStatus: Int, flow: PendingConnection.Flow) -> HTTPResponse {
+        OAuthCallbackHandler.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: flow == .whatsappSignup ? nil : postConnectRedirectURI)
     }
 }

@@ -63,6 +63,9 @@ public struct OAuthCallbackHandler: Sendable {
         var instagramAccountId: String?
         var instagramUsername: String?
         var candidates: [Candidate]?
+        var wabaId: String?
+        var phoneNumberId: String?
+        var displayPhoneNumber: String?
     }
 
     /// `message` is ours and reaches the person; `detail` (Meta's own text, which can quote

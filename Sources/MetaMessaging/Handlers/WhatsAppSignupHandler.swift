@@ -9,10 +9,13 @@ import Logging
 /// Meta's popup has finished; the state is `auth-url`'s (signed, bound to the business and the
 /// location, single use). Then: the code becomes a business token (`GET /oauth/access_token`),
 /// `debug_token` must show `whatsapp_business_messaging` granted on that WABA and the WABA must
-/// list that number, the app is subscribed to the WABA's webhooks, the number is registered
-/// for the Cloud API with a PIN made here, and only then is the connection stored (its phone
-/// number id claimed like a Page). Nothing is stored when a step fails; no token, code or PIN
-/// appears in the answer or the logs.
+/// list that number. Then the page asks the person to confirm which number joins which
+/// business and location (the answer is `{"status": "confirm", "consent", "question", ...}`);
+/// on `POST /external/meta/connect/confirm` (`ConsentHandler`) the app is subscribed to the
+/// WABA's webhooks, the number is registered for the Cloud API with a PIN made here, and only
+/// then is the connection stored (its phone number id claimed like a Page). Nothing is stored
+/// when a step fails or the person cancels; no token, code or PIN appears in the answer or
+/// the logs.
 public struct WhatsAppSignupHandler: Sendable {
     public let config: OAuthConfig
     public let appSecret: String
@@ -37,14 +40,22 @@ public struct WhatsAppSignupHandler: Sendable {
         self.timeout = timeout
     }
 
-    struct Connected: Encodable {
-        let status = "connected"
+    /// The signup's answer: what the person is asked to confirm, and the question's nonce
+    /// for `POST /external/meta/connect/confirm`.
+    struct ToConfirm: Encodable {
+        let status = "confirm"
+        let consent: String
+        let question: String
         let businessId: String
         let locationId: String
         let wabaId: String
         let phoneNumberId: String
         let displayPhoneNumber: String?
+        let verifiedName: String?
     }
+
+    /// Where the signup's result waits for the person's confirmation.
+    public var consents: Consents { Consents(store: ledger.store, table: ledger.table, clock: clock) }
 
     /// A WABA or phone number id: digits only, as Meta issues them.
     static func isMetaId(_ text: String) -> Bool {
@@ -94,32 +105,29 @@ public struct WhatsAppSignupHandler: Sendable {
 
         let token = try await exchange(code)
         try await checkAccess(token: token, wabaId: wabaId)
-        let display = try await phoneNumber(phoneNumberId, of: wabaId, token: token)
-        try await succeed("POST", "\(wabaId)/subscribed_apps", json: nil, token: token, what: "subscribe the app to the WhatsApp account's webhooks")
-        let pin = Self.pin()
-        try await succeed(
-            "POST", "\(phoneNumberId)/register", json: JSON.dictionary(["messaging_product": "whatsapp", "pin": .string(pin)]).encoded(),
-            token: token, what: "register the number for the Cloud API")
+        let number = try await phoneNumber(phoneNumberId, of: wabaId, token: token)
+        // Nothing is connected yet: the page asks the person to confirm which number joins
+        // which business and location (ConsentHandler connects it then).
+        var pending = PendingConnection(
+            flow: .whatsappSignup, tenant: tenant, businessName: state.businessName, locationName: state.locationName, token: token, connectedBy: "")
+        pending.wabaId = wabaId
+        pending.phoneNumberId = phoneNumberId
+        pending.displayPhoneNumber = number.display
+        pending.verifiedName = number.verifiedName
+        let nonce: String
         do {
-            try await directory.connectWhatsApp(
-                tenant: tenant, phoneNumberId: phoneNumberId, wabaId: wabaId, displayPhoneNumber: display, token: token, registrationPin: pin)
+            nonce = try await consents.hold(pending)
         } catch {
-            switch error {
-            case .ownedByAnotherBusiness:
-                throw RequestRefused(409, code: .alreadyConnected, "this WhatsApp number is connected to another business")
-            case .store(let error):
-                throw RequestRefused(503, code: .storeUnavailable, "the connection could not be stored: \(error.code.rawValue)")
-            }
+            throw RequestRefused(503, code: .storeUnavailable, "the connection could not be held for your confirmation: \(error.code.rawValue)")
         }
         logger.info(
-            "WhatsApp connected", metadata: ["businessId": "\(tenant.businessId)", "wabaId": "\(wabaId)", "phoneNumberId": "\(phoneNumberId)"])
-        events?.add(
-            ConversationEvent(.connectionMade, businessId: tenant.businessId, locationId: tenant.locationId, platform: .whatsapp, reason: "whatsapp_signup"))
+            "the person is asked to confirm the WhatsApp number",
+            metadata: ["businessId": "\(tenant.businessId)", "wabaId": "\(wabaId)", "phoneNumberId": "\(phoneNumberId)"])
         return .json(
             200,
-            Connected(
-                businessId: tenant.businessId, locationId: tenant.locationId, wabaId: wabaId, phoneNumberId: phoneNumberId,
-                displayPhoneNumber: display))
+            ToConfirm(
+                consent: nonce, question: ConsentHandler.question(pending), businessId: tenant.businessId, locationId: tenant.locationId, wabaId: wabaId,
+                phoneNumberId: phoneNumberId, displayPhoneNumber: number.display, verifiedName: number.verifiedName))
     }
 
     /// Six random digits: the number's two-step verification PIN, kept with the connection.
@@ -187,7 +195,9 @@ public struct WhatsAppSignupHandler: Sendable {
     /// paging: `paging.cursors.after` while `paging.next` says more are left; the `next` URL
     /// itself is never followed, so the token only ever goes to our Graph host). At most 20
     /// pages.
-    private func phoneNumber(_ phoneNumberId: String, of wabaId: String, token: String) async throws(RequestRefused) -> String? {
+    private func phoneNumber(
+        _ phoneNumberId: String, of wabaId: String, token: String
+    ) async throws(RequestRefused) -> (display: String?, verifiedName: String?) {
         var after: String?
         for _ in 0..<20 {
             var query = [("fields", "id,display_phone_number,verified_name")]
@@ -199,7 +209,10 @@ public struct WhatsAppSignupHandler: Sendable {
                 throw refusal(error, status: 403, code: .wabaNotReachable, what: "read the WhatsApp account's numbers")
             }
             if let number = (answer["data"]?.array ?? []).first(where: { $0["id"]?.id == phoneNumberId }) {
-                return number["display_phone_number"]?.string
+                return (
+                    number["display_phone_number"]?.string.flatMap(DisplayName.checked),
+                    number["verified_name"]?.string.flatMap(DisplayName.checked)
+                )
             }
             guard answer["paging"]?["next"]?.string != nil, let cursor = answer["paging"]?["cursors"]?["after"]?.string, !cursor.isEmpty,
                 cursor != after
@@ -207,18 +220,6 @@ public struct WhatsAppSignupHandler: Sendable {
             after = cursor
         }
         throw RequestRefused(403, code: .phoneNotInWaba, "WhatsApp account \(wabaId) has no number \(phoneNumberId) this token can reach")
-    }
-
-    private func succeed(_ method: String, _ path: String, json: [UInt8]?, token: String, what: String) async throws(RequestRefused) {
-        let answer: JSON
-        do {
-            answer = try await graph.call(method, path, token: token, json: json, timeout: timeout)
-        } catch {
-            throw refusal(error, status: 502, code: .graphError, what: what)
-        }
-        guard answer["success"]?.bool == true else {
-            throw RequestRefused(502, code: .graphError, "the Graph API did not confirm that it could \(what)")
-        }
     }
 
     /// A Graph failure in our words with Meta's code and fbtrace_id (never its free text,

@@ -11,6 +11,7 @@ public struct PendingConnection: Sendable, Equatable {
     public enum Flow: String, Sendable {
         case facebookLogin = "facebook"
         case instagramLogin = "instagram"
+        case whatsappSignup = "whatsapp"
     }
 
     public var flow: Flow
@@ -28,6 +29,12 @@ public struct PendingConnection: Sendable, Equatable {
     /// Instagram Login's token times (epoch seconds).
     public var tokenIssuedAt: Int64?
     public var tokenExpiresAt: Int64?
+    /// WhatsApp Embedded Signup's account and number, with the number as it is dialled and the
+    /// business name Meta verified for it.
+    public var wabaId: String? = nil
+    public var phoneNumberId: String? = nil
+    public var displayPhoneNumber: String? = nil
+    public var verifiedName: String? = nil
 
     public init(
         flow: Flow, tenant: Tenant, businessName: String? = nil, locationName: String? = nil, pageId: String? = nil, pageName: String? = nil,
@@ -82,7 +89,8 @@ public struct Consents: Sendable {
         item["expiresAt"] = .number(now + Self.lifetimeSeconds)
         for (name, value) in [
             ("businessName", pending.businessName), ("locationName", pending.locationName), ("pageId", pending.pageId), ("pageName", pending.pageName),
-            ("instagramAccountId", pending.instagramAccountId), ("instagramUsername", pending.instagramUsername),
+            ("instagramAccountId", pending.instagramAccountId), ("instagramUsername", pending.instagramUsername), ("wabaId", pending.wabaId),
+            ("phoneNumberId", pending.phoneNumberId), ("displayPhoneNumber", pending.displayPhoneNumber), ("verifiedName", pending.verifiedName),
         ] {
             if let value { item[name] = .s(value) }
         }
@@ -112,11 +120,16 @@ public struct Consents: Sendable {
             try await discard(nonce)
             return nil
         }
-        return PendingConnection(
+        var pending = PendingConnection(
             flow: flow, tenant: Tenant(businessId: businessId, locationId: locationId), businessName: item["businessName"]?.string,
             locationName: item["locationName"]?.string, pageId: item["pageId"]?.string, pageName: item["pageName"]?.string,
             instagramAccountId: item["instagramAccountId"]?.string, instagramUsername: item["instagramUsername"]?.string, token: token,
             connectedBy: connectedBy, tokenIssuedAt: item["tokenIssuedAt"]?.int, tokenExpiresAt: item["tokenExpiresAt"]?.int)
+        pending.wabaId = item["wabaId"]?.string
+        pending.phoneNumberId = item["phoneNumberId"]?.string
+        pending.displayPhoneNumber = item["displayPhoneNumber"]?.string
+        pending.verifiedName = item["verifiedName"]?.string
+        return pending
     }
 
     /// Deletes a pending connection and every trace of it in the table's storage.
