@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(name: "verify", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "send", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
-        .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "FunctionRuntime"]),
+        .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "connections", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What every log line passes through before it is written: text from outside (a Graph
 /// error message, an agent's answer, a URL) may carry a token or a code, and no log line may.
 /// - the configured secrets (app secrets, verify token, state secret, `serve`'s key), wherever
@@ -34,10 +36,19 @@ public struct Redaction: Sendable {
             ].compactMap { environment[$0] })
     }
 
+    /// Secrets read after the logs were set up (from AWS Secrets Manager at start-up): every
+    /// redaction of the process hides them too.
+    private static let remembered = Mutex<[String]>([])
+
+    public static func remember(_ values: [String]) {
+        let kept = values.filter { $0.utf8.count >= 8 }
+        remembered.withLock { $0 = ($0 + kept).sorted { $0.utf8.count > $1.utf8.count } }
+    }
+
     public func scrub(_ text: String) -> String {
         // The usual log line holds nothing to redact: one pass over its bytes says so.
         var text = Self.mayHoldCredential(text) ? Self.scrubPatterns(text) : text
-        for secret in secrets where text.utf8.count >= secret.utf8.count && text.contains(secret) {
+        for secret in secrets + Self.remembered.withLock({ $0 }) where text.utf8.count >= secret.utf8.count && text.contains(secret) {
             text = text.replacing(secret, with: Self.marker)
         }
         return text

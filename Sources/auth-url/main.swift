@@ -1,6 +1,8 @@
 import FunctionRuntime
 import MetaMessaging
+import NIOHTTPTransport
 
 await FunctionRuntime.run("auth-url") { environment, _ in
-    try AuthURLHandler(environment: environment).function
+    // The state secret (and Instagram Login's) from Secrets Manager in Lambda.
+    try AuthURLHandler(environment: try await DeploymentSecrets.resolve(environment, transport: NIOHTTPTransport())).function
 }

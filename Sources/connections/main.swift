@@ -5,5 +5,6 @@ import MetaMessaging
 import NIOHTTPTransport
 
 await FunctionRuntime.run("connections") { environment, _ in
-    try Services(environment: environment, transport: NIOHTTPTransport()).connectionsHandler().function
+    let transport = NIOHTTPTransport()
+    return try Services(environment: try await DeploymentSecrets.resolve(environment, transport: transport), transport: transport).connectionsHandler().function
 }

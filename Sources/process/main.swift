@@ -3,5 +3,6 @@ import MetaMessaging
 import NIOHTTPTransport
 
 await FunctionRuntime.run("process") { environment, _ in
-    try Services(environment: environment, transport: NIOHTTPTransport()).processHandler().function
+    let transport = NIOHTTPTransport()
+    return try Services(environment: try await DeploymentSecrets.resolve(environment, transport: transport), transport: transport).processHandler().function
 }

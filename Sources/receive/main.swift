@@ -3,5 +3,6 @@ import MetaMessaging
 import NIOHTTPTransport
 
 await FunctionRuntime.run("receive") { environment, _ in
-    try Services(environment: environment, transport: NIOHTTPTransport()).receiveHandler().function
+    let transport = NIOHTTPTransport()
+    return try Services(environment: try await DeploymentSecrets.resolve(environment, transport: transport), transport: transport).receiveHandler().function
 }

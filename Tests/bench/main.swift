@@ -488,6 +488,50 @@ if wants("receive") {
     await graph.shutdown()
 }
 
+// MARK: what reading the secrets from Secrets Manager adds to a cold start (issue 38)
+if wants("secrets") || wants("receive") {
+    // `receive` as a whole process (local mode, a file store): its secret from the
+    // environment, then from Secrets Manager (moto on loopback, signature checking on; in AWS
+    // a GetSecretValue in the function's region takes longer than on loopback).
+    let graph = try await demoGraph()
+    let folder = try ReceiveLoop.tenantFolder()
+    let moto = try await MotoServer.shared.start()
+    let client = AWSJSONClient(
+        transport: NIOHTTPTransport(), signer: SigV4Signer(credentials: moto.credentials, region: moto.region, service: "secretsmanager"),
+        endpoint: moto.endpoint, targetPrefix: "secretsmanager", timeout: .seconds(10), backoff: Backoff(maxAttempts: 1),
+        contentType: "application/x-amz-json-1.1")
+    struct Failure: Error {}
+    let created = try await client.call(
+        "CreateSecret", body: Array(#"{"Name":"bench-app-secret-\#(UUID().uuidString)","SecretString":"local-app-secret"}"#.utf8)
+    ) { _ -> (Failure, Bool) in (Failure(), false) }
+    let arn = (try JSON.parse(created))["ARN"]?.string ?? ""
+    let signature = WebhookSignature(appSecret: "local-app-secret")
+    let events = NSTemporaryDirectory() + "bench-secrets-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: events, withIntermediateDirectories: true)
+    let runs = 60
+    for index in 0..<(2 * runs + 10) {
+        let event = instagramWebhook(mid: "m_secret_\(index)_\(UUID().uuidString)", sender: "s\(index)", timestamp: index, signature: signature)
+        try Data(event).write(to: URL(fileURLWithPath: "\(events)/\(index).json"))
+    }
+    let base = [
+        "META_GRAPH_API_BASE_URL": graph.baseURL, "LOG_LEVEL": "warning", "KV_BACKEND": "file", "KV_FILE_DIR": folder,
+    ]
+    let plain = base.merging(["META_APP_SECRET": "local-app-secret"]) { $1 }
+    let managed = base.merging(moto.environment) { $1 }.merging(["META_APP_SECRET_ARN": arn, "SECRETS_MANAGER_ENDPOINT": moto.endpoint]) { $1 }
+    for index in 0..<10 { _ = try timeProcess("\(binDir)/receive", environment: index % 2 == 0 ? plain : managed, stdinFile: "\(events)/\(index).json") }
+    var plainTimes: [Double] = []
+    var managedTimes: [Double] = []
+    for index in 0..<runs {
+        plainTimes.append(try timeProcess("\(binDir)/receive", environment: plain, stdinFile: "\(events)/\(10 + 2 * index).json"))
+        managedTimes.append(try timeProcess("\(binDir)/receive", environment: managed, stdinFile: "\(events)/\(11 + 2 * index).json"))
+    }
+    line(
+        "receive cold start, secret: environment / Secrets Manager",
+        "\(fmt(median(plainTimes))) ms / \(fmt(median(managedTimes))) ms (+\(fmt(median(managedTimes) - median(plainTimes))) ms, "
+            + "x\(fmt(median(managedTimes) / median(plainTimes), 2)); medians of \(runs), moto on loopback")
+    await graph.shutdown()
+}
+
 // MARK: receive, 8 processes sharing one file-store folder (issue 19)
 if wants("receive") {
     let graph = try await demoGraph()
