@@ -131,6 +131,83 @@ import Testing
         await dropping.shutdown()
     }
 
+    // MARK: Hostile servers (issue 35): each ends in an error of its own, soon, and the client
+    // stops reading; none hangs, traps or grows without bound.
+
+    @Test func headersThatNeverEndAreRefusedWithoutReadingThemAll() async throws {
+        let line = "X-Pad: " + String(repeating: "a", count: 1000) + "\r\n"
+        let server = try await ScriptedServer { _ in .stream(head: "HTTP/1.1 200 OK\r\n", piece: line, times: 100_000) }
+        let error = await failure(NIOHTTPTransport(), OutboundRequest(method: "GET", url: server.base + "/"), timeout: .seconds(20))
+        #expect(error != nil && error?.kind != .timeout, "\(String(describing: error))")
+        // 100 MB offered; the client hung up after a small part of it.
+        #expect(server.streamed.withLockedValue { $0 } < 20_000_000)
+        await server.shutdown()
+    }
+
+    @Test func aGigabyteChunkedBodyIsCutAtTheLimit() async throws {
+        let piece = "10000\r\n" + String(repeating: "x", count: 65536) + "\r\n"
+        // 16,384 chunks of 64 KiB: one gigabyte, never ending before the client's limit.
+        let server = try await ScriptedServer { _ in
+            .stream(head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", piece: piece, times: 16384)
+        }
+        let error = await failure(NIOHTTPTransport(maxResponseBytes: 8 * 1024 * 1024), OutboundRequest(method: "GET", url: server.base), timeout: .seconds(30))
+        #expect(error?.kind == .tooLarge, "\(String(describing: error))")
+        #expect(server.streamed.withLockedValue { $0 } < 100_000_000)
+        await server.shutdown()
+    }
+
+    @Test func aChunkSizeThatOverflowsIsAnError() async throws {
+        for size in ["FFFFFFFFFFFFFFFFFFFFFFFF", "-1", "7FFFFFFFFFFFFFFF"] {
+            let server = try await ScriptedServer { _ in .raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\nabc\r\n", close: true) }
+            let error = await failure(NIOHTTPTransport(), OutboundRequest(method: "GET", url: server.base), timeout: .seconds(10))
+            #expect(error != nil && error?.kind != .timeout, "\(size): \(String(describing: error))")
+            await server.shutdown()
+        }
+    }
+
+    @Test func aServerThatClosesAKeptAliveConnectionQuietlyCostsNoRequest() async throws {
+        // It answers as if the connection stays open, then closes it.
+        let server = try await ScriptedServer { _ in .raw("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", close: true) }
+        let transport = NIOHTTPTransport()
+        for _ in 0..<3 {
+            let response = try await transport.send(OutboundRequest(method: "POST", url: server.base + "/", body: Array("{}".utf8)), timeout: .seconds(10))
+            #expect(response.status == 200)
+        }
+        // Each request on a connection of its own: none was lost on a closed one.
+        #expect(server.requestLines.count == 3)
+        #expect(server.connections == 3)
+        await server.shutdown()
+    }
+
+    @Test func aTLSHandshakeThatStallsTimesOut() async throws {
+        // A server that takes the connection and never says a word of TLS.
+        let server = try await ScriptedServer { _ in .nothing }
+        let error = await failure(
+            NIOHTTPTransport(), OutboundRequest(method: "GET", url: "https://localhost:\(server.port)/?access_token=secret-token"),
+            timeout: .milliseconds(500))
+        #expect(error?.kind == .timeout, "\(String(describing: error))")
+        #expect(error?.message.contains("secret-token") == false)
+        await server.shutdown()
+    }
+
+    @Test func aThousandRequestsAtOnceToOneHostAreAllAnsweredOnItsFewConnections() async throws {
+        let server = try await ScriptedServer { request in .ok(String(request.prefix { $0 != " " })) }
+        let transport = NIOHTTPTransport(tls: .makeClientConfiguration(), maxConnectionsPerHost: 8)
+        let answered = await withTaskGroup(of: Bool.self) { group in
+            for index in 0..<1000 {
+                group.addTask {
+                    let response = try? await transport.send(OutboundRequest(method: "GET", url: server.base + "/\(index)"), timeout: .seconds(60))
+                    return response?.status == 200 && response?.body == Array("GET".utf8)
+                }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(answered == 1000)
+        #expect(server.connections <= 8)
+        #expect(server.requestLines.count == 1000)
+        await server.shutdown()
+    }
+
     @Test(arguments: ["ftp://example.com/", "example.com/x", "http://", "http://user:pass@example.com/", "http://example.com:99999/", "https://127.0.0.1/"])
     func whatIsNotAnHTTPURLWithANameIsRefused(_ url: String) async {
         let error5 = await failure(NIOHTTPTransport(), OutboundRequest(method: "GET", url: url), timeout: .seconds(1))
@@ -191,12 +268,17 @@ final class ScriptedServer: Sendable {
         case raw(String, close: Bool = false)
         /// Never answers.
         case nothing
+        /// `head`, then `piece` `times` over, each write waiting for the one before (what a
+        /// hostile server streams until the client hangs up).
+        case stream(head: String, piece: String, times: Int)
 
         static func ok(_ body: String) -> Reply { .raw("HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)") }
     }
 
     private let channel: any Channel
     private let seen = NIOLockedValueBox<(connections: Int, requests: [String])>((0, []))
+    /// Bytes of streamed replies the client took (written before it hung up).
+    let streamed = NIOLockedValueBox(0)
     let port: Int
     var base: String { "http://127.0.0.1:\(port)" }
     var connections: Int { seen.withLockedValue { $0.connections } }
@@ -204,12 +286,13 @@ final class ScriptedServer: Sendable {
 
     init(tls: NIOSSLContext? = nil, answer: @escaping @Sendable (String) -> Reply) async throws {
         let seen = self.seen
+        let streamed = self.streamed
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try channel.pipeline.syncOperations.addHandler(Handler(seen: seen, answer: answer))
+                    try channel.pipeline.syncOperations.addHandler(Handler(seen: seen, streamed: streamed, answer: answer))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -223,11 +306,16 @@ final class ScriptedServer: Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         let seen: NIOLockedValueBox<(connections: Int, requests: [String])>
+        let streamed: NIOLockedValueBox<Int>
         let answer: @Sendable (String) -> Reply
         let buffered = NIOLockedValueBox<[UInt8]>([])
 
-        init(seen: NIOLockedValueBox<(connections: Int, requests: [String])>, answer: @escaping @Sendable (String) -> Reply) {
+        init(
+            seen: NIOLockedValueBox<(connections: Int, requests: [String])>, streamed: NIOLockedValueBox<Int>,
+            answer: @escaping @Sendable (String) -> Reply
+        ) {
             self.seen = seen
+            self.streamed = streamed
             self.answer = answer
         }
 
@@ -256,6 +344,20 @@ final class ScriptedServer: Sendable {
             case .raw(let reply, let close):
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: reply)), promise: nil)
                 if close { context.close(promise: nil) }
+            case .stream(let head, let piece, let times):
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: head)), promise: nil)
+                let channel = context.channel
+                let buffer = ByteBuffer(string: piece)
+                let streamed = self.streamed
+                @Sendable func write(_ index: Int) {
+                    guard index < times, channel.isActive else { return }
+                    channel.writeAndFlush(buffer).whenComplete { result in
+                        guard case .success = result else { return }
+                        streamed.withLockedValue { $0 += buffer.readableBytes }
+                        write(index + 1)
+                    }
+                }
+                write(0)
             }
         }
     }

@@ -24,7 +24,7 @@ let binDir = CommandLine.arguments.dropFirst().first ?? ".build/release"
 /// requests, fairness, signals, log, turns, campaign); none named runs them all but the
 /// campaign (about 12 minutes), which runs only when named. Only verify runs without moto.
 let sections = Set(CommandLine.arguments.dropFirst(2))
-func wants(_ section: String) -> Bool { sections.contains(section) || (sections.isEmpty && section != "campaign") }
+func wants(_ section: String) -> Bool { sections.contains(section) || (sections.isEmpty && section != "campaign" && section != "soak") }
 let root = Executables.packageRoot
 /// The key the bench's HTTP agents are called with (required in Lambda mode).
 let benchAgentSecret = "bench-agent-secret-0123456789abcdef0123"
@@ -486,6 +486,80 @@ if wants("receive") {
         "receive, local mode, whole process, median (new customer)",
         "\(fmt(median(receiveTimes))) ms (p90 \(fmt(percentile(receiveTimes, 0.9))) ms, \(sent) replies); verify \(fmt(median(verifyTimes))) ms")
     await graph.shutdown()
+}
+
+// MARK: the outbound HTTP client, soaked (issue 35): SOAK_MINUTES (default 60) of requests
+// that succeed, time out, are too large or find the server gone, 16 at a time (paced); the
+// process's open file descriptors and resident memory before and after. Only when named:
+// `SOAK_MINUTES=60 scripts/bench soak`.
+if wants("soak") {
+    func openDescriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1 }
+    func residentKB() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+    }
+    let minutes = Double(ProcessInfo.processInfo.environment["SOAK_MINUTES"] ?? "") ?? 60
+    let ok = try await LoopbackServer { _ in .json(200, #"{"id":"1"}"#) }
+    let slow = try await LoopbackServer { _ in
+        try? await Task.sleep(for: .seconds(1))
+        return .json(200, "{}")
+    }
+    let large = try await LoopbackServer { _ in .json(200, "\"" + String(repeating: "x", count: 9 * 1024 * 1024) + "\"") }
+    let gone = try await LoopbackServer { _ in .json(200, "{}") }
+    let goneURL = gone.baseURL
+    await gone.shutdown()
+    let transport = NIOHTTPTransport()
+    final class Tally: Sendable {
+        let kinds = Mutex<[String: Int]>([:])
+    }
+    let tally = Tally()
+    let (okURL, slowURL, largeURL) = (ok.baseURL, slow.baseURL, large.baseURL)
+    let round: @Sendable (Int) async -> Void = { index in
+        let (url, timeout): (String, Duration) =
+            switch index % 20 {
+            case 0: (slowURL + "/", .milliseconds(50))
+            case 1: (largeURL + "/", .seconds(10))
+            case 2: (goneURL + "/", .seconds(2))
+            default: (okURL + "/v25.0/me?fields=id", .seconds(10))
+            }
+        let kind: String
+        do {
+            let response = try await transport.send(
+                OutboundRequest(method: index % 2 == 0 ? "GET" : "POST", url: url, body: Array("{}".utf8)), timeout: timeout)
+            kind = "answered \(response.status)"
+        } catch {
+            kind = "\((error as? TransportError)?.kind ?? .other)"
+        }
+        tally.kinds.withLock { $0[kind, default: 0] += 1 }
+    }
+    // Warm-up: every kind of request once, so the pools and buffers exist before the count.
+    for index in 0..<40 { await round(index) }
+    let descriptorsBefore = openDescriptors()
+    let memoryBefore = residentKB()
+    let end = ContinuousClock.now + .seconds(minutes * 60)
+    var done = 0
+    while ContinuousClock.now < end {
+        let base = done
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<16 { group.addTask { await round(base + index) } }
+        }
+        done += 16
+        // Paced (at most 160 requests a second): a soak looks for what leaks, not for speed.
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    // Idle connections past the idle limit are closed on their next use; give them a last round.
+    for index in 0..<40 { await round(index) }
+    let descriptorsAfter = openDescriptors()
+    let memoryAfter = residentKB()
+    line(
+        "HTTP client soak, \(fmt(minutes, 0)) min: requests / outcomes",
+        "\(done) / \(tally.kinds.withLock { $0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+    line("HTTP client soak: open descriptors before / after", "\(descriptorsBefore) / \(descriptorsAfter)")
+    line("HTTP client soak: resident memory before / after", "\(memoryBefore / 1024) MB / \(memoryAfter / 1024) MB")
+    await ok.shutdown()
+    await slow.shutdown()
+    await large.shutdown()
 }
 
 // MARK: what reading the secrets from Secrets Manager adds to a cold start (issue 38)
