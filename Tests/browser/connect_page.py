@@ -28,7 +28,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from selenium.common.exceptions import NoSuchWindowException
+from selenium.common.exceptions import NoSuchElementException, NoSuchWindowException, StaleElementReferenceException
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -311,9 +311,12 @@ def main():
             fail("a connection was stored before the person confirmed it")
         ok("after Facebook Login the person is asked, with the Page, its Instagram account, the business and location named; nothing stored yet")
 
+        # A form's answer replaces the page: an element read while it does is stale, not a failure.
+        navigating = WebDriverWait(driver, 15, ignored_exceptions=[NoSuchElementException, StaleElementReferenceException])
+
         def answered(words):
             try:
-                wait.until(lambda d: words in d.find_element(By.TAG_NAME, "body").text)
+                navigating.until(lambda d: words in d.find_element(By.TAG_NAME, "body").text)
             except Exception:
                 fail(f"expected {words!r}, the page said {driver.find_element(By.TAG_NAME, 'body').text[:400]!r}; "
                      f"the browser said {driver.get_log('browser')[-3:]}")
