@@ -28,4 +28,37 @@ import Testing
         }
         #expect(offences.isEmpty, "read the time through the WallClock you are given: \(offences)")
     }
+
+    /// The module map (docs/architecture.md), enforced: what each module may import, ours and
+    /// others'. The compiler only stops imports Package.swift does not declare; this stops the
+    /// ones the design forbids even where a dependency would allow them: the core
+    /// (`MetaMessaging`) knows the ports (HTTPTransport, KeyValueStore) and never SwiftNIO or
+    /// the local server; the runtime knows nothing of HTTP clients, stores or Meta; no product
+    /// module imports Foundation (its cost is measured in docs/benchmarks.md).
+    static let allowedImports: [String: Set<String>] = [
+        "Essentials": [],
+        "SafeJSON": ["Essentials"],
+        "HTTPTransport": ["Essentials"],
+        "FunctionRuntime": ["Essentials", "SafeJSON", "Logging"],
+        "AWSSigning": ["Essentials", "HTTPTransport"],
+        "KeyValueStore": ["Essentials", "SafeJSON", "HTTPTransport", "AWSSigning", "Dispatch"],
+        "NIOHTTPTransport": ["Essentials", "HTTPTransport", "NIOCore", "NIOPosix", "NIOHTTP1", "NIOSSL", "NIOTLS", "NIOConcurrencyHelpers"],
+        "LocalHTTPServer": ["Essentials", "NIOCore", "NIOPosix", "NIOHTTP1", "NIOConcurrencyHelpers"],
+        "MetaMessaging": ["Essentials", "SafeJSON", "HTTPTransport", "FunctionRuntime", "AWSSigning", "KeyValueStore", "Logging"],
+    ]
+    /// The system's own, allowed everywhere.
+    static let systemModules: Set<String> = ["Glibc", "Musl", "Darwin", "Synchronization"]
+
+    @Test func eachModuleImportsOnlyWhatTheModuleMapAllows() throws {
+        var offences: [String] = []
+        for (module, allowed) in Self.allowedImports {
+            for (path, text) in try Self.sources(in: module) {
+                for line in text.split(separator: "\n") where line.hasPrefix("import ") || line.hasPrefix("@_exported import ") {
+                    let imported = String(line.split(separator: " ").last ?? "")
+                    if !allowed.contains(imported) && !Self.systemModules.contains(imported) { offences.append("\(path): import \(imported)") }
+                }
+            }
+        }
+        #expect(offences.isEmpty, "imports the module map forbids: \(offences)")
+    }
 }
