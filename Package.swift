@@ -49,10 +49,12 @@ let package = Package(
                 "HTTPTransport", "AWSSigning", "SafeJSON",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // What Meta sends, read: the webhook's signature, its events, the product's JSON name.
+        .target(name: "MetaWebhooks", dependencies: ["SafeJSON", "Essentials"]),
         .target(
             name: "MetaMessaging",
             dependencies: [
-                "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
+                "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -86,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "serve",
             dependencies: [
-                "MetaMessaging", "FunctionRuntime", "NIOHTTPTransport", "LocalHTTPServer", "HTTPTransport",
+                "MetaMessaging", "MetaWebhooks", "FunctionRuntime", "NIOHTTPTransport", "LocalHTTPServer", "HTTPTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -102,13 +104,14 @@ let package = Package(
         .executableTarget(
             name: "bench",
             dependencies: [
-                "TestSupport", "MetaMessaging", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore", "AWSSigning",
+                "TestSupport", "MetaMessaging", "MetaWebhooks", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore",
+                "AWSSigning",
                 "NIOHTTPTransport",
             ], path: "Tests/bench"),
         .testTarget(
             name: "MetaMessagingTests",
             dependencies: [
-                "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging",
+                "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging", "MetaWebhooks",
                 "NIOHTTPTransport", "SafeJSON", "LocalHTTPServer", "Essentials",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

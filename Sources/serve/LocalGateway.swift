@@ -3,6 +3,7 @@ import HTTPTransport
 import LocalHTTPServer
 import Logging
 import MetaMessaging
+import MetaWebhooks
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -1,6 +1,7 @@
 import Essentials
 import FunctionRuntime
 import MetaMessaging
+import MetaWebhooks
 import NIOHTTPTransport
 import TestSupport
 import Testing

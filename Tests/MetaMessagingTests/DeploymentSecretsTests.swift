@@ -3,6 +3,7 @@ import Essentials
 import Foundation
 import FunctionRuntime
 import MetaMessaging
+import MetaWebhooks
 import NIOHTTPTransport
 import SafeJSON
 import TestSupport

@@ -4,6 +4,7 @@ import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaMessaging
+import MetaWebhooks
 import NIOHTTPTransport
 import Synchronization
 import TestSupport

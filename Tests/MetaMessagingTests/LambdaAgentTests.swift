@@ -1,6 +1,7 @@
 import AWSSigning
 import Foundation
 import MetaMessaging
+import MetaWebhooks
 import NIOHTTPTransport
 import TestSupport
 import Testing

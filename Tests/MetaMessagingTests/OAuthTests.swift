@@ -1,6 +1,7 @@
 import Foundation
 import KeyValueStore
 import MetaMessaging
+import MetaWebhooks
 import TestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Essentials
 import Foundation
 import MetaMessaging
+import MetaWebhooks
 import TestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import FunctionRuntime
 import MetaMessaging
+import MetaWebhooks
 import TestSupport
 import Testing
 

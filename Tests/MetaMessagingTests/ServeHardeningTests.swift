@@ -2,6 +2,7 @@ import Foundation
 import HTTPTransport
 import LocalHTTPServer
 import MetaMessaging
+import MetaWebhooks
 import TestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTransport
 import MetaMessaging
+import MetaWebhooks
 import NIOHTTPTransport
 import Synchronization
 import TestSupport

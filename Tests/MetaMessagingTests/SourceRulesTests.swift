@@ -44,7 +44,8 @@ import Testing
         "KeyValueStore": ["Essentials", "SafeJSON", "HTTPTransport", "AWSSigning", "Dispatch"],
         "NIOHTTPTransport": ["Essentials", "HTTPTransport", "NIOCore", "NIOPosix", "NIOHTTP1", "NIOSSL", "NIOTLS", "NIOConcurrencyHelpers"],
         "LocalHTTPServer": ["Essentials", "NIOCore", "NIOPosix", "NIOHTTP1", "NIOConcurrencyHelpers"],
-        "MetaMessaging": ["Essentials", "SafeJSON", "HTTPTransport", "FunctionRuntime", "AWSSigning", "KeyValueStore", "Logging"],
+        "MetaWebhooks": ["Essentials", "SafeJSON"],
+        "MetaMessaging": ["Essentials", "SafeJSON", "MetaWebhooks", "HTTPTransport", "FunctionRuntime", "AWSSigning", "KeyValueStore", "Logging"],
     ]
     /// The system's own, allowed everywhere.
     static let systemModules: Set<String> = ["Glibc", "Musl", "Darwin", "Synchronization"]

@@ -3,6 +3,7 @@ import Foundation
 import FunctionRuntime
 import KeyValueStore
 import MetaMessaging
+import MetaWebhooks
 import NIOHTTPTransport
 import Synchronization
 import TestSupport

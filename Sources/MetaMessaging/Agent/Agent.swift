@@ -1,4 +1,5 @@
 import HTTPTransport
+import MetaWebhooks
 
 /// What the agent is asked (SPEC section 6; the body the HTTP agent receives). One request
 /// is one turn: the customer's messages that arrived together, in order.

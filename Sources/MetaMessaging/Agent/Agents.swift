@@ -1,6 +1,7 @@
 import AWSSigning
 import Essentials
 import HTTPTransport
+import MetaWebhooks
 
 /// The agent a location's turn goes to: the one its settings name, or the deployment's.
 /// Building one is cheap (a few values); nothing is kept between turns.

@@ -1,6 +1,7 @@
 import AWSSigning
 import Essentials
 import HTTPTransport
+import MetaWebhooks
 
 /// Amazon Bedrock Agents: `InvokeAgent` of the agents runtime
 /// (`POST /agents/{agentId}/agentAliases/{agentAliasId}/sessions/{sessionId}/text` on

@@ -1,3 +1,5 @@
+import MetaWebhooks
+
 /// The AWS event stream framing (`application/vnd.amazon.eventstream`), as Bedrock's
 /// InvokeAgent streams its answer ("Event stream encoding" in the AWS SDK documentation):
 ///

@@ -1,6 +1,7 @@
 import AWSSigning
 import Essentials
 import HTTPTransport
+import MetaWebhooks
 
 /// An agent that is a Lambda function of the deployment's account: Lambda's `Invoke` API
 /// (`POST /2015-03-31/functions/{FunctionName}/invocations`, `X-Amz-Invocation-Type:

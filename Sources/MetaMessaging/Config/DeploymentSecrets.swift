@@ -2,6 +2,7 @@ import AWSSigning
 import Essentials
 import FunctionRuntime
 import HTTPTransport
+import MetaWebhooks
 
 /// The product's secrets where AWS keeps secrets (issue 38): in Lambda, `META_APP_SECRET`,
 /// `OAUTH_STATE_SECRET`, `INSTAGRAM_APP_SECRET` and `AGENT_HTTP_SECRET` are not environment

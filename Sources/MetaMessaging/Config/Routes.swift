@@ -1,3 +1,5 @@
+import MetaWebhooks
+
 /// Every HTTP route of the product, in one table: `serve`'s gateway is built from it (which
 /// function answers, which routes need its key), and `RouteTableTests` holds `template.yaml`'s
 /// API Gateway routes to it (method, path, function, authorization).

@@ -1,3 +1,5 @@
+import MetaWebhooks
+
 /// At most `permits` Graph calls to one account at once from this execution; the others wait,
 /// first come first served. Turns of different conversations run at the same time, and many
 /// of them can be one account's (a campaign): this keeps one execution from opening a flood

@@ -1,5 +1,6 @@
 import Essentials
 import Logging
+import MetaWebhooks
 
 /// Shows the customer that the business is reading while the agent composes the reply:
 /// Messenger and Instagram `sender_action` `mark_seen` then `typing_on` on

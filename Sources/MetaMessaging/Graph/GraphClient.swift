@@ -1,5 +1,6 @@
 import Essentials
 import HTTPTransport
+import MetaWebhooks
 
 /// A Graph API failure, kept whole as Meta reports it (Graph API "Handling Errors":
 /// `{"error": {"message", "type", "code", "error_subcode", "is_transient", "fbtrace_id"}}`).

@@ -1,4 +1,5 @@
 import Essentials
+import MetaWebhooks
 import SafeJSON
 import Synchronization
 

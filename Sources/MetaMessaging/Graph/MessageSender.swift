@@ -1,6 +1,7 @@
 import Essentials
 import HTTPTransport
 import Logging
+import MetaWebhooks
 
 /// What Meta answered for a sent message.
 public struct SentMessage: Sendable, Codable, Equatable {

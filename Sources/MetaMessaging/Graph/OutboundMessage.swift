@@ -1,4 +1,5 @@
 import FunctionRuntime
+import MetaWebhooks
 
 /// A message to send: text, or one attachment by URL, optionally with quick replies; or, on
 /// WhatsApp, an approved template.

@@ -1,6 +1,7 @@
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaWebhooks
 
 /// `GET /external/meta/auth-url`: the Facebook Login dialog URL for one business location,
 /// with a signed, expiring `state` (SPEC section 4, auth-url).

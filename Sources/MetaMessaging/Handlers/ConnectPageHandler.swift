@@ -1,6 +1,7 @@
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaWebhooks
 
 /// `GET /connect?token=`: the page a business opens to connect one location's accounts,
 /// reached only through the `connectUrl` an authorised `auth-url` call mints (a signed token,

@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaWebhooks
 
 /// `GET /external/meta/whatsapp/templates?businessId=&locationId=` (IAM; the `serve` key): the
 /// location's WhatsApp number's approved templates from `GET /{waba-id}/message_templates`

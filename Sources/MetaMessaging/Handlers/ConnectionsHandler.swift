@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaWebhooks
 
 /// A tenant's leaving, one function with four routes (one executable rather than four: they
 /// share the directory, the Graph client and the signed-request check, and each is rare):

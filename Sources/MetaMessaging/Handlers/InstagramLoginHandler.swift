@@ -1,6 +1,7 @@
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaWebhooks
 
 /// Business Login for Instagram, for one business location: `GET
 /// /external/instagram/auth-url?businessId=&locationId=` (the authorization window's URL with

@@ -1,6 +1,7 @@
 import Essentials
 import FunctionRuntime
 import Logging
+import MetaWebhooks
 
 /// The answer step, the same whether it runs inside `receive` (inline dispatch) or in
 /// `process` (SQS dispatch): one turn (the customer's messages that arrived together) is

@@ -2,6 +2,7 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
+import MetaWebhooks
 
 /// `GET /external/meta/callback`: the end of the Facebook Login flow (SPEC section 4,
 /// oauth-callback; Meta for Developers, "Manually Build a Login Flow" and "Long-Lived Access

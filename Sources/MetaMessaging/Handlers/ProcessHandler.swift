@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaWebhooks
 import SafeJSON
 
 /// `process`: answers the messages `receive` queued on the SQS FIFO queue (SPEC section 3 and

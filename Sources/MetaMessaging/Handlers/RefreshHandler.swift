@@ -2,6 +2,7 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
+import MetaWebhooks
 
 /// `refresh`: keeps Instagram-Login tokens alive (they last 60 days). Run daily by an
 /// EventBridge schedule (and by `serve` on a timer). Every active Instagram-Login connection

@@ -1,6 +1,7 @@
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaWebhooks
 
 /// `send`: one message for one tenant, on demand (SPEC section 4, send). Invoked directly
 /// with `{"businessId","platform","recipientId","message"}`, or through API Gateway with that

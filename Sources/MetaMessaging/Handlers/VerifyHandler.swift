@@ -1,5 +1,6 @@
 import FunctionRuntime
 import Logging
+import MetaWebhooks
 
 /// `GET /webhooks/meta`: Meta's verification handshake (Meta for Developers, "Webhooks:
 /// Getting Started", Verification Requests): `hub.mode=subscribe`, `hub.verify_token`,

@@ -2,6 +2,7 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
+import MetaWebhooks
 
 /// `POST /external/meta/whatsapp/signup`: the server side of WhatsApp Embedded Signup (v4),
 /// as a Tech Provider onboards a business customer (Meta for Developers, "Onboarding business

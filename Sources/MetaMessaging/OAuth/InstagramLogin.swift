@@ -1,6 +1,7 @@
 import Essentials
 import FunctionRuntime
 import HTTPTransport
+import MetaWebhooks
 
 /// The Instagram API with Instagram Login (Business Login for Instagram): an Instagram
 /// professional account connects without a Facebook Page. Its settings, read from the

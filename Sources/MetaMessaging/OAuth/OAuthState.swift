@@ -1,5 +1,6 @@
 import Essentials
 import HTTPTransport
+import MetaWebhooks
 import SafeJSON
 
 /// The OAuth `state`: what the callback needs to know, signed so it cannot be altered.

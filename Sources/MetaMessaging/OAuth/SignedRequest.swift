@@ -1,4 +1,5 @@
 import Essentials
+import MetaWebhooks
 
 /// Meta's `signed_request` (the deauthorize and data-deletion callbacks): two base64url parts
 /// joined by a dot, the signature an HMAC-SHA256 of the payload part (as sent) under the app

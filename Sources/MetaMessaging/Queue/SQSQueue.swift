@@ -1,6 +1,7 @@
 import AWSSigning
 import Essentials
 import HTTPTransport
+import MetaWebhooks
 
 /// Amazon SQS over its JSON protocol (`POST /`, `X-Amz-Target: AmazonSQS.<Action>`,
 /// `Content-Type: application/x-amz-json-1.0`), SigV4-signed for service `sqs`.

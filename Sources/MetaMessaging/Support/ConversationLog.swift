@@ -3,6 +3,7 @@ import Essentials
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaWebhooks
 import Synchronization
 
 /// One event of the conversation log (`"schema": 1`), as the stream's consumers read it.

@@ -1,4 +1,5 @@
 import HTTPTransport
+import MetaWebhooks
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import FunctionRuntime
 import Logging
+import MetaWebhooks
 
 /// CloudWatch Embedded Metric Format: one JSON line per invocation and platform on stderr
 /// (Lambda ships it to CloudWatch Metrics with no API call and no permission; locally it

@@ -1,5 +1,6 @@
 import Essentials
 import KeyValueStore
+import MetaWebhooks
 
 /// When each customer last wrote (`meta-conversations`): Meta lets a business answer freely
 /// for 24 hours after a customer's last message (the customer service window), and a person

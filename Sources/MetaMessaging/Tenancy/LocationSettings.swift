@@ -1,5 +1,6 @@
 import Essentials
 import KeyValueStore
+import MetaWebhooks
 
 /// What one business location chose for itself: its agent and its rules. Kept on the
 /// location's connection item (`settings`), so the read that finds the connection finds them

@@ -1,5 +1,6 @@
 import Essentials
 import KeyValueStore
+import MetaWebhooks
 
 /// The exactly-once ledger (`meta-processed-messages`): one record per inbound message id,
 /// claimed by a conditional write before any agent runs, so however often Meta redelivers a

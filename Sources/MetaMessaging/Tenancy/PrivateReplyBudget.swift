@@ -1,5 +1,6 @@
 import Essentials
 import KeyValueStore
+import MetaWebhooks
 
 /// Meta's own limit on private replies (Messenger Platform "Rate limits", Private Replies API:
 /// 750 calls per hour per Page), counted across every execution: one atomic increment per

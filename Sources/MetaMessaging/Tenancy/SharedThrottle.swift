@@ -1,6 +1,7 @@
 import Essentials
 import KeyValueStore
 import Logging
+import MetaWebhooks
 import Synchronization
 
 /// Meta's throttle of an account, known to every execution: a pause one execution learns (a

@@ -1,5 +1,6 @@
 import FunctionRuntime
 import KeyValueStore
+import MetaWebhooks
 
 /// The three tables of the product (SPEC section 7), named by the environment.
 public struct Tables: Sendable {

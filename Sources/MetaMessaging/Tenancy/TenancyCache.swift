@@ -1,4 +1,5 @@
 import Essentials
+import MetaWebhooks
 import Synchronization
 
 /// What a warm `receive` or `process` execution read of the tenancy tables lately: an

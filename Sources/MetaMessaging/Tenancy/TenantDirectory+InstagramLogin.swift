@@ -1,4 +1,5 @@
 import KeyValueStore
+import MetaWebhooks
 
 extension TenantDirectory {
     /// Claims the Instagram professional account id for `tenant` (refused, nothing changed,

@@ -1,5 +1,6 @@
 import KeyValueStore
 import Logging
+import MetaWebhooks
 import Synchronization
 
 /// A business location that connected its Meta accounts.

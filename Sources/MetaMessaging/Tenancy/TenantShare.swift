@@ -1,6 +1,7 @@
 import Essentials
 import KeyValueStore
 import Logging
+import MetaWebhooks
 
 /// Each business's share of `process` (issue 23): its messages start being answered at most
 /// `perSecond` a second, across every execution, and the rest wait their turn in the queue, so

@@ -1,39 +1,11 @@
 import Essentials
 import KeyValueStore
+import MetaWebhooks
 
 /// A WhatsApp Business Account's health as Meta's webhooks tell it (WhatsApp Business
 /// Platform webhooks `phone_number_quality_update`, `account_update`,
 /// `message_template_status_update`), kept on one identifiers-table item per account
 /// (`waba-health:<waba-id>`), which the connection status and `send` read.
-public struct WhatsAppHealthEvent: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
-        /// A number's quality or messaging limit changed (`event`: `FLAGGED`, `UNFLAGGED`,
-        /// `DOWNGRADE`, `UPGRADE`, ...; the limit: `TIER_250`, `TIER_1K`, ...).
-        case quality(displayPhoneNumber: String?, event: String, limit: String?, oldLimit: String?)
-        /// The account was verified, restricted, banned, ... (`event`).
-        case account(event: String, phoneNumber: String?)
-        /// A template was approved, rejected, paused, disabled, ...
-        case template(name: String, language: String, status: String, reason: String?, category: String?)
-    }
-
-    public let wabaId: String
-    public let kind: Kind
-    /// Milliseconds since 1970 (the entry's time).
-    public let timestamp: Int64
-
-    public init(wabaId: String, kind: Kind, timestamp: Int64) {
-        self.wabaId = wabaId
-        self.kind = kind
-        self.timestamp = timestamp
-    }
-
-    /// A drop in quality, worth a person's attention (a metric and an alarm).
-    public var isQualityDrop: Bool {
-        if case .quality(_, let event, _, _) = kind { return ["FLAGGED", "DOWNGRADE"].contains(event) }
-        return false
-    }
-}
-
 /// What is kept of a WhatsApp Business Account's health.
 public struct WhatsAppHealth: Sendable, Equatable {
     public var qualityEvent: String?

@@ -1,5 +1,4 @@
 import Essentials
-import HTTPTransport
 
 /// Meta signs every webhook: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body,
 /// keyed by the app secret>` (Meta for Developers, "Webhooks", Validate Payloads). The raw
@@ -42,7 +41,8 @@ public struct WebhookSignature: Sendable {
 }
 
 extension StringProtocol {
-    func trimmingSpaces() -> String {
+    /// The text without the white space at either end (shared by the modules of the package).
+    package func trimmingSpaces() -> String {
         var view = Substring(self)
         while let first = view.first, first.isWhitespace { view.removeFirst() }
         while let last = view.last, last.isWhitespace { view.removeLast() }
