@@ -62,6 +62,12 @@ public final class RuntimeAPIStandIn: Sendable {
         await state.serviceTime(of: requestID)
     }
 
+    /// When the invocation's response or error arrived (what Lambda holds to the deadline);
+    /// nil before.
+    public func answeredAt(_ requestID: String) async -> ContinuousClock.Instant? {
+        await state.answered[requestID]
+    }
+
     public var nextCalls: Int { get async { await state.nextCalls } }
     public var connectionCount: Int { server.acceptedConnections }
 
