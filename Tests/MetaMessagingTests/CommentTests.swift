@@ -267,8 +267,7 @@ import Testing
         let instagram = GraphClient(
             transport: NIOHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: "", sendsAppSecretProof: false)
         let sender = MessageSender(
-            graph: GraphClient(transport: NIOHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret), instagramGraph: instagram,
-            directory: world.directory)
+            graph: GraphClient(transport: NIOHTTPTransport(), baseURL: world.harness.graph.baseURL, appSecret: H.appSecret), instagramGraph: instagram)
         let sent = try await sender.send(
             OutboundMessage(text: "Salut!"), platform: .instagram, recipientId: "c_iglogin", credentials: credentials, deadline: .now + .seconds(5),
             toComment: true, logger: Logger(label: "test"))

@@ -49,11 +49,11 @@ import Testing
         let graph = GraphClient(transport: NIOHTTPTransport(), baseURL: harness.graph.baseURL, appSecret: H.appSecret)
         // One execution's memory of Meta's throttles, shared through the store when asked.
         let throttle = AccountThrottle(clock: clock.clock)
-        let sender = MessageSender(graph: graph, directory: directory, throttle: throttle, clock: clock.clock)
+        let sender = MessageSender(graph: graph, throttle: throttle, clock: clock.clock)
         let conversations = Conversations(
             store: conversationStore?(harness.store) ?? harness.store, table: harness.tables.conversations, clock: clock.clock)
         var responder = MessageResponder(
-            agent: agent, sender: sender, ledger: ledger, agentTimeout: agentTimeout, conversations: conversations,
+            agent: agent, sender: sender, directory: directory, ledger: ledger, agentTimeout: agentTimeout, conversations: conversations,
             // Budgets wide enough for a loaded test machine; the tests of the bounds hang longer.
             presence: senderActions ? Presence(graph: graph, budget: .seconds(2), throttle: throttle, clock: clock.clock) : nil,
             profiles: CustomerProfiles(graph: graph, timeout: .seconds(2), throttle: throttle))

@@ -297,9 +297,9 @@ public struct Services: Sendable {
         var responder = MessageResponder(
             agent: agents.fallback,
             sender: MessageSender(
-                graph: graph, instagramGraph: instagram, directory: directory, throttle: throttle,
+                graph: graph, instagramGraph: instagram, throttle: throttle,
                 gate: AccountGate(permits: try graphSendsPerAccount()), clock: clock),
-            ledger: try ledger(store: store), agentTimeout: try agentTimeout(default: fallback),
+            directory: directory, ledger: try ledger(store: store), agentTimeout: try agentTimeout(default: fallback),
             conversations: conversations(store: store),
             presence: Presence(graph: graph, instagramGraph: instagram, throttle: throttle, clock: clock),
             profiles: CustomerProfiles(graph: graph, instagramGraph: instagram, throttle: throttle), handoffPauseSeconds: try handoffPauseSeconds())
@@ -315,7 +315,7 @@ public struct Services: Sendable {
         let directory = directory(store: store)
         var handler = SendHandler(
             directory: directory,
-            sender: MessageSender(graph: try graph(), instagramGraph: try instagramGraph(), directory: directory, clock: clock),
+            sender: MessageSender(graph: try graph(), instagramGraph: try instagramGraph(), clock: clock),
             ledger: try ledger(store: store), conversations: conversations(store: store), pauseSeconds: try handoffPauseSeconds())
         handler.telemetry = try telemetry(function: "send")
         return handler

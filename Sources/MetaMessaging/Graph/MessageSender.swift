@@ -15,13 +15,12 @@ public struct SentMessage: Sendable, Codable, Equatable {
 /// `POST /{version}/{phone-number-id}/messages`.
 ///
 /// Transient Graph errors are retried with jittered exponential backoff while the deadline
-/// leaves room; code 190 (expired or revoked token) marks the tenant's credentials as
-/// needing reconnection.
+/// leaves room. It writes nothing of tenancy: code 190 (an expired or revoked token) is the
+/// outcome `SendError.tokenExpired`, which the caller records (`TenantDirectory.record`).
 public struct MessageSender: Sendable {
     public let graph: GraphClient
     /// `graph.instagram.com`, for Instagram-Login connections (nil: not configured here).
     public let instagramGraph: GraphClient?
-    public let directory: TenantDirectory
     public let backoff: Backoff
     public let requestTimeout: Duration
     /// The accounts Meta throttles, or nearly: not sent to until the time Meta gave.
@@ -31,7 +30,7 @@ public struct MessageSender: Sendable {
     public let clock: WallClock
 
     public init(
-        graph: GraphClient, instagramGraph: GraphClient? = nil, directory: TenantDirectory,
+        graph: GraphClient, instagramGraph: GraphClient? = nil,
         backoff: Backoff = Backoff(maxAttempts: 3, base: .milliseconds(200), cap: .seconds(2)),
         requestTimeout: Duration = .seconds(10), throttle: AccountThrottle = AccountThrottle(), gate: AccountGate = AccountGate(),
         clock: WallClock = .system
@@ -40,7 +39,6 @@ public struct MessageSender: Sendable {
         self.gate = gate
         self.graph = graph
         self.instagramGraph = instagramGraph
-        self.directory = directory
         self.backoff = backoff
         self.requestTimeout = requestTimeout
         self.throttle = throttle
@@ -97,8 +95,7 @@ public struct MessageSender: Sendable {
     }
 
     /// One Send API call, Meta's answer read into what it means. Returns an outcome and writes
-    /// nothing but this execution's throttle memory, except for code 190 (the connection is
-    /// marked for reconnection).
+    /// nothing but this execution's throttle memory.
     private func attempt(
         _ body: [UInt8], account: String, token: String, graph: GraphClient, credentials: TenantCredentials, recipientId: String,
         deadline: ContinuousClock.Instant, toComment: Bool, logger: Logger
@@ -127,15 +124,7 @@ public struct MessageSender: Sendable {
         } catch let error as SendError {
             throw error
         } catch let error as GraphError {
-            if error.isExpiredToken {
-                do {
-                    try await directory.markNeedsReconnection(
-                        credentials, reason: "Graph API code 190\(error.subcode.map { " subcode \($0)" } ?? "")")
-                } catch {
-                    logger.error("could not mark credentials for reconnection", metadata: ["error": "\(error)"])
-                }
-                throw SendError.tokenExpired(error)
-            }
+            if error.isExpiredToken { throw SendError.tokenExpired(error) }
             if let refusal = Self.refusal(error, toComment: toComment) { throw refusal }
             if error.isThrottled {
                 // Retrying now would only spend more of the limit: the account is left

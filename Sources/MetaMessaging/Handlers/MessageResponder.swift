@@ -62,6 +62,8 @@ public struct MessageResponder: Sendable {
 
     public let agent: any Agent
     public let sender: MessageSender
+    /// The connections: read for offered turns, and told what a failed send says (code 190).
+    public let directory: TenantDirectory
     public let ledger: MessageLedger
     public let agentTimeout: Duration
     /// Time kept back for sending the reply after the agent answers.
@@ -99,13 +101,14 @@ public struct MessageResponder: Sendable {
     }
 
     public init(
-        agent: any Agent, sender: MessageSender, ledger: MessageLedger,
+        agent: any Agent, sender: MessageSender, directory: TenantDirectory, ledger: MessageLedger,
         agentTimeout: Duration = .seconds(20), sendReserve: Duration = .milliseconds(1500),
         conversations: Conversations? = nil, presence: Presence? = nil, profiles: CustomerProfiles? = nil,
         handoffPauseSeconds: Int64 = 3600
     ) {
         self.agent = agent
         self.sender = sender
+        self.directory = directory
         self.ledger = ledger
         self.agentTimeout = agentTimeout
         self.sendReserve = sendReserve
@@ -340,6 +343,7 @@ public struct MessageResponder: Sendable {
                         isReply: index == parts.count - 1, logger: logger)
                 }
             } catch {
+                await directory.record(error, of: credentials, logger: logger)
                 trace.errorCode = error.graph?.code
                 if index == 0, let seconds = error.retryAfterSeconds {
                     // No "typing off": another call would spend more of the limit (the
@@ -465,6 +469,7 @@ public struct MessageResponder: Sendable {
                 done.append("private")
                 await recordSent(message, answering: comment.id, businessId: tenant.businessId, platform: last.platform, later: nil, logger: logger)
             } catch {
+                await directory.record(error, of: credentials, logger: logger)
                 trace.errorCode = error.graph?.code
                 if let seconds = error.retryAfterSeconds {
                     return await release(turn, throttled: error.errorMessage, retryAfterSeconds: seconds, logger: logger)
@@ -585,7 +590,7 @@ public struct MessageResponder: Sendable {
         let ledgerId = "after-pause#\(due.platform.rawValue)#\(due.account)#\(due.customer)#\(due.state.backlogVersion)"
         let credentials: TenantCredentials?
         do {
-            credentials = try await sender.directory.credentials(tenant: due.tenant)
+            credentials = try await directory.credentials(tenant: due.tenant)
             switch try await ledger.claim(ledgerId, businessId: due.tenant.businessId, owner: owner, as: .answering) {
             case .claimed: break
             default: return nil

@@ -190,6 +190,7 @@ public struct SendHandler: Sendable {
                     toComment: request.toComment, logger: logger)
                 sent.append(one)
             } catch {
+                await directory.record(error, of: credentials, logger: logger)
                 guard !sent.isEmpty else { throw error }
                 // Part of the text is out; what was sent is reported with the failure.
                 throw SendError.partiallySent(

@@ -726,3 +726,19 @@ extension TenantDirectory {
         }
     }
 }
+
+// MARK: What a failed send says about a connection
+
+extension TenantDirectory {
+    /// Writes down what a failed send says about the connection: Meta's code 190 (an expired or
+    /// revoked token) marks it as needing reconnection, so receive and send stop using it until
+    /// the business connects again. Any other failure says nothing about the connection.
+    public func record(_ failure: SendError, of credentials: TenantCredentials, logger: Logger) async {
+        guard case .tokenExpired(let graph) = failure else { return }
+        do {
+            try await markNeedsReconnection(credentials, reason: "Graph API code 190\(graph.subcode.map { " subcode \($0)" } ?? "")")
+        } catch {
+            logger.error("could not mark credentials for reconnection", metadata: ["error": "\(error)"])
+        }
+    }
+}
