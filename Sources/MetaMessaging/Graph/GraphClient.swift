@@ -195,3 +195,14 @@ extension GraphClient {
         credentials.usesInstagramLogin && platform == .instagram ? instagram : facebook
     }
 }
+
+extension GraphError {
+    /// What failed, in our words, with Meta's code and fbtrace_id for support: never Meta's own
+    /// text (which can quote anything) nor a token. `what` is what the call was for.
+    public func inOurWords(_ what: String) -> String {
+        var message = kind == .transport ? "the Graph API could not be reached to \(what)" : "the Graph API refused to \(what)"
+        if let code { message += " (code \(code)\(subcode.map { ", subcode \($0)" } ?? ""))" }
+        if let fbtraceId { message += " (fbtrace_id \(fbtraceId))" }
+        return message
+    }
+}

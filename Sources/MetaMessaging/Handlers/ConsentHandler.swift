@@ -300,11 +300,7 @@ public struct ConsentHandler: Sendable {
         do {
             answer = try await graph.call(method, path, token: token, json: json, timeout: timeout)
         } catch {
-            // Meta's code and trace id, in our words (never its free text).
-            var message = error.kind == .transport ? "the Graph API could not be reached to \(what)" : "the Graph API refused to \(what)"
-            if let code = error.code { message += " (code \(code)\(error.subcode.map { ", subcode \($0)" } ?? ""))" }
-            if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }
-            throw Failure(status: 502, code: .graphError, message: message, detail: error.description)
+            throw Failure(status: 502, code: .graphError, message: error.inOurWords(what), detail: error.description)
         }
         guard answer["success"]?.bool == true else {
             throw Failure(status: 502, code: .graphError, message: "the Graph API did not confirm that it could \(what)")

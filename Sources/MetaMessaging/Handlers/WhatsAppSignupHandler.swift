@@ -226,10 +226,7 @@ public struct WhatsAppSignupHandler: Sendable {
     /// A Graph failure in our words with Meta's code and fbtrace_id (never its free text,
     /// which can quote anything, nor a token).
     private func refusal(_ error: GraphError, status: Int, code: RefusalCode, what: String) -> RequestRefused {
-        var message = error.kind == .transport ? "the Graph API could not be reached to \(what)" : "the Graph API refused to \(what)"
-        if let graphCode = error.code { message += " (code \(graphCode)\(error.subcode.map { ", subcode \($0)" } ?? ""))" }
-        if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }
-        return RequestRefused(status, code: code, message)
+        RequestRefused(status, code: code, error.inOurWords(what))
     }
 
     public var function: HTTPFunction {
