@@ -290,15 +290,18 @@ import Testing
         try await world.harness.openWindows(customers: customers.map { (.instagram, $0) })
         let batch = try customers.map { try TenantShareTests.record(H.tenant, customer: $0) }
         let report = await world.process.handle(records: batch, context: world.context())
-        // Three replies within the second; the other two met code 613 and go back, delayed.
-        #expect(await world.harness.graph.messages.count == 5)
+        // Three replies within the second; the other two go back, delayed: each met code 613,
+        // or, when its turn started after the first 613 came back, was held back by the
+        // throttle that refusal taught, without a call (the turns run at once: which, depends
+        // on the machine).
         #expect(report.answered == 3)
         #expect(report.failures.count == 2)
         #expect(report.delayed.count == 2)
         #expect(report.delayed.allSatisfy { $0.seconds >= 1 })
         let rate = try #require(await world.harness.graph.sendRates[H.pageId])
         #expect(rate.most == 3)
-        #expect(rate.refused == 2)
+        #expect((1...2).contains(rate.refused))
+        #expect(await world.harness.graph.messages.count == 3 + rate.refused)
         await world.harness.shutdown()
     }
 }
