@@ -110,6 +110,37 @@ import Testing
         await harness.shutdown()
     }
 
+    /// `scripts/sample-webhook --post`, as the docs tell a newcomer to try a comment with
+    /// `scripts/serve --demo`: the sample as written is past the 7 days a private reply may
+    /// answer (its times are fixed), and the same sample as of now is answered by one.
+    @Test func aSampleCommentPostedAsOfNowIsAnsweredByAPrivateReply() async throws {
+        let harness = try await H.make(.file)
+        let gateway = try await Self.start(harness, extra: ["COMMENT_REPLIES": "private"])
+        defer { gateway.process.terminate() }
+        let sample = Executables.packageRoot.appendingPathComponent("events/instagram-comment.json").path
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(Executables.event("instagram-comment.json"))) as? [String: Any])
+        let headers = try #require(body["headers"] as? [String: String])
+        let asWritten = try await Self.request(
+            "POST", "\(gateway.base)/webhooks/meta",
+            headers: [("X-Hub-Signature-256", try #require(headers["x-hub-signature-256"]))], body: Array(try #require(body["body"] as? String).utf8))
+        #expect(asWritten.status == 200)
+        #expect(String(decoding: asWritten.body, as: UTF8.self).contains(#""skipped":1"#))
+
+        var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "META_APP_SECRET": H.appSecret]
+        for name in ["LD_PRELOAD", "CLOCK_AHEAD_SECONDS"] { environment[name] = ProcessInfo.processInfo.environment[name] }
+        let script = Executables.packageRoot.appendingPathComponent("scripts/sample-webhook").path
+        let frozen = environment
+        let posted = try await Executables.offPool {
+            try ChildProcess.run(
+                "/usr/bin/env", arguments: ["python3", script, sample, "--post", "\(gateway.base)/webhooks/meta"], environment: frozen, timeout: 60)
+        }
+        #expect(posted.exitCode == 0, "\(posted.stdout) \(posted.stderr)")
+        #expect(posted.stdout.hasPrefix("200 "))
+        let recipients = await harness.graph.messages.compactMap { $0.body?["recipient"] as? [String: Any] }
+        #expect(recipients.compactMap { $0["comment_id"] as? String } == ["17858893269000001"])
+        await harness.shutdown()
+    }
+
     @Test func tooLargeConcurrentAndShutdown() async throws {
         let harness = try await H.make(.file)
         let gateway = try await Self.start(harness)
