@@ -10,7 +10,9 @@ import PackageDescription
 //   HTTPTransport     the outbound HTTP port (a protocol and its values), no implementation
 //   AWSSigning        AWS Signature Version 4, shared by DynamoDB, SQS and Bedrock
 //   KeyValueStore     the key-value port, DynamoDB's AttributeValue, the file and DynamoDB backends
-//   MetaMessaging     the core: config, webhook, tenancy, Graph client, OAuth, agents, handlers
+//   MetaWebhooks      what Meta sends, read: the webhook's signature, its parser and typed events
+//   MetaAgents        the agent port and its backends (echo, HTTP signed, Lambda Invoke, Bedrock)
+//   MetaMessaging     the core: config, tenancy, Graph client, OAuth, handlers
 //   NIOHTTPTransport  the HTTPTransport adapter on SwiftNIO and NIOSSL (only executables that call out link it,
 //                     so `verify` and `auth-url` stay free of SwiftNIO and TLS)
 let package = Package(
@@ -51,10 +53,16 @@ let package = Package(
             ]),
         // What Meta sends, read: the webhook's signature, its events, the product's JSON name.
         .target(name: "MetaWebhooks", dependencies: ["SafeJSON", "Essentials"]),
+        // The agents: echo, any HTTP service (signed), a Lambda function, Amazon Bedrock Agents.
+        .target(
+            name: "MetaAgents",
+            dependencies: [
+                "MetaWebhooks", "HTTPTransport", "AWSSigning", "SafeJSON", "Essentials",
+            ]),
         .target(
             name: "MetaMessaging",
             dependencies: [
-                "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
+                "MetaAgents", "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(

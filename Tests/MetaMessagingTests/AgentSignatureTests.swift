@@ -1,5 +1,6 @@
 import Essentials
 import FunctionRuntime
+import MetaAgents
 import MetaMessaging
 import MetaWebhooks
 import NIOHTTPTransport

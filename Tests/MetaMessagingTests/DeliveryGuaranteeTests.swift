@@ -3,6 +3,7 @@ import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaAgents
 import MetaMessaging
 import MetaWebhooks
 import NIOHTTPTransport

@@ -1,6 +1,7 @@
 import Essentials
 import Foundation
 import KeyValueStore
+import MetaAgents
 import MetaMessaging
 import MetaWebhooks
 import NIOHTTPTransport

@@ -1,5 +1,6 @@
 import Essentials
 import Foundation
+import MetaAgents
 import MetaMessaging
 import MetaWebhooks
 import TestSupport

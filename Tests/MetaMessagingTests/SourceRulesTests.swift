@@ -45,7 +45,10 @@ import Testing
         "NIOHTTPTransport": ["Essentials", "HTTPTransport", "NIOCore", "NIOPosix", "NIOHTTP1", "NIOSSL", "NIOTLS", "NIOConcurrencyHelpers"],
         "LocalHTTPServer": ["Essentials", "NIOCore", "NIOPosix", "NIOHTTP1", "NIOConcurrencyHelpers"],
         "MetaWebhooks": ["Essentials", "SafeJSON"],
-        "MetaMessaging": ["Essentials", "SafeJSON", "MetaWebhooks", "HTTPTransport", "FunctionRuntime", "AWSSigning", "KeyValueStore", "Logging"],
+        "MetaAgents": ["Essentials", "HTTPTransport", "AWSSigning", "MetaWebhooks"],
+        "MetaMessaging": [
+            "Essentials", "SafeJSON", "MetaWebhooks", "MetaAgents", "HTTPTransport", "FunctionRuntime", "AWSSigning", "KeyValueStore", "Logging",
+        ],
     ]
     /// The system's own, allowed everywhere.
     static let systemModules: Set<String> = ["Glibc", "Musl", "Darwin", "Synchronization"]

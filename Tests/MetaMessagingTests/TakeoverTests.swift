@@ -2,6 +2,7 @@ import Essentials
 import Foundation
 import FunctionRuntime
 import KeyValueStore
+import MetaAgents
 import MetaMessaging
 import MetaWebhooks
 import NIOHTTPTransport

@@ -3,6 +3,7 @@ import Essentials
 import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
+import MetaAgents
 import MetaWebhooks
 
 /// Builds what the handlers need from the environment, once, at start-up. A missing or

@@ -1,5 +1,6 @@
 import FunctionRuntime
 import Logging
+import MetaAgents
 import MetaWebhooks
 
 /// What stands for a setting a location left out: the deployment's environment.

@@ -1,6 +1,7 @@
 import Essentials
 import FunctionRuntime
 import Logging
+import MetaAgents
 import MetaWebhooks
 
 /// The answer step, the same whether it runs inside `receive` (inline dispatch) or in

@@ -1,3 +1,4 @@
+import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging

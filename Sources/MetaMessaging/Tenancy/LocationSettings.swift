@@ -1,5 +1,6 @@
 import Essentials
 import KeyValueStore
+import MetaAgents
 import MetaWebhooks
 
 /// What one business location chose for itself: its agent and its rules. Kept on the
@@ -8,27 +9,8 @@ import MetaWebhooks
 /// environment variable); `GET /external/meta/connections/{businessId}/{locationId}/settings`
 /// shows both.
 public struct LocationSettings: Sendable, Equatable {
-    /// Who composes the location's replies.
-    public enum AgentChoice: Sendable, Equatable {
-        /// A fixed reply (`{text}` is the customer's); nil: the deployment's template.
-        case echo(template: String?)
-        /// An HTTP agent of the business's: https only, never an address of ours. Its requests
-        /// are signed with the location's own secret, or the deployment's.
-        case http(url: String, secret: [UInt8]?)
-        /// A Lambda function in the deployment's account, one `AGENT_LAMBDA_FUNCTIONS` allows.
-        case lambda(function: String)
-        /// An Amazon Bedrock agent and alias.
-        case bedrock(agentId: String, aliasId: String)
-
-        public var backend: String {
-            switch self {
-            case .echo: "echo"
-            case .http: "http"
-            case .lambda: "lambda"
-            case .bedrock: "bedrock-agent"
-            }
-        }
-    }
+    /// Who composes the location's replies (the agents' own type).
+    public typealias AgentChoice = MetaAgents.AgentChoice
 
     /// Whether the agent answers comments, and how (issue 34): `off` until a business opts in.
     public enum CommentReplies: String, Sendable, Equatable, CaseIterable {

@@ -1,3 +1,4 @@
+import Essentials
 import KeyValueStore
 import Logging
 import MetaWebhooks

@@ -1,6 +1,3 @@
-import HTTPTransport
-import MetaWebhooks
-
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

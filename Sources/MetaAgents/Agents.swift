@@ -45,7 +45,7 @@ public struct Agents: Sendable {
     /// The agent for `choice` (nil: the deployment's). A choice this deployment cannot serve
     /// (no AWS credentials, a function no longer allowed) is an agent that refuses, so the
     /// turn fails with a reason instead of going to another agent than the location chose.
-    public func agent(for choice: LocationSettings.AgentChoice?) -> any Agent {
+    public func agent(for choice: AgentChoice?) -> any Agent {
         switch choice {
         case nil: return fallback
         case .echo(let template)?: return EchoAgent(template: template ?? echoTemplate)

@@ -1,3 +1,4 @@
+import Essentials
 import HTTPTransport
 import MetaWebhooks
 
@@ -44,24 +45,26 @@ public struct AgentRequest: Sendable, Codable, Equatable {
         public let at: String
         public let text: String?
 
-        public init(_ note: Conversations.PauseNote) {
-            messageId = note.messageId
-            from = note.from.rawValue
-            at = ISO8601.format(epochSeconds: note.at)
-            text = note.text
+        /// `from`: `customer` or `business`; `at`: epoch seconds.
+        public init(messageId: String, from: String, at epochSeconds: Int64, text: String?) {
+            self.messageId = messageId
+            self.from = from
+            at = ISO8601.format(epochSeconds: epochSeconds)
+            self.text = text
         }
     }
 
-    public init(tenant: Tenant, turn: [InboundMessage], customerName: String? = nil) {
+    /// The turn `turn` of a customer of the business's location.
+    public init(businessId: String, locationId: String, turn: [InboundMessage], customerName: String? = nil) {
         let last = turn.last
-        businessId = tenant.businessId
-        locationId = tenant.locationId
+        self.businessId = businessId
+        self.locationId = locationId
         platform = last?.platform.rawValue ?? ""
         senderId = last?.senderId ?? ""
         text = turn.map(\.content.agentText).filter { !$0.isEmpty }.joined(separator: "\n")
         messageId = last?.messageId ?? ""
         messageIds = turn.map(\.messageId)
-        conversationId = "\(tenant.businessId):\(tenant.locationId):\(platform):\(senderId)"
+        conversationId = "\(businessId):\(locationId):\(platform):\(senderId)"
         self.customerName = customerName
         attachments = turn.flatMap(\.attachments)
         if let comment = last?.content.comment {
@@ -70,9 +73,6 @@ public struct AgentRequest: Sendable, Codable, Equatable {
         }
     }
 
-    public init(tenant: Tenant, message: InboundMessage) {
-        self.init(tenant: tenant, turn: [message], customerName: message.senderName)
-    }
 }
 
 /// What the agent answered: the text to send (nil: nothing), and whether a person should take
