@@ -12,7 +12,8 @@ import PackageDescription
 //   KeyValueStore     the key-value port, DynamoDB's AttributeValue, the file and DynamoDB backends
 //   MetaWebhooks      what Meta sends, read: the webhook's signature, its parser and typed events
 //   MetaAgents        the agent port and its backends (echo, HTTP signed, Lambda Invoke, Bedrock)
-//   MetaMessaging     the core: config, tenancy, Graph client, OAuth, handlers
+//   MetaGraph         the Graph API client and the Send API sender, acting for a GraphConnection
+//   MetaMessaging     the core: config, tenancy, OAuth, handlers
 //   NIOHTTPTransport  the HTTPTransport adapter on SwiftNIO and NIOSSL (only executables that call out link it,
 //                     so `verify` and `auth-url` stay free of SwiftNIO and TLS)
 let package = Package(
@@ -59,10 +60,17 @@ let package = Package(
             dependencies: [
                 "MetaWebhooks", "HTTPTransport", "AWSSigning", "SafeJSON", "Essentials",
             ]),
+        // The Graph API client: calls, Meta's errors and usage headers, the Send API sender.
+        .target(
+            name: "MetaGraph",
+            dependencies: [
+                "MetaWebhooks", "HTTPTransport", "SafeJSON", "Essentials",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "MetaMessaging",
             dependencies: [
-                "MetaAgents", "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
+                "MetaGraph", "MetaAgents", "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(

@@ -3,6 +3,7 @@ import Foundation
 import FunctionRuntime
 import KeyValueStore
 import MetaAgents
+import MetaGraph
 import MetaMessaging
 import MetaWebhooks
 import Synchronization

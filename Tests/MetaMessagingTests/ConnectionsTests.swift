@@ -3,6 +3,7 @@ import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaMessaging
 import MetaWebhooks
 import NIOHTTPTransport

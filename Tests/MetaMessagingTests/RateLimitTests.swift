@@ -1,6 +1,7 @@
 import Essentials
 import Foundation
 import MetaAgents
+import MetaGraph
 import MetaMessaging
 import MetaWebhooks
 import NIOHTTPTransport

@@ -46,8 +46,9 @@ import Testing
         "LocalHTTPServer": ["Essentials", "NIOCore", "NIOPosix", "NIOHTTP1", "NIOConcurrencyHelpers"],
         "MetaWebhooks": ["Essentials", "SafeJSON"],
         "MetaAgents": ["Essentials", "HTTPTransport", "AWSSigning", "MetaWebhooks"],
+        "MetaGraph": ["Essentials", "SafeJSON", "HTTPTransport", "MetaWebhooks", "Logging"],
         "MetaMessaging": [
-            "Essentials", "SafeJSON", "MetaWebhooks", "MetaAgents", "HTTPTransport", "FunctionRuntime", "AWSSigning", "KeyValueStore", "Logging",
+            "Essentials", "SafeJSON", "MetaWebhooks", "MetaAgents", "MetaGraph", "HTTPTransport", "FunctionRuntime", "AWSSigning", "KeyValueStore", "Logging",
         ],
     ]
     /// The system's own, allowed everywhere.

@@ -4,6 +4,7 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import MetaAgents
+import MetaGraph
 import MetaWebhooks
 
 /// Builds what the handlers need from the environment, once, at start-up. A missing or

@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
 
 /// `GET /external/meta/whatsapp/templates?businessId=&locationId=` (IAM; the `serve` key): the

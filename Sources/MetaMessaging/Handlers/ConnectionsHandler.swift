@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
 
 /// A tenant's leaving, one function with four routes (one executable rather than four: they

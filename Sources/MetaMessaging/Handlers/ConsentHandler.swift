@@ -2,6 +2,7 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
 
 /// The person confirms what joins what (issue 38). A connect flow's callback no longer

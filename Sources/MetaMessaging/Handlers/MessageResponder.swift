@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import Logging
 import MetaAgents
+import MetaGraph
 import MetaWebhooks
 
 /// The answer step, the same whether it runs inside `receive` (inline dispatch) or in

@@ -2,6 +2,7 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
 
 /// `GET /external/meta/callback`: the end of the Facebook Login flow (SPEC section 4,

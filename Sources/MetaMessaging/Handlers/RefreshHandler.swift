@@ -2,6 +2,7 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
 
 /// `refresh`: keeps Instagram-Login tokens alive (they last 60 days). Run daily by an

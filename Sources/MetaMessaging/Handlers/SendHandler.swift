@@ -2,7 +2,12 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
+
+/// The send route's HTTP contract: `SendError`'s status, `errorType` and message are what its
+/// callers get (a Lambda function error directly, a proxy response through API Gateway).
+extension SendError: HTTPResponseError {}
 
 /// `send`: one message for one tenant, on demand (SPEC section 4, send). Invoked directly
 /// with `{"businessId","platform","recipientId","message"}`, or through API Gateway with that

@@ -2,6 +2,7 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
 
 /// `POST /external/meta/whatsapp/signup`: the server side of WhatsApp Embedded Signup (v4),

@@ -1,6 +1,7 @@
 import Essentials
 import FunctionRuntime
 import HTTPTransport
+import MetaGraph
 import MetaWebhooks
 
 /// The Instagram API with Instagram Login (Business Login for Instagram): an Instagram

@@ -1,6 +1,7 @@
 import Essentials
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
 import Synchronization
 

@@ -1,6 +1,7 @@
 import Essentials
 import KeyValueStore
 import Logging
+import MetaGraph
 import MetaWebhooks
 import Synchronization
 
@@ -743,3 +744,6 @@ extension TenantDirectory {
         }
     }
 }
+
+/// A connection is what the Graph client acts for.
+extension TenantCredentials: GraphConnection {}

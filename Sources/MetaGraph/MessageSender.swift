@@ -7,6 +7,11 @@ import MetaWebhooks
 public struct SentMessage: Sendable, Codable, Equatable {
     public let recipientId: String
     public let messageId: String
+
+    public init(recipientId: String, messageId: String) {
+        self.recipientId = recipientId
+        self.messageId = messageId
+    }
 }
 
 /// Sends one message for one tenant through the right Graph endpoint, shared by `send` and
@@ -52,7 +57,7 @@ public struct MessageSender: Sendable {
     }
 
     public func send(
-        _ message: OutboundMessage, platform: Platform, recipientId: String, credentials: TenantCredentials,
+        _ message: OutboundMessage, platform: Platform, recipientId: String, credentials: some GraphConnection,
         messagingType: MessagingType = .response, deadline: ContinuousClock.Instant, continuing: Bool = false, toComment: Bool = false,
         logger: Logger
     ) async throws(SendError) -> SentMessage {
@@ -97,7 +102,7 @@ public struct MessageSender: Sendable {
     /// One Send API call, Meta's answer read into what it means. Returns an outcome and writes
     /// nothing but this execution's throttle memory.
     private func attempt(
-        _ body: [UInt8], account: String, token: String, graph: GraphClient, credentials: TenantCredentials, recipientId: String,
+        _ body: [UInt8], account: String, token: String, graph: GraphClient, credentials: some GraphConnection, recipientId: String,
         deadline: ContinuousClock.Instant, toComment: Bool, logger: Logger
     ) async throws(SendError) -> SentMessage {
         guard clock.remaining(until: deadline) > .milliseconds(100) else {
@@ -155,7 +160,7 @@ public struct MessageSender: Sendable {
     /// by the caller, so its webhook is known as ours). Not retried: a second post would be a
     /// second public reply.
     public func publicReply(
-        _ text: String, to commentId: String, platform: Platform, credentials: TenantCredentials, deadline: ContinuousClock.Instant, logger: Logger
+        _ text: String, to commentId: String, platform: Platform, credentials: some GraphConnection, deadline: ContinuousClock.Instant, logger: Logger
     ) async throws(SendError) -> String {
         guard platform != .whatsapp, let token = credentials.token(for: platform) else {
             throw SendError.missingAccount("business \(credentials.businessId) has no token to reply publicly on \(platform.rawValue)")

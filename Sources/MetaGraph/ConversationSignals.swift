@@ -31,7 +31,7 @@ public struct Presence: Sendable {
 
     /// Marks `message` seen and shows typing to its sender. True when Meta took every call.
     @discardableResult
-    public func showReading(_ message: InboundMessage, credentials: TenantCredentials, logger: Logger) async -> Bool {
+    public func showReading(_ message: InboundMessage, credentials: some GraphConnection, logger: Logger) async -> Bool {
         guard let account = credentials.sendingAccount(for: message.platform), let token = credentials.token(for: message.platform),
             let graph = GraphClient.speaking(for: credentials, on: message.platform, facebook: graph, instagram: instagramGraph)
         else {
@@ -68,7 +68,7 @@ public struct Presence: Sendable {
 
     /// Takes the typing indicator away when no reply follows (Messenger and Instagram; WhatsApp's
     /// goes by itself).
-    public func stopTyping(_ message: InboundMessage, credentials: TenantCredentials, logger: Logger) async {
+    public func stopTyping(_ message: InboundMessage, credentials: some GraphConnection, logger: Logger) async {
         guard message.platform != .whatsapp, let account = credentials.sendingAccount(for: message.platform),
             let token = credentials.token(for: message.platform),
             let graph = GraphClient.speaking(for: credentials, on: message.platform, facebook: graph, instagram: instagramGraph)
@@ -108,7 +108,7 @@ public struct CustomerProfiles: Sendable {
         case unknown
     }
 
-    public func name(of customer: String, platform: Platform, credentials: TenantCredentials, logger: Logger) async -> Lookup {
+    public func name(of customer: String, platform: Platform, credentials: some GraphConnection, logger: Logger) async -> Lookup {
         guard platform != .whatsapp, let token = credentials.token(for: platform),
             let graph = GraphClient.speaking(for: credentials, on: platform, facebook: graph, instagram: instagramGraph)
         else { return .unknown }

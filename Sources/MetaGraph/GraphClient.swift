@@ -191,7 +191,7 @@ extension GraphClient {
     /// The Graph API a connection speaks on `platform`: `graph.instagram.com` (`instagram`) for
     /// Instagram messages of an Instagram-Login connection, Facebook's (`facebook`) for the
     /// rest; nil when that connection needs Instagram Login and it is not configured here.
-    static func speaking(for credentials: TenantCredentials, on platform: Platform, facebook: GraphClient, instagram: GraphClient?) -> GraphClient? {
+    static func speaking(for credentials: some GraphConnection, on platform: Platform, facebook: GraphClient, instagram: GraphClient?) -> GraphClient? {
         credentials.usesInstagramLogin && platform == .instagram ? instagram : facebook
     }
 }

@@ -1,4 +1,3 @@
-import FunctionRuntime
 import MetaWebhooks
 
 /// A message to send: text, or one attachment by URL, optionally with quick replies; or, on
@@ -114,7 +113,7 @@ public struct OutboundMessage: Sendable, Equatable {
     public static let maxQuickReplyTitle = 20
     public static let attachmentTypes: Set<String> = ["image", "video", "audio", "file"]
 
-    static func fitsTextLimit(_ text: String, _ platform: Platform) -> Bool {
+    package static func fitsTextLimit(_ text: String, _ platform: Platform) -> Bool {
         switch platform {
         case .instagram: text.utf8.count <= 1000
         case .messenger: text.count <= 2000
@@ -341,8 +340,9 @@ public enum MessagingType: String, Sendable, Codable {
 /// A failure of `send` (or of the reply step of `receive`): a Lambda function error with an
 /// `errorType` a caller can act on, and through API Gateway a proxy response with its status
 /// (400 invalid input, 404 unknown tenant, 409 credentials to reconnect, 502 Meta, 503 store).
-/// The Graph error, if any, is kept whole.
-public enum SendError: HTTPResponseError, Equatable {
+/// The Graph error, if any, is kept whole. The send route's HTTP contract (`HTTPResponseError`)
+/// is the core's, declared beside the route (`SendHandler`); this module knows no runtime.
+public enum SendError: Error, Sendable, Equatable {
     case invalidInput(String)
     case missingBusinessId(String)
     case unknownPlatform(String)
