@@ -13,7 +13,8 @@ import PackageDescription
 //   MetaWebhooks      what Meta sends, read: the webhook's signature, its parser and typed events
 //   MetaAgents        the agent port and its backends (echo, HTTP signed, Lambda Invoke, Bedrock)
 //   MetaGraph         the Graph API client and the Send API sender, acting for a GraphConnection
-//   MetaMessaging     the core: config, tenancy, OAuth, handlers
+//   MetaTenancy       connections, routes, conversations, the message ledger, the shared counters
+//   MetaMessaging     the core: config (the composition root), the connect flows, the handlers
 //   NIOHTTPTransport  the HTTPTransport adapter on SwiftNIO and NIOSSL (only executables that call out link it,
 //                     so `verify` and `auth-url` stay free of SwiftNIO and TLS)
 let package = Package(
@@ -67,10 +68,19 @@ let package = Package(
                 "MetaWebhooks", "HTTPTransport", "SafeJSON", "Essentials",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Tenancy and the ledger: connections, routes, conversations, the message ledger, the
+        // shared counters, over the key-value port.
+        .target(
+            name: "MetaTenancy",
+            dependencies: [
+                "MetaGraph", "MetaAgents", "MetaWebhooks", "KeyValueStore", "Essentials",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "MetaMessaging",
             dependencies: [
-                "MetaGraph", "MetaAgents", "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON", "Essentials",
+                "MetaTenancy", "MetaGraph", "MetaAgents", "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON",
+                "Essentials",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -120,7 +130,8 @@ let package = Package(
         .executableTarget(
             name: "bench",
             dependencies: [
-                "TestSupport", "MetaMessaging", "MetaWebhooks", "FunctionRuntime", .product(name: "Logging", package: "swift-log"), "KeyValueStore",
+                "TestSupport", "MetaMessaging", "MetaTenancy", "MetaWebhooks", "FunctionRuntime", .product(name: "Logging", package: "swift-log"),
+                "KeyValueStore",
                 "AWSSigning",
                 "NIOHTTPTransport",
             ], path: "Tests/bench"),
@@ -128,6 +139,7 @@ let package = Package(
             name: "MetaMessagingTests",
             dependencies: [
                 "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging", "MetaWebhooks",
+                "MetaAgents", "MetaGraph", "MetaTenancy",
                 "NIOHTTPTransport", "SafeJSON", "LocalHTTPServer", "Essentials",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import MetaAgents
 import MetaMessaging
+import MetaTenancy
 import MetaWebhooks
 import NIOHTTPTransport
 import TestSupport

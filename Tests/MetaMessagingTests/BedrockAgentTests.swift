@@ -2,6 +2,7 @@ import AWSSigning
 import Foundation
 import MetaAgents
 import MetaMessaging
+import MetaTenancy
 import MetaWebhooks
 import NIOHTTPTransport
 import TestSupport

@@ -5,6 +5,7 @@ import KeyValueStore
 import MetaAgents
 import MetaGraph
 import MetaMessaging
+import MetaTenancy
 import MetaWebhooks
 import Synchronization
 import TestSupport

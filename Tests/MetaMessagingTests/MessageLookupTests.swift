@@ -4,6 +4,7 @@ import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaMessaging
+import MetaTenancy
 import MetaWebhooks
 import TestSupport
 import Testing

@@ -47,8 +47,10 @@ import Testing
         "MetaWebhooks": ["Essentials", "SafeJSON"],
         "MetaAgents": ["Essentials", "HTTPTransport", "AWSSigning", "MetaWebhooks"],
         "MetaGraph": ["Essentials", "SafeJSON", "HTTPTransport", "MetaWebhooks", "Logging"],
+        "MetaTenancy": ["Essentials", "KeyValueStore", "MetaWebhooks", "MetaAgents", "MetaGraph", "Logging"],
         "MetaMessaging": [
-            "Essentials", "SafeJSON", "MetaWebhooks", "MetaAgents", "MetaGraph", "HTTPTransport", "FunctionRuntime", "AWSSigning", "KeyValueStore", "Logging",
+            "Essentials", "SafeJSON", "MetaWebhooks", "MetaAgents", "MetaGraph", "MetaTenancy", "HTTPTransport", "FunctionRuntime", "AWSSigning",
+            "KeyValueStore", "Logging",
         ],
     ]
     /// The system's own, allowed everywhere.

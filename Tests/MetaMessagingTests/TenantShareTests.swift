@@ -3,6 +3,7 @@ import Foundation
 import FunctionRuntime
 import KeyValueStore
 import MetaMessaging
+import MetaTenancy
 import MetaWebhooks
 import Synchronization
 import TestSupport

@@ -8,6 +8,7 @@ import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaMessaging
+import MetaTenancy
 import MetaWebhooks
 import NIOHTTPTransport
 import Synchronization

@@ -5,6 +5,7 @@ import HTTPTransport
 import KeyValueStore
 import MetaAgents
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// Builds what the handlers need from the environment, once, at start-up. A missing or

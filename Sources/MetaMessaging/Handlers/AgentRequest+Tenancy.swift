@@ -1,4 +1,5 @@
 import MetaAgents
+import MetaTenancy
 import MetaWebhooks
 
 // The agents know businesses and locations by their ids only; the core hands them its own

@@ -1,6 +1,7 @@
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaTenancy
 import MetaWebhooks
 
 /// `GET /connect?token=`: the page a business opens to connect one location's accounts,

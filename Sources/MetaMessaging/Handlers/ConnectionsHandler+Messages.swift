@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaTenancy
 import MetaWebhooks
 
 /// "My customer wrote at 14:02 and got nothing: why?" `GET

@@ -1,6 +1,7 @@
 import FunctionRuntime
 import Logging
 import MetaAgents
+import MetaTenancy
 import MetaWebhooks
 
 /// What stands for a setting a location left out: the deployment's environment.

@@ -3,6 +3,7 @@ import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// `GET /external/meta/whatsapp/templates?businessId=&locationId=` (IAM; the `serve` key): the

@@ -3,6 +3,7 @@ import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// A tenant's leaving, one function with four routes (one executable rather than four: they

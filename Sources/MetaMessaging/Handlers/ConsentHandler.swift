@@ -3,6 +3,7 @@ import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// The person confirms what joins what (issue 38). A connect flow's callback no longer

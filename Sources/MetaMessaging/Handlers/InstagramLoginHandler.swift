@@ -1,6 +1,7 @@
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaTenancy
 import MetaWebhooks
 
 /// Business Login for Instagram, for one business location: `GET

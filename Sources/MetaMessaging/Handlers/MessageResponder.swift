@@ -3,6 +3,7 @@ import FunctionRuntime
 import Logging
 import MetaAgents
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// The answer step, the same whether it runs inside `receive` (inline dispatch) or in

@@ -3,6 +3,7 @@ import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// `GET /external/meta/callback`: the end of the Facebook Login flow (SPEC section 4,

@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaTenancy
 import MetaWebhooks
 
 /// A message accepted by `receive`, handed to the answer step (inline) or to the queue.

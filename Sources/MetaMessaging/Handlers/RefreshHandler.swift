@@ -3,6 +3,7 @@ import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// `refresh`: keeps Instagram-Login tokens alive (they last 60 days). Run daily by an

@@ -3,6 +3,7 @@ import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// The send route's HTTP contract: `SendError`'s status, `errorType` and message are what its

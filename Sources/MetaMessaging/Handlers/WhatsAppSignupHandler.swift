@@ -3,6 +3,7 @@ import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// `POST /external/meta/whatsapp/signup`: the server side of WhatsApp Embedded Signup (v4),

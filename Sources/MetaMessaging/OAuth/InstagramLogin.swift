@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import HTTPTransport
 import MetaGraph
+import MetaTenancy
 import MetaWebhooks
 
 /// The Instagram API with Instagram Login (Business Login for Instagram): an Instagram
@@ -21,7 +22,7 @@ import MetaWebhooks
 ///   /{version}/me/subscribed_apps?subscribed_fields=...` on `graph.instagram.com`.
 public struct InstagramLogin: Sendable {
     /// `loginType` of a connection (and of its identifier) made this way.
-    public static let loginType = "instagram"
+    public static let loginType = TenantDirectory.instagramLoginType
     public static let defaultScopes = "instagram_business_basic,instagram_business_manage_messages,instagram_business_manage_comments"
     /// The webhook fields a connected account is subscribed to.
     public static let subscribedFields = "messages,messaging_postbacks,message_reactions,messaging_seen,comments,live_comments"

@@ -1,5 +1,6 @@
 import Essentials
 import FunctionRuntime
+import MetaTenancy
 import MetaWebhooks
 
 /// The settings of the Facebook Login flow, read from the environment once.

@@ -1,5 +1,7 @@
 import Essentials
 import HTTPTransport
+import KeyValueStore
+import MetaTenancy
 import MetaWebhooks
 import SafeJSON
 
@@ -112,5 +114,13 @@ public enum DisplayName {
             }
         }
         return trimmed
+    }
+}
+
+extension MessageLedger {
+    /// Spends a signed state: its nonce is recorded until the state expires, so a state serves
+    /// one callback or one signup. False when it was spent before.
+    public func spend(_ state: OAuthState) async throws(KeyValueError) -> Bool {
+        try await spendOnce("oauth-state:\(state.nonce)", businessId: state.businessId, expiresAt: state.expiresAt)
     }
 }

@@ -3,6 +3,7 @@ import Essentials
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaTenancy
 import MetaWebhooks
 import Synchronization
 

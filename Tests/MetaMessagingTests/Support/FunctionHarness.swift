@@ -2,6 +2,7 @@ import Essentials
 import Foundation
 import KeyValueStore
 import MetaMessaging
+import MetaTenancy
 import MetaWebhooks
 import TestSupport
 import Testing

@@ -1,5 +1,6 @@
 import Essentials
 import KeyValueStore
+import MetaTenancy
 import MetaWebhooks
 
 /// A connection the person who logged in has not confirmed yet (issue 38): what Meta's

@@ -14,7 +14,7 @@ extension TenantDirectory {
         cache?.clear()
         try await connecting {
             let claim = try await claim(
-                instagramAccountId, type: "instagram_account", platform: "instagram", for: tenant, extra: ["loginType": .s(InstagramLogin.loginType)])
+                instagramAccountId, type: "instagram_account", platform: "instagram", for: tenant, extra: ["loginType": .s(TenantDirectory.instagramLoginType)])
             guard claim != .refused else {
                 throw ConnectError.ownedByAnotherBusiness(identifier: instagramAccountId)
             }
@@ -37,7 +37,7 @@ extension TenantDirectory {
             }
             var item = key.merging([
                 "credentials": .m(credentials), "isActive": .bool(true), "createdAt": current?["createdAt"] ?? .s(now), "updatedAt": .s(now),
-                "locationId": .s(tenant.locationId), "loginType": .s(InstagramLogin.loginType), "tokenIssuedAt": .number(issuedAt),
+                "locationId": .s(tenant.locationId), "loginType": .s(TenantDirectory.instagramLoginType), "tokenIssuedAt": .number(issuedAt),
                 "tokenExpiresAt": .number(expiresAt),
             ]) { $1 }
             for name in ["whatsappConnectedBy", "whatsappConnectedAt"] { item[name] = current?[name] }

@@ -267,18 +267,16 @@ public struct MessageLedger: Sendable {
         try await store.get(table, key: ["messageId": .s(messageId)])?["status"]?.string.flatMap(Status.init(rawValue:))
     }
 
-    // MARK: OAuth states
+    // MARK: Things used once
 
-    /// Spends a signed state: its nonce is recorded until the state expires, so a state serves
-    /// one callback or one signup. False when it was spent before.
-    public func spend(_ state: OAuthState) async throws(KeyValueError) -> Bool {
+    /// Records `key` as spent until `expiresAt` (epoch seconds), for `businessId`; false when
+    /// it was spent before. The connect flows spend their signed states through it.
+    public func spendOnce(_ key: String, businessId: String, expiresAt: Int64) async throws(KeyValueError) -> Bool {
         do {
             try await store.put(
                 table,
-                item: [
-                    "messageId": .s("oauth-state:\(state.nonce)"), "status": .s("used"), "businessId": .s(state.businessId),
-                    "expiresAt": .number(state.expiresAt),
-                ], condition: .itemAbsent)
+                item: ["messageId": .s(key), "status": .s("used"), "businessId": .s(businessId), "expiresAt": .number(expiresAt)],
+                condition: .itemAbsent)
             return true
         } catch  where error.code == .conditionFailed {
             return false

@@ -120,6 +120,10 @@ public struct TenantDirectory: Sendable {
 
     public static let serviceType = "meta"
 
+    /// The `loginType` of a connection made through Instagram Login (no Page, the account's
+    /// own token on Instagram's host).
+    public static let instagramLoginType = "instagram"
+
     public init(store: any KeyValueStore, tables: Tables, now: @escaping @Sendable () -> String = ISO8601.now, cache: TenancyCache? = nil) {
         self.store = store
         self.tables = tables
@@ -187,7 +191,7 @@ public struct TenantDirectory: Sendable {
         result.serviceType = type
         result.whatsappAccessToken = whatsappToken
         result.wabaId = credentials["wabaId"]?.string
-        result.usesInstagramLogin = item["loginType"]?.string == InstagramLogin.loginType
+        result.usesInstagramLogin = item["loginType"]?.string == TenantDirectory.instagramLoginType
         result.tokenExpiresAt = item["tokenExpiresAt"]?.int
         result.tokenIssuedAt = item["tokenIssuedAt"]?.int
         result.settings = LocationSettings(attribute: item["settings"])
@@ -697,7 +701,7 @@ extension TenantDirectory {
                 createdAt: item["createdAt"]?.string, updatedAt: item["updatedAt"]?.string, accessToken: credentials["accessToken"]?.string)
             record.whatsappAccessToken = credentials["whatsappAccessToken"]?.string
             record.wabaId = credentials["wabaId"]?.string
-            record.usesInstagramLogin = item["loginType"]?.string == InstagramLogin.loginType
+            record.usesInstagramLogin = item["loginType"]?.string == TenantDirectory.instagramLoginType
             record.tokenExpiresAt = item["tokenExpiresAt"]?.int
             record.settings = LocationSettings(attribute: item["settings"])
             return record

@@ -44,7 +44,7 @@ public struct LocationSettings: Sendable, Equatable {
     }
 
     public static let maxPauseMinutes: Int64 = Conversations.maxPauseSeconds / 60
-    static let names = ["agent", "handoffPauseMinutes", "commentReplies", "senderActions", "answerAfterPause", "keepTextDuringPause"]
+    package static let names = ["agent", "handoffPauseMinutes", "commentReplies", "senderActions", "answerAfterPause", "keepTextDuringPause"]
 
     /// How long a person's message or the agent's handoff pauses the agent here, in seconds:
     /// the location's choice, or `fallback` (the deployment's).
