@@ -38,8 +38,8 @@ public struct InstagramLoginHandler: Sendable {
             instagramGraph: login.graph(transport: transport), postConnectRedirectURI: login.postConnectRedirectURI, timeout: timeout)
     }
 
-    typealias Failure = OAuthCallbackHandler.Failure
-    typealias Outcome = OAuthCallbackHandler.Outcome
+    typealias Failure = ConnectFlow.Failure
+    typealias Outcome = ConnectFlow.Outcome
 
     struct AuthURL: Encodable {
         let url: String
@@ -66,19 +66,19 @@ public struct InstagramLoginHandler: Sendable {
     public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async -> HTTPResponse {
         let state: OAuthState
         do {
-            state = try OAuthCallbackHandler.verifiedState(request, secret: login.stateSecret, now: clock.epochSeconds()) { $0 == login.redirectURI }
+            state = try ConnectFlow.verifiedState(request, secret: login.stateSecret, now: clock.epochSeconds()) { $0 == login.redirectURI }
         } catch {
             logger.warning("Instagram callback refused: \(error.code)")
             return answer(Outcome(status: "error", error: error.code, message: error.message), httpStatus: error.status)
         }
-        if let declined = OAuthCallbackHandler.declined(request, state: state, logger: logger) { return answer(declined, httpStatus: 200) }
+        if let declined = ConnectFlow.declined(request, state: state, logger: logger) { return answer(declined, httpStatus: 200) }
         var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
         do {
             // Instagram appends `#_` to the redirect; a code never contains it.
             guard let code = request.queryValue("code").map({ $0.hasSuffix("#_") ? String($0.dropLast(2)) : $0 }), !code.isEmpty else {
                 throw Failure(status: 400, code: .missingCode, message: "the code parameter is missing")
             }
-            try await OAuthCallbackHandler.useOnce(state, ledger: ledger)
+            try await ConnectFlow.useOnce(state, ledger: ledger)
             let grant: InstagramLogin.Grant
             do {
                 grant = try await login.exchange(code: code, transport: transport, timeout: timeout)
@@ -99,7 +99,7 @@ public struct InstagramLoginHandler: Sendable {
                 throw Failure.graph(error, status: 502, code: .graphError, what: "issue a long-lived token")
             }
             let graph = login.graph(transport: transport)
-            let account = try await OAuthCallbackHandler.graphCall(
+            let account = try await ConnectFlow.graphCall(
                 graph, "GET", "me", query: [("fields", "user_id,username")], token: token.accessToken, timeout: timeout, what: "read the account")
             guard let accountId = account["user_id"]?.id else {
                 throw Failure(status: 502, code: .graphError, message: "Instagram did not say which professional account logged in")
@@ -126,6 +126,6 @@ public struct InstagramLoginHandler: Sendable {
     }
 
     private func answer(_ outcome: Outcome, httpStatus: Int) -> HTTPResponse {
-        OAuthCallbackHandler.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: login.postConnectRedirectURI)
+        ConnectFlow.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: login.postConnectRedirectURI)
     }
 }

@@ -49,65 +49,18 @@ public struct OAuthCallbackHandler: Sendable {
         var instagramUsername: String?
     }
 
-    /// The outcome, as JSON or as the query of the post-connect redirect.
-    struct Outcome: Encodable {
-        struct Candidate: Encodable {
-            let pageId: String
-            let name: String?
-            let instagramAccountId: String?
-        }
-        var status: String
-        var error: String?
-        var message: String?
-        var businessId: String?
-        var locationId: String?
-        var pageId: String?
-        var pageName: String?
-        var instagramAccountId: String?
-        var instagramUsername: String?
-        var candidates: [Candidate]?
-        var wabaId: String?
-        var phoneNumberId: String?
-        var displayPhoneNumber: String?
-    }
-
-    /// `message` is ours and reaches the person; `detail` (Meta's own text, which can quote
-    /// anything) goes to the log only, through its redaction.
-    struct Failure: HTTPResponseError {
-        let status: Int
-        let refusal: RefusalCode
-        let message: String
-        var detail: String? = nil
-        var code: String { refusal.rawValue }
-        var errorType: String { code }
-        var errorMessage: String { message }
-
-        init(status: Int, code: RefusalCode, message: String, detail: String? = nil) {
-            self.status = status
-            self.refusal = code
-            self.message = message
-            self.detail = detail
-        }
-
-        /// A Graph failure in our own words, with Meta's `fbtrace_id` for support.
-        static func graph(_ error: GraphError, status: Int, code: RefusalCode, what: String) -> Failure {
-            var message = "the Graph API refused to \(what)"
-            if error.kind == .transport { message = "the Graph API could not be reached to \(what)" }
-            if error.isExpiredToken { message = "the access token expired or was revoked; start the connection again" }
-            if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }
-            return Failure(status: status, code: code, message: message, detail: error.description)
-        }
-    }
+    typealias Outcome = ConnectFlow.Outcome
+    typealias Failure = ConnectFlow.Failure
 
     public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async -> HTTPResponse {
         let state: OAuthState
         do {
-            state = try Self.verifiedState(request, secret: config.stateSecret, now: clock.epochSeconds(), allowed: config.isAllowed(redirectURI:))
+            state = try ConnectFlow.verifiedState(request, secret: config.stateSecret, now: clock.epochSeconds(), allowed: config.isAllowed(redirectURI:))
         } catch {
             logger.warning("callback refused: \(error.code)")
             return answer(Outcome(status: "error", error: error.code, message: error.message), httpStatus: error.status)
         }
-        if let declined = Self.declined(request, state: state, logger: logger) { return answer(declined, httpStatus: 200) }
+        if let declined = ConnectFlow.declined(request, state: state, logger: logger) { return answer(declined, httpStatus: 200) }
         var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
         do {
             guard let code = request.queryValue("code"), !code.isEmpty else {
@@ -177,49 +130,9 @@ public struct OAuthCallbackHandler: Sendable {
 
     // MARK: Steps
 
-    /// A callback's state, checked before anything else: present, signed under `secret`, not
-    /// expired, and its redirect URI still allowed.
-    static func verifiedState(_ request: HTTPRequest, secret: String, now: Int64, allowed: (String) -> Bool) throws(Failure) -> OAuthState {
-        guard let text = request.queryValue("state"), !text.isEmpty else {
-            throw Failure(status: 400, code: .missingState, message: "the state parameter is missing")
-        }
-        let state: OAuthState
-        do {
-            state = try OAuthState.verify(text, secret: secret, now: now)
-        } catch {
-            throw Failure(status: 400, code: RefusalCode(error), message: "the state was altered, has expired or is not ours; start the connection again")
-        }
-        guard allowed(state.redirectUri) else {
-            throw Failure(status: 400, code: .redirectUriNotAllowed, message: "the state's redirect URI is no longer allowed")
-        }
-        return state
-    }
-
-    /// The answer when the person declined the dialog (`error` in the query); nil when they did not.
-    static func declined(_ request: HTTPRequest, state: OAuthState, logger: Logger) -> Outcome? {
-        guard let declined = request.queryValue("error") else { return nil }
-        logger.info(
-            "the person declined the dialog", metadata: ["businessId": "\(state.businessId)", "reason": "\(request.queryValue("error_reason") ?? declined)"])
-        return Outcome(
-            status: "denied", error: declined == "access_denied" ? "access_denied" : "oauth_error", message: "the person did not grant the permissions",
-            businessId: state.businessId, locationId: state.locationId)
-    }
-
     /// A state is good for one callback: its nonce is recorded until it expires.
     private func useOnce(_ state: OAuthState) async throws {
-        try await Self.useOnce(state, ledger: ledger)
-    }
-
-    static func useOnce(_ state: OAuthState, ledger: MessageLedger) async throws(Failure) {
-        let spent: Bool
-        do {
-            spent = try await ledger.spend(state)
-        } catch {
-            throw Failure(status: 503, code: .storeUnavailable, message: "the state could not be recorded: \(error.code.rawValue)")
-        }
-        guard spent else {
-            throw Failure(status: 400, code: .stateAlreadyUsed, message: "this connection link was already used; start the connection again")
-        }
+        try await ConnectFlow.useOnce(state, ledger: ledger)
     }
 
     /// The code for a short-lived user token, then that for a long-lived one.
@@ -279,38 +192,13 @@ public struct OAuthCallbackHandler: Sendable {
     }
 
     private func graphCall(_ method: String, _ path: String, query: [(String, String)], token: String, what: String) async throws -> JSON {
-        try await Self.graphCall(graph, method, path, query: query, token: token, timeout: timeout, what: what)
-    }
-
-    /// A Graph call of a connect flow, its failure in our own words (`what` it was for).
-    static func graphCall(
-        _ graph: GraphClient, _ method: String, _ path: String, query: [(String, String)], token: String, timeout: Duration, what: String
-    ) async throws(Failure) -> JSON {
-        do {
-            return try await graph.call(method, path, query: query, token: token, timeout: timeout)
-        } catch {
-            throw Failure.graph(error, status: 502, code: error.isExpiredToken ? .tokenExpired : .graphError, what: what)
-        }
+        try await ConnectFlow.graphCall(graph, method, path, query: query, token: token, timeout: timeout, what: what)
     }
 
     // MARK: Answer
 
     private func answer(_ outcome: Outcome, httpStatus: Int) -> HTTPResponse {
-        Self.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: config.postConnectRedirectURI)
-    }
-
-    /// The outcome as JSON, or, with a post-connect page, a 302 there with the outcome in its query.
-    static func answer(_ outcome: Outcome, httpStatus: Int, postConnectRedirectURI: String?) -> HTTPResponse {
-        guard let target = postConnectRedirectURI else { return .json(httpStatus, outcome) }
-        var query: [(String, String)] = [("status", outcome.status)]
-        for (name, value) in [
-            ("error", outcome.error), ("businessId", outcome.businessId), ("locationId", outcome.locationId),
-            ("pageId", outcome.pageId), ("instagramAccountId", outcome.instagramAccountId),
-        ] {
-            if let value { query.append((name, value)) }
-        }
-        let location = target + (target.contains("?") ? "&" : "?") + FormEncoding.query(query)
-        return HTTPResponse(status: 302, headers: ["Location": location, "Cache-Control": "no-store"], body: "")
+        ConnectFlow.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: config.postConnectRedirectURI)
     }
 
     public var function: HTTPFunction {

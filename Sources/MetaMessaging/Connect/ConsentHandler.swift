@@ -40,8 +40,8 @@ public struct ConsentHandler: Sendable {
         self.timeout = timeout
     }
 
-    typealias Failure = OAuthCallbackHandler.Failure
-    typealias Outcome = OAuthCallbackHandler.Outcome
+    typealias Failure = ConnectFlow.Failure
+    typealias Outcome = ConnectFlow.Outcome
 
     // MARK: The page
 
@@ -233,14 +233,14 @@ public struct ConsentHandler: Sendable {
         switch pending.flow {
         case .facebookLogin:
             guard let graph else { throw Failure(status: 503, code: .graphError, message: "Facebook Login is not configured here") }
-            answer = try await OAuthCallbackHandler.graphCall(
+            answer = try await ConnectFlow.graphCall(
                 graph, "POST", "\(account)/subscribed_apps", query: [("subscribed_fields", OAuthCallbackHandler.subscribedFields)],
                 token: pending.token, timeout: timeout, what: "subscribe the Page to webhooks")
         case .whatsappSignup, .instagramLogin:
             guard let instagramGraph else {
                 throw Failure(status: 503, code: .instagramLoginNotConfigured, message: "Instagram Login is not configured here")
             }
-            answer = try await OAuthCallbackHandler.graphCall(
+            answer = try await ConnectFlow.graphCall(
                 instagramGraph, "POST", "me/subscribed_apps", query: [("subscribed_fields", InstagramLogin.subscribedFields)], token: pending.token,
                 timeout: timeout, what: "subscribe the account to webhooks")
         }
@@ -310,6 +310,6 @@ public struct ConsentHandler: Sendable {
     }
 
     private func answer(_ outcome: Outcome, httpStatus: Int, flow: PendingConnection.Flow) -> HTTPResponse {
-        OAuthCallbackHandler.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: flow == .whatsappSignup ? nil : postConnectRedirectURI)
+        ConnectFlow.answer(outcome, httpStatus: httpStatus, postConnectRedirectURI: flow == .whatsappSignup ? nil : postConnectRedirectURI)
     }
 }

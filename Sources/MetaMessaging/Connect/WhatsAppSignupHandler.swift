@@ -143,14 +143,10 @@ public struct WhatsAppSignupHandler: Sendable {
 
     /// A state is good once, whichever flow (Facebook Login or this) spends it.
     private func useOnce(_ state: OAuthState) async throws(RequestRefused) {
-        let spent: Bool
         do {
-            spent = try await ledger.spend(state)
+            try await ConnectFlow.useOnce(state, ledger: ledger)
         } catch {
-            throw RequestRefused(503, code: .storeUnavailable, "the state could not be recorded: \(error.code.rawValue)")
-        }
-        guard spent else {
-            throw RequestRefused(400, code: .stateAlreadyUsed, "this connection link was already used; start the connection again")
+            throw RequestRefused(error.status, code: error.refusal, error.message)
         }
     }
 
