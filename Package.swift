@@ -135,6 +135,25 @@ let package = Package(
                 "AWSSigning",
                 "NIOHTTPTransport",
             ], path: "Tests/bench"),
+        // One test target per module whose tests need nothing above it; the rest (the handlers,
+        // the core's concerns together, the executables as processes) is MetaMessagingTests.
+        .testTarget(name: "EssentialsTests", dependencies: ["Essentials", "TestSupport"]),
+        .testTarget(
+            name: "FunctionRuntimeTests",
+            dependencies: ["FunctionRuntime", "SafeJSON", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "AWSSigningTests", dependencies: ["AWSSigning", "HTTPTransport"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "KeyValueStoreTests",
+            dependencies: ["KeyValueStore", "AWSSigning", "HTTPTransport", "NIOHTTPTransport", "Essentials", "TestSupport"]),
+        .testTarget(
+            name: "NIOHTTPTransportTests",
+            dependencies: [
+                "NIOHTTPTransport", "HTTPTransport", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
         .testTarget(
             name: "MetaMessagingTests",
             dependencies: [
