@@ -146,6 +146,8 @@ let package = Package(
             name: "KeyValueStoreTests",
             dependencies: ["KeyValueStore", "AWSSigning", "HTTPTransport", "NIOHTTPTransport", "Essentials", "TestSupport"]),
         .testTarget(
+            name: "MetaAgentsTests", dependencies: ["MetaAgents", "MetaWebhooks", "AWSSigning", "HTTPTransport", "NIOHTTPTransport", "TestSupport"]),
+        .testTarget(
             name: "NIOHTTPTransportTests",
             dependencies: [
                 "NIOHTTPTransport", "HTTPTransport", "TestSupport",
