@@ -198,59 +198,87 @@ public struct ConsentHandler: Sendable {
         }
     }
 
-    /// Stores the connection and subscribes its account to the app's webhooks.
+    /// Stores the connection and subscribes its account to the app's webhooks, each flow its
+    /// own way: a Page (and its Instagram account) through Facebook Login, an Instagram account
+    /// through Instagram Login, a WhatsApp number through Embedded Signup.
     func connect(_ pending: PendingConnection, logger: Logger) async throws(Failure) {
-        let tenant = pending.tenant
-        if pending.flow == .whatsappSignup { return try await connectWhatsApp(pending, logger: logger) }
-        guard let account = pending.flow == .facebookLogin ? pending.pageId : pending.instagramAccountId else {
-            throw Failure(status: 500, code: .graphError, message: "the pending connection names no account")
+        switch pending.flow {
+        case .whatsappSignup: try await connectWhatsApp(pending, logger: logger)
+        case .facebookLogin: try await connectPage(pending, logger: logger)
+        case .instagramLogin: try await connectInstagramAccount(pending, logger: logger)
+        }
+    }
+
+    func connectPage(_ pending: PendingConnection, logger: Logger) async throws(Failure) {
+        guard let pageId = pending.pageId else { throw Self.noAccount }
+        guard let graph else { throw Failure(status: 503, code: .graphError, message: "Facebook Login is not configured here") }
+        do throws(TenantDirectory.ConnectError) {
+            try await directory.connect(
+                tenant: pending.tenant, pageId: pageId, instagramAccountId: pending.instagramAccountId, pageAccessToken: pending.token,
+                connectedBy: pending.connectedBy, pageName: pending.pageName, instagramUsername: pending.instagramUsername)
+        } catch {
+            throw Self.failure(error)
+        }
+        try await recordConnector(of: pending)
+        let answer = try await ConnectFlow.graphCall(
+            graph, "POST", "\(pageId)/subscribed_apps", query: [("subscribed_fields", OAuthCallbackHandler.subscribedFields)],
+            token: pending.token, timeout: timeout, what: "subscribe the Page to webhooks")
+        try Self.confirmed(answer)
+        Self.logConnected(pending, logger: logger)
+    }
+
+    func connectInstagramAccount(_ pending: PendingConnection, logger: Logger) async throws(Failure) {
+        guard let accountId = pending.instagramAccountId else { throw Self.noAccount }
+        guard let instagramGraph else {
+            throw Failure(status: 503, code: .instagramLoginNotConfigured, message: "Instagram Login is not configured here")
         }
         do throws(TenantDirectory.ConnectError) {
-            switch pending.flow {
-            case .facebookLogin:
-                try await directory.connect(
-                    tenant: tenant, pageId: account, instagramAccountId: pending.instagramAccountId, pageAccessToken: pending.token,
-                    connectedBy: pending.connectedBy, pageName: pending.pageName, instagramUsername: pending.instagramUsername)
-            case .whatsappSignup, .instagramLogin:
-                try await directory.connectInstagramLogin(
-                    tenant: tenant, instagramAccountId: account, username: pending.instagramUsername, token: pending.token,
-                    issuedAt: pending.tokenIssuedAt ?? 0, expiresAt: pending.tokenExpiresAt ?? 0, connectedBy: pending.connectedBy)
-            }
+            try await directory.connectInstagramLogin(
+                tenant: pending.tenant, instagramAccountId: accountId, username: pending.instagramUsername, token: pending.token,
+                issuedAt: pending.tokenIssuedAt ?? 0, expiresAt: pending.tokenExpiresAt ?? 0, connectedBy: pending.connectedBy)
         } catch {
-            switch error {
-            case .ownedByAnotherBusiness:
-                throw Failure(status: 409, code: .alreadyConnected, message: "this Page or Instagram account is connected to another business")
-            case .store(let error):
-                throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
-            }
+            throw Self.failure(error)
         }
+        try await recordConnector(of: pending)
+        let answer = try await ConnectFlow.graphCall(
+            instagramGraph, "POST", "me/subscribed_apps", query: [("subscribed_fields", InstagramLogin.subscribedFields)], token: pending.token,
+            timeout: timeout, what: "subscribe the account to webhooks")
+        try Self.confirmed(answer)
+        Self.logConnected(pending, logger: logger)
+    }
+
+    static let noAccount = Failure(status: 500, code: .graphError, message: "the pending connection names no account")
+
+    static func failure(_ error: TenantDirectory.ConnectError) -> Failure {
+        switch error {
+        case .ownedByAnotherBusiness:
+            Failure(status: 409, code: .alreadyConnected, message: "this Page or Instagram account is connected to another business")
+        case .store(let error):
+            Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
+        }
+    }
+
+    /// The person who connected, for Meta's deauthorize and data-deletion callbacks.
+    func recordConnector(of pending: PendingConnection) async throws(Failure) {
+        guard !pending.connectedBy.isEmpty else { return }
         do {
-            if !pending.connectedBy.isEmpty { try await directory.recordConnector(userId: pending.connectedBy, tenant: tenant) }
+            try await directory.recordConnector(userId: pending.connectedBy, tenant: pending.tenant)
         } catch {
             throw Failure(status: 503, code: .storeUnavailable, message: "the connection could not be stored: \(error.code.rawValue)")
         }
-        let answer: JSON
-        switch pending.flow {
-        case .facebookLogin:
-            guard let graph else { throw Failure(status: 503, code: .graphError, message: "Facebook Login is not configured here") }
-            answer = try await ConnectFlow.graphCall(
-                graph, "POST", "\(account)/subscribed_apps", query: [("subscribed_fields", OAuthCallbackHandler.subscribedFields)],
-                token: pending.token, timeout: timeout, what: "subscribe the Page to webhooks")
-        case .whatsappSignup, .instagramLogin:
-            guard let instagramGraph else {
-                throw Failure(status: 503, code: .instagramLoginNotConfigured, message: "Instagram Login is not configured here")
-            }
-            answer = try await ConnectFlow.graphCall(
-                instagramGraph, "POST", "me/subscribed_apps", query: [("subscribed_fields", InstagramLogin.subscribedFields)], token: pending.token,
-                timeout: timeout, what: "subscribe the account to webhooks")
-        }
-        guard answer["success"]?.bool == true else {
+    }
+
+    static func confirmed(_ subscription: JSON) throws(Failure) {
+        guard subscription["success"]?.bool == true else {
             throw Failure(status: 502, code: .subscriptionFailed, message: "Meta did not confirm the webhook subscription")
         }
+    }
+
+    static func logConnected(_ pending: PendingConnection, logger: Logger) {
         logger.info(
             "business connected, as the person confirmed",
             metadata: [
-                "businessId": "\(tenant.businessId)", "flow": "\(pending.flow.rawValue)", "pageId": "\(pending.pageId ?? "-")",
+                "businessId": "\(pending.tenant.businessId)", "flow": "\(pending.flow.rawValue)", "pageId": "\(pending.pageId ?? "-")",
                 "instagramAccountId": "\(pending.instagramAccountId ?? "-")",
             ])
     }
