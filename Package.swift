@@ -76,10 +76,27 @@ let package = Package(
                 "MetaGraph", "MetaAgents", "MetaWebhooks", "KeyValueStore", "Essentials",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The conversation log (Kinesis) and the metrics (EMF): what every function tells.
+        .target(
+            name: "MetaTelemetry",
+            dependencies: [
+                "MetaTenancy", "MetaWebhooks", "FunctionRuntime", "AWSSigning", "HTTPTransport", "Essentials",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The connect flows: auth-url, the connect page, Facebook Login, Instagram Login, the
+        // WhatsApp signup, the person's confirmation, the signed state.
+        .target(
+            name: "MetaConnect",
+            dependencies: [
+                "MetaTelemetry", "MetaTenancy", "MetaGraph", "MetaWebhooks", "FunctionRuntime", "KeyValueStore", "HTTPTransport", "SafeJSON",
+                "Essentials",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "MetaMessaging",
             dependencies: [
-                "MetaTenancy", "MetaGraph", "MetaAgents", "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "SafeJSON",
+                "MetaConnect", "MetaTelemetry", "MetaTenancy", "MetaGraph", "MetaAgents", "MetaWebhooks", "FunctionRuntime", "HTTPTransport", "AWSSigning",
+                "KeyValueStore", "SafeJSON",
                 "Essentials",
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -97,7 +114,7 @@ let package = Package(
         .executableTarget(name: "verify", dependencies: ["MetaMessaging", "FunctionRuntime"]),
         .executableTarget(name: "receive", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "send", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
-        .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
+        .executableTarget(name: "auth-url", dependencies: ["MetaMessaging", "MetaConnect", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "oauth-callback", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "process", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
         .executableTarget(name: "connections", dependencies: ["MetaMessaging", "FunctionRuntime", "NIOHTTPTransport"]),
@@ -114,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "serve",
             dependencies: [
-                "MetaMessaging", "MetaWebhooks", "FunctionRuntime", "NIOHTTPTransport", "LocalHTTPServer", "HTTPTransport",
+                "MetaMessaging", "MetaConnect", "MetaWebhooks", "FunctionRuntime", "NIOHTTPTransport", "LocalHTTPServer", "HTTPTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -160,7 +177,7 @@ let package = Package(
             name: "MetaMessagingTests",
             dependencies: [
                 "TestSupport", "FunctionRuntime", "HTTPTransport", "AWSSigning", "KeyValueStore", "MetaMessaging", "MetaWebhooks",
-                "MetaAgents", "MetaGraph", "MetaTenancy",
+                "MetaAgents", "MetaGraph", "MetaTenancy", "MetaTelemetry", "MetaConnect",
                 "NIOHTTPTransport", "SafeJSON", "LocalHTTPServer", "Essentials",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

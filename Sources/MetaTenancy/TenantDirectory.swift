@@ -16,6 +16,12 @@ public struct Tenant: Sendable, Hashable, Codable {
     }
 }
 
+/// Identifiers we accept from outside (a business, a location, an account): letters, digits and `-_.:#@`, 1 to 128 characters.
+package func isValidIdentifier(_ text: String) -> Bool {
+    !text.isEmpty && text.utf8.count <= 128
+        && text.unicodeScalars.allSatisfy { $0.isASCII && (($0.properties.isAlphabetic) || ("0"..."9").contains($0) || "-_.:#@".unicodeScalars.contains($0)) }
+}
+
 /// What an identifier (Page id, Instagram account id, WhatsApp phone number id) maps to.
 public struct TenantRoute: Sendable, Equatable {
     public let tenant: Tenant

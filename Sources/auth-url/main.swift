@@ -1,4 +1,5 @@
 import FunctionRuntime
+import MetaConnect
 import MetaMessaging
 import NIOHTTPTransport
 

@@ -2,6 +2,7 @@ import FunctionRuntime
 import HTTPTransport
 import LocalHTTPServer
 import Logging
+import MetaConnect
 import MetaMessaging
 import MetaWebhooks
 

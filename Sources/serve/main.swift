@@ -5,6 +5,7 @@
 import FunctionRuntime
 import LocalHTTPServer
 import Logging
+import MetaConnect
 import MetaMessaging
 import NIOHTTPTransport
 

@@ -6,6 +6,7 @@ import Logging
 import MetaAgents
 import MetaGraph
 import MetaMessaging
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 import NIOHTTPTransport

@@ -2,6 +2,7 @@ import Foundation
 import FunctionRuntime
 import Logging
 import MetaMessaging
+import MetaTelemetry
 import MetaWebhooks
 import NIOHTTPTransport
 import Synchronization

@@ -4,6 +4,7 @@ import FunctionRuntime
 import KeyValueStore
 import Logging
 import MetaAgents
+import MetaConnect
 import MetaGraph
 import MetaMessaging
 import MetaTenancy

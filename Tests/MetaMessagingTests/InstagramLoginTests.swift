@@ -3,8 +3,10 @@ import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaConnect
 import MetaGraph
 import MetaMessaging
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 import NIOHTTPTransport

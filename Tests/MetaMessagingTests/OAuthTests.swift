@@ -1,5 +1,6 @@
 import Foundation
 import KeyValueStore
+import MetaConnect
 import MetaMessaging
 import MetaWebhooks
 import TestSupport

@@ -1,5 +1,6 @@
 import Foundation
 import FunctionRuntime
+import MetaConnect
 import MetaMessaging
 import MetaWebhooks
 import TestSupport

@@ -48,8 +48,14 @@ import Testing
         "MetaAgents": ["Essentials", "HTTPTransport", "AWSSigning", "MetaWebhooks"],
         "MetaGraph": ["Essentials", "SafeJSON", "HTTPTransport", "MetaWebhooks", "Logging"],
         "MetaTenancy": ["Essentials", "KeyValueStore", "MetaWebhooks", "MetaAgents", "MetaGraph", "Logging"],
+        "MetaTelemetry": ["Essentials", "HTTPTransport", "AWSSigning", "FunctionRuntime", "MetaWebhooks", "MetaTenancy", "Logging"],
+        "MetaConnect": [
+            "Essentials", "SafeJSON", "HTTPTransport", "KeyValueStore", "FunctionRuntime", "MetaWebhooks", "MetaGraph", "MetaTenancy", "MetaTelemetry",
+            "Logging",
+        ],
         "MetaMessaging": [
-            "Essentials", "SafeJSON", "MetaWebhooks", "MetaAgents", "MetaGraph", "MetaTenancy", "HTTPTransport", "FunctionRuntime", "AWSSigning",
+            "Essentials", "SafeJSON", "MetaWebhooks", "MetaAgents", "MetaGraph", "MetaTenancy", "MetaTelemetry", "MetaConnect", "HTTPTransport",
+            "FunctionRuntime", "AWSSigning",
             "KeyValueStore", "Logging",
         ],
     ]

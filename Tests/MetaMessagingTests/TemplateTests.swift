@@ -1,5 +1,6 @@
 import Foundation
 import MetaMessaging
+import MetaTelemetry
 import MetaWebhooks
 import TestSupport
 import Testing

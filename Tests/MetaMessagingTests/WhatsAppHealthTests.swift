@@ -5,6 +5,7 @@ import KeyValueStore
 import Logging
 import MetaGraph
 import MetaMessaging
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 import TestSupport

@@ -3,6 +3,7 @@ import Foundation
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaConnect
 import MetaGraph
 import MetaMessaging
 import MetaTenancy

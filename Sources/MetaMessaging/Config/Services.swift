@@ -4,7 +4,9 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import MetaAgents
+import MetaConnect
 import MetaGraph
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 

@@ -2,7 +2,9 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaConnect
 import MetaGraph
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 

@@ -3,6 +3,7 @@ import FunctionRuntime
 import Logging
 import MetaAgents
 import MetaGraph
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 

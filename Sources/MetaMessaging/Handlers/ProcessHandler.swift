@@ -2,6 +2,7 @@ import Essentials
 import FunctionRuntime
 import KeyValueStore
 import Logging
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 import SafeJSON

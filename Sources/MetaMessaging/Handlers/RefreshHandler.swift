@@ -2,7 +2,9 @@ import FunctionRuntime
 import HTTPTransport
 import KeyValueStore
 import Logging
+import MetaConnect
 import MetaGraph
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 

@@ -1,6 +1,7 @@
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 

@@ -1,6 +1,7 @@
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaTenancy
 import MetaWebhooks
 
 /// `GET /external/meta/auth-url`: the Facebook Login dialog URL for one business location,

@@ -109,9 +109,3 @@ public struct OAuthConfig: Sendable {
         uri == redirectURI || allowedRedirectURIs.contains(uri)
     }
 }
-
-/// Identifiers we accept from outside: letters, digits and `-_.:#@`, 1 to 128 characters.
-func isValidIdentifier(_ text: String) -> Bool {
-    !text.isEmpty && text.utf8.count <= 128
-        && text.unicodeScalars.allSatisfy { $0.isASCII && (($0.properties.isAlphabetic) || ("0"..."9").contains($0) || "-_.:#@".unicodeScalars.contains($0)) }
-}

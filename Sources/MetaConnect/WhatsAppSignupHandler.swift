@@ -3,6 +3,7 @@ import HTTPTransport
 import KeyValueStore
 import Logging
 import MetaGraph
+import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
 
