@@ -206,10 +206,13 @@ import Testing
         let delivery = H.webhookEvent(H.messaging(events: events))
         var statuses: [Int] = []
         // Meta redelivers until it gets its 200.
+        // The agent's own timeout is another rule (HandlerRulesTests): here it has room, so six
+        // turns at once on a loaded machine are never failed for a slow answer from loopback.
         for _ in 0..<8 {
-            let result = try await harness.run("receive", delivery, extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL])
+            let result = try await harness.run(
+                "receive", delivery, extra: ["AGENT_BACKEND": "http", "AGENT_HTTP_URL": agent.baseURL, "AGENT_TIMEOUT_MS": "20000"])
             Self.survived(result, "receive")
-            #expect(result.bodyJSON?["failed"] as? Int == 0)
+            #expect(result.bodyJSON?["failed"] as? Int == 0, "\(result.stderr.suffix(800))")
             statuses.append(result.statusCode ?? 0)
             if result.statusCode == 200 { break }
         }
