@@ -155,6 +155,7 @@ let package = Package(
         // One test target per module whose tests need nothing above it; the rest (the handlers,
         // the core's concerns together, the executables as processes) is MetaMessagingTests.
         .testTarget(name: "EssentialsTests", dependencies: ["Essentials", "TestSupport"]),
+        .testTarget(name: "SafeJSONTests", dependencies: ["SafeJSON", "Essentials", "KeyValueStore"]),
         .testTarget(
             name: "FunctionRuntimeTests",
             dependencies: ["FunctionRuntime", "SafeJSON", "TestSupport", .product(name: "Logging", package: "swift-log")]),
@@ -162,6 +163,7 @@ let package = Package(
         .testTarget(
             name: "KeyValueStoreTests",
             dependencies: ["KeyValueStore", "AWSSigning", "HTTPTransport", "NIOHTTPTransport", "Essentials", "TestSupport"]),
+        .testTarget(name: "MetaWebhooksTests", dependencies: ["MetaWebhooks", "TestSupport"]),
         .testTarget(
             name: "MetaAgentsTests", dependencies: ["MetaAgents", "MetaWebhooks", "AWSSigning", "HTTPTransport", "NIOHTTPTransport", "TestSupport"]),
         .testTarget(

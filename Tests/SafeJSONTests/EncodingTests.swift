@@ -1,5 +1,6 @@
 import Essentials
 import Foundation
+import KeyValueStore
 import SafeJSON
 import Testing
 
