@@ -167,6 +167,10 @@ let package = Package(
         .testTarget(
             name: "MetaAgentsTests", dependencies: ["MetaAgents", "MetaWebhooks", "AWSSigning", "HTTPTransport", "NIOHTTPTransport", "TestSupport"]),
         .testTarget(
+            name: "MetaGraphTests",
+            dependencies: ["MetaGraph", "MetaWebhooks", "NIOHTTPTransport", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "MetaTenancyTests", dependencies: ["MetaTenancy", "MetaWebhooks", "KeyValueStore", "TestSupport"]),
+        .testTarget(
             name: "NIOHTTPTransportTests",
             dependencies: [
                 "NIOHTTPTransport", "HTTPTransport", "TestSupport",
