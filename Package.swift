@@ -170,6 +170,8 @@ let package = Package(
             name: "MetaGraphTests",
             dependencies: ["MetaGraph", "MetaWebhooks", "NIOHTTPTransport", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "MetaTenancyTests", dependencies: ["MetaTenancy", "MetaWebhooks", "KeyValueStore", "TestSupport"]),
+        .testTarget(name: "MetaTelemetryTests", dependencies: ["MetaTelemetry", "MetaWebhooks", "SafeJSON"]),
+        .testTarget(name: "MetaConnectTests", dependencies: ["MetaConnect"]),
         .testTarget(
             name: "NIOHTTPTransportTests",
             dependencies: [
