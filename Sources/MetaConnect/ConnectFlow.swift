@@ -61,6 +61,38 @@ enum ConnectFlow {
         }
     }
 
+    /// A login callback's frame (Facebook Login's and Instagram Login's): the state checked
+    /// before anything else, the person's refusal of the dialog, then the flow's own `steps`
+    /// with the verified state; a failure of theirs is answered in our words (its detail, which
+    /// may quote Meta, to the log only), anything else as an internal error.
+    static func callback(
+        _ request: HTTPRequest, secret: String, now: Int64, allowed: (String) -> Bool, flow: String, logger: Logger,
+        answer: (Outcome, _ httpStatus: Int) -> HTTPResponse, steps: (OAuthState) async throws -> HTTPResponse
+    ) async -> HTTPResponse {
+        let state: OAuthState
+        do {
+            state = try verifiedState(request, secret: secret, now: now, allowed: allowed)
+        } catch {
+            logger.warning("\(flow) callback refused: \(error.code)")
+            return answer(Outcome(status: "error", error: error.code, message: error.message), error.status)
+        }
+        if let declined = declined(request, state: state, logger: logger) { return answer(declined, 200) }
+        var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
+        do {
+            return try await steps(state)
+        } catch let failure as Failure {
+            logger.warning(
+                "\(flow) connection failed: \(failure.code)",
+                metadata: ["businessId": "\(state.businessId)", "detail": "\(failure.detail ?? failure.message)"])
+            outcome.error = failure.code
+            outcome.message = failure.message
+            return answer(outcome, failure.status)
+        } catch {
+            outcome.error = "internal_error"
+            return answer(outcome, 500)
+        }
+    }
+
     /// A callback's state, checked before anything else: present, signed under `secret`, not
     /// expired, and its redirect URI still allowed.
     static func verifiedState(_ request: HTTPRequest, secret: String, now: Int64, allowed: (String) -> Bool) throws(Failure) -> OAuthState {

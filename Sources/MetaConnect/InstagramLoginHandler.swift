@@ -1,6 +1,7 @@
 import FunctionRuntime
 import HTTPTransport
 import Logging
+import MetaGraph
 import MetaTelemetry
 import MetaTenancy
 import MetaWebhooks
@@ -65,23 +66,17 @@ public struct InstagramLoginHandler: Sendable {
     }
 
     public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async -> HTTPResponse {
-        let state: OAuthState
-        do {
-            state = try ConnectFlow.verifiedState(request, secret: login.stateSecret, now: clock.epochSeconds()) { $0 == login.redirectURI }
-        } catch {
-            logger.warning("Instagram callback refused: \(error.code)")
-            return answer(Outcome(status: "error", error: error.code, message: error.message), httpStatus: error.status)
-        }
-        if let declined = ConnectFlow.declined(request, state: state, logger: logger) { return answer(declined, httpStatus: 200) }
-        var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
-        do {
+        await ConnectFlow.callback(
+            request, secret: login.stateSecret, now: clock.epochSeconds(), allowed: { $0 == login.redirectURI }, flow: "Instagram Login",
+            logger: logger, answer: answer
+        ) { state in
             // Instagram appends `#_` to the redirect; a code never contains it.
             guard let code = request.queryValue("code").map({ $0.hasSuffix("#_") ? String($0.dropLast(2)) : $0 }), !code.isEmpty else {
                 throw Failure(status: 400, code: .missingCode, message: "the code parameter is missing")
             }
             try await ConnectFlow.useOnce(state, ledger: ledger)
             let grant: InstagramLogin.Grant
-            do {
+            do throws(GraphError) {
                 grant = try await login.exchange(code: code, transport: transport, timeout: timeout)
             } catch {
                 throw Failure.graph(
@@ -94,7 +89,7 @@ public struct InstagramLoginHandler: Sendable {
             }
             let issuedAt = clock.epochSeconds()
             let token: InstagramLogin.Token
-            do {
+            do throws(GraphError) {
                 token = try await login.longLived(grant.accessToken, transport: transport, timeout: timeout)
             } catch {
                 throw Failure.graph(error, status: 502, code: .graphError, what: "issue a long-lived token")
@@ -113,16 +108,6 @@ public struct InstagramLoginHandler: Sendable {
                     flow: .instagramLogin, tenant: Tenant(businessId: state.businessId, locationId: state.locationId), businessName: state.businessName,
                     locationName: state.locationName, instagramAccountId: accountId, instagramUsername: username, token: token.accessToken,
                     connectedBy: "instagram:\(grant.userId)", tokenIssuedAt: issuedAt, tokenExpiresAt: issuedAt + token.expiresIn))
-        } catch let failure as Failure {
-            logger.warning(
-                "Instagram connection failed: \(failure.code)",
-                metadata: ["businessId": "\(state.businessId)", "detail": "\(failure.detail ?? failure.message)"])
-            outcome.error = failure.code
-            outcome.message = failure.message
-            return answer(outcome, httpStatus: failure.status)
-        } catch {
-            outcome.error = "internal_error"
-            return answer(outcome, httpStatus: 500)
         }
     }
 

@@ -54,16 +54,10 @@ public struct OAuthCallbackHandler: Sendable {
     typealias Failure = ConnectFlow.Failure
 
     public func handle(_ request: HTTPRequest, logger: Logger, events: ConversationEvents? = nil) async -> HTTPResponse {
-        let state: OAuthState
-        do {
-            state = try ConnectFlow.verifiedState(request, secret: config.stateSecret, now: clock.epochSeconds(), allowed: config.isAllowed(redirectURI:))
-        } catch {
-            logger.warning("callback refused: \(error.code)")
-            return answer(Outcome(status: "error", error: error.code, message: error.message), httpStatus: error.status)
-        }
-        if let declined = ConnectFlow.declined(request, state: state, logger: logger) { return answer(declined, httpStatus: 200) }
-        var outcome = Outcome(status: "error", businessId: state.businessId, locationId: state.locationId)
-        do {
+        await ConnectFlow.callback(
+            request, secret: config.stateSecret, now: clock.epochSeconds(), allowed: config.isAllowed(redirectURI:), flow: "Facebook Login",
+            logger: logger, answer: answer
+        ) { state in
             guard let code = request.queryValue("code"), !code.isEmpty else {
                 throw Failure(status: 400, code: .missingCode, message: "the code parameter is missing")
             }
@@ -114,18 +108,6 @@ public struct OAuthCallbackHandler: Sendable {
                     locationName: state.locationName, pageId: chosen.id, pageName: chosen.name.map { String($0.prefix(200)) },
                     instagramAccountId: chosen.instagramAccountId, instagramUsername: chosen.instagramUsername, token: chosen.accessToken,
                     connectedBy: userId))
-        } catch let failure as Failure {
-            logger.warning(
-                "connection failed: \(failure.code)",
-                metadata: [
-                    "businessId": "\(state.businessId)", "detail": "\(failure.detail ?? failure.message)",
-                ])
-            outcome.error = failure.code
-            outcome.message = failure.message
-            return answer(outcome, httpStatus: failure.status)
-        } catch {
-            outcome.error = "internal_error"
-            return answer(outcome, httpStatus: 500)
         }
     }
 
