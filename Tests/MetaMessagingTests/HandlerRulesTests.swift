@@ -42,7 +42,7 @@ import Testing
         backend: StoreBackend = .file, agent: any Agent = EchoAgent(), senderActions: Bool = true, agentTimeout: Duration = .seconds(3),
         inlineBudget: Duration = .milliseconds(4500), harness existing: H? = nil, inDoubt: MessageLedger.InDoubt = .doNotSendAgain,
         ledgerStore: ((any KeyValueStore) -> any KeyValueStore)? = nil, sharedThrottle: Bool = false,
-        conversationStore: ((any KeyValueStore) -> any KeyValueStore)? = nil, agents: Agents? = nil
+        conversationStore: ((any KeyValueStore) -> any KeyValueStore)? = nil, agents: Agents? = nil, profileTimeout: Duration = .seconds(10)
     ) async throws -> World {
         let harness: H
         if let existing { harness = existing } else { harness = try await H.make(backend) }
@@ -60,7 +60,10 @@ import Testing
             agent: agent, sender: sender, directory: directory, ledger: ledger, agentTimeout: agentTimeout, conversations: conversations,
             // Budgets wide enough for a loaded test machine; the tests of the bounds hang longer.
             presence: senderActions ? Presence(graph: graph, budget: .seconds(2), throttle: throttle, clock: clock.clock) : nil,
-            profiles: CustomerProfiles(graph: graph, timeout: .seconds(2), throttle: throttle))
+            // The profile lookup's timeout is network time (a transport timeout), not the test's
+            // clock: roomy here, so a rule that stores the name never depends on how fast a loaded
+            // machine answers on loopback; its own bound is tested with a short one.
+            profiles: CustomerProfiles(graph: graph, timeout: profileTimeout, throttle: throttle))
         responder.agents = agents
         if sharedThrottle {
             responder.sharedThrottle = SharedThrottle(store: harness.store, table: harness.tables.processedMessages, throttle: throttle)

@@ -532,7 +532,8 @@ import Testing
 
     @Test func aSlowProfileLookupNeverHoldsTheReply() async throws {
         let agent = ScriptedAgent(AgentReply(text: "Bună!"))
-        let world = try await W.world(agent: agent, senderActions: false)
+        // A lookup cut at 0.5 s against an answer held 5 s: ten times apart.
+        let world = try await W.world(agent: agent, senderActions: false, profileTimeout: .milliseconds(500))
         let slow = ContinuousClock.now + .seconds(5)
         await world.harness.graph.script([.json(200, #"{"name":"Prea Târziu","id":"1234567890123456"}"#)], pathSuffix: "/\(Self.customer)", answerAt: slow)
         let response = try await world.receive.handle(W.webhook(Self.customerMessage("m_profile_slow")), context: world.context())
