@@ -121,6 +121,8 @@ enum ConnectFlow {
             businessId: state.businessId, locationId: state.locationId)
     }
 
+    /// A state is good for one callback or one signup, whichever flow spends it: its nonce is
+    /// recorded until it expires.
     static func useOnce(_ state: OAuthState, ledger: MessageLedger) async throws(Failure) {
         let spent: Bool
         do {

@@ -61,7 +61,7 @@ public struct OAuthCallbackHandler: Sendable {
             guard let code = request.queryValue("code"), !code.isEmpty else {
                 throw Failure(status: 400, code: .missingCode, message: "the code parameter is missing")
             }
-            try await useOnce(state)
+            try await ConnectFlow.useOnce(state, ledger: ledger)
             let userToken = try await exchange(code: code, redirectURI: state.redirectUri)
             // Who connected (Meta's deauthorize and data-deletion callbacks name this id), and
             // what they granted: a declined messaging permission is said now, not discovered
@@ -112,11 +112,6 @@ public struct OAuthCallbackHandler: Sendable {
     }
 
     // MARK: Steps
-
-    /// A state is good for one callback: its nonce is recorded until it expires.
-    private func useOnce(_ state: OAuthState) async throws {
-        try await ConnectFlow.useOnce(state, ledger: ledger)
-    }
 
     /// The code for a short-lived user token, then that for a long-lived one.
     private func exchange(code: String, redirectURI: String) async throws -> String {
