@@ -72,7 +72,6 @@ public struct AgentRequest: Sendable, Codable, Equatable {
             self.comment = comment
         }
     }
-
 }
 
 /// What the agent answered: the text to send (nil: nothing), and whether a person should take
