@@ -51,12 +51,14 @@ enum ConnectFlow {
             self.detail = detail
         }
 
-        /// A Graph failure in our own words, with Meta's `fbtrace_id` for support.
+        /// A Graph failure in our own words (`GraphError.inOurWords`: what the call was for,
+        /// Meta's code and `fbtrace_id` for support); an expired token says what to do.
         static func graph(_ error: GraphError, status: Int, code: RefusalCode, what: String) -> Failure {
-            var message = "the Graph API refused to \(what)"
-            if error.kind == .transport { message = "the Graph API could not be reached to \(what)" }
-            if error.isExpiredToken { message = "the access token expired or was revoked; start the connection again" }
-            if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }
+            var message = error.inOurWords(what)
+            if error.isExpiredToken {
+                message = "the access token expired or was revoked; start the connection again"
+                if let trace = error.fbtraceId { message += " (fbtrace_id \(trace))" }
+            }
             return Failure(status: status, code: code, message: message, detail: error.description)
         }
     }
